@@ -1,0 +1,5 @@
+import sys
+
+from civicchat.cli import main
+
+sys.exit(main())

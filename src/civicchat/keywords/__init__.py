@@ -1,0 +1,1 @@
+"""The keyword engine: normalisation, the catalog, matching, language, replies."""
