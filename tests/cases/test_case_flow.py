@@ -1,0 +1,480 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from civicchat.cases.config import CasesConfig
+from civicchat.cases.flow import CaseFlow, FlowStage, FlowState, FlowStep, start_kind
+from civicchat.cases.memory import MemoryCaseStore
+from civicchat.cases.models import Case, CaseKind, CaseStatus
+from civicchat.clock import ManualClock
+from civicchat.messages import (
+    Buttons,
+    InteractiveReply,
+    ListMenu,
+    Location,
+    LocationRequest,
+    Media,
+    MediaKind,
+    OutboundContent,
+    Text,
+)
+
+INSIDE = Location(latitude=41.5385, longitude=2.4447)  # the town hall square
+BARCELONA = Location(latitude=41.3874, longitude=2.1686)
+PHOTO = Media(media_kind=MediaKind.IMAGE, media_id="wa-media-1", mime_type="image/jpeg")
+
+
+class Chat:
+    """One citizen talking to the flow; the state goes through JSON between messages."""
+
+    def __init__(self, flow: CaseFlow, msg, language: str, sender: str = "34600000001") -> None:
+        self.flow = flow
+        self.msg = msg
+        self.language = language
+        self.sender = sender
+        self.state: FlowState | None = None
+        self.last: FlowStep | None = None
+
+    async def send(self, content) -> tuple[OutboundContent, ...]:
+        if isinstance(content, str):
+            content = Text(body=content)
+        step = await self.flow.handle(
+            self.state, self.msg(content, sender=self.sender), self.language
+        )
+        stored = None if step.state is None else step.state.to_json()
+        self.state = None if stored is None else FlowState.from_json(stored)
+        assert self.state == step.state
+        self.last = step
+        return step.contents
+
+    @property
+    def st(self) -> FlowState:
+        assert self.state is not None
+        return self.state
+
+    @property
+    def case(self) -> Case | None:
+        assert self.last is not None
+        return self.last.case
+
+    def handled(self) -> bool:
+        assert self.last is not None
+        return self.last.handled
+
+    def finished(self) -> bool:
+        return self.state is None
+
+    def stage(self) -> FlowStage | None:
+        return None if self.state is None else self.state.stage
+
+
+def body(content: OutboundContent) -> str:
+    assert isinstance(content, Text | Buttons | ListMenu | LocationRequest), content
+    return content.body
+
+
+def joined(contents: tuple[OutboundContent, ...]) -> str:
+    return "\n".join(body(c) for c in contents)
+
+
+async def test_catalan_report_from_keyword_to_reference(flow, msg, store: MemoryCaseStore) -> None:
+    chat = Chat(flow, msg, "ca")
+
+    (menu,) = await chat.send("Incidència")
+    assert isinstance(menu, ListMenu)
+    assert menu.body.startswith("D'acord, registrem una incidència")
+    assert [r.id for r in menu.rows][:2] == ["case:cat:enllumenat", "case:cat:voreres"]
+    assert all(len(r.title) <= 24 for r in menu.rows)
+
+    (question,) = await chat.send(
+        InteractiveReply(reply_id="case:cat:enllumenat", title="Enllumenat públic", source="list")
+    )
+    assert body(question) == "Explica'ns breument què passa."
+
+    (media_q,) = await chat.send("La farola del davant de l'Ajuntament no s'encén")
+    assert isinstance(media_q, Buttons)
+    assert media_q.buttons[0].id == "case:skip"
+
+    (where,) = await chat.send(PHOTO)
+    assert isinstance(where, LocationRequest)
+
+    (confirm,) = await chat.send(INSIDE)
+    assert isinstance(confirm, Buttons)
+    assert "Enllumenat públic" in confirm.body
+    assert "Plaça de l'Ajuntament" in confirm.body  # reverse geocoded
+    assert "openstreetmap.org/?mlat=41.538500" in confirm.body
+    assert [b.id for b in confirm.buttons] == ["case:yes", "case:no"]
+
+    (done,) = await chat.send(InteractiveReply(reply_id="case:yes", title="Sí"))
+    assert chat.finished()
+    case = chat.case
+    assert case is not None
+    assert case.reference == "MTR-2026-000001"
+    assert body(done) == (
+        "Gràcies! Hem registrat la teva incidència amb el número MTR-2026-000001. "
+        "Per saber-ne l'estat, escriu «estat MTR-2026-000001»."
+    )
+    stored = await store.get("MTR-2026-000001")
+    assert stored == case
+    assert case.category == "enllumenat"
+    assert case.department == "manteniment"
+    assert case.kind is CaseKind.INCIDENT
+    assert case.status is CaseStatus.RECEIVED
+    assert case.media[0].ref == "wa-media-1"
+    assert case.location is not None
+    assert case.location.inside_boundary is True
+    assert case.citizen_id == "34600000001"
+    assert case.language == "ca"
+
+
+async def test_spanish_complaint_with_typed_choices_and_address(flow, msg, geocoder) -> None:
+    chat = Chat(flow, msg, "es")
+
+    (menu,) = await chat.send("queja")
+    assert body(menu).startswith("De acuerdo, registramos una queja")
+    await chat.send("limpieza viaria")
+    assert chat.st.category == "neteja"
+    await chat.send("Hay basura acumulada en la esquina desde el lunes")
+    (where,) = await chat.send("ninguna")
+    assert body(where).startswith("¿Dónde está?")
+    (confirm,) = await chat.send("La Riera, 48")
+    assert "Limpieza viaria" in body(confirm)
+    assert "¿Lo enviamos?" in body(confirm)
+    (done,) = await chat.send("si")
+    case = chat.case
+    assert case is not None
+    assert case.kind is CaseKind.COMPLAINT
+    assert body(done).startswith(
+        "¡Gracias! Hemos registrado tu queja con el número MTR-2026-000001"
+    )
+    assert case.location is not None
+    assert case.location.source == "geocoded"
+    assert (case.location.latitude, case.location.longitude) == (41.5381, 2.4445)
+    assert case.location.address == "La Riera, 48"
+    assert case.media == ()
+    assert case.language == "es"
+
+
+async def test_a_category_by_number_and_an_unknown_address_kept_as_text(flow, msg) -> None:
+    chat = Chat(flow, msg, "ca")
+    await chat.send("suggeriment")
+    await chat.send("5")
+    assert chat.st.category == "parcs"
+    await chat.send("Caldria posar més bancs al parc Central")
+    await chat.send("cap")
+    await chat.send("Parc Central, zona dels jocs")
+    case_location = chat.st.location
+    assert case_location is not None
+    assert case_location.source == "typed"
+    assert case_location.latitude is None
+    assert case_location.inside_boundary is None
+    assert chat.stage() is FlowStage.CONFIRM
+    (done,) = await chat.send("d'acord")
+    assert body(done).startswith("Gràcies! Hem registrat el teu suggeriment")
+
+
+@pytest.mark.parametrize(
+    ("language", "word", "expected"),
+    [
+        ("ca", "cancel·lar", "He cancel·lat la incidència"),
+        ("es", "Cancelar", "he cancelado la incidencia"),
+    ],
+)
+@pytest.mark.parametrize("answers", [0, 1, 2, 3, 4])
+async def test_cancel_at_any_step(flow, msg, store, language, word, expected, answers) -> None:
+    chat = Chat(flow, msg, language)
+    script = ["incidencia", "1", "No funciona la farola", "no", INSIDE][: answers + 1]
+    for content in script:
+        await chat.send(content)
+    assert not chat.finished()
+    (bye,) = await chat.send(word)
+    assert chat.finished()
+    assert expected.lower() in body(bye).lower()
+    assert await store.list_cases() == []
+
+
+async def test_no_at_confirmation_discards(flow, msg, store) -> None:
+    chat = Chat(flow, msg, "es")
+    for content in ["incidencia", "2", "Falta una baldosa", "no", "no lo sé"]:
+        await chat.send(content)
+    assert chat.stage() is FlowStage.CONFIRM
+    (bye,) = await chat.send(InteractiveReply(reply_id="case:no", title="No"))
+    assert chat.finished()
+    assert body(bye).startswith("De acuerdo, no la enviamos")
+    assert await store.list_cases() == []
+
+
+@pytest.mark.parametrize(
+    ("language", "again"),
+    [("ca", "No he entès la categoria"), ("es", "No he entendido la categoría")],
+)
+async def test_a_wrong_category_answer_asks_again_with_the_options(
+    flow, msg, language, again
+) -> None:
+    chat = Chat(flow, msg, language)
+    await chat.send("incidencia")
+    for wrong in ["pizza", "42", "0", InteractiveReply(reply_id="case:cat:nope", title="?")]:
+        (menu,) = await chat.send(wrong)
+        assert isinstance(menu, ListMenu)
+        assert menu.body.startswith(again)
+        assert len(menu.rows) == 9
+        assert chat.stage() is FlowStage.CATEGORY
+    await chat.send("parcs i jardins")
+    assert chat.st.category == "parcs"
+    assert chat.stage() is FlowStage.DESCRIPTION
+
+
+async def test_few_categories_are_buttons(store, geocoder, clock, msg) -> None:
+    config = CasesConfig.model_validate(
+        {
+            "categories": [
+                {"id": "llum", "labels": {"ca": "Llum", "es": "Luz"}},
+                {"id": "aigua", "labels": {"ca": "Aigua", "es": "Agua"}},
+                {"id": "altres", "labels": {"ca": "Altres", "es": "Otros"}},
+            ]
+        }
+    )
+    chat = Chat(CaseFlow(config, store, geocoder, clock), msg, "es")
+    (menu,) = await chat.send("sugerencia")
+    assert isinstance(menu, Buttons)
+    assert [b.title for b in menu.buttons] == ["Luz", "Agua", "Otros"]
+    await chat.send(InteractiveReply(reply_id="case:cat:aigua", title="Agua"))
+    assert chat.st.category == "aigua"
+
+
+async def test_wrong_answers_at_later_steps_re_ask_politely(flow, msg) -> None:
+    chat = Chat(flow, msg, "ca")
+    await chat.send("incidència")
+    await chat.send("1")
+    sticker = Media(media_kind=MediaKind.STICKER, media_id="st1")
+    again = await chat.send(sticker)
+    assert chat.stage() is FlowStage.DESCRIPTION
+    assert joined(again).startswith("Necessito una descripció escrita")
+    await chat.send("Farola trencada")
+    again = await chat.send(Media(media_kind=MediaKind.DOCUMENT, media_id="d1"))
+    assert chat.stage() is FlowStage.MEDIA
+    assert "Només puc afegir una foto o un vídeo" in joined(again)
+    await chat.send("no")
+    again = await chat.send(sticker)
+    assert chat.stage() is FlowStage.LOCATION
+    assert isinstance(again[-1], LocationRequest)
+    await chat.send("no ho sé")
+    again = await chat.send("potser")
+    assert chat.stage() is FlowStage.CONFIRM
+    assert joined(again).startswith("Respon «sí» per enviar-ho")
+
+
+async def test_an_interrupted_flow_resumes_hours_later(flow, msg, clock: ManualClock) -> None:
+    chat = Chat(flow, msg, "ca")
+    await chat.send("queixa")
+    await chat.send("3")
+    clock.advance(timedelta(hours=3))
+    contents = await chat.send("Els contenidors fa dies que no es buiden")
+    assert body(contents[0]) == "Continuem amb la teva queixa."
+    assert isinstance(contents[1], Buttons)  # the next question: a photo?
+    assert chat.stage() is FlowStage.MEDIA
+    assert chat.st.updated_at == clock.now()
+
+    clock.advance(timedelta(hours=5))
+    contents = await chat.send(Media(media_kind=MediaKind.STICKER, media_id="s"))
+    assert body(contents[0]) == "Continuem amb la teva queixa."
+    assert body(contents[1]).startswith("Si vols, envia una foto")  # asked again, not scolded
+    assert "Només puc" not in joined(contents)
+    assert chat.stage() is FlowStage.MEDIA
+
+
+async def test_a_flow_older_than_the_expiry_expires_politely(flow, msg, clock, store) -> None:
+    chat = Chat(flow, msg, "es")
+    await chat.send("incidencia")
+    await chat.send("2")
+    clock.advance(timedelta(hours=25))
+    contents = await chat.send("hola")
+    assert chat.finished()
+    assert not chat.handled()  # the keyword engine answers "hola"
+    assert body(contents[0]).startswith("La incidencia que habías empezado ha caducado")
+
+    await chat.send("incidencia")
+    clock.advance(timedelta(hours=30))
+    contents = await chat.send("incidencia")  # expired, and starts a new one at once
+    assert chat.handled()
+    assert "ha caducado" in body(contents[0])
+    assert isinstance(contents[1], ListMenu)
+    assert chat.stage() is FlowStage.CATEGORY
+    assert await store.list_cases() == []
+
+
+@pytest.mark.parametrize(
+    ("language", "question"),
+    [
+        ("ca", "Aquest punt sembla fora de Mataró. És correcte?"),
+        ("es", "Este punto parece fuera de Mataró. ¿Es correcto?"),
+    ],
+)
+async def test_a_location_outside_the_boundary_is_questioned(flow, msg, language, question) -> None:
+    chat = Chat(flow, msg, language)
+    for content in ["incidencia", "2", "Hi ha un forat a la vorera", "no"]:
+        await chat.send(content)
+    (doubt,) = await chat.send(BARCELONA)
+    assert isinstance(doubt, Buttons)
+    assert doubt.body == question
+    assert chat.stage() is FlowStage.CONFIRM_OUTSIDE
+
+    (retry,) = await chat.send("no")
+    assert isinstance(retry, LocationRequest)
+    assert chat.stage() is FlowStage.LOCATION
+    assert chat.st.location is None
+
+    await chat.send(BARCELONA)
+    (confirm,) = await chat.send("sí")
+    assert chat.stage() is FlowStage.CONFIRM
+    assert isinstance(confirm, Buttons)
+    await chat.send("si")
+    case = chat.case
+    assert case is not None
+    assert case.location is not None
+    assert case.location.inside_boundary is False
+
+
+async def test_a_typed_address_outside_the_boundary_is_questioned_too(flow, msg) -> None:
+    chat = Chat(flow, msg, "ca")
+    for content in ["incidencia", "2", "Forat", "no"]:
+        await chat.send(content)
+    (doubt,) = await chat.send("Passeig de Gràcia 1")
+    assert chat.stage() is FlowStage.CONFIRM_OUTSIDE
+    assert "fora de Mataró" in body(doubt)
+
+
+async def test_a_photo_out_of_the_blue_starts_a_report_without_location(flow, msg, store) -> None:
+    chat = Chat(flow, msg, "ca")
+    photo = PHOTO.model_copy(update={"caption": "Arbre caigut al parc"})
+    (menu,) = await chat.send(photo)
+    assert isinstance(menu, ListMenu)
+    assert chat.st.media[0].ref == "wa-media-1"
+    assert chat.st.description == "Arbre caigut al parc"
+    (where,) = await chat.send("parcs")  # description and photo are already there
+    assert isinstance(where, LocationRequest)
+    (confirm,) = await chat.send("No ho sé")
+    assert "Ubicació: no indicada" in body(confirm)
+    await chat.send("sí")
+    case = chat.case
+    assert case is not None
+    assert case.location is None
+    assert case.media[0].media_kind is MediaKind.IMAGE
+    assert case.description == "Arbre caigut al parc"
+
+
+async def test_a_location_out_of_the_blue_starts_a_report_and_is_reverse_geocoded(
+    flow, msg, geocoder
+) -> None:
+    chat = Chat(flow, msg, "es")
+    (menu,) = await chat.send(INSIDE)
+    assert isinstance(menu, ListMenu)
+    assert geocoder.reverse_calls == [(41.5385, 2.4447)]
+    assert chat.st.location is not None
+    assert chat.st.location.address == "Plaça de l'Ajuntament, Mataró"
+    await chat.send("1")
+    (media_q,) = await chat.send("Farola apagada")
+    await chat.send(PHOTO)
+    assert chat.stage() is FlowStage.CONFIRM  # the location was given at the start
+    assert isinstance(media_q, Buttons)
+
+
+async def test_a_photo_sent_early_is_kept_for_its_step(flow, msg) -> None:
+    chat = Chat(flow, msg, "ca")
+    await chat.send("incidència")
+    contents = await chat.send(PHOTO)
+    assert chat.stage() is FlowStage.CATEGORY
+    assert isinstance(contents[-1], ListMenu)
+    await chat.send("1")
+    await chat.send("Farola")
+    assert chat.stage() is FlowStage.LOCATION  # no second question about a photo
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("incidència", CaseKind.INCIDENT),
+        ("INCIDENCIA", CaseKind.INCIDENT),
+        ("insidencia", CaseKind.INCIDENT),
+        ("Incidéncia!", CaseKind.INCIDENT),
+        ("vull posar una queixa", CaseKind.COMPLAINT),
+        ("quexa", CaseKind.COMPLAINT),
+        ("Queja", CaseKind.COMPLAINT),
+        ("suggeriment", CaseKind.SUGGESTION),
+        ("sugerencia", CaseKind.SUGGESTION),
+        ("sugerència", CaseKind.SUGGESTION),
+        ("hola", None),
+        ("horari bus", None),
+        ("", None),
+        ("ahir vaig veure que la web explica com posar una queixa formal", None),
+    ],
+)
+def test_start_keywords_tolerate_typos_and_accents(text: str, kind: CaseKind | None) -> None:
+    assert start_kind(text) is kind
+
+
+async def test_other_messages_are_not_for_the_flow(flow, msg) -> None:
+    for content in [
+        Text(body="horari de la deixalleria"),
+        Media(media_kind=MediaKind.VOICE, media_id="v"),
+    ]:
+        step = await flow.handle(None, msg(content), "ca")
+        assert step.handled is False
+        assert step.state is None
+        assert step.contents == ()
+
+
+async def test_status_query_in_both_languages(flow, msg, store, clock) -> None:
+    chat = Chat(flow, msg, "ca")
+    for content in ["incidència", "1", "Farola apagada", "no", "no ho sé", "sí"]:
+        await chat.send(content)
+    assert chat.case is not None
+    reference = chat.case.reference
+
+    (answer,) = await chat.send(f"estat {reference}")
+    assert chat.finished()
+    assert body(answer) == f"La incidència {reference} (Enllumenat públic) està rebuda."
+
+    await store.update_status(
+        reference, CaseStatus.RESOLVED, note="Bombeta canviada", actor="op:anna", at=clock.now()
+    )
+    (answer,) = await chat.send(f"Estado {reference.lower()}")
+    assert body(answer) == (
+        f"La incidencia {reference} (Alumbrado público) está resuelta.\nNota: Bombeta canviada"
+    )
+
+    stranger = Chat(flow, msg, "ca", sender="34600000999")
+    (answer,) = await stranger.send(f"estat {reference}")
+    assert "resolta" in body(answer)
+    assert "Bombeta" not in body(answer)  # notes only for the citizen who reported it
+
+    (answer,) = await chat.send("estat MTR-2026-009999")
+    assert body(answer).startswith("No trobo cap cas amb el número MTR-2026-009999")
+    (answer,) = await chat.send("estado")
+    assert "estado MTR-2026-000123" in body(answer)
+
+
+async def test_status_query_during_a_flow_keeps_the_flow(flow, msg) -> None:
+    chat = Chat(flow, msg, "ca")
+    await chat.send("incidència")
+    await chat.send("1")
+    contents = await chat.send("estat MTR-2026-000001")
+    assert "No trobo cap cas" in body(contents[0])
+    assert body(contents[1]) == "Explica'ns breument què passa."
+    assert chat.stage() is FlowStage.DESCRIPTION
+
+
+def test_unreadable_stored_state_is_dropped_not_fatal() -> None:
+    assert FlowState.load(None) is None
+    assert FlowState.load('{"stage": "nowhere"}') is None
+    assert FlowState.load({"version": 1}) is None
+
+
+async def test_stored_state_round_trips_through_conversation_data(flow, msg) -> None:
+    chat = Chat(flow, msg, "ca")
+    await chat.send(PHOTO)
+    data = chat.st.to_data()
+    assert data["stage"] == "category"
+    assert FlowState.load(data) == chat.state
