@@ -1,0 +1,263 @@
+"""The decision pipeline: one inbound message in, decisions and the new conversation view out.
+
+The rules, in order:
+
+1. Keywords and the keyword index answer at any hour. While an operator attends a conversation,
+   ordinary text goes to the operator; only a message that is exactly a keyword is still answered.
+2. Otherwise, in office hours, the conversation is queued for a person with one acknowledgement
+   per open period, not one per message.
+3. Out of hours: one out-of-hours reply per closed period, saying when the office reopens and how
+   to use keywords; the conversation stays queued for the opening.
+4. Media, locations, contact cards and unsupported content go to a person, acknowledged.
+5. Replies outside WhatsApp's 24-hour window become the account's re-engagement template
+   (:meth:`Pipeline.prepare_outbound`); the assigner serves windows about to close first.
+6. Unclear keyword matches ask "Volia dir...?" / "¿Quería decir...?" (the responder's buttons).
+
+The pipeline sends nothing and stores nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol, cast
+
+from civicchat.exceptions import ConfigError, RoutingError
+from civicchat.keywords.base import AnswerKind, KeywordAnswer, KeywordResponder
+from civicchat.messages import (
+    InboundMessage,
+    InteractiveReply,
+    OutboundContent,
+    Reaction,
+    SystemNotice,
+    Text,
+)
+from civicchat.routing.decisions import (
+    Decision,
+    Enqueue,
+    NotifyOperator,
+    Outcome,
+    Reply,
+    ReplyReason,
+)
+from civicchat.routing.hours import OfficeHours
+from civicchat.routing.state import ConversationState, ConversationView, transition
+from civicchat.routing.texts import DEFAULT_TEXTS, RoutingTexts
+from civicchat.routing.window import PreparedOutbound, prepare_outbound
+
+__all__ = ["KEYWORD_BUTTON_PREFIX", "LanguageDetector", "Pipeline"]
+
+log = logging.getLogger("civicchat.routing")
+
+KEYWORD_BUTTON_PREFIX = "kw:"
+_REASON = {
+    AnswerKind.KEYWORD: ReplyReason.KEYWORD,
+    AnswerKind.INDEX: ReplyReason.INDEX,
+    AnswerKind.CLARIFY: ReplyReason.CLARIFY,
+}
+
+
+class LanguageDetector(Protocol):
+    """``civicchat.keywords.detect_language``'s shape: the reply language of ``text``."""
+
+    def __call__(
+        self,
+        text: str,
+        *,
+        previous: str | None = None,
+        default: str = "ca",
+        hint: str | None = None,
+    ) -> str: ...
+
+
+def _find_detector() -> LanguageDetector | None:
+    """The keyword engine's detector, if this civicchat has one (looked up, not imported, so
+    routing works with any responder)."""
+    try:
+        module = importlib.import_module("civicchat.keywords")
+    except ImportError:  # pragma: no cover - the package always exists
+        return None
+    found = getattr(module, "detect_language", None)
+    return cast(LanguageDetector, found) if callable(found) else None
+
+
+class Pipeline:
+    """The routing policy of one account: its hours, keywords, texts and template.
+
+    ``responder`` answers keywords (any :class:`~civicchat.keywords.base.KeywordResponder`);
+    ``reengagement_template`` names the WhatsApp template sent when the 24-hour window has closed;
+    ``languages`` are the reply languages, the first being the default; ``detect_language`` picks
+    the language of a text (by default ``civicchat.keywords.detect_language`` when it exists,
+    else the responder's answer language or the conversation's last one).
+    """
+
+    def __init__(
+        self,
+        *,
+        account: str,
+        office_hours: OfficeHours,
+        responder: KeywordResponder,
+        texts: RoutingTexts = DEFAULT_TEXTS,
+        reengagement_template: str | None = None,
+        languages: Sequence[str] = ("ca", "es"),
+        detect_language: LanguageDetector | None = None,
+    ) -> None:
+        if not languages:
+            raise ConfigError("Pipeline needs at least one language, e.g. languages=('ca', 'es')")
+        missing = [lang for lang in languages if lang not in texts.languages]
+        if missing:
+            raise ConfigError(
+                f"account {account}: routing texts have no {', '.join(missing)} version; "
+                "add them to RoutingTexts or drop those languages"
+            )
+        self.account = account
+        self.office_hours = office_hours
+        self.responder = responder
+        self.texts = texts
+        self.reengagement_template = reengagement_template
+        self.languages = tuple(languages)
+        self.detect_language = detect_language if detect_language is not None else _find_detector()
+
+    def __repr__(self) -> str:
+        return f"Pipeline(account={self.account!r}, languages={self.languages!r})"
+
+    # ------------------------------------------------------------------ public
+
+    def decide(self, view: ConversationView, message: InboundMessage, now: datetime) -> Outcome:
+        """Decide what to do with ``message`` on conversation ``view`` at ``now``."""
+        if now.tzinfo is None:
+            raise ValueError("Pipeline.decide needs a zone-aware 'now'")
+        if message.account != view.account or view.account != self.account:
+            raise RoutingError(
+                f"message for account {message.account!r} given to conversation {view.id} of "
+                f"{view.account!r} in the pipeline of {self.account!r}"
+            )
+        content = message.content
+        if isinstance(content, Reaction | SystemNotice):
+            # Neither asks for an answer; a reaction is not counted as reopening the window.
+            return Outcome(view)
+        last_in = view.last_inbound_at
+        if last_in is None or message.timestamp > last_in:
+            view = view.replace(last_inbound_at=message.timestamp)
+        if view.state is ConversationState.CLOSED:
+            view = transition(view, ConversationState.BOT, at=now, actor="citizen")
+
+        text: str | None = None
+        answer: KeywordAnswer | None = None
+        chosen = False  # a keyword picked from a button counts as exactly that keyword
+        if isinstance(content, Text):
+            text = content.body
+        elif isinstance(content, InteractiveReply):
+            if content.reply_id.startswith(KEYWORD_BUTTON_PREFIX):
+                answer = self.responder.answer_choice(
+                    content.reply_id.removeprefix(KEYWORD_BUTTON_PREFIX),
+                    language=self._language(view, None, message),
+                )
+                chosen = answer is not None
+            if answer is None:
+                text = content.title
+        if text is not None and text.strip():
+            answer = self.responder.answer(text, language=view.language)
+        language = self._language(view, text, message, answer)
+        view = view.replace(language=language)
+
+        if view.state is ConversationState.ASSIGNED:
+            return self._attended(view, answer if chosen or _is_exact(answer) else None)
+        if answer is not None:
+            log.debug("conversation %s: automatic %s answer", view.id, answer.kind.value)
+            return Outcome(view, (self._reply(answer),))
+        return self._handoff(view, now, language)
+
+    def prepare_outbound(
+        self, view: ConversationView, contents: Sequence[OutboundContent], now: datetime
+    ) -> PreparedOutbound:
+        """:func:`~civicchat.routing.window.prepare_outbound` with this account's template."""
+        return prepare_outbound(
+            view, contents, now, self.reengagement_template, default_language=self.languages[0]
+        )
+
+    # ------------------------------------------------------------------ rules
+
+    def _attended(self, view: ConversationView, exact: KeywordAnswer | None) -> Outcome:
+        """Rule 1 while a person attends: only an exact keyword is still answered."""
+        operator = view.assigned_operator or ""
+        decisions: list[Decision] = []
+        if exact is not None:
+            decisions.append(self._reply(exact))
+            decisions.append(NotifyOperator(view.id, operator, reason="keyword_answered"))
+        else:
+            decisions.append(NotifyOperator(view.id, operator, reason="message"))
+        return Outcome(view, tuple(decisions))
+
+    def _handoff(self, view: ConversationView, now: datetime, language: str) -> Outcome:
+        decisions: list[Decision] = []
+        if view.state is ConversationState.BOT:
+            view = transition(view, ConversationState.QUEUED, at=now, actor="bot", note="handoff")
+            queued_at = view.queued_at or now
+            decisions.append(
+                Enqueue(view.id, view.priority, queued_at, language=language, team=view.team)
+            )
+            log.info("conversation %s queued for a person", view.id)
+        hours = self.office_hours
+        period = hours.period_key(now)
+        if hours.is_open(now):
+            if view.last_ack_period != period:
+                body = self.texts.render("ack", language)
+                decisions.append(Reply((Text(body=body),), ReplyReason.ACK, language))
+                view = view.replace(last_ack_period=period)
+        elif view.last_out_of_hours_period != period:
+            if hours.next_opening(now) is None:
+                body = self.texts.render("out_of_hours_unknown", language)
+            else:
+                body = self.texts.render(
+                    "out_of_hours",
+                    language,
+                    reopening=hours.reopening_phrase(now, language),
+                    hours=hours.describe(language),
+                )
+            decisions.append(Reply((Text(body=body),), ReplyReason.OUT_OF_HOURS, language))
+            view = view.replace(last_out_of_hours_period=period)
+        return Outcome(view, tuple(decisions))
+
+    # ------------------------------------------------------------------ helpers
+
+    def _reply(self, answer: KeywordAnswer) -> Reply:
+        return Reply(answer.contents, _REASON[answer.kind], answer.language)
+
+    def _language(
+        self,
+        view: ConversationView,
+        text: str | None,
+        message: InboundMessage,
+        answer: KeywordAnswer | None = None,
+    ) -> str:
+        if answer is not None and answer.language in self.languages:
+            return answer.language
+        hint = _short(message.sender.language_hint)
+        if text and self.detect_language is not None:
+            found = self.detect_language(
+                text, previous=view.language, default=self.languages[0], hint=hint
+            )
+            if found in self.languages:
+                return found
+        for candidate in (view.language, hint):
+            if candidate in self.languages:
+                return candidate
+        return self.languages[0]
+
+
+def _is_exact(answer: KeywordAnswer | None) -> bool:
+    if answer is None:
+        return False
+    if answer.kind is AnswerKind.INDEX:
+        return True
+    match = answer.match
+    return answer.kind is AnswerKind.KEYWORD and match is not None and match.exact
+
+
+def _short(language: str | None) -> str | None:
+    if not language:
+        return None
+    return language.replace("_", "-").split("-", 1)[0].lower()

@@ -1,0 +1,99 @@
+"""The routing's own words to citizens, in Catalan and Spanish, editable per account.
+
+Templates use ``str.format`` fields: ``{reopening}`` (e.g. "dilluns a les 8:00") and ``{hours}``
+(e.g. "de dilluns a divendres, de 8:00 a 19:00")::
+
+    >>> DEFAULT_TEXTS.render("ack", "es")
+    'Un momento, le atenderá una persona del 010.'
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from civicchat.exceptions import ConfigError
+
+__all__ = ["DEFAULT_TEXTS", "RoutingTexts"]
+
+_KEYS = ("ack", "out_of_hours", "out_of_hours_unknown")
+_FIELDS = frozenset({"reopening", "hours"})
+
+
+@dataclass(frozen=True)
+class RoutingTexts:
+    """Per-language templates: ``templates[key][language]``.
+
+    Keys: ``ack`` (queued for a person during office hours), ``out_of_hours`` (the office is
+    closed; ``{reopening}`` and ``{hours}`` available) and ``out_of_hours_unknown`` (closed with
+    no known reopening). Validated at construction so a typo fails at start-up, not at 19:01.
+    """
+
+    templates: Mapping[str, Mapping[str, str]]
+    default_language: str = "ca"
+    languages: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        frozen: dict[str, Mapping[str, str]] = {}
+        langs: set[str] = set()
+        for key in _KEYS:
+            per_lang = self.templates.get(key)
+            if not per_lang:
+                raise ConfigError(f"routing texts: missing {key!r} (give it per language)")
+            for lang, template in per_lang.items():
+                names = {f for _, f, _, _ in string.Formatter().parse(template) if f}
+                if not names <= _FIELDS:
+                    raise ConfigError(
+                        f"routing texts: {key}.{lang} uses unknown field(s) "
+                        f"{sorted(names - _FIELDS)}; available: {sorted(_FIELDS)}"
+                    )
+                langs.add(lang)
+            frozen[key] = MappingProxyType(dict(per_lang))
+        if self.default_language not in frozen["ack"]:
+            raise ConfigError(
+                f"routing texts: the default language {self.default_language!r} has no 'ack'"
+            )
+        object.__setattr__(self, "templates", MappingProxyType(frozen))
+        object.__setattr__(self, "languages", tuple(sorted(langs)))
+
+    def render(self, key: str, language: str | None, **fields: str) -> str:
+        """The text ``key`` in ``language`` (or the default language), with ``fields`` filled."""
+        per_lang = self.templates[key]
+        template = per_lang.get(language or "") or per_lang.get(self.default_language)
+        if template is None:
+            template = next(iter(per_lang.values()))
+        return template.format(**fields)
+
+
+DEFAULT_TEXTS = RoutingTexts(
+    {
+        "ack": {
+            "ca": "Un moment, us atendrà una persona del 010.",
+            "es": "Un momento, le atenderá una persona del 010.",
+        },
+        "out_of_hours": {
+            "ca": (
+                "Ara l'oficina del 010 és tancada. Tornem a obrir {reopening} "
+                "(horari: {hours}) i una persona us respondrà llavors. "
+                "Mentrestant, envia PARAULES CLAU per veure les respostes automàtiques."
+            ),
+            "es": (
+                "Ahora la oficina del 010 está cerrada. Volvemos a abrir {reopening} "
+                "(horario: {hours}) y una persona le responderá entonces. "
+                "Mientras tanto, envíe PALABRAS CLAVE para ver las respuestas automáticas."
+            ),
+        },
+        "out_of_hours_unknown": {
+            "ca": (
+                "Ara l'oficina del 010 és tancada; una persona us respondrà quan obrim. "
+                "Mentrestant, envia PARAULES CLAU per veure les respostes automàtiques."
+            ),
+            "es": (
+                "Ahora la oficina del 010 está cerrada; una persona le responderá cuando abramos. "
+                "Mientras tanto, envíe PALABRAS CLAVE para ver las respuestas automáticas."
+            ),
+        },
+    }
+)
