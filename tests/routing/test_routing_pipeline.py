@@ -1,0 +1,222 @@
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from routing_support import FakeResponder, inbound, local
+
+from civicchat.exceptions import ConfigError, RoutingError
+from civicchat.messages import (
+    Buttons,
+    InteractiveReply,
+    Location,
+    Media,
+    MediaKind,
+    Reaction,
+    Text,
+)
+from civicchat.routing import (
+    ConversationState,
+    ConversationView,
+    Enqueue,
+    NotifyOperator,
+    OfficeHours,
+    Outcome,
+    Pipeline,
+    ReplyReason,
+    RoutingTexts,
+    transition,
+)
+
+S = ConversationState
+
+
+def _no_detector(
+    text: str, *, previous: str | None = None, default: str = "ca", hint: str | None = None
+) -> str:
+    return previous or hint or default
+
+
+@pytest.fixture
+def pipeline(mataro: OfficeHours, responder: FakeResponder) -> Pipeline:
+    return Pipeline(
+        account="wa-010",
+        office_hours=mataro,
+        responder=responder,
+        reengagement_template="reprendre_conversa",
+        detect_language=_no_detector,
+    )
+
+
+def _view(**changes: object) -> ConversationView:
+    base = ConversationView(id="c1", account="wa-010", channel="whatsapp", citizen_id="x")
+    return base.replace(**changes)
+
+
+def _say(pipeline: Pipeline, view: ConversationView, content: object, at: datetime) -> Outcome:
+    return pipeline.decide(view, inbound(content, at), at)  # type: ignore[arg-type]
+
+
+def _reasons(outcome: Outcome) -> list[ReplyReason]:
+    return [r.reason for r in outcome.replies]
+
+
+def test_keywords_answer_at_any_hour(pipeline: Pipeline) -> None:
+    saturday_night = local(2026, 3, 28, 3, 0)
+    out = _say(pipeline, _view(), "bus", saturday_night)
+    assert _reasons(out) == [ReplyReason.KEYWORD]
+    assert out.replies[0].contents == (Text(body="[ca] bus"),)
+    assert out.view.state is S.BOT
+    assert out.view.last_out_of_hours_period is None
+    index = _say(pipeline, out.view, "PARAULES CLAU", saturday_night)
+    assert _reasons(index) == [ReplyReason.INDEX]
+
+
+def test_office_hours_handoff_acknowledges_once_per_period(pipeline: Pipeline) -> None:
+    t = local(2026, 6, 15, 9, 0)
+    first = _say(pipeline, _view(), "Tinc un problema amb una multa", t)
+    assert first.view.state is S.QUEUED
+    assert first.view.queued_at == t
+    enqueue = [d for d in first.decisions if isinstance(d, Enqueue)]
+    assert enqueue == [Enqueue("c1", 0, t, language="ca", team=None)]
+    assert _reasons(first) == [ReplyReason.ACK]
+    assert first.replies[0].contents == (Text(body="Un moment, us atendrà una persona del 010."),)
+    second = _say(pipeline, first.view, "Hola?", t + timedelta(minutes=5))
+    assert second.decisions == ()
+    assert second.view.state is S.QUEUED
+    # Still waiting the next morning: a new open period, a new acknowledgement.
+    third = _say(pipeline, second.view, "Hola??", local(2026, 6, 16, 9, 0))
+    assert _reasons(third) == [ReplyReason.ACK]
+
+
+def test_out_of_hours_reply_once_per_closed_period(pipeline: Pipeline) -> None:
+    friday = local(2026, 3, 27, 19, 1)
+    first = _say(pipeline, _view(), "Hi ha un forat al carrer", friday)
+    assert _reasons(first) == [ReplyReason.OUT_OF_HOURS]
+    body = first.replies[0].contents[0]
+    assert isinstance(body, Text)
+    assert "Tornem a obrir dilluns a les 8:00" in body.body
+    assert "de dilluns a divendres, de 8:00 a 19:00" in body.body
+    assert "PARAULES CLAU" in body.body
+    assert first.view.state is S.QUEUED
+    saturday = _say(pipeline, first.view, "Algú?", local(2026, 3, 28, 11, 0))
+    assert saturday.replies == ()
+    assert saturday.view.state is S.QUEUED
+    monday = _say(pipeline, saturday.view, "Bon dia", local(2026, 3, 30, 8, 30))
+    assert _reasons(monday) == [ReplyReason.ACK]
+
+
+def test_out_of_hours_in_spanish(pipeline: Pipeline) -> None:
+    out = _say(pipeline, _view(language="es"), "Tengo una queja", local(2026, 12, 24, 15, 0))
+    text = out.replies[0].contents[0]
+    assert isinstance(text, Text)
+    assert "Volvemos a abrir el lunes a las 8:00" in text.body
+    assert "PALABRAS CLAVE" in text.body
+
+
+def test_media_and_locations_go_to_a_person(pipeline: Pipeline) -> None:
+    photo = Media(media_kind=MediaKind.IMAGE, media_id="123", caption="bus")
+    out = _say(pipeline, _view(), photo, local(2026, 6, 15, 10, 0))
+    assert out.view.state is S.QUEUED
+    assert _reasons(out) == [ReplyReason.ACK]
+    where = Location(latitude=41.54, longitude=2.44)
+    late = _say(pipeline, _view(), where, local(2026, 6, 15, 22, 0))
+    assert late.view.state is S.QUEUED
+    assert _reasons(late) == [ReplyReason.OUT_OF_HOURS]
+
+
+def test_attended_conversation_only_exact_keywords_answer(pipeline: Pipeline) -> None:
+    t = local(2026, 6, 15, 10, 0)
+    view = transition(_view(), S.QUEUED, at=t, actor="bot")
+    view = transition(view, S.ASSIGNED, at=t, actor="system", operator="anna")
+    chat = _say(pipeline, view, "quin bus he d'agafar?", t)
+    assert chat.replies == ()
+    assert chat.decisions == (NotifyOperator("c1", "anna", "message"),)
+    exact = _say(pipeline, view, "bus", t)
+    assert _reasons(exact) == [ReplyReason.KEYWORD]
+    assert NotifyOperator("c1", "anna", "keyword_answered") in exact.decisions
+    assert exact.view.state is S.ASSIGNED
+
+
+def test_unclear_match_asks_did_you_mean_and_buttons_answer(pipeline: Pipeline) -> None:
+    t = local(2026, 6, 15, 10, 0)
+    out = _say(pipeline, _view(), "bu", t)
+    assert _reasons(out) == [ReplyReason.CLARIFY]
+    buttons = out.replies[0].contents[0]
+    assert isinstance(buttons, Buttons)
+    assert buttons.body == "Volia dir...?"
+    pressed = InteractiveReply(reply_id="kw:bus_nit", title="Bus nit")
+    answer = _say(pipeline, out.view, pressed, t)
+    assert answer.replies[0].contents == (Text(body="[ca] bus_nit"),)
+    assert answer.view.state is S.BOT
+
+
+def test_a_closed_conversation_reopens(pipeline: Pipeline) -> None:
+    t = local(2026, 6, 15, 10, 0)
+    closed = transition(_view(), S.CLOSED, at=t, actor="anna")
+    out = _say(pipeline, closed, "Torno a ser jo", t + timedelta(days=1))
+    assert out.view.state is S.QUEUED
+    assert [h.note for h in out.view.history] == ["", "reopened", "handoff"]
+
+
+def test_language_follows_answers_hints_and_the_detector(
+    mataro: OfficeHours, responder: FakeResponder
+) -> None:
+    t = local(2026, 6, 15, 10, 0)
+    plain = Pipeline(
+        account="wa-010", office_hours=mataro, responder=responder, detect_language=_no_detector
+    )
+    es = _say(plain, _view(), "autobús", t)
+    assert es.view.language == "es"
+    assert plain.decide(_view(), inbound("??", t, hint="es-ES"), t).view.language == "es"
+    spanish = Pipeline(
+        account="wa-010",
+        office_hours=mataro,
+        responder=responder,
+        detect_language=lambda text, *, previous=None, default="ca", hint=None: "es",
+    )
+    out = _say(spanish, _view(language="ca"), "necesito ayuda", t)
+    assert out.replies[0].contents == (Text(body="Un momento, le atenderá una persona del 010."),)
+
+
+def test_reactions_change_nothing(pipeline: Pipeline) -> None:
+    view = _view()
+    out = _say(pipeline, view, Reaction(message_id="w1", emoji="👍"), local(2026, 6, 15, 10))
+    assert out == Outcome(view)
+
+
+def test_last_inbound_never_goes_back(pipeline: Pipeline) -> None:
+    t = local(2026, 6, 15, 10, 0)
+    view = _view(last_inbound_at=t)
+    late_redelivery = pipeline.decide(view, inbound("bus", t - timedelta(hours=3)), t)
+    assert late_redelivery.view.last_inbound_at == t
+    fresh = pipeline.decide(view, inbound("bus", t + timedelta(hours=1)), t + timedelta(hours=1))
+    assert fresh.view.last_inbound_at == t + timedelta(hours=1)
+
+
+def test_wrong_account_and_bad_configuration_are_refused(
+    pipeline: Pipeline, mataro: OfficeHours, responder: FakeResponder
+) -> None:
+    t = local(2026, 6, 15, 10, 0)
+    with pytest.raises(RoutingError, match="account"):
+        pipeline.decide(_view(), inbound("bus", t, account="tg-010"), t)
+    only_ca = RoutingTexts(
+        {"ack": {"ca": "a"}, "out_of_hours": {"ca": "b"}, "out_of_hours_unknown": {"ca": "c"}}
+    )
+    with pytest.raises(ConfigError, match="no es version"):
+        Pipeline(account="a", office_hours=mataro, responder=responder, texts=only_ca)
+    with pytest.raises(ValueError, match="zone-aware"):
+        pipeline.decide(_view(), inbound("bus", t), datetime(2026, 1, 1))
+
+
+def test_replies_outside_the_window_become_the_template(pipeline: Pipeline) -> None:
+    friday = local(2026, 3, 27, 19, 1)
+    view = _say(pipeline, _view(), "Hi ha un forat", friday).view
+    monday = local(2026, 3, 30, 8, 0)
+    prepared = pipeline.prepare_outbound(view, [Text(body="Bon dia, ja ho mirem")], monday)
+    assert prepared.used_template
+    assert prepared.contents[0].kind == "template"
+    assert prepared.held == (Text(body="Bon dia, ja ho mirem"),)
+    within = pipeline.prepare_outbound(view, [Text(body="Ara mateix")], friday + timedelta(hours=2))
+    assert within.contents == (Text(body="Ara mateix"),)
+    assert not within.used_template
