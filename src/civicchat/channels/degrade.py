@@ -1,0 +1,240 @@
+"""One shared fallback for content a channel cannot show natively.
+
+:func:`degrade` turns one outbound content into a list of contents that the channel described by a
+:class:`~civicchat.channels.base.Capabilities` can carry, one provider message each:
+
+- buttons (too many, titles too long, or no buttons at all) and lists become numbered options
+  ("1. ...", "2. ...") that the citizen answers with "1", "2"; :func:`match_numbered_reply` maps
+  that answer back to the button id;
+- a list that does not fit becomes reply buttons when they fit, numbered options otherwise;
+- a location becomes its name, address and a map link;
+- a location request becomes text asking to share the location with the attach button;
+- a template becomes its ``fallback_text`` on channels without templates;
+- a "mark as read" is dropped where the provider has no read receipts;
+- a long text is split at paragraph, line, sentence or word boundaries under the text limit.
+
+>>> from collections.abc import Sequence
+
+from civicchat.channels.base import Capabilities
+>>> from civicchat.messages import Buttons, ReplyButton
+>>> menu = Buttons(body="Què vols fer?", buttons=(ReplyButton(id="bus", title="Bus"),
+...                                                ReplyButton(id="taxi", title="Taxi")))
+>>> print(degrade(menu, Capabilities(), "ca")[0].body)
+Què vols fer?
+<BLANKLINE>
+1. Bus
+2. Taxi
+<BLANKLINE>
+Respon amb el número de l'opció.
+>>> match_numbered_reply(" 2 ", menu).reply_id
+'taxi'
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+
+from civicchat.channels.base import Capabilities
+from civicchat.exceptions import UnsupportedContentError
+from civicchat.messages import (
+    Buttons,
+    InteractiveReply,
+    ListMenu,
+    Location,
+    LocationRequest,
+    MarkRead,
+    OutboundContent,
+    ReplyButton,
+    Template,
+    Text,
+)
+
+__all__ = ["degrade", "match_numbered_reply", "numbered_text", "split_text"]
+
+_WORDING = {
+    "ca": {
+        "choose": "Respon amb el número de l'opció.",
+        "location": "Ubicació",
+        "share_location": "Per enviar-nos la ubicació, toca el clip 📎 (o +) i tria «Ubicació».",
+    },
+    "es": {
+        "choose": "Responde con el número de la opción.",
+        "location": "Ubicación",
+        "share_location": "Para enviarnos tu ubicación, toca el clip 📎 (o +) y elige «Ubicación».",
+    },
+}
+
+_SENTENCE_END = re.compile(r"([.!?…:;][\"'»)\]]*)\s+")
+_NUMBER_ANSWER = re.compile(r"^\s*(?:(?:opci[oó]n?|n[uú]m(?:ero)?\.?)\s*)?(\d{1,3})\s*[.)]?\s*$")
+
+
+def _lang(language: str | None) -> str:
+    return "es" if (language or "").lower().startswith("es") else "ca"
+
+
+def degrade(
+    content: OutboundContent, capabilities: Capabilities, language: str | None = "ca"
+) -> list[OutboundContent]:
+    """Render ``content`` for a channel with ``capabilities``; wording in ``language`` (ca/es).
+
+    Returns the contents to send in order (possibly none, for a read receipt the channel cannot
+    give). Raises :class:`~civicchat.exceptions.UnsupportedContentError` for a template without
+    ``fallback_text`` on a channel without templates.
+    """
+    lang = _lang(language)
+    caps = capabilities
+    if isinstance(content, Text):
+        return _split(content.body, caps, preview=content.preview_url and caps.link_previews)
+    if isinstance(content, Buttons):
+        if _buttons_fit(content.buttons, caps) and len(content.body) <= caps.max_text_length:
+            return [content]
+        options: list[tuple[str, str | None]] = [(b.title, None) for b in content.buttons]
+        text = numbered_text(content.body, options, lang, content.header, content.footer)
+        return _split(text, caps)
+    if isinstance(content, ListMenu):
+        rows = content.rows
+        fits_text = len(content.body) <= caps.max_text_length
+        if caps.lists and len(rows) <= caps.max_list_rows and fits_text:
+            return [content]
+        as_buttons = tuple(ReplyButton(id=row.id, title=row.title) for row in rows)
+        if _buttons_fit(as_buttons, caps) and fits_text:
+            return [
+                Buttons(
+                    body=content.body,
+                    buttons=as_buttons,
+                    header=content.header,
+                    footer=content.footer,
+                )
+            ]
+        options = [(row.title, row.description) for row in rows]
+        text = numbered_text(content.body, options, lang, content.header, content.footer)
+        return _split(text, caps)
+    if isinstance(content, Location):
+        if caps.locations:
+            return [content]
+        lines = [f"📍 {content.name or _WORDING[lang]['location']}"]
+        if content.address:
+            lines.append(content.address)
+        lines.append(content.map_url)
+        return _split("\n".join(lines), caps)
+    if isinstance(content, LocationRequest):
+        if caps.location_requests:
+            return [content]
+        return _split(f"{content.body}\n\n{_WORDING[lang]['share_location']}", caps)
+    if isinstance(content, Template):
+        if caps.templates:
+            return [content]
+        if not content.fallback_text:
+            raise UnsupportedContentError(
+                f"template {content.name!r} has no fallback_text for a channel without templates"
+            )
+        return _split(content.fallback_text, caps)
+    if isinstance(content, MarkRead):
+        return [content] if caps.mark_read else []
+    return [content]
+
+
+def _buttons_fit(buttons: tuple[ReplyButton, ...], caps: Capabilities) -> bool:
+    if not caps.buttons or len(buttons) > caps.max_buttons:
+        return False
+    limit = caps.max_button_title
+    return limit is None or all(len(b.title) <= limit for b in buttons)
+
+
+def _split(text: str, caps: Capabilities, *, preview: bool = False) -> list[OutboundContent]:
+    return [Text(body=part, preview_url=preview) for part in split_text(text, caps.max_text_length)]
+
+
+def numbered_text(
+    body: str,
+    options: Sequence[tuple[str, str | None]],
+    language: str | None = "ca",
+    header: str | None = None,
+    footer: str | None = None,
+) -> str:
+    """The text form of a menu: body, "1. title - description" lines, how to answer."""
+    lines = [
+        f"{i}. {title}" + (f" - {desc}" if desc else "")
+        for i, (title, desc) in enumerate(options, 1)
+    ]
+    parts = [p for p in (header, body, "\n".join(lines), footer) if p]
+    parts.append(_WORDING[_lang(language)]["choose"])
+    return "\n\n".join(parts)
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Split ``text`` into pieces of at most ``limit`` characters, at the best boundary.
+
+    Prefers a paragraph break, then a line break, then the end of a sentence, then a space, and
+    cuts a word only when nothing else fits. Whitespace at the cut is dropped; nothing else is.
+    """
+    if limit < 1:
+        raise ValueError("split_text needs a positive limit")
+    pieces: list[str] = []
+    rest = text.strip()
+    while len(rest) > limit:
+        cut = _best_cut(rest, limit)
+        piece = rest[:cut].rstrip()
+        if piece:
+            pieces.append(piece)
+        rest = rest[cut:].lstrip()
+    if rest:
+        pieces.append(rest)
+    return pieces
+
+
+def _best_cut(text: str, limit: int) -> int:
+    window = text[: limit + 1]  # a boundary just after the limit still gives a piece <= limit
+    floor = limit // 3
+    for sep in ("\n\n", "\n"):
+        at = window.rfind(sep)
+        if at > floor:
+            return at + len(sep)
+    best = 0
+    for match in _SENTENCE_END.finditer(window):
+        if match.start() + len(match.group(1)) <= limit:
+            best = match.end()
+    if best > floor:
+        return best
+    at = window.rfind(" ")
+    if at > 0:
+        return at + 1
+    return limit
+
+
+def _fold(value: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", value.casefold().strip())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def match_numbered_reply(text: str, options: Buttons | ListMenu) -> InteractiveReply | None:
+    """Map a citizen's answer to numbered options ("1", "2.", "opció 2", or a title) to the button.
+
+    ``options`` is the last menu sent to the citizen. Returns None when the answer is not one of
+    its options, so the text goes on to the keyword engine.
+    """
+    if isinstance(options, Buttons):
+        items: list[tuple[str, str, str | None]] = [(b.id, b.title, None) for b in options.buttons]
+        source = "button"
+    else:
+        items = [(r.id, r.title, r.description) for r in options.rows]
+        source = "list"
+    number = _NUMBER_ANSWER.match(_fold(text))
+    chosen: tuple[str, str, str | None] | None = None
+    if number:
+        index = int(number.group(1))
+        if 1 <= index <= len(items):
+            chosen = items[index - 1]
+    else:
+        folded = _fold(text)
+        chosen = next((item for item in items if _fold(item[1]) == folded), None)
+    if chosen is None:
+        return None
+    return InteractiveReply(
+        reply_id=chosen[0],
+        title=chosen[1],
+        description=chosen[2],
+        source="button" if source == "button" else "list",
+    )
