@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from routing_support import local
 
@@ -47,7 +49,7 @@ def test_closed_all_week_says_so() -> None:
         (local(2026, 12, 24, 14, 0), "dilluns a les 8:00", "el lunes a las 8:00"),
     ],
 )
-def test_reopening_phrases(mataro: OfficeHours, at, ca: str, es: str) -> None:
+def test_reopening_phrases(mataro: OfficeHours, at: datetime, ca: str, es: str) -> None:
     assert mataro.reopening_phrase(at, "ca") == ca
     assert mataro.reopening_phrase(at, "es") == es
 

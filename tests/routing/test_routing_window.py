@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from civicchat.messages import MarkRead, Template, Text
+from civicchat.messages import MarkRead, OutboundContent, Template, Text
 from civicchat.routing import (
     ConversationView,
     prepare_outbound,
@@ -32,7 +32,11 @@ def test_window_is_24_hours_from_the_last_inbound_message() -> None:
 
 def test_closed_window_sends_the_template_and_holds_the_rest() -> None:
     monday = T0 + timedelta(hours=61)
-    contents = [Text(body="Hola, som el 010"), MarkRead(message_id="w1"), Text(body="2")]
+    contents: list[OutboundContent] = [
+        Text(body="Hola, som el 010"),
+        MarkRead(message_id="w1"),
+        Text(body="2"),
+    ]
     prepared = prepare_outbound(_view(), contents, monday, "reprendre_conversa")
     assert prepared.contents == (
         Template(name="reprendre_conversa", language="es", fallback_text="Hola, som el 010"),
