@@ -179,6 +179,7 @@ class OutboxItem:
     conversation_id: int | None = None
     sent_at: datetime | None = None
     status_at: datetime | None = None
+    last_inbound_at: datetime | None = None  # the citizen's last message, for 24-hour windows
 
 
 @runtime_checkable
@@ -618,6 +619,7 @@ class ErasureResult:
     conversations: int
     messages: int
     media: int
+    blob_keys: tuple[str, ...] = ()  # media bytes to delete from the blob store
 
 
 @runtime_checkable

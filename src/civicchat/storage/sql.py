@@ -1,0 +1,1496 @@
+"""The SQLAlchemy implementation of the storage protocols, for SQLite and PostgreSQL.
+
+Hot paths (accepting events, claiming, writing the outbox) use Core statements, never the ORM's
+unit of work, which sends one INSERT per row.
+
+Claiming, on PostgreSQL: candidates are locked with ``FOR UPDATE SKIP LOCKED``, then a
+transaction-scoped advisory lock on the conversation key serialises claimers of one conversation
+and the ordering conditions are checked again with a fresh snapshot. On SQLite every write
+transaction starts with ``BEGIN IMMEDIATE`` (one writer across processes) behind an in-process lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.orm import aliased
+
+from civicchat.clock import Clock, SystemClock
+from civicchat.exceptions import StorageError
+from civicchat.messages import (
+    DeliveryStatus,
+    InboundMessage,
+    OutboundMessage,
+    StatusUpdate,
+    Text,
+    Unsupported,
+)
+from civicchat.storage.base import (
+    AcceptResult,
+    Assignment,
+    AssignmentRepository,
+    AuditEntry,
+    AuditLog,
+    Contact,
+    ContactRepository,
+    Conversation,
+    ConversationHistory,
+    ConversationRepository,
+    ErasureResult,
+    EventKind,
+    EventState,
+    Identity,
+    InboxEvent,
+    KeywordCount,
+    KeywordStats,
+    LifecycleEntry,
+    MediaRef,
+    MediaRepository,
+    MediaState,
+    MessageRecord,
+    Operator,
+    OperatorRepository,
+    OperatorRole,
+    OutboxItem,
+    Presence,
+    RetentionMode,
+    conversation_key,
+)
+from civicchat.storage.engine import check_schema, create_engine
+from civicchat.storage.schema import (
+    AssignmentRow,
+    AuditRow,
+    ContactRow,
+    ConversationRow,
+    HistoryRow,
+    IdentityRow,
+    InboxRow,
+    KeywordCountRow,
+    MediaRow,
+    OperatorRow,
+    OutboxRow,
+)
+
+__all__ = ["LeaseLostError", "SqlStore", "SqlTransaction", "open_store"]
+
+_log = logging.getLogger("civicchat.storage")
+
+_OPEN = (EventState.PENDING, EventState.PROCESSING, EventState.FAILED)
+_ERROR_MAX = 2000
+_CHUNK = 500
+ANONYMISED = "anonymised"
+
+
+class LeaseLostError(StorageError):
+    """The worker's claim on an event or message expired and another worker took it over."""
+
+
+async def open_store(
+    url: str, *, clock: Clock | None = None, schema: str | None = None, **engine_kwargs: Any
+) -> SqlStore:
+    """Open the database at ``url`` (a SQLite file path or URL, or a PostgreSQL URL).
+
+    Raises :class:`~civicchat.exceptions.SchemaBehindError` naming ``civicchat db upgrade`` when
+    the database is behind this civicchat.
+    """
+    engine = create_engine(url, schema=schema, **engine_kwargs)
+    try:
+        await check_schema(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return SqlStore(engine, clock=clock)
+
+
+def _insert(conn: AsyncConnection, table: Any) -> Any:
+    """An INSERT that knows ``ON CONFLICT`` on both dialects."""
+    if conn.dialect.name == "postgresql":
+        return pg.insert(table)
+    return sqlite.insert(table)
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _clip(error: str) -> str:
+    return error if len(error) <= _ERROR_MAX else error[: _ERROR_MAX - 1] + "…"
+
+
+# --------------------------------------------------------------------------- row -> record
+
+
+def _event(row: Any) -> InboxEvent:
+    kind = EventKind(row.kind)
+    payload: InboundMessage | StatusUpdate
+    if kind is EventKind.MESSAGE:
+        payload = InboundMessage.model_validate_json(row.payload)
+    else:
+        payload = StatusUpdate.model_validate_json(row.payload)
+    return InboxEvent(
+        id=row.id,
+        kind=kind,
+        channel=row.channel,
+        account=row.account,
+        key=row.key,
+        conversation_key=row.conversation_key,
+        payload=payload,
+        state=EventState(row.state),
+        attempts=row.attempts,
+        received_at=row.received_at,
+        next_attempt_at=row.next_attempt_at,
+        last_error=row.last_error,
+        conversation_id=row.conversation_id,
+    )
+
+
+def _outbox_item(row: Any) -> OutboxItem:
+    return OutboxItem(
+        id=row.id,
+        key=row.key,
+        message=OutboundMessage.model_validate_json(row.payload),
+        status=DeliveryStatus(row.status),
+        attempts=row.attempts,
+        created_at=row.created_at,
+        next_attempt_at=row.next_attempt_at,
+        provider_message_id=row.provider_message_id,
+        last_error=row.last_error,
+        inbound_event_id=row.inbound_event_id,
+        conversation_id=row.conversation_id,
+        sent_at=row.sent_at,
+        status_at=row.status_at,
+    )
+
+
+def _contact(row: Any) -> Contact:
+    return Contact(id=row.id, name=row.name, language=row.language, created_at=row.created_at)
+
+
+def _conversation(row: Any) -> Conversation:
+    return Conversation(
+        id=row.id,
+        account=row.account,
+        channel=row.channel,
+        contact_id=row.contact_id,
+        recipient_id=row.recipient_id,
+        state=row.state,
+        created_at=row.created_at,
+        language=row.language,
+        assigned_operator=row.assigned_operator,
+        queued_at=row.queued_at,
+        last_inbound_at=row.last_inbound_at,
+        last_operator_reply_at=row.last_operator_reply_at,
+        last_ack_period=row.last_ack_period,
+        last_out_of_hours_period=row.last_out_of_hours_period,
+        priority=row.priority,
+        team=row.team,
+        data=dict(row.data or {}),
+    )
+
+
+def _operator(row: Any) -> Operator:
+    return Operator(
+        id=row.id,
+        account=row.account,
+        name=row.name,
+        login=row.login,
+        email=row.email,
+        password_hash=row.password_hash,
+        role=OperatorRole(row.role),
+        languages=tuple(x for x in row.languages.split(",") if x),
+        teams=tuple(x for x in row.teams.split(",") if x),
+        capacity=row.capacity,
+        presence=Presence(row.presence),
+    )
+
+
+def _media(row: Any) -> MediaRef:
+    return MediaRef(
+        id=row.id,
+        channel=row.channel,
+        account=row.account,
+        media_id=row.media_id,
+        state=MediaState(row.state),
+        attempts=row.attempts,
+        created_at=row.created_at,
+        event_id=row.event_id,
+        mime_type=row.mime_type,
+        blob_key=row.blob_key,
+        size=row.size,
+        sha256=row.sha256,
+        last_error=row.last_error,
+    )
+
+
+def _event_values(event: InboundMessage | StatusUpdate, now: datetime) -> dict[str, Any]:
+    if isinstance(event, InboundMessage):
+        kind, key, sender = EventKind.MESSAGE, event.provider_message_id, event.sender.id
+        conv = conversation_key(event.channel, event.account, sender)
+    elif isinstance(event, StatusUpdate):
+        kind, sender = EventKind.STATUS, event.recipient_id
+        key = f"{event.provider_message_id}:{event.status.value}"
+        # Statuses of one outbound message are ordered among themselves, never behind a message.
+        conv = f"status:{event.channel}:{event.account}:{event.provider_message_id}"
+    else:
+        raise TypeError(
+            f"accept() takes InboundMessage or StatusUpdate, not {type(event).__name__}"
+        )
+    return {
+        "kind": kind.value,
+        "channel": event.channel,
+        "account": event.account,
+        "key": key,
+        "sender_id": sender,
+        "conversation_key": conv,
+        "payload": event.model_dump_json(),
+        "state": EventState.PENDING.value,
+        "attempts": 0,
+        "received_at": now,
+        "next_attempt_at": now,
+    }
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class SqlStore:
+    """Storage on one SQLAlchemy async engine (SQLite or PostgreSQL).
+
+    Implements :class:`~civicchat.storage.base.InboxStore`, ``InboxAdmin``, ``OutboxStore``,
+    ``TransactionFactory`` and ``PrivacyStore``. Use :func:`open_store` to get one.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, clock: Clock | None = None) -> None:
+        self.engine = engine
+        self.clock: Clock = clock or SystemClock()
+        self.is_postgres = engine.dialect.name == "postgresql"
+        self._write_lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def _begin(self) -> AsyncIterator[AsyncConnection]:
+        if self.is_postgres:
+            async with self.engine.begin() as conn:
+                yield conn
+        else:
+            # SQLite has a single writer; queueing here beats spinning on the busy timeout.
+            async with self._write_lock, self.engine.begin() as conn:
+                yield conn
+
+    def transaction(self) -> AbstractAsyncContextManager[SqlTransaction]:
+        """A transaction with every repository; commits on success, rolls back on error."""
+        return self._transaction()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[SqlTransaction]:
+        async with self._begin() as conn:
+            yield SqlTransaction(conn, self.clock)
+
+    # ------------------------------------------------------------------ inbox
+
+    async def accept(self, events: Sequence[InboundMessage | StatusUpdate]) -> AcceptResult:
+        """Commit ``events`` in one transaction.
+
+        Keyed by (channel, account, provider message id) for messages and (channel, account,
+        message id, status) for statuses: a re-delivery is a no-op, except that the re-delivery
+        of an event that failed or was parked makes it pending again, with its attempts reset.
+        """
+        if not events:
+            return AcceptResult(0, 0, 0)
+        now = self.clock.now()
+        unique: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for e in events:
+            values = _event_values(e, now)
+            unique.setdefault((values["channel"], values["account"], values["key"]), values)
+        rows = list(unique.values())
+        accepted = revived = 0
+        async with self._begin() as conn:
+            stmt = (
+                _insert(conn, InboxRow)
+                .on_conflict_do_nothing(index_elements=["channel", "account", "key"])
+                .returning(InboxRow.id)
+            )
+            for chunk in _chunks(rows):
+                accepted += len((await conn.execute(stmt, list(chunk))).all())
+            if accepted < len(rows):
+                for chunk in _chunks(list(unique)):
+                    result = await conn.execute(
+                        update(InboxRow)
+                        .where(
+                            tuple_(InboxRow.channel, InboxRow.account, InboxRow.key).in_(chunk),
+                            InboxRow.state.in_([EventState.FAILED, EventState.PARKED]),
+                        )
+                        .values(
+                            state=EventState.PENDING.value,
+                            attempts=0,
+                            next_attempt_at=now,
+                            lease_until=None,
+                            worker_id=None,
+                        )
+                    )
+                    revived += result.rowcount
+        duplicates = len(events) - accepted - revived
+        if revived:
+            _log.info("re-delivery revived %d failed event(s)", revived)
+        return AcceptResult(accepted=accepted, duplicates=duplicates, revived=revived)
+
+    def _claimable(self, now: datetime) -> ColumnElement[bool]:
+        e = InboxRow.__table__.c
+        p = aliased(InboxRow)
+        due = or_(
+            and_(
+                e.state.in_([EventState.PENDING, EventState.FAILED]),
+                e.next_attempt_at <= now,
+            ),
+            and_(e.state == EventState.PROCESSING, e.lease_until <= now),
+        )
+        earlier_open = exists().where(
+            p.conversation_key == e.conversation_key,
+            p.id < e.id,
+            p.state.in_(_OPEN),
+        )
+        in_progress = exists().where(
+            p.conversation_key == e.conversation_key,
+            p.id != e.id,
+            p.state == EventState.PROCESSING,
+            p.lease_until > now,
+        )
+        return and_(due, ~earlier_open, ~in_progress)
+
+    async def claim_event(self, worker_id: str, *, lease_seconds: float) -> InboxEvent | None:
+        """Claim the oldest due event whose conversation has nothing in progress or earlier.
+
+        The claim lasts ``lease_seconds``; after that (a crashed worker) another worker may take
+        the event over. Each claim counts as an attempt.
+        """
+        now = self.clock.now()
+        t = InboxRow.__table__
+        claim = (
+            update(InboxRow)
+            .values(
+                state=EventState.PROCESSING.value,
+                worker_id=worker_id,
+                lease_until=now + timedelta(seconds=lease_seconds),
+                attempts=InboxRow.attempts + 1,
+            )
+            .returning(*t.c)
+        )
+        async with self._begin() as conn:
+            if not self.is_postgres:
+                candidate = (
+                    await conn.execute(
+                        select(t.c.id).where(self._claimable(now)).order_by(t.c.id).limit(1)
+                    )
+                ).first()
+                if candidate is None:
+                    return None
+                row = (await conn.execute(claim.where(InboxRow.id == candidate.id))).one()
+                return _event(row)
+            candidates = (
+                await conn.execute(
+                    select(t.c.id, t.c.conversation_key)
+                    .where(self._claimable(now))
+                    .order_by(t.c.id)
+                    .limit(8)
+                    .with_for_update(skip_locked=True, of=t)
+                )
+            ).all()
+            for cand in candidates:
+                locked = await conn.scalar(
+                    select(func.pg_try_advisory_xact_lock(func.hashtextextended(cand[1], 0)))
+                )
+                if not locked:
+                    continue
+                # A fresh snapshot, now that no other claimer of this conversation runs.
+                claimed = (
+                    await conn.execute(claim.where(InboxRow.id == cand[0], self._claimable(now)))
+                ).first()
+                if claimed is not None:
+                    return _event(claimed)
+            return None
+
+    async def fail_event(
+        self, event_id: int, worker_id: str, error: str, *, retry_at: datetime | None
+    ) -> EventState:
+        """Record a failed attempt: ``failed`` until ``retry_at``, or ``parked`` when ``None``."""
+        state = EventState.PARKED if retry_at is None else EventState.FAILED
+        async with self._begin() as conn:
+            result = await conn.execute(
+                update(InboxRow)
+                .where(
+                    InboxRow.id == event_id,
+                    InboxRow.worker_id == worker_id,
+                    InboxRow.state == EventState.PROCESSING,
+                )
+                .values(
+                    state=state.value,
+                    next_attempt_at=retry_at or self.clock.now(),
+                    lease_until=None,
+                    worker_id=None,
+                    last_error=_clip(error),
+                )
+            )
+            if result.rowcount != 1:
+                raise LeaseLostError(f"event {event_id} is no longer claimed by {worker_id}")
+        return state
+
+    async def release_event(self, event_id: int, worker_id: str) -> None:
+        """Give a claimed event back untouched (graceful stop); the attempt is not counted."""
+        async with self._begin() as conn:
+            await conn.execute(
+                update(InboxRow)
+                .where(
+                    InboxRow.id == event_id,
+                    InboxRow.worker_id == worker_id,
+                    InboxRow.state == EventState.PROCESSING,
+                )
+                .values(
+                    state=EventState.PENDING.value,
+                    lease_until=None,
+                    worker_id=None,
+                    attempts=InboxRow.attempts - 1,
+                )
+            )
+
+    async def get_event(self, event_id: int) -> InboxEvent | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(InboxRow.__table__).where(InboxRow.id == event_id))
+            ).first()
+        return None if row is None else _event(row)
+
+    # ------------------------------------------------------------------ inbox admin
+
+    async def parked_events(self, account: str | None = None, limit: int = 100) -> list[InboxEvent]:
+        """Events that failed too often, oldest first."""
+        t = InboxRow.__table__
+        stmt = select(t).where(t.c.state == EventState.PARKED).order_by(t.c.id).limit(limit)
+        if account is not None:
+            stmt = stmt.where(t.c.account == account)
+        async with self.engine.connect() as conn:
+            return [_event(r) for r in await conn.execute(stmt)]
+
+    async def requeue(self, event_id: int) -> bool:
+        """Make a parked or failed event pending again, with its attempts reset."""
+        async with self._begin() as conn:
+            result = await conn.execute(
+                update(InboxRow)
+                .where(
+                    InboxRow.id == event_id,
+                    InboxRow.state.in_([EventState.PARKED, EventState.FAILED]),
+                )
+                .values(
+                    state=EventState.PENDING.value, attempts=0, next_attempt_at=self.clock.now()
+                )
+            )
+        return result.rowcount == 1
+
+    async def state_counts(self) -> Mapping[EventState, int]:
+        """How many events are in each state."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(InboxRow.state, func.count()).group_by(InboxRow.state))
+            counts = dict.fromkeys(EventState, 0)
+            for state, n in rows:
+                counts[EventState(state)] = n
+        return counts
+
+    # ------------------------------------------------------------------ outbox
+
+    async def claim_outbound(
+        self, worker_id: str, *, limit: int, lease_seconds: float
+    ) -> list[OutboxItem]:
+        """Claim up to ``limit`` due messages, oldest first, at most one per recipient.
+
+        A recipient's next message waits until the previous one is sent or failed for good, so
+        replies arrive in the order they were written.
+        """
+        now = self.clock.now()
+        o = OutboxRow.__table__
+        p = aliased(OutboxRow)
+        earlier = exists().where(
+            p.status == DeliveryStatus.QUEUED,
+            p.channel == o.c.channel,
+            p.account == o.c.account,
+            p.recipient_id == o.c.recipient_id,
+            p.id < o.c.id,
+        )
+        query = (
+            select(o.c.id)
+            .where(
+                o.c.status == DeliveryStatus.QUEUED,
+                o.c.next_attempt_at <= now,
+                or_(o.c.lease_until.is_(None), o.c.lease_until <= now),
+                ~earlier,
+            )
+            .order_by(o.c.id)
+            .limit(limit)
+        )
+        if self.is_postgres:
+            query = query.with_for_update(skip_locked=True, of=o)
+        async with self._begin() as conn:
+            ids = [r[0] for r in await conn.execute(query)]
+            if not ids:
+                return []
+            rows = await conn.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id.in_(ids))
+                .values(
+                    worker_id=worker_id,
+                    lease_until=now + timedelta(seconds=lease_seconds),
+                    attempts=OutboxRow.attempts + 1,
+                )
+                .returning(*o.c)
+            )
+            items = sorted((_outbox_item(r) for r in rows), key=lambda i: i.id)
+            return await self._with_last_inbound(conn, items)
+
+    async def _with_last_inbound(
+        self, conn: AsyncConnection, items: list[OutboxItem]
+    ) -> list[OutboxItem]:
+        conv_ids = {i.conversation_id for i in items if i.conversation_id is not None}
+        event_ids = {i.inbound_event_id for i in items if i.inbound_event_id is not None}
+        by_conv: dict[int, datetime] = {}
+        by_event: dict[int, datetime] = {}
+        if conv_ids:
+            for cid, at in await conn.execute(
+                select(ConversationRow.id, ConversationRow.last_inbound_at).where(
+                    ConversationRow.id.in_(conv_ids), ConversationRow.last_inbound_at.is_not(None)
+                )
+            ):
+                if at is not None:
+                    by_conv[cid] = at
+        if event_ids:
+            for eid, payload in await conn.execute(
+                select(InboxRow.id, InboxRow.payload).where(
+                    InboxRow.id.in_(event_ids), InboxRow.kind == EventKind.MESSAGE
+                )
+            ):
+                by_event[eid] = InboundMessage.model_validate_json(payload).timestamp
+        out = []
+        for item in items:
+            known = [
+                t
+                for t in (
+                    by_conv.get(item.conversation_id or -1),
+                    by_event.get(item.inbound_event_id or -1),
+                )
+                if t is not None
+            ]
+            out.append(dataclasses.replace(item, last_inbound_at=max(known)) if known else item)
+        return out
+
+    async def _finish_outbound(self, item_id: int, worker_id: str, **values: Any) -> bool:
+        async with self._begin() as conn:
+            result = await conn.execute(
+                update(OutboxRow)
+                .where(
+                    OutboxRow.id == item_id,
+                    OutboxRow.worker_id == worker_id,
+                    OutboxRow.status == DeliveryStatus.QUEUED,
+                )
+                .values(lease_until=None, worker_id=None, **values)
+            )
+        return result.rowcount == 1
+
+    async def mark_sent(self, item_id: int, worker_id: str, provider_message_id: str) -> bool:
+        """Record a successful send; False when the claim was lost meanwhile."""
+        now = self.clock.now()
+        return await self._finish_outbound(
+            item_id,
+            worker_id,
+            status=DeliveryStatus.SENT.value,
+            provider_message_id=provider_message_id,
+            sent_at=now,
+            status_at=now,
+            next_attempt_at=None,
+            last_error=None,
+        )
+
+    async def mark_retry(
+        self, item_id: int, worker_id: str, error: str, retry_at: datetime
+    ) -> bool:
+        """Record a transient failure; the message is sent again at ``retry_at``."""
+        return await self._finish_outbound(
+            item_id, worker_id, next_attempt_at=retry_at, last_error=_clip(error)
+        )
+
+    async def mark_failed(self, item_id: int, worker_id: str, error: str) -> bool:
+        """Record a permanent failure on the message."""
+        return await self._finish_outbound(
+            item_id,
+            worker_id,
+            status=DeliveryStatus.FAILED.value,
+            next_attempt_at=None,
+            last_error=_clip(error),
+            status_at=self.clock.now(),
+        )
+
+    async def apply_status(self, update_: StatusUpdate) -> bool:
+        """Merge a delivery status into the stored message; False when no message has that id.
+
+        Statuses arrive out of order: the highest :attr:`DeliveryStatus.rank` wins, and
+        ``failed`` (the highest) always wins.
+        """
+        async with self._begin() as conn:
+            row = (
+                await conn.execute(
+                    select(OutboxRow.id, OutboxRow.status).where(
+                        OutboxRow.channel == update_.channel,
+                        OutboxRow.account == update_.account,
+                        OutboxRow.provider_message_id == update_.provider_message_id,
+                    )
+                )
+            ).first()
+            if row is None:
+                return False
+            if update_.status.rank > DeliveryStatus(row.status).rank:
+                values: dict[str, Any] = {
+                    "status": update_.status.value,
+                    "status_at": update_.timestamp,
+                }
+                if update_.status is DeliveryStatus.FAILED:
+                    values["last_error"] = _clip(
+                        "; ".join(
+                            f"{e.code} {e.title or ''} {e.detail or ''}".strip()
+                            for e in update_.errors
+                        )
+                        or "failed"
+                    )
+                await conn.execute(update(OutboxRow).where(OutboxRow.id == row.id).values(**values))
+        return True
+
+    async def get_outbound(self, item_id: int) -> OutboxItem | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(OutboxRow.__table__).where(OutboxRow.id == item_id))
+            ).first()
+        return None if row is None else _outbox_item(row)
+
+    async def outbound_for_event(self, event_id: int) -> list[OutboxItem]:
+        """The replies written for one inbound event, in order."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(OutboxRow.__table__)
+                .where(OutboxRow.inbound_event_id == event_id)
+                .order_by(OutboxRow.id)
+            )
+            return [_outbox_item(r) for r in rows]
+
+    # ------------------------------------------------------------------ privacy
+
+    async def _citizen(
+        self, conn: AsyncConnection, channel: str, account: str, external_id: str
+    ) -> tuple[int | None, list[tuple[str, str, str]], list[int]]:
+        contact_id = await conn.scalar(
+            select(IdentityRow.contact_id).where(
+                IdentityRow.channel == channel,
+                IdentityRow.account == account,
+                IdentityRow.external_id == external_id,
+            )
+        )
+        identities = [(channel, account, external_id)]
+        conv_ids: list[int] = []
+        if contact_id is not None:
+            identities = [
+                (r.channel, r.account, r.external_id)
+                for r in await conn.execute(
+                    select(IdentityRow).where(IdentityRow.contact_id == contact_id)
+                )
+            ]
+            conv_ids = list(
+                await conn.scalars(
+                    select(ConversationRow.id).where(ConversationRow.contact_id == contact_id)
+                )
+            )
+        return contact_id, identities, conv_ids
+
+    async def erase_citizen(self, channel: str, account: str, external_id: str) -> ErasureResult:
+        """Delete everything about the citizen known as ``external_id``, on every channel.
+
+        Returns what was deleted, including the blob keys of their media: delete those from the
+        blob store too (:class:`civicchat.storage.privacy.Privacy` does both).
+        """
+        async with self._begin() as conn:
+            contact_id, identities, conv_ids = await self._citizen(
+                conn, channel, account, external_id
+            )
+            ident = tuple_(InboxRow.channel, InboxRow.account, InboxRow.sender_id).in_(identities)
+            event_ids = list(
+                await conn.scalars(
+                    select(InboxRow.id).where(or_(ident, InboxRow.conversation_id.in_(conv_ids)))
+                )
+            )
+            media = (
+                await conn.execute(
+                    select(MediaRow.id, MediaRow.blob_key).where(MediaRow.event_id.in_(event_ids))
+                )
+            ).all()
+            if media:
+                await conn.execute(delete(MediaRow).where(MediaRow.id.in_([m.id for m in media])))
+            out = tuple_(OutboxRow.channel, OutboxRow.account, OutboxRow.recipient_id).in_(
+                identities
+            )
+            out_deleted = await conn.execute(
+                delete(OutboxRow).where(or_(out, OutboxRow.conversation_id.in_(conv_ids)))
+            )
+            in_deleted = 0
+            for chunk in _chunks(event_ids):
+                in_deleted += (
+                    await conn.execute(delete(InboxRow).where(InboxRow.id.in_(chunk)))
+                ).rowcount
+            if conv_ids:
+                await conn.execute(delete(ConversationRow).where(ConversationRow.id.in_(conv_ids)))
+            contacts = 0
+            if contact_id is not None:
+                contacts = (
+                    await conn.execute(delete(ContactRow).where(ContactRow.id == contact_id))
+                ).rowcount
+        return ErasureResult(
+            contacts=contacts,
+            conversations=len(conv_ids),
+            messages=in_deleted + out_deleted.rowcount,
+            media=len(media),
+            blob_keys=tuple(m.blob_key for m in media if m.blob_key),
+        )
+
+    async def export_citizen(self, channel: str, account: str, external_id: str) -> dict[str, Any]:
+        """Everything stored about one citizen, as JSON-ready data."""
+        async with self.engine.connect() as conn:
+            contact_id, identities, conv_ids = await self._citizen(
+                conn, channel, account, external_id
+            )
+            contact = None
+            if contact_id is not None:
+                row = (
+                    await conn.execute(select(ContactRow).where(ContactRow.id == contact_id))
+                ).first()
+                contact = None if row is None else _contact(row)
+            tx = SqlTransaction(conn, self.clock)
+            conversations = []
+            for cid in conv_ids:
+                conv = await tx.conversations.get(cid)
+                assert conv is not None
+                conversations.append(
+                    {
+                        **_jsonable(conv),
+                        "history": [_jsonable(h) for h in await tx.history.entries(cid)],
+                    }
+                )
+            ident = tuple_(InboxRow.channel, InboxRow.account, InboxRow.sender_id).in_(identities)
+            inbound = [
+                json.loads(p)
+                for p in await conn.scalars(
+                    select(InboxRow.payload)
+                    .where(ident, InboxRow.kind == EventKind.MESSAGE)
+                    .order_by(InboxRow.id)
+                )
+            ]
+            out = tuple_(OutboxRow.channel, OutboxRow.account, OutboxRow.recipient_id).in_(
+                identities
+            )
+            outbound = [
+                {**json.loads(r.payload), "status": r.status, "sent_at": _iso(r.sent_at)}
+                for r in await conn.execute(select(OutboxRow).where(out).order_by(OutboxRow.id))
+            ]
+        return {
+            "contact": None if contact is None else _jsonable(contact),
+            "identities": [
+                {"channel": c, "account": a, "external_id": x} for c, a, x in identities
+            ],
+            "conversations": conversations,
+            "inbound_messages": inbound,
+            "outbound_messages": outbound,
+        }
+
+    async def apply_retention(
+        self, account: str, *, older_than: datetime, mode: RetentionMode
+    ) -> int:
+        """Delete or anonymise the account's conversations with no activity since ``older_than``.
+
+        Finished inbox events (and delivery statuses) older than ``older_than`` are deleted in
+        both modes; keep ``older_than`` well beyond the providers' re-delivery window (36 h).
+        """
+        last = func.coalesce(ConversationRow.last_inbound_at, ConversationRow.created_at)
+        async with self._begin() as conn:
+            conv_ids = list(
+                await conn.scalars(
+                    select(ConversationRow.id).where(
+                        ConversationRow.account == account, last < older_than
+                    )
+                )
+            )
+            for chunk in _chunks(conv_ids):
+                if mode is RetentionMode.DELETE:
+                    await conn.execute(
+                        delete(OutboxRow).where(OutboxRow.conversation_id.in_(chunk))
+                    )
+                    await conn.execute(delete(InboxRow).where(InboxRow.conversation_id.in_(chunk)))
+                    await conn.execute(delete(ConversationRow).where(ConversationRow.id.in_(chunk)))
+                else:
+                    await self._anonymise(conn, chunk)
+            await conn.execute(
+                delete(InboxRow).where(
+                    InboxRow.account == account,
+                    InboxRow.received_at < older_than,
+                    or_(
+                        InboxRow.kind == EventKind.STATUS,
+                        and_(InboxRow.state == EventState.DONE, InboxRow.conversation_id.is_(None)),
+                    ),
+                )
+            )
+        if conv_ids:
+            _log.info("retention: %s %d conversation(s) of %s", mode.value, len(conv_ids), account)
+        return len(conv_ids)
+
+    async def _anonymise(self, conn: AsyncConnection, conv_ids: Sequence[int]) -> None:
+        for row in await conn.execute(
+            select(InboxRow.id, InboxRow.payload, InboxRow.kind).where(
+                InboxRow.conversation_id.in_(conv_ids), InboxRow.sender_id != ANONYMISED
+            )
+        ):
+            if row.kind != EventKind.MESSAGE:
+                continue
+            msg = InboundMessage.model_validate_json(row.payload)
+            msg = msg.model_copy(
+                update={
+                    "sender": msg.sender.model_copy(update={"id": ANONYMISED, "name": None}),
+                    "content": Unsupported(provider_type=msg.content.kind, reason=ANONYMISED),
+                }
+            )
+            await conn.execute(
+                update(InboxRow)
+                .where(InboxRow.id == row.id)
+                .values(payload=msg.model_dump_json(), sender_id=ANONYMISED)
+            )
+        for orow in await conn.execute(
+            select(OutboxRow.id, OutboxRow.payload).where(
+                OutboxRow.conversation_id.in_(conv_ids), OutboxRow.recipient_id != ANONYMISED
+            )
+        ):
+            out = OutboundMessage.model_validate_json(orow.payload)
+            out = out.model_copy(
+                update={"recipient_id": ANONYMISED, "content": Text(body=f"[{ANONYMISED}]")}
+            )
+            await conn.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == orow.id)
+                .values(payload=out.model_dump_json(), recipient_id=ANONYMISED)
+            )
+        await conn.execute(
+            update(ConversationRow)
+            .where(ConversationRow.id.in_(conv_ids))
+            .values(recipient_id=ANONYMISED, contact_id=None, data={})
+        )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _jsonable(record: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in record.__slots__:
+        value = getattr(record, name)
+        if isinstance(value, datetime | date):
+            value = value.isoformat()
+        elif isinstance(value, Mapping):
+            value = dict(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[name] = value
+    return out
+
+
+# --------------------------------------------------------------------------- transaction
+
+
+class _Repo:
+    def __init__(self, conn: AsyncConnection, clock: Clock) -> None:
+        self._conn = conn
+        self._clock = clock
+
+
+class SqlContacts(_Repo):
+    async def identify(
+        self,
+        channel: str,
+        account: str,
+        external_id: str,
+        *,
+        name: str | None = None,
+        language: str | None = None,
+    ) -> Contact:
+        """The contact with this identity, created if new (``name`` fills an empty name)."""
+        row = (
+            await self._conn.execute(
+                select(ContactRow)
+                .join(IdentityRow, IdentityRow.contact_id == ContactRow.id)
+                .where(
+                    IdentityRow.channel == channel,
+                    IdentityRow.account == account,
+                    IdentityRow.external_id == external_id,
+                )
+            )
+        ).first()
+        if row is not None:
+            contact = _contact(row)
+            if name and not contact.name:
+                await self._conn.execute(
+                    update(ContactRow).where(ContactRow.id == contact.id).values(name=name)
+                )
+                contact = Contact(contact.id, name, contact.language, contact.created_at)
+            return contact
+        now = self._clock.now()
+        contact_id = await self._conn.scalar(
+            _insert(self._conn, ContactRow)
+            .values(name=name, language=language, created_at=now)
+            .returning(ContactRow.id)
+        )
+        assert contact_id is not None
+        await self._conn.execute(
+            _insert(self._conn, IdentityRow).values(
+                contact_id=contact_id, channel=channel, account=account, external_id=external_id
+            )
+        )
+        return Contact(contact_id, name, language, now)
+
+    async def get(self, contact_id: int) -> Contact | None:
+        row = (
+            await self._conn.execute(select(ContactRow).where(ContactRow.id == contact_id))
+        ).first()
+        return None if row is None else _contact(row)
+
+    async def update(self, contact: Contact) -> None:
+        await self._conn.execute(
+            update(ContactRow)
+            .where(ContactRow.id == contact.id)
+            .values(name=contact.name, language=contact.language)
+        )
+
+    async def identities(self, contact_id: int) -> list[Identity]:
+        rows = await self._conn.execute(
+            select(IdentityRow).where(IdentityRow.contact_id == contact_id).order_by(IdentityRow.id)
+        )
+        return [Identity(r.contact_id, r.channel, r.account, r.external_id) for r in rows]
+
+
+_CONV_FIELDS = (
+    "state",
+    "language",
+    "assigned_operator",
+    "queued_at",
+    "last_inbound_at",
+    "last_operator_reply_at",
+    "last_ack_period",
+    "last_out_of_hours_period",
+    "priority",
+    "team",
+    "recipient_id",
+)
+
+
+class SqlConversations(_Repo):
+    async def get(self, conversation_id: int) -> Conversation | None:
+        row = (
+            await self._conn.execute(
+                select(ConversationRow).where(ConversationRow.id == conversation_id)
+            )
+        ).first()
+        return None if row is None else _conversation(row)
+
+    async def latest_for(self, channel: str, account: str, contact_id: int) -> Conversation | None:
+        row = (
+            await self._conn.execute(
+                select(ConversationRow)
+                .where(
+                    ConversationRow.channel == channel,
+                    ConversationRow.account == account,
+                    ConversationRow.contact_id == contact_id,
+                )
+                .order_by(ConversationRow.id.desc())
+                .limit(1)
+            )
+        ).first()
+        return None if row is None else _conversation(row)
+
+    async def create(
+        self, *, channel: str, account: str, contact_id: int, recipient_id: str, state: str
+    ) -> Conversation:
+        now = self._clock.now()
+        new_id = await self._conn.scalar(
+            _insert(self._conn, ConversationRow)
+            .values(
+                channel=channel,
+                account=account,
+                contact_id=contact_id,
+                recipient_id=recipient_id,
+                state=state,
+                created_at=now,
+                priority=0,
+                data={},
+            )
+            .returning(ConversationRow.id)
+        )
+        assert new_id is not None
+        return Conversation(
+            id=new_id,
+            account=account,
+            channel=channel,
+            contact_id=contact_id,
+            recipient_id=recipient_id,
+            state=state,
+            created_at=now,
+        )
+
+    async def save(self, conversation: Conversation) -> None:
+        values = {f: getattr(conversation, f) for f in _CONV_FIELDS}
+        values["data"] = dict(conversation.data)
+        result = await self._conn.execute(
+            update(ConversationRow).where(ConversationRow.id == conversation.id).values(**values)
+        )
+        if result.rowcount != 1:
+            raise StorageError(f"conversation {conversation.id} does not exist")
+
+    async def list(
+        self, account: str, *, states: Sequence[str] | None = None, limit: int = 100
+    ) -> list[Conversation]:
+        stmt = select(ConversationRow).where(ConversationRow.account == account)
+        if states is not None:
+            stmt = stmt.where(ConversationRow.state.in_(list(states)))
+        stmt = stmt.order_by(
+            func.coalesce(ConversationRow.last_inbound_at, ConversationRow.created_at).desc(),
+            ConversationRow.id.desc(),
+        ).limit(limit)
+        return [_conversation(r) for r in await self._conn.execute(stmt)]
+
+
+class SqlHistory(_Repo):
+    async def record(self, entry: LifecycleEntry) -> None:
+        await self._conn.execute(
+            _insert(self._conn, HistoryRow).values(
+                conversation_id=entry.conversation_id,
+                at=entry.at,
+                actor=entry.actor,
+                from_state=entry.from_state,
+                to_state=entry.to_state,
+                note=entry.note,
+            )
+        )
+
+    async def entries(self, conversation_id: int) -> list[LifecycleEntry]:
+        rows = await self._conn.execute(
+            select(HistoryRow)
+            .where(HistoryRow.conversation_id == conversation_id)
+            .order_by(HistoryRow.id)
+        )
+        return [
+            LifecycleEntry(r.conversation_id, r.at, r.actor, r.from_state, r.to_state, r.note)
+            for r in rows
+        ]
+
+
+class SqlOperators(_Repo):
+    async def add_operator(
+        self,
+        *,
+        account: str,
+        name: str,
+        login: str,
+        password_hash: str,
+        role: OperatorRole = OperatorRole.OPERATOR,
+        languages: Sequence[str] = ("ca", "es"),
+        teams: Sequence[str] = (),
+        capacity: int = 5,
+        email: str | None = None,
+    ) -> Operator:
+        for item in (*languages, *teams):
+            if "," in item:
+                raise ValueError(f"a language or team name cannot contain a comma: {item!r}")
+        values = {
+            "account": account,
+            "name": name,
+            "login": login,
+            "email": email,
+            "password_hash": password_hash,
+            "role": OperatorRole(role).value,
+            "languages": ",".join(languages),
+            "teams": ",".join(teams),
+            "capacity": capacity,
+            "presence": Presence.OFFLINE.value,
+        }
+        new_id = await self._conn.scalar(
+            _insert(self._conn, OperatorRow).values(**values).returning(OperatorRow.id)
+        )
+        assert new_id is not None
+        return _operator(_Values(id=new_id, **values))
+
+    async def get_operator(self, operator_id: int) -> Operator | None:
+        row = (
+            await self._conn.execute(select(OperatorRow).where(OperatorRow.id == operator_id))
+        ).first()
+        return None if row is None else _operator(row)
+
+    async def by_login(self, login: str) -> Operator | None:
+        row = (
+            await self._conn.execute(select(OperatorRow).where(OperatorRow.login == login))
+        ).first()
+        return None if row is None else _operator(row)
+
+    async def operators(self, account: str) -> list[Operator]:
+        rows = await self._conn.execute(
+            select(OperatorRow).where(OperatorRow.account == account).order_by(OperatorRow.id)
+        )
+        return [_operator(r) for r in rows]
+
+    async def save_operator(self, operator: Operator) -> None:
+        await self._conn.execute(
+            update(OperatorRow)
+            .where(OperatorRow.id == operator.id)
+            .values(
+                account=operator.account,
+                name=operator.name,
+                login=operator.login,
+                email=operator.email,
+                password_hash=operator.password_hash,
+                role=operator.role.value,
+                languages=",".join(operator.languages),
+                teams=",".join(operator.teams),
+                capacity=operator.capacity,
+                presence=operator.presence.value,
+            )
+        )
+
+
+class _Values:
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+
+class SqlAssignments(_Repo):
+    async def assign(self, conversation_id: int, operator_id: int, at: datetime) -> Assignment:
+        await self.release(conversation_id, at)
+        await self._conn.execute(
+            _insert(self._conn, AssignmentRow).values(
+                conversation_id=conversation_id, operator_id=operator_id, assigned_at=at
+            )
+        )
+        return Assignment(conversation_id, operator_id, at)
+
+    async def release(self, conversation_id: int, at: datetime) -> None:
+        await self._conn.execute(
+            update(AssignmentRow)
+            .where(
+                AssignmentRow.conversation_id == conversation_id,
+                AssignmentRow.released_at.is_(None),
+            )
+            .values(released_at=at)
+        )
+
+    async def open_assignments(self, operator_id: int) -> list[Assignment]:
+        rows = await self._conn.execute(
+            select(AssignmentRow)
+            .where(AssignmentRow.operator_id == operator_id, AssignmentRow.released_at.is_(None))
+            .order_by(AssignmentRow.id)
+        )
+        return [Assignment(r.conversation_id, r.operator_id, r.assigned_at) for r in rows]
+
+
+class SqlAudit(_Repo):
+    async def audit(self, entry: AuditEntry) -> None:
+        await self._conn.execute(
+            _insert(self._conn, AuditRow).values(
+                at=entry.at,
+                actor=entry.actor,
+                action=entry.action,
+                account=entry.account,
+                details=dict(entry.details),
+            )
+        )
+
+    async def audit_entries(
+        self, account: str | None = None, *, since: datetime | None = None, limit: int = 100
+    ) -> list[AuditEntry]:
+        stmt = select(AuditRow).order_by(AuditRow.at.desc(), AuditRow.id.desc()).limit(limit)
+        if account is not None:
+            stmt = stmt.where(AuditRow.account == account)
+        if since is not None:
+            stmt = stmt.where(AuditRow.at >= since)
+        return [
+            AuditEntry(r.at, r.actor, r.action, r.account, dict(r.details), r.id)
+            for r in await self._conn.execute(stmt)
+        ]
+
+
+class SqlKeywordStats(_Repo):
+    async def count_keyword(self, account: str, keyword_id: str, day: date, by: int = 1) -> None:
+        stmt = _insert(self._conn, KeywordCountRow).values(
+            account=account, keyword_id=keyword_id, day=day, count=by
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["account", "keyword_id", "day"],
+            set_={"count": KeywordCountRow.count + by},
+        )
+        await self._conn.execute(stmt)
+
+    async def keyword_counts(self, account: str, since: date, until: date) -> list[KeywordCount]:
+        rows = await self._conn.execute(
+            select(KeywordCountRow)
+            .where(
+                KeywordCountRow.account == account,
+                KeywordCountRow.day >= since,
+                KeywordCountRow.day <= until,
+            )
+            .order_by(KeywordCountRow.day, KeywordCountRow.keyword_id)
+        )
+        return [KeywordCount(r.account, r.keyword_id, r.day, r._mapping["count"]) for r in rows]
+
+
+class SqlMedia(_Repo):
+    async def add_media(
+        self,
+        channel: str,
+        account: str,
+        media_id: str,
+        *,
+        mime_type: str | None,
+        event_id: int | None,
+    ) -> MediaRef:
+        now = self._clock.now()
+        await self._conn.execute(
+            _insert(self._conn, MediaRow)
+            .values(
+                channel=channel,
+                account=account,
+                media_id=media_id,
+                event_id=event_id,
+                state=MediaState.PENDING.value,
+                attempts=0,
+                created_at=now,
+                next_attempt_at=now,
+                mime_type=mime_type,
+            )
+            .on_conflict_do_nothing(index_elements=["channel", "account", "media_id"])
+        )
+        row = (
+            await self._conn.execute(
+                select(MediaRow).where(
+                    MediaRow.channel == channel,
+                    MediaRow.account == account,
+                    MediaRow.media_id == media_id,
+                )
+            )
+        ).one()
+        return _media(row)
+
+    async def claim_media(
+        self, worker_id: str, *, limit: int, lease_seconds: float
+    ) -> list[MediaRef]:
+        now = self._clock.now()
+        m = MediaRow.__table__
+        query = (
+            select(m.c.id)
+            .where(
+                m.c.state == MediaState.PENDING,
+                m.c.next_attempt_at <= now,
+                or_(m.c.lease_until.is_(None), m.c.lease_until <= now),
+            )
+            .order_by(m.c.id)
+            .limit(limit)
+        )
+        if self._conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True, of=m)
+        ids = list(await self._conn.scalars(query))
+        if not ids:
+            return []
+        rows = await self._conn.execute(
+            update(MediaRow)
+            .where(MediaRow.id.in_(ids))
+            .values(
+                worker_id=worker_id,
+                lease_until=now + timedelta(seconds=lease_seconds),
+                attempts=MediaRow.attempts + 1,
+            )
+            .returning(*m.c)
+        )
+        return sorted((_media(r) for r in rows), key=lambda r: r.id)
+
+    async def media_stored(
+        self, media_ref_id: int, *, blob_key: str, size: int, sha256: str, mime_type: str | None
+    ) -> None:
+        await self._conn.execute(
+            update(MediaRow)
+            .where(MediaRow.id == media_ref_id)
+            .values(
+                state=MediaState.STORED.value,
+                blob_key=blob_key,
+                size=size,
+                sha256=sha256,
+                mime_type=mime_type,
+                lease_until=None,
+                worker_id=None,
+                next_attempt_at=None,
+                last_error=None,
+            )
+        )
+
+    async def media_failed(
+        self, media_ref_id: int, error: str, *, retry_at: datetime | None
+    ) -> None:
+        await self._conn.execute(
+            update(MediaRow)
+            .where(MediaRow.id == media_ref_id)
+            .values(
+                state=(MediaState.PENDING if retry_at else MediaState.FAILED).value,
+                next_attempt_at=retry_at,
+                lease_until=None,
+                worker_id=None,
+                last_error=_clip(error),
+            )
+        )
+
+
+class SqlTransaction:
+    """One database transaction with every repository (see :class:`~.base.Transaction`)."""
+
+    def __init__(self, conn: AsyncConnection, clock: Clock) -> None:
+        self.connection = conn
+        self._clock = clock
+        self.contacts: ContactRepository = SqlContacts(conn, clock)
+        self.conversations: ConversationRepository = SqlConversations(conn, clock)
+        self.history: ConversationHistory = SqlHistory(conn, clock)
+        self.operators: OperatorRepository = SqlOperators(conn, clock)
+        self.assignments: AssignmentRepository = SqlAssignments(conn, clock)
+        self.audit: AuditLog = SqlAudit(conn, clock)
+        self.keywords: KeywordStats = SqlKeywordStats(conn, clock)
+        self.media: MediaRepository = SqlMedia(conn, clock)
+
+    async def enqueue(
+        self,
+        messages: Sequence[OutboundMessage],
+        *,
+        key_prefix: str,
+        conversation_id: int | None = None,
+        inbound_event_id: int | None = None,
+    ) -> list[int]:
+        """Write ``messages`` to the outbox as ``<key_prefix>:<n>``; existing keys are kept.
+
+        Returns the ids of the rows written now (none when they were all there already).
+        """
+        if not messages:
+            return []
+        now = self._clock.now()
+        rows = [
+            {
+                "key": f"{key_prefix}:{n}",
+                "inbound_event_id": inbound_event_id,
+                "conversation_id": conversation_id,
+                "channel": m.channel,
+                "account": m.account,
+                "recipient_id": m.recipient_id,
+                "payload": m.model_dump_json(),
+                "status": DeliveryStatus.QUEUED.value,
+                "attempts": 0,
+                "created_at": now,
+                "next_attempt_at": now,
+            }
+            for n, m in enumerate(messages)
+        ]
+        stmt = (
+            _insert(self.connection, OutboxRow)
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(OutboxRow.id)
+        )
+        result = await self.connection.execute(stmt, rows)
+        return sorted(r[0] for r in result)
+
+    async def complete_event(
+        self, event_id: int, worker_id: str, *, conversation_id: int | None = None
+    ) -> None:
+        """Mark a claimed event done; :class:`LeaseLostError` if another worker took it over."""
+        values: dict[str, Any] = {
+            "state": EventState.DONE.value,
+            "processed_at": self._clock.now(),
+            "lease_until": None,
+            "worker_id": None,
+            "last_error": None,
+        }
+        if conversation_id is not None:
+            values["conversation_id"] = conversation_id
+        result = await self.connection.execute(
+            update(InboxRow)
+            .where(
+                InboxRow.id == event_id,
+                InboxRow.worker_id == worker_id,
+                InboxRow.state == EventState.PROCESSING,
+            )
+            .values(**values)
+        )
+        if result.rowcount != 1:
+            raise LeaseLostError(f"event {event_id} is no longer claimed by {worker_id}")
+
+    async def conversation_messages(
+        self, conversation_id: int, limit: int = 200
+    ) -> list[MessageRecord]:
+        """Inbound and outbound messages of a conversation, oldest first."""
+        records: list[MessageRecord] = []
+        for row in await self.connection.execute(
+            select(InboxRow.payload)
+            .where(InboxRow.conversation_id == conversation_id, InboxRow.kind == EventKind.MESSAGE)
+            .order_by(InboxRow.id.desc())
+            .limit(limit)
+        ):
+            msg = InboundMessage.model_validate_json(row.payload)
+            records.append(
+                MessageRecord(
+                    "in",
+                    msg.timestamp,
+                    msg.channel,
+                    msg.account,
+                    msg.provider_message_id,
+                    msg.content.model_dump_json(),
+                )
+            )
+        for orow in await self.connection.execute(
+            select(OutboxRow)
+            .where(OutboxRow.conversation_id == conversation_id)
+            .order_by(OutboxRow.id.desc())
+            .limit(limit)
+        ):
+            out = OutboundMessage.model_validate_json(orow.payload)
+            records.append(
+                MessageRecord(
+                    "out",
+                    orow.sent_at or orow.created_at,
+                    out.channel,
+                    out.account,
+                    orow.provider_message_id,
+                    out.content.model_dump_json(),
+                    DeliveryStatus(orow.status),
+                )
+            )
+        records.sort(key=lambda r: r.at)
+        return records[-limit:]

@@ -1,0 +1,310 @@
+"""The workers that move events through the inbox and messages through the outbox.
+
+:class:`InboxProcessor` claims inbox events and runs the application's handler; the handler's
+replies are written to the outbox in the same transaction that marks the event done, so a crash
+and retry can never produce two different replies to one inbound message. :class:`OutboxSender`
+claims outbox rows and sends them through the channels.
+
+Both have ``run_once()`` (for tests and cron-style use) and ``run_forever()``, which returns
+soon after ``stop()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from civicchat.clock import Clock, SystemClock
+from civicchat.exceptions import SendError
+from civicchat.messages import InboundMessage, Media, OutboundMessage, StatusUpdate
+from civicchat.storage.base import (
+    EventKind,
+    InboxEvent,
+    OutboundChannel,
+    OutboxItem,
+    SendLimiter,
+    Transaction,
+)
+from civicchat.storage.sql import LeaseLostError, SqlStore
+
+__all__ = ["Handler", "InboxProcessor", "OutboxSender", "Reply", "backoff", "worker_name"]
+
+_log = logging.getLogger("civicchat.storage")
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What a handler returns when it also knows the conversation the event belongs to."""
+
+    messages: Sequence[OutboundMessage] = ()
+    conversation_id: int | None = None
+
+
+Handler = Callable[[InboxEvent, Transaction], Awaitable[Reply | Sequence[OutboundMessage]]]
+"""``async handler(event, tx)``: read and write state through ``tx``, return the replies.
+
+Only message events (``event.kind is EventKind.MESSAGE``) reach the handler. It runs inside the
+transaction: keep slow I/O out of it (on SQLite it holds the single write lock).
+"""
+
+
+def worker_name(prefix: str) -> str:
+    """A worker id unique across hosts, processes and restarts."""
+    return f"{prefix}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def backoff(
+    attempt: int, *, base: float = 2.0, cap: float = 600.0, rng: random.Random | None = None
+) -> float:
+    """Seconds to wait before attempt ``attempt + 1``: exponential, capped, with jitter.
+
+    The jitter is "equal jitter" (between half and all of the exponential delay), so retries of
+    many messages that failed together spread out without ever retrying immediately.
+    """
+    delay = min(cap, base * 2 ** max(0, attempt - 1))
+    jitter = rng.random() if rng is not None else random.random()
+    return float(delay * (0.5 + jitter / 2))
+
+
+class _Loop:
+    def __init__(self, idle_seconds: float) -> None:
+        self._stop = asyncio.Event()
+        self._idle = idle_seconds
+
+    def stop(self) -> None:
+        """Ask ``run_forever`` to return after the current item."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def run_once(self) -> bool:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    async def run_forever(self) -> None:
+        """Work until :meth:`stop` is called; sleeps ``idle_seconds`` when there is nothing to do."""
+        while not self._stop.is_set():
+            try:
+                busy = await self.run_once()
+            except Exception:  # a database hiccup must not kill the worker
+                _log.exception("%s: unexpected error, pausing", type(self).__name__)
+                busy = False
+            if not busy:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), self._idle)
+
+
+class InboxProcessor(_Loop):
+    """Processes inbox events one at a time per conversation, in the order they were accepted.
+
+    A handler error is retried with :func:`backoff`; after ``max_attempts`` the event is parked
+    (see :meth:`SqlStore.parked_events`). A delivery status updates the stored outbound message;
+    a status for a message not yet recorded as sent is retried a few times, then dropped.
+    """
+
+    def __init__(
+        self,
+        store: SqlStore,
+        handler: Handler,
+        clock: Clock | None = None,
+        *,
+        worker_id: str | None = None,
+        lease_seconds: float = 120.0,
+        max_attempts: int = 5,
+        backoff_base: float = 2.0,
+        backoff_cap: float = 600.0,
+        status_attempts: int = 5,
+        idle_seconds: float = 0.2,
+        rng: random.Random | None = None,
+    ) -> None:
+        super().__init__(idle_seconds)
+        self.store = store
+        self.handler = handler
+        self.clock: Clock = clock or store.clock or SystemClock()
+        self.worker_id = worker_id or worker_name("inbox")
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.status_attempts = status_attempts
+        self._rng = rng or random.Random()
+
+    async def run_once(self) -> bool:
+        """Claim and process one event; False when nothing was due."""
+        event = await self.store.claim_event(self.worker_id, lease_seconds=self.lease_seconds)
+        if event is None:
+            return False
+        if event.kind is EventKind.STATUS:
+            await self._status(event)
+        else:
+            await self._message(event)
+        return True
+
+    async def _message(self, event: InboxEvent) -> None:
+        assert isinstance(event.payload, InboundMessage)
+        message = event.payload
+        try:
+            async with self.store.transaction() as tx:
+                content = message.content
+                if isinstance(content, Media) and content.media_id:
+                    await tx.media.add_media(
+                        message.channel,
+                        message.account,
+                        content.media_id,
+                        mime_type=content.mime_type,
+                        event_id=event.id,
+                    )
+                result = await self.handler(event, tx)
+                reply = result if isinstance(result, Reply) else Reply(tuple(result))
+                await tx.enqueue(
+                    reply.messages,
+                    key_prefix=f"in:{event.id}",
+                    conversation_id=reply.conversation_id,
+                    inbound_event_id=event.id,
+                )
+                await tx.complete_event(
+                    event.id, self.worker_id, conversation_id=reply.conversation_id
+                )
+        except LeaseLostError:
+            _log.warning("event %d was taken over by another worker; dropped our result", event.id)
+        except Exception as exc:
+            await self._failed(event, exc)
+        else:
+            _log.debug("event %d done, %d reply(ies)", event.id, len(reply.messages))
+
+    async def _failed(self, event: InboxEvent, exc: Exception) -> None:
+        park = event.attempts >= self.max_attempts
+        retry_at = None
+        if not park:
+            delay = backoff(
+                event.attempts, base=self.backoff_base, cap=self.backoff_cap, rng=self._rng
+            )
+            retry_at = self.clock.now() + timedelta(seconds=delay)
+        try:
+            state = await self.store.fail_event(
+                event.id, self.worker_id, f"{type(exc).__name__}: {exc}", retry_at=retry_at
+            )
+        except LeaseLostError:
+            return
+        # The exception text may quote the citizen: only its type goes to the log.
+        _log.warning(
+            "event %d failed (attempt %d, %s): %s",
+            event.id,
+            event.attempts,
+            state.value,
+            type(exc).__name__,
+            exc_info=_log.isEnabledFor(logging.DEBUG),
+        )
+
+    async def _status(self, event: InboxEvent) -> None:
+        assert isinstance(event.payload, StatusUpdate)
+        found = await self.store.apply_status(event.payload)
+        if not found and event.attempts < self.status_attempts:
+            # The send may not be recorded yet (the status webhook raced the send's response).
+            retry_at = self.clock.now() + timedelta(seconds=backoff(event.attempts, base=1.0))
+            with contextlib.suppress(LeaseLostError):
+                await self.store.fail_event(
+                    event.id, self.worker_id, "unknown message id", retry_at=retry_at
+                )
+            return
+        try:
+            async with self.store.transaction() as tx:
+                await tx.complete_event(event.id, self.worker_id)
+        except LeaseLostError:
+            pass
+
+
+class OutboxSender(_Loop):
+    """Sends outbox messages through ``channels[(channel, account)]``.
+
+    Each send first waits for the account's limiter (``limiters[(channel, account)]``, if any).
+    A retryable :class:`~civicchat.exceptions.SendError` is retried after ``retry_after`` or
+    :func:`backoff`, up to ``max_attempts``; any other failure is recorded on the message.
+    """
+
+    def __init__(
+        self,
+        store: SqlStore,
+        channels: Mapping[tuple[str, str], OutboundChannel],
+        clock: Clock | None = None,
+        *,
+        limiters: Mapping[tuple[str, str], SendLimiter] | None = None,
+        worker_id: str | None = None,
+        batch_size: int = 20,
+        lease_seconds: float = 120.0,
+        max_attempts: int = 8,
+        backoff_base: float = 2.0,
+        backoff_cap: float = 900.0,
+        idle_seconds: float = 0.2,
+        rng: random.Random | None = None,
+    ) -> None:
+        super().__init__(idle_seconds)
+        self.store = store
+        self.channels = channels
+        self.limiters = limiters or {}
+        self.clock: Clock = clock or store.clock or SystemClock()
+        self.worker_id = worker_id or worker_name("outbox")
+        self.batch_size = batch_size
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self._rng = rng or random.Random()
+
+    async def run_once(self) -> bool:
+        """Claim a batch (one message per recipient) and send it; False when nothing was due."""
+        items = await self.store.claim_outbound(
+            self.worker_id, limit=self.batch_size, lease_seconds=self.lease_seconds
+        )
+        if not items:
+            return False
+        await asyncio.gather(*(self._send(item) for item in items))
+        return True
+
+    async def _send(self, item: OutboxItem) -> None:
+        message = item.message
+        route = (message.channel, message.account)
+        channel = self.channels.get(route)
+        if channel is None:
+            await self.store.mark_failed(
+                item.id, self.worker_id, f"no channel configured for {route[0]}/{route[1]}"
+            )
+            _log.error("outbox %d: no channel for %s/%s", item.id, *route)
+            return
+        try:
+            limiter = self.limiters.get(route)
+            if limiter is not None:
+                await limiter.acquire(message.recipient_id)
+            provider_id = await channel.send(message, last_inbound_at=item.last_inbound_at)
+        except SendError as exc:
+            await self._send_failed(item, exc, exc.retryable, exc.retry_after)
+        except Exception as exc:  # an unwrapped network error: assume it is transient
+            await self._send_failed(item, exc, True, None)
+        else:
+            if not await self.store.mark_sent(item.id, self.worker_id, provider_id):
+                _log.warning("outbox %d: sent, but our claim had expired", item.id)
+
+    async def _send_failed(
+        self, item: OutboxItem, exc: Exception, retryable: bool, retry_after: float | None
+    ) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        if retryable and item.attempts < self.max_attempts:
+            delay = retry_after if retry_after is not None else self._delay(item.attempts)
+            retry_at: datetime = self.clock.now() + timedelta(seconds=max(0.0, delay))
+            await self.store.mark_retry(item.id, self.worker_id, error, retry_at)
+            _log.info("outbox %d: %s, retry in %.1fs", item.id, type(exc).__name__, max(0.0, delay))
+        else:
+            await self.store.mark_failed(item.id, self.worker_id, error)
+            _log.warning("outbox %d failed for good: %s", item.id, type(exc).__name__)
+
+    def _delay(self, attempt: int) -> float:
+        return backoff(attempt, base=self.backoff_base, cap=self.backoff_cap, rng=self._rng)

@@ -1,0 +1,57 @@
+"""Builders shared by the storage tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from civicchat.messages import (
+    DeliveryStatus,
+    InboundMessage,
+    OutboundMessage,
+    Sender,
+    StatusUpdate,
+    Text,
+)
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def inbound(
+    n: int, sender: str = "34600000001", *, account: str = "acc1", channel: str = "whatsapp"
+) -> InboundMessage:
+    return InboundMessage(
+        channel=channel,
+        account=account,
+        provider_message_id=f"wamid.{sender}.{n}",
+        sender=Sender(id=sender, name="Maria"),
+        timestamp=T0 + timedelta(seconds=n),
+        content=Text(body=f"missatge {n}"),
+    )
+
+
+def reply_to(msg: InboundMessage, body: str) -> OutboundMessage:
+    return OutboundMessage(
+        channel=msg.channel,
+        account=msg.account,
+        recipient_id=msg.sender.id,
+        content=Text(body=body),
+        reply_to=msg.provider_message_id,
+    )
+
+
+def status(
+    provider_id: str,
+    st: DeliveryStatus,
+    *,
+    recipient: str = "34600000001",
+    account: str = "acc1",
+    at: datetime = T0,
+) -> StatusUpdate:
+    return StatusUpdate(
+        channel="whatsapp",
+        account=account,
+        provider_message_id=provider_id,
+        recipient_id=recipient,
+        status=st,
+        timestamp=at,
+    )

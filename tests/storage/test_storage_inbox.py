@@ -1,0 +1,265 @@
+"""Contract tests of the durable inbox, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+import pytest
+from storage_helpers import T0, inbound, reply_to, status
+
+from civicchat.messages import DeliveryStatus, InboundMessage, Media, MediaKind, Sender
+from civicchat.storage.base import EventKind, EventState
+from civicchat.storage.sql import LeaseLostError
+from civicchat.storage.workers import InboxProcessor, Reply
+
+
+async def test_accept_commits_and_redelivery_is_a_noop(store):
+    events = [inbound(1), inbound(2), inbound(1, "34600000002")]
+    first = await store.accept(events)
+    assert (first.accepted, first.duplicates, first.revived) == (3, 0, 0)
+    again = await store.accept([inbound(2), inbound(1), inbound(3)])
+    assert (again.accepted, again.duplicates, again.revived) == (1, 2, 0)
+    counts = await store.state_counts()
+    assert counts[EventState.PENDING] == 4
+
+
+async def test_duplicates_inside_one_batch_are_stored_once(store):
+    result = await store.accept([inbound(1), inbound(1), inbound(1)])
+    assert (result.accepted, result.duplicates) == (1, 2)
+    assert (await store.state_counts())[EventState.PENDING] == 1
+
+
+async def test_statuses_are_keyed_by_message_and_status(store):
+    r = await store.accept(
+        [
+            status("wamid.out1", DeliveryStatus.SENT),
+            status("wamid.out1", DeliveryStatus.DELIVERED),
+            status("wamid.out1", DeliveryStatus.SENT),
+        ]
+    )
+    assert (r.accepted, r.duplicates) == (2, 1)
+
+
+async def test_accepted_event_reads_back_identical(store):
+    msg = inbound(7)
+    await store.accept([msg])
+    event = await store.claim_event("w1", lease_seconds=30)
+    assert event is not None
+    assert event.kind is EventKind.MESSAGE
+    assert event.payload == msg
+    assert event.state is EventState.PROCESSING
+    assert event.attempts == 1
+    assert event.received_at.tzinfo is not None
+
+
+async def test_claim_respects_order_per_conversation(store):
+    await store.accept([inbound(1, "A"), inbound(2, "A"), inbound(1, "B")])
+    first = await store.claim_event("w1", lease_seconds=30)
+    second = await store.claim_event("w2", lease_seconds=30)
+    assert first is not None
+    assert second is not None
+    assert first.payload.provider_message_id == "wamid.A.1"
+    # A's second message waits for the first: B's is claimed instead.
+    assert second.payload.provider_message_id == "wamid.B.1"
+    assert await store.claim_event("w3", lease_seconds=30) is None
+    async with store.transaction() as tx:
+        await tx.complete_event(first.id, "w1")
+    third = await store.claim_event("w3", lease_seconds=30)
+    assert third is not None
+    assert third.payload.provider_message_id == "wamid.A.2"
+
+
+async def test_failed_event_is_retried_with_backoff_and_blocks_only_its_conversation(store, clock):
+    await store.accept([inbound(1, "A"), inbound(2, "A"), inbound(1, "B")])
+    calls: list[str] = []
+
+    async def handler(event, tx):
+        calls.append(event.payload.provider_message_id)
+        if event.payload.sender.id == "A" and len(calls) == 1:
+            raise RuntimeError("keyword engine down")
+        return [reply_to(event.payload, "ok")]
+
+    proc = InboxProcessor(store, handler, clock, worker_id="w1", backoff_base=10)
+    assert await proc.run_once()  # A1 fails
+    assert await proc.run_once()  # B1 goes ahead
+    assert not await proc.run_once()  # A1 waits for its retry time, A2 waits for A1
+    assert calls == ["wamid.A.1", "wamid.B.1"]
+    counts = await store.state_counts()
+    assert counts[EventState.FAILED] == 1
+    assert counts[EventState.DONE] == 1
+
+    clock.advance(timedelta(seconds=11))
+    assert await proc.run_once()
+    assert await proc.run_once()
+    assert calls == ["wamid.A.1", "wamid.B.1", "wamid.A.1", "wamid.A.2"]
+    assert (await store.state_counts())[EventState.DONE] == 3
+
+
+async def test_event_failing_too_often_is_parked_visible_and_unblocks(store, clock):
+    await store.accept([inbound(1, "A"), inbound(2, "A")])
+
+    async def handler(event, tx):
+        if event.payload.provider_message_id == "wamid.A.1":
+            raise ValueError("bad")
+        return []
+
+    proc = InboxProcessor(store, handler, clock, worker_id="w1", max_attempts=3, backoff_base=1)
+    for _ in range(3):
+        assert await proc.run_once()
+        clock.advance(timedelta(seconds=10))
+    parked = await store.parked_events()
+    assert [e.payload.provider_message_id for e in parked] == ["wamid.A.1"]
+    assert parked[0].attempts == 3
+    assert parked[0].last_error == "ValueError: bad"
+    assert await store.parked_events(account="other") == []
+    # A parked event no longer holds its conversation back.
+    assert await proc.run_once()
+    assert (await store.state_counts())[EventState.DONE] == 1
+    assert await store.requeue(parked[0].id)
+    assert (await store.state_counts())[EventState.PENDING] == 1
+
+
+async def test_redelivery_after_failure_makes_the_event_pending_again(store, clock):
+    await store.accept([inbound(1)])
+
+    async def failing(event, tx):
+        raise RuntimeError("down")
+
+    proc = InboxProcessor(store, failing, clock, worker_id="w1", max_attempts=1)
+    await proc.run_once()
+    assert len(await store.parked_events()) == 1
+    result = await store.accept([inbound(1)])
+    assert (result.accepted, result.duplicates, result.revived) == (0, 0, 1)
+    event = await store.claim_event("w2", lease_seconds=30)
+    assert event is not None
+    assert event.attempts == 1
+
+
+async def test_expired_lease_is_taken_over_and_the_old_worker_cannot_finish(store, clock):
+    await store.accept([inbound(1)])
+    first = await store.claim_event("crashed", lease_seconds=30)
+    assert first is not None
+    assert await store.claim_event("w2", lease_seconds=30) is None
+    clock.advance(timedelta(seconds=31))
+    second = await store.claim_event("w2", lease_seconds=30)
+    assert second is not None
+    assert second.id == first.id
+    assert second.attempts == 2
+    with pytest.raises(LeaseLostError):
+        async with store.transaction() as tx:
+            await tx.complete_event(first.id, "crashed")
+    with pytest.raises(LeaseLostError):
+        await store.fail_event(first.id, "crashed", "late", retry_at=None)
+    async with store.transaction() as tx:
+        await tx.complete_event(second.id, "w2")
+    assert (await store.state_counts())[EventState.DONE] == 1
+
+
+async def test_replies_commit_with_the_event_or_not_at_all(store, clock):
+    await store.accept([inbound(1)])
+
+    async def handler_that_crashes_after_writing(event, tx):
+        await tx.enqueue([reply_to(event.payload, "first")], key_prefix=f"in:{event.id}")
+        raise RuntimeError("crash after the outbox write")
+
+    proc = InboxProcessor(store, handler_that_crashes_after_writing, clock, worker_id="w1")
+    await proc.run_once()
+    event = (await store.get_event(1)) or (await store.parked_events())[0]
+    assert await store.outbound_for_event(event.id) == []
+
+    async def handler(event, tx):
+        return [reply_to(event.payload, "hola"), reply_to(event.payload, "adéu")]
+
+    clock.advance(timedelta(minutes=5))
+    proc = InboxProcessor(store, handler, clock, worker_id="w1")
+    assert await proc.run_once()
+    items = await store.outbound_for_event(event.id)
+    assert [i.message.content.body for i in items] == ["hola", "adéu"]
+    assert [i.key for i in items] == [f"in:{event.id}:0", f"in:{event.id}:1"]
+    assert all(i.status is DeliveryStatus.QUEUED for i in items)
+
+
+async def test_a_retry_can_never_write_a_second_different_reply(store, clock):
+    await store.accept([inbound(1)])
+    event = await store.claim_event("w1", lease_seconds=30)
+    assert event is not None
+    async with store.transaction() as tx:
+        ids = await tx.enqueue(
+            [reply_to(event.payload, "one")], key_prefix=f"in:{event.id}", inbound_event_id=event.id
+        )
+        assert len(ids) == 1
+    async with store.transaction() as tx:
+        again = await tx.enqueue(
+            [reply_to(event.payload, "two")], key_prefix=f"in:{event.id}", inbound_event_id=event.id
+        )
+        assert again == []
+    items = await store.outbound_for_event(event.id)
+    assert [i.message.content.body for i in items] == ["one"]
+
+
+async def test_handler_state_and_conversation_link(store, clock):
+    await store.accept([inbound(1), inbound(2)])
+
+    async def handler(event, tx):
+        msg = event.payload
+        contact = await tx.contacts.identify(
+            msg.channel, msg.account, msg.sender.id, name=msg.sender.name
+        )
+        conv = await tx.conversations.latest_for(msg.channel, msg.account, contact.id)
+        if conv is None:
+            conv = await tx.conversations.create(
+                channel=msg.channel,
+                account=msg.account,
+                contact_id=contact.id,
+                recipient_id=msg.sender.id,
+                state="bot",
+            )
+        await tx.conversations.save(
+            dataclasses.replace(
+                conv,
+                last_inbound_at=msg.timestamp,
+                data={**conv.data, "n": conv.data.get("n", 0) + 1},
+            )
+        )
+        return Reply([reply_to(msg, "rebut")], conversation_id=conv.id)
+
+    proc = InboxProcessor(store, handler, clock, worker_id="w1")
+    assert await proc.run_once()
+    assert await proc.run_once()
+    async with store.transaction() as tx:
+        conv = await tx.conversations.get(1)
+        assert conv is not None
+        assert conv.data == {"n": 2}
+        assert conv.last_inbound_at == inbound(2).timestamp
+        messages = await tx.conversation_messages(conv.id)
+    assert sorted((m.direction, m.provider_message_id or "") for m in messages) == [
+        ("in", "wamid.34600000001.1"),
+        ("in", "wamid.34600000001.2"),
+        ("out", ""),
+        ("out", ""),
+    ]
+    items = await store.claim_outbound("s1", limit=10, lease_seconds=30)
+    assert len(items) == 1  # one per recipient at a time
+    assert items[0].conversation_id == conv.id
+    assert items[0].last_inbound_at == inbound(2).timestamp
+
+
+async def test_media_is_registered_for_download(store, clock):
+    msg = InboundMessage(
+        channel="whatsapp",
+        account="acc1",
+        provider_message_id="wamid.m1",
+        sender=Sender(id="34600000001"),
+        timestamp=T0,
+        content=Media(media_kind=MediaKind.IMAGE, media_id="MEDIA1", mime_type="image/jpeg"),
+    )
+    await store.accept([msg])
+
+    async def handler(event, tx):
+        return []
+
+    await InboxProcessor(store, handler, clock, worker_id="w1").run_once()
+    async with store.transaction() as tx:
+        refs = await tx.media.claim_media("m1", limit=5, lease_seconds=30)
+    assert [(r.media_id, r.mime_type, r.event_id) for r in refs] == [("MEDIA1", "image/jpeg", 1)]
