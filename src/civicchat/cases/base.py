@@ -66,8 +66,13 @@ class CaseUpkeep(Protocol):
         """Replace the case's Open311 link and log the outcome in its history."""
         ...
 
-    async def updated_before(self, cutoff: datetime, *, limit: int = 1000) -> Sequence[Case]:
-        """Cases whose last change is older than ``cutoff``, oldest first."""
+    async def closed_before(
+        self, cutoff: datetime, *, include_anonymised: bool = False, limit: int = 1000
+    ) -> Sequence[Case]:
+        """Resolved or rejected cases whose last change is older than ``cutoff``, oldest first.
+
+        Anonymised cases are left out unless ``include_anonymised``.
+        """
         ...
 
     async def anonymise(self, reference: str, *, at: datetime) -> Case:

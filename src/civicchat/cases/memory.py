@@ -120,10 +120,18 @@ class MemoryCaseStore:
         change = CaseChange(at=_aware(at), kind=kind, actor=actor, note=note)
         return await self._change(reference, change, {"open311": link})
 
-    async def updated_before(self, cutoff: datetime, *, limit: int = 1000) -> Sequence[Case]:
+    async def closed_before(
+        self, cutoff: datetime, *, include_anonymised: bool = False, limit: int = 1000
+    ) -> Sequence[Case]:
         cutoff = _aware(cutoff)
         found = sorted(
-            (c for c in self._cases.values() if c.updated_at < cutoff),
+            (
+                c
+                for c in self._cases.values()
+                if c.status.is_final
+                and c.updated_at < cutoff
+                and (include_anonymised or c.anonymised_at is None)
+            ),
             key=lambda c: (c.updated_at, c.reference),
         )
         return found[: max(limit, 0)]
