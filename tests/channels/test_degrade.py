@@ -1,0 +1,192 @@
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from civicchat.channels.base import Capabilities
+from civicchat.channels.degrade import degrade, match_numbered_reply, split_text
+from civicchat.channels.telegram import TELEGRAM_CAPABILITIES
+from civicchat.channels.webchat import WEBCHAT_CAPABILITIES
+from civicchat.channels.whatsapp import WHATSAPP_CAPABILITIES
+from civicchat.exceptions import UnsupportedContentError
+from civicchat.messages import (
+    Buttons,
+    ListMenu,
+    ListRow,
+    ListSection,
+    Location,
+    LocationRequest,
+    MarkRead,
+    ReplyButton,
+    Template,
+    Text,
+)
+
+PLAIN = Capabilities(max_text_length=200)
+MENU = Buttons(
+    body="Què vols consultar?",
+    buttons=(
+        ReplyButton(id="kw:bus", title="Bus"),
+        ReplyButton(id="kw:taxi", title="Taxi"),
+        ReplyButton(id="kw:oac", title="Oficina d'Atenció"),
+        ReplyButton(id="kw:deixalleria", title="Deixalleria"),
+    ),
+)
+LIST = ListMenu(
+    body="Tràmits",
+    button="Veure",
+    sections=(
+        ListSection(
+            rows=(
+                ListRow(id="padro", title="Padró", description="Volant en línia"),
+                ListRow(id="ibi", title="IBI"),
+            )
+        ),
+    ),
+)
+
+
+def test_buttons_become_numbered_options_in_catalan() -> None:
+    (text,) = degrade(MENU, PLAIN, "ca")
+    assert text == Text(
+        body="Què vols consultar?\n\n1. Bus\n2. Taxi\n3. Oficina d'Atenció\n4. Deixalleria\n\n"
+        "Respon amb el número de l'opció."
+    )
+
+
+def test_buttons_become_numbered_options_in_spanish() -> None:
+    (text,) = degrade(MENU, PLAIN, "es-ES")
+    assert isinstance(text, Text)
+    assert text.body.endswith("Responde con el número de la opción.")
+
+
+def test_buttons_that_fit_are_kept() -> None:
+    three = Buttons(body="?", buttons=MENU.buttons[:3])
+    assert degrade(three, WHATSAPP_CAPABILITIES) == [three]
+
+
+def test_too_many_buttons_or_long_titles_on_whatsapp_become_numbered() -> None:
+    (four,) = degrade(MENU, WHATSAPP_CAPABILITIES)
+    assert isinstance(four, Text)
+    long_title = Buttons(body="?", buttons=(ReplyButton(id="a", title="Un títol de més de vint"),))
+    (text,) = degrade(long_title, WHATSAPP_CAPABILITIES)
+    assert isinstance(text, Text)
+    assert "1. Un títol de més de vint" in text.body
+
+
+def test_list_becomes_buttons_when_they_fit() -> None:
+    (buttons,) = degrade(LIST, WEBCHAT_CAPABILITIES)
+    assert buttons == Buttons(
+        body="Tràmits",
+        buttons=(ReplyButton(id="padro", title="Padró"), ReplyButton(id="ibi", title="IBI")),
+    )
+
+
+def test_list_becomes_numbered_text_with_descriptions() -> None:
+    (text,) = degrade(LIST, PLAIN, "ca")
+    assert isinstance(text, Text)
+    assert "1. Padró - Volant en línia\n2. IBI" in text.body
+
+
+def test_list_is_kept_where_lists_exist() -> None:
+    assert degrade(LIST, WHATSAPP_CAPABILITIES) == [LIST]
+
+
+def test_location_becomes_a_map_link() -> None:
+    location = Location(
+        latitude=41.5381, longitude=2.4445, name="Ajuntament", address="La Riera, 48"
+    )
+    (text,) = degrade(location, WEBCHAT_CAPABILITIES)
+    assert isinstance(text, Text)
+    assert text.body.splitlines() == ["📍 Ajuntament", "La Riera, 48", location.map_url]
+    assert degrade(location, TELEGRAM_CAPABILITIES) == [location]
+    (unnamed,) = degrade(Location(latitude=1, longitude=2), PLAIN, "es")
+    assert isinstance(unnamed, Text)
+    assert unnamed.body.startswith("📍 Ubicación")
+
+
+def test_location_request_becomes_instructions() -> None:
+    (text,) = degrade(LocationRequest(body="On és?"), WEBCHAT_CAPABILITIES, "ca")
+    assert isinstance(text, Text)
+    assert text.body.startswith("On és?\n\n")
+    assert "Ubicació" in text.body
+
+
+def test_template_falls_back_to_its_text() -> None:
+    template = Template(name="reobrir", language="ca", fallback_text="Vols continuar la conversa?")
+    assert degrade(template, TELEGRAM_CAPABILITIES) == [Text(body="Vols continuar la conversa?")]
+    assert degrade(template, WHATSAPP_CAPABILITIES) == [template]
+    with pytest.raises(UnsupportedContentError, match="fallback_text"):
+        degrade(Template(name="t", language="ca"), TELEGRAM_CAPABILITIES)
+
+
+def test_mark_read_is_dropped_without_read_receipts() -> None:
+    assert degrade(MarkRead(message_id="m"), TELEGRAM_CAPABILITIES) == []
+    assert degrade(MarkRead(message_id="m"), WHATSAPP_CAPABILITIES) == [MarkRead(message_id="m")]
+
+
+def test_long_text_is_split_at_sentences() -> None:
+    body = "Primera frase. " * 30
+    parts = degrade(Text(body=body), Capabilities(max_text_length=100))
+    assert len(parts) > 1
+    for part in parts:
+        assert isinstance(part, Text)
+        assert len(part.body) <= 100
+        assert part.body.endswith(".")
+
+
+def test_split_prefers_paragraphs_then_lines() -> None:
+    text = "a" * 40 + "\n\n" + "b" * 40 + "\n" + "c" * 40
+    assert split_text(text, 90) == ["a" * 40, "b" * 40 + "\n" + "c" * 40]
+    assert split_text("x" * 50 + "\n" + "y" * 50, 60) == ["x" * 50, "y" * 50]
+
+
+def test_split_cuts_a_word_only_when_nothing_else_fits() -> None:
+    assert split_text("z" * 25, 10) == ["z" * 10, "z" * 10, "z" * 5]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.text(alphabet=st.sampled_from("abc é.!? \n"), min_size=0, max_size=600),
+    st.integers(min_value=5, max_value=120),
+)
+def test_split_keeps_every_character_and_the_limit(text: str, limit: int) -> None:
+    parts = split_text(text, limit)
+    assert all(0 < len(p) <= limit for p in parts)
+    assert "".join(parts).replace(" ", "").replace("\n", "") == text.replace(" ", "").replace(
+        "\n", ""
+    )
+
+
+@pytest.mark.parametrize(
+    ("answer", "reply_id"),
+    [
+        ("1", "kw:bus"),
+        (" 2 ", "kw:taxi"),
+        ("3.", "kw:oac"),
+        ("4)", "kw:deixalleria"),
+        ("opció 2", "kw:taxi"),
+        ("Opción 1", "kw:bus"),
+        ("TAXI", "kw:taxi"),
+        ("oficina d'atencio", "kw:oac"),
+        ("5", None),
+        ("0", None),
+        ("12 autobusos", None),
+        ("bus de nit", None),
+    ],
+)
+def test_numbered_answers_map_back_to_the_button(answer: str, reply_id: str | None) -> None:
+    reply = match_numbered_reply(answer, MENU)
+    assert (reply.reply_id if reply else None) == reply_id
+
+
+def test_numbered_answer_to_a_list_keeps_the_description() -> None:
+    reply = match_numbered_reply("1", LIST)
+    assert reply is not None
+    assert (reply.reply_id, reply.description, reply.source) == ("padro", "Volant en línia", "list")
+
+
+def test_capabilities_are_validated() -> None:
+    with pytest.raises(ValueError, match="max_buttons"):
+        Capabilities(buttons=True)
+    with pytest.raises(ValueError, match="max_text_length"):
+        Capabilities(max_text_length=3)
