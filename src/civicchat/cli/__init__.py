@@ -31,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _registrars() -> list[_Registrar]:
-    return []
+    from civicchat.cli import keywords
+
+    return [keywords.register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,337 @@
+"""The keyword engine: a catalog's matcher, index and replies behind :class:`KeywordResponder`.
+
+::
+
+    >>> from civicchat.keywords import KeywordEngine, parse_catalog
+    >>> engine = KeywordEngine(parse_catalog('''
+    ... languages: [ca, es]
+    ... keywords:
+    ...   - id: bus
+    ...     topic: transport
+    ...     aliases: {ca: [bus, autobús], es: [autobús, autobuses]}
+    ...     reply: {ca: "Bus urbà: https://example.org/bus", es: "Bus urbano: https://example.org/bus"}
+    ... '''))
+    >>> m = engine.match("Horario de los autobuses?")
+    >>> (m.keyword_id, m.alias, m.language)
+    ('bus', 'autobuses', 'es')
+    >>> engine.match("El bus d'aquest matí ha passat ple i no m'hi he pogut pujar, és inacceptable") is None
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from zoneinfo import ZoneInfo
+
+from civicchat.clock import Clock, SystemClock
+from civicchat.keywords.base import AnswerKind, KeywordAnswer, KeywordMatch
+from civicchat.keywords.catalog import Catalog, Keyword
+from civicchat.keywords.index import build_index, parse_index_request, split_text
+from civicchat.keywords.language import decide_language, language_evidence
+from civicchat.keywords.matcher import AliasIndex, Candidate
+from civicchat.keywords.normalize import normalize
+from civicchat.keywords.replies import TemplateRenderer
+from civicchat.messages import (
+    Buttons,
+    Location,
+    Media,
+    MediaKind,
+    OutboundContent,
+    ReplyButton,
+    Text,
+)
+
+__all__ = ["KW_REPLY_PREFIX", "KeywordEngine"]
+
+_log = logging.getLogger("civicchat.keywords")
+
+#: Reply ids of "Volia dir...?" and keyword buttons: ``"kw:<keyword id>"``.
+KW_REPLY_PREFIX = "kw:"
+#: A runner-up this close to the best score makes the match ambiguous.
+AMBIGUITY_MARGIN = 4.0
+#: Below this score a candidate is not an answer.
+MIN_SCORE = 60.0
+_BUTTON_TITLE_MAX = 20  # WhatsApp's limit for a reply button title
+_BUTTON_BODY_MAX = 1024  # WhatsApp's limit for the body of an interactive message
+_ALIAS_LANGUAGE_WEIGHT = 1.5
+
+_CLARIFY = {"ca": "Volia dir...?", "es": "¿Quería decir...?"}
+_MORE = {"ca": "Vegeu també:", "es": "Ver también:"}
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    catalog: Catalog
+    index: AliasIndex
+
+
+class KeywordEngine:
+    """Answers messages from a :class:`~civicchat.keywords.catalog.Catalog`.
+
+    Implements :class:`~civicchat.keywords.base.KeywordResponder`. ``clock`` gives ``now`` to
+    reply templates when the caller's context has none; ``timezone`` is the city's (templates see
+    ``now`` in it). :meth:`reload` swaps the catalog atomically: a message being answered sees
+    either the old catalog or the new one, never a mix.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        clock: Clock | None = None,
+        timezone: str | tzinfo = "Europe/Madrid",
+    ) -> None:
+        self._clock: Clock = clock or SystemClock()
+        self._tz: tzinfo = ZoneInfo(timezone) if isinstance(timezone, str) else timezone
+        self._renderer = TemplateRenderer()
+        self._state = _State(catalog, AliasIndex(catalog))
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog in force."""
+        return self._state.catalog
+
+    def reload(self, catalog: Catalog) -> None:
+        """Put ``catalog`` in force. Its index is built first, then swapped in one assignment.
+
+        Pair it with :func:`~civicchat.keywords.load_catalog`, which raises before anything
+        changes when the file is broken: ``engine.reload(load_catalog(path))``.
+        """
+        state = _State(catalog, AliasIndex(catalog))
+        self._state = state
+        _log.info("keyword catalog loaded: %d keywords", len(catalog.keywords))
+
+    # ----------------------------------------------------------------- matching
+
+    def match(
+        self, text: str, *, language: str | None = None, hint: str | None = None
+    ) -> KeywordMatch | None:
+        """The keyword ``text`` asks for, or ``None`` when a person should answer.
+
+        ``language`` is the conversation's last language, ``hint`` the client's language (for
+        example Telegram's ``language_code``); both only break ties the message leaves open.
+        """
+        return self._match(self._state, text, language, hint)
+
+    def _match(
+        self, state: _State, text: str, previous: str | None, hint: str | None
+    ) -> KeywordMatch | None:
+        value: object = text
+        if not isinstance(value, str):
+            return None
+        folded = normalize(value)
+        if not folded:
+            return None
+        tokens = folded.split()
+        candidates = [c for c in state.index.search_tokens(folded, tokens) if c.score >= MIN_SCORE]
+        if not candidates:
+            return None
+        best = candidates[0]
+        runner_up: KeywordMatch | None = None
+        lang = self._language(state.catalog, value, tokens, best, previous, hint)
+        if len(candidates) > 1 and candidates[1].score >= best.score - AMBIGUITY_MARGIN:
+            second = candidates[1]
+            runner_up = KeywordMatch(
+                second.keyword_id, second.alias, round(second.score, 1), lang, second.exact
+            )
+        return KeywordMatch(
+            best.keyword_id, best.alias, round(best.score, 1), lang, best.exact, runner_up
+        )
+
+    def _language(
+        self,
+        catalog: Catalog,
+        text: str,
+        tokens: list[str],
+        best: Candidate,
+        previous: str | None,
+        hint: str | None,
+    ) -> str:
+        if len(catalog.languages) == 1:
+            return catalog.default_language
+        scores = language_evidence(text, words=tokens)
+        if len(best.alias_languages) == 1:
+            (alias_lang,) = best.alias_languages
+            scores[alias_lang] = scores.get(alias_lang, 0.0) + _ALIAS_LANGUAGE_WEIGHT
+        return decide_language(
+            scores,
+            previous=previous,
+            hint=hint,
+            default=catalog.default_language,
+            languages=catalog.languages,
+        )
+
+    # ----------------------------------------------------------------- answering
+
+    def answer(
+        self,
+        text: str,
+        *,
+        language: str | None = None,
+        context: Mapping[str, object] | None = None,
+        max_length: int = 4096,
+    ) -> KeywordAnswer | None:
+        """Answer ``text`` with the keyword index, a keyword's reply or a "Volia dir...?"
+        question; ``None`` when a person should answer.
+
+        ``context`` may hold ``name``, ``now`` (aware datetime), ``office_hours`` (a string, or
+        a mapping per language) and ``language_hint``; other entries reach the templates as is.
+        """
+        state = self._state
+        value: object = text
+        if not isinstance(value, str):
+            return None
+        context = context or {}
+        hint = context.get("language_hint")
+        hint = hint if isinstance(hint, str) else None
+        tokens = normalize(value).split()
+        request = parse_index_request(tokens, state.catalog)
+        if request is not None:
+            lang = (
+                request.language
+                if request.language in state.catalog.languages
+                else state.catalog.default_language
+            )
+            pages = build_index(state.catalog, lang, request.topic, max_length)
+            return KeywordAnswer(AnswerKind.INDEX, lang, tuple(Text(body=p) for p in pages))
+        found = self._match(state, value, language, hint)
+        if found is None:
+            return None
+        if found.runner_up is not None:
+            return self._clarify(state.catalog, found)
+        return self._keyword_answer(state.catalog, found, context, max_length)
+
+    def answer_choice(
+        self,
+        keyword_id: str,
+        *,
+        language: str,
+        context: Mapping[str, object] | None = None,
+        max_length: int = 4096,
+    ) -> KeywordAnswer | None:
+        """Answer the keyword a citizen picked from a button (``"kw:<id>"`` or the bare id)."""
+        state = self._state
+        if keyword_id.startswith(KW_REPLY_PREFIX):
+            keyword_id = keyword_id[len(KW_REPLY_PREFIX) :]
+        kw = state.catalog.keyword(keyword_id)
+        if kw is None:
+            return None
+        lang = language if language in state.catalog.languages else state.catalog.default_language
+        aliases = kw.aliases.get(lang) or next(a for a in kw.aliases.values() if a)
+        found = KeywordMatch(kw.id, aliases[0], 100.0, lang, True)
+        return self._keyword_answer(state.catalog, found, context or {}, max_length)
+
+    def index(self, language: str, topic: str | None = None, max_length: int = 4096) -> list[str]:
+        """The keyword index in ``language`` (one topic when given), split into messages."""
+        return build_index(self._state.catalog, language, topic, max_length)
+
+    def render_reply(
+        self, keyword_id: str, language: str, context: Mapping[str, object] | None = None
+    ) -> str | None:
+        """The rendered reply text of a keyword (``None`` for an unknown id)."""
+        catalog = self._state.catalog
+        kw = catalog.keyword(keyword_id)
+        if kw is None:
+            return None
+        lang = language if language in catalog.languages else catalog.default_language
+        return self._render(kw, lang, context or {})
+
+    # ----------------------------------------------------------------- content
+
+    def _render(self, kw: Keyword, lang: str, context: Mapping[str, object]) -> str:
+        source = kw.reply.get(lang) or kw.reply.get(self._state.catalog.default_language, "")
+        now = context.get("now")
+        if not isinstance(now, datetime) or now.tzinfo is None:
+            now = self._clock.now()
+        office = context.get("office_hours")
+        if isinstance(office, Mapping):
+            office = office.get(lang, "")
+        name = context.get("name")
+        values = {
+            **context,
+            "name": name if isinstance(name, str) else "",
+            "now": now.astimezone(self._tz),
+            "office_hours": office if isinstance(office, str) else "",
+        }
+        return self._renderer.render(source, values, lang).strip()
+
+    def _keyword_answer(
+        self,
+        catalog: Catalog,
+        found: KeywordMatch,
+        context: Mapping[str, object],
+        max_length: int,
+    ) -> KeywordAnswer | None:
+        kw = catalog.keyword(found.keyword_id)
+        if kw is None:
+            return None
+        lang = found.language
+        text = self._render(kw, lang, context) or kw.label(lang)
+        preview = kw.preview_url if kw.preview_url is not None else ("://" in text)
+        buttons = tuple(
+            ReplyButton(
+                id=f"{KW_REPLY_PREFIX}{b.keyword}",
+                title=_short(b.title.get(lang) or _label(catalog, b.keyword, lang)),
+            )
+            for b in kw.buttons
+        )
+        extras: list[OutboundContent] = []
+        if kw.location is not None:
+            loc = kw.location
+            extras.append(
+                Location(
+                    latitude=loc.latitude,
+                    longitude=loc.longitude,
+                    name=loc.name.get(lang) or None,
+                    address=loc.address,
+                )
+            )
+        if kw.media is not None:
+            media = kw.media
+            extras.append(
+                Media(
+                    media_kind=MediaKind(media.kind),
+                    link=media.url,
+                    caption=media.caption.get(lang) or None,
+                    filename=media.filename,
+                )
+            )
+        contents: list[OutboundContent] = []
+        pieces = split_text(text, max_length)
+        if buttons and not extras and len(pieces) == 1 and len(text) <= _BUTTON_BODY_MAX:
+            contents.append(Buttons(body=text, buttons=buttons))
+        else:
+            contents.extend(Text(body=p, preview_url=preview) for p in pieces)
+            contents.extend(extras)
+            if buttons:
+                contents.append(Buttons(body=_MORE.get(lang, _MORE["ca"]), buttons=buttons))
+        return KeywordAnswer(AnswerKind.KEYWORD, lang, tuple(contents), found)
+
+    def _clarify(self, catalog: Catalog, found: KeywordMatch) -> KeywordAnswer:
+        lang = found.language
+        options = [found.keyword_id]
+        if found.runner_up is not None:
+            options.append(found.runner_up.keyword_id)
+        buttons = tuple(
+            ReplyButton(id=f"{KW_REPLY_PREFIX}{kw_id}", title=_short(_label(catalog, kw_id, lang)))
+            for kw_id in options
+        )
+        body = _CLARIFY.get(lang, _CLARIFY["ca"])
+        return KeywordAnswer(
+            AnswerKind.CLARIFY, lang, (Buttons(body=body, buttons=buttons),), found
+        )
+
+
+def _label(catalog: Catalog, keyword_id: str, lang: str) -> str:
+    kw = catalog.keyword(keyword_id)
+    return kw.label(lang) if kw is not None else keyword_id
+
+
+def _short(title: str) -> str:
+    title = title.strip() or "?"
+    if len(title) <= _BUTTON_TITLE_MAX:
+        return title
+    return title[: _BUTTON_TITLE_MAX - 1].rstrip() + "…"

@@ -1,0 +1,168 @@
+"""The keyword index reply: every keyword grouped by topic, split to fit the channel.
+
+Citizens ask for it with ``PARAULES CLAU`` or ``PALABRAS CLAVE`` (any case, accents or typos),
+optionally followed by a topic (``PARAULES CLAU transport``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rapidfuzz.distance import OSA
+
+from civicchat.keywords.catalog import Catalog
+from civicchat.keywords.matcher import typo_tolerance
+from civicchat.keywords.normalize import normalize
+
+__all__ = ["IndexRequest", "build_index", "parse_index_request", "split_text"]
+
+_HEADER = {
+    "ca": "*Paraules clau*\nEscriu una d'aquestes paraules i et respondrem de seguida:",
+    "es": "*Palabras clave*\nEscribe una de estas palabras y te responderemos enseguida:",
+}
+_FOOTER = {
+    "ca": "Per veure'n només un tema, escriu PARAULES CLAU i el tema (per exemple: PARAULES CLAU {topic}).",
+    "es": "Para ver solo un tema, escribe PALABRAS CLAVE y el tema (por ejemplo: PALABRAS CLAVE {topic}).",
+}
+_FIRST_WORDS = {"ca": ("paraules", "paraula"), "es": ("palabras", "palabra")}
+_SECOND_WORDS = {"ca": ("clau", "claus"), "es": ("clave", "claves")}
+
+
+@dataclass(frozen=True, slots=True)
+class IndexRequest:
+    """A request for the index: its language and, when one was named, its topic."""
+
+    language: str
+    topic: str | None
+
+
+def _close(word: str, targets: Sequence[str]) -> bool:
+    return any(OSA.distance(word, t) <= max(1, typo_tolerance(len(t))) for t in targets)
+
+
+def _first_language(word: str) -> str | None:
+    for lang, targets in _FIRST_WORDS.items():
+        if word in targets:
+            return lang
+    best: tuple[int, str] | None = None
+    for lang, targets in _FIRST_WORDS.items():
+        for target in targets:
+            distance = OSA.distance(word, target)
+            if distance <= typo_tolerance(len(target)) and (best is None or distance < best[0]):
+                best = (distance, lang)
+    return None if best is None else best[1]
+
+
+def parse_index_request(tokens: Sequence[str], catalog: Catalog) -> IndexRequest | None:
+    """Whether normalised ``tokens`` ask for the index (``paraules clau [topic]``)."""
+    if len(tokens) < 2 or len(tokens) > 8:
+        return None
+    for start in range(min(3, len(tokens) - 1)):
+        lang = _first_language(tokens[start])
+        if lang is None:
+            continue
+        second = tokens[start + 1]
+        if not (_close(second, _SECOND_WORDS["ca"]) or _close(second, _SECOND_WORDS["es"])):
+            continue
+        rest = tokens[start + 2 :]
+        return IndexRequest(lang, _find_topic(rest, catalog) if rest else None)
+    return None
+
+
+def _find_topic(tokens: Sequence[str], catalog: Catalog) -> str | None:
+    wanted = " ".join(tokens)
+    words = [t for t in tokens if t not in catalog.stop_words]
+    for topic in catalog.topic_order():
+        names = {normalize(topic), normalize(topic.replace("_", " "))}
+        names.update(normalize(name) for name in catalog.topics.get(topic, {}).values())
+        for name in names:
+            if not name:
+                continue
+            if name == wanted or name == " ".join(words):
+                return topic
+            if words and OSA.distance(" ".join(words), name) <= typo_tolerance(len(name)):
+                return topic
+    return None
+
+
+def split_text(text: str, max_length: int) -> list[str]:
+    """Split ``text`` into pieces of at most ``max_length`` characters, at blank lines, then
+    lines, then spaces, cutting a word only when one word alone is too long."""
+    max_length = max(1, max_length)
+    if len(text) <= max_length:
+        return [text]
+    pieces: list[str] = []
+    current = ""
+    for part in text.split("\n\n"):
+        candidate = part if not current else current + "\n\n" + part
+        if len(candidate) <= max_length:
+            current = candidate
+            continue
+        if current:
+            pieces.append(current)
+        if len(part) <= max_length:
+            current = part
+        else:
+            sub = _split_lines(part, max_length)
+            pieces.extend(sub[:-1])
+            current = sub[-1]
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def _split_lines(text: str, max_length: int) -> list[str]:
+    pieces: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        candidate = line if not current else current + "\n" + line
+        if len(candidate) <= max_length:
+            current = candidate
+            continue
+        if current:
+            pieces.append(current)
+        current = ""
+        while len(line) > max_length:
+            cut = line.rfind(" ", 0, max_length + 1)
+            cut = cut if cut > 0 else max_length
+            pieces.append(line[:cut].rstrip())
+            line = line[cut:].lstrip()
+        current = line
+    pieces.append(current)
+    return [p for p in pieces if p] or [""]
+
+
+def build_index(
+    catalog: Catalog, language: str, topic: str | None = None, max_length: int = 4096
+) -> list[str]:
+    """The index reply in ``language`` as messages of at most ``max_length`` characters.
+
+    ``topic`` limits it to one topic; an unknown topic gives an empty list.
+    """
+    if language not in catalog.languages:
+        language = catalog.default_language
+    topics = catalog.topic_order()
+    if topic is not None:
+        if topic not in topics:
+            return []
+        topics = [topic]
+    blocks: list[str] = [_HEADER.get(language, _HEADER["ca"])]
+    for name in topics:
+        lines = [f"*{catalog.topic_name(name, language)}*"]
+        for kw in catalog.keywords:
+            if kw.topic != name:
+                continue
+            aliases = kw.aliases.get(language) or next((a for a in kw.aliases.values() if a), ())
+            word = aliases[0].upper() if aliases else kw.id
+            title = kw.title.get(language)
+            if title and normalize(title) != normalize(word):
+                lines.append(f"• {word}: {title}")
+            else:
+                lines.append(f"• {word}")
+        if len(lines) > 1:
+            blocks.append("\n".join(lines))
+    if topic is None and topics:
+        footer = _FOOTER.get(language, _FOOTER["ca"])
+        blocks.append(footer.format(topic=catalog.topic_name(topics[0], language).upper()))
+    return split_text("\n\n".join(blocks), max_length)

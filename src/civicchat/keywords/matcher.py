@@ -1,0 +1,247 @@
+"""Finding the aliases a message asks for: exact first, then inflections, then typos.
+
+The catalog is normalised once into dictionaries; a message is normalised, stripped of stop words
+and looked up whole, then as word n-grams. Only words that no dictionary knows go to rapidfuzz,
+against the few catalog words of a similar length that share their first (or second) letter, with a
+tolerance that grows with the word's length. Every dictionary lookup is O(1), so a message costs
+microseconds whatever the size of the catalog.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from rapidfuzz import process
+from rapidfuzz.distance import OSA
+
+from civicchat.keywords.catalog import Catalog
+from civicchat.keywords.normalize import content_tokens, normalize
+
+__all__ = ["AliasIndex", "Candidate", "singular_forms", "typo_tolerance"]
+
+#: Score lost for each message word that the alias does not cover.
+EXTRA_WORD_PENALTY = 5.0
+#: A message with more words than its alias plus this many is not a keyword request (a person
+#: should read it), even when it mentions an alias.
+MAX_EXTRA_WORDS = 3
+_INFLECTION_SCORE = 96.0
+_FUZZY_CAP = 92.0
+_OPTIONS_PER_WORD = 2
+_FUZZY_WINDOW = 3
+_K = TypeVar("_K")
+
+
+def typo_tolerance(length: int) -> int:
+    """How many edits a catalog word of ``length`` letters tolerates.
+
+    Short words need an exact match ("tres" is not "tren", "grup" is not "grua"), long words
+    forgive more.
+    """
+    if length <= 4:
+        return 0
+    if length <= 7:
+        return 1
+    if length <= 11:
+        return 2
+    return 3
+
+
+def singular_forms(word: str) -> set[str]:
+    """The possible singulars of a Catalan or Spanish plural (normalised, no accents).
+
+    Over-generating is harmless: a form only counts when it is a catalog word.
+    """
+    forms: set[str] = set()
+    n = len(word)
+    if n < 4 or not word.endswith("s"):
+        return forms
+    forms.add(word[:-1])  # busos -> buso, jardins -> jardi, carrers -> carrer
+    if word.endswith("es") and n >= 5:
+        stem = word[:-2]
+        forms.add(stem)  # autobuses -> autobus, multes -> mult
+        forms.add(stem + "a")  # deixalleries -> deixalleria, multes -> multa
+        if stem.endswith("qu"):
+            forms.add(stem[:-2] + "ca")  # biblioteques -> biblioteca
+        elif stem.endswith("gu"):
+            forms.add(stem[:-2] + "ga")  # botigues -> botiga
+        elif stem.endswith("g"):
+            forms.add(stem[:-1] + "ja")  # platges -> platja
+        elif stem.endswith("c"):
+            forms.add(stem[:-1] + "z")  # luces -> luz
+            forms.add(stem[:-1] + "ca")  # places -> plaça
+    elif word.endswith("os") and n >= 5:
+        forms.add(word[:-2])  # busos -> bus, cossos -> cos
+    return {f for f in forms if len(f) >= 3}
+
+
+@dataclass(frozen=True, slots=True)
+class _Alias:
+    keyword: str
+    text: str
+    languages: frozenset[str]
+    tokens: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One keyword a message may ask for, through one of its aliases."""
+
+    keyword_id: str
+    alias: str
+    alias_languages: frozenset[str]
+    score: float
+    exact: bool
+
+
+class AliasIndex:
+    """The catalog's aliases, normalised once, and the search over them.
+
+    Build it once per catalog (it is immutable); :meth:`search` is safe from any thread.
+    """
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.stop_words = catalog.stop_words
+        merged: dict[tuple[str, str], tuple[str, set[str], tuple[str, ...]]] = {}
+        for kw in catalog.keywords:
+            for lang, aliases in kw.aliases.items():
+                for alias in aliases:
+                    folded = normalize(alias)
+                    slot = merged.get((kw.id, folded))
+                    if slot is None:
+                        tokens = tuple(content_tokens(folded, self.stop_words))
+                        merged[(kw.id, folded)] = (alias, {lang}, tokens)
+                    else:
+                        slot[1].add(lang)
+        self._whole: dict[str, list[_Alias]] = {}
+        self._phrases: dict[tuple[str, ...], list[_Alias]] = {}
+        vocab: set[str] = set()
+        for (kw_id, folded), (text, langs, tokens) in merged.items():
+            entry = _Alias(kw_id, text, frozenset(langs), tokens)
+            _add(self._whole, folded, entry)
+            if tokens:
+                _add(self._whole, " ".join(tokens), entry)
+                _add(self._phrases, tokens, entry)
+                vocab.update(tokens)
+        self.max_alias_words = max((len(k) for k in self._phrases), default=1)
+        self._vocab = frozenset(vocab)
+        forms: dict[str, set[str]] = defaultdict(set)
+        fuzzy_targets: list[str] = []
+        for word in vocab:
+            singulars = singular_forms(word)
+            for form in singulars:
+                forms[form].add(word)
+            # A catalog plural whose singular is also a catalog word is reached through the
+            # singular; fuzzy matching it too would let "busco" reach "busos".
+            if not (singulars & vocab) and not word.isdigit():
+                fuzzy_targets.append(word)
+        self._forms = {k: tuple(sorted(v)) for k, v in forms.items()}
+        self._by_first = _LengthBuckets(fuzzy_targets, 0)
+        self._by_second = _LengthBuckets([w for w in fuzzy_targets if len(w) >= 8], 1)
+
+    # ----------------------------------------------------------------- search
+
+    def search(self, text: str) -> list[Candidate]:
+        """Candidates for ``text``, best first, one per keyword (empty when none)."""
+        folded = normalize(text)
+        if not folded:
+            return []
+        tokens = folded.split()
+        return self.search_tokens(folded, tokens)
+
+    def search_tokens(self, folded: str, tokens: list[str]) -> list[Candidate]:
+        """:meth:`search` for text already normalised (``folded``) and split (``tokens``)."""
+        whole = self._whole.get(folded)
+        content = content_tokens(folded, self.stop_words)
+        if whole is None and content:
+            whole = self._whole.get(" ".join(content))
+        if whole:
+            return [Candidate(a.keyword, a.text, a.languages, 100.0, True) for a in whole]
+        n = len(content)
+        if n == 0 or n > self.max_alias_words + MAX_EXTRA_WORDS:
+            return []
+        options = [self._word_options(t) for t in content]
+        best: dict[str, Candidate] = {}
+        for start in range(n):
+            for length in range(1, min(self.max_alias_words, n - start) + 1):
+                window = options[start : start + length]
+                if not window[-1]:
+                    break
+                extra = n - length
+                if extra > MAX_EXTRA_WORDS:
+                    continue
+                for combo in itertools.product(*window):
+                    aliases = self._phrases.get(tuple(word for word, _ in combo))
+                    if not aliases:
+                        continue
+                    score = sum(s for _, s in combo) / length - EXTRA_WORD_PENALTY * extra
+                    for alias in aliases:
+                        known = best.get(alias.keyword)
+                        if known is None or score > known.score:
+                            best[alias.keyword] = Candidate(
+                                alias.keyword, alias.text, alias.languages, score, False
+                            )
+        return sorted(best.values(), key=lambda c: (-c.score, c.keyword_id))
+
+    def _word_options(self, token: str) -> list[tuple[str, float]]:
+        """Catalog words ``token`` may stand for, with a similarity, best first."""
+        if token in self._vocab:
+            return [(token, 100.0)]
+        found: dict[str, float] = {}
+        for form in itertools.chain((token,), singular_forms(token)):
+            if form in self._vocab:
+                found[form] = _INFLECTION_SCORE
+            for word in self._forms.get(form, ()):
+                found.setdefault(word, _INFLECTION_SCORE)
+        if not found and len(token) >= 5 and not token.isdigit():
+            found = self._fuzzy(token)
+        ranked = sorted(found.items(), key=lambda item: (-item[1], item[0]))
+        return ranked[:_OPTIONS_PER_WORD]
+
+    def _fuzzy(self, token: str) -> dict[str, float]:
+        candidates = list(self._by_first.near(token))
+        if len(token) >= 8:
+            candidates.extend(self._by_second.near(token))
+        if not candidates:
+            return {}
+        found: dict[str, float] = {}
+        limit = typo_tolerance(len(token) + _FUZZY_WINDOW)
+        for word, distance, _ in process.extract(
+            token, candidates, scorer=OSA.distance, score_cutoff=limit, limit=8
+        ):
+            if distance <= typo_tolerance(min(len(word), len(token) + 1)):
+                score = min(_FUZZY_CAP, 100.0 * (1.0 - distance / max(len(word), len(token))))
+                if score > found.get(word, 0.0):
+                    found[word] = score
+        return found
+
+
+def _add(table: dict[_K, list[_Alias]], key: _K, entry: _Alias) -> None:
+    bucket = table.setdefault(key, [])
+    if not any(a.keyword == entry.keyword for a in bucket):
+        bucket.append(entry)
+
+
+class _LengthBuckets:
+    """Words grouped by the letter at ``position`` and by length, for the fuzzy pre-filter."""
+
+    def __init__(self, words: Iterable[str], position: int) -> None:
+        self._position = position
+        table: dict[tuple[str, int], list[str]] = defaultdict(list)
+        for word in words:
+            if len(word) > position:
+                table[(word[position], len(word))].append(word)
+        self._table = {k: tuple(v) for k, v in table.items()}
+
+    def near(self, token: str) -> Iterable[str]:
+        if len(token) <= self._position:
+            return ()
+        letter = token[self._position]
+        n = len(token)
+        return itertools.chain.from_iterable(
+            self._table.get((letter, length), ())
+            for length in range(max(1, n - _FUZZY_WINDOW), n + _FUZZY_WINDOW + 1)
+        )
