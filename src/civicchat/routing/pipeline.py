@@ -88,7 +88,8 @@ class Pipeline:
 
     ``responder`` answers keywords (any :class:`~civicchat.keywords.base.KeywordResponder`);
     ``reengagement_template`` names the WhatsApp template sent when the 24-hour window has closed;
-    ``languages`` are the reply languages, the first being the default; ``detect_language`` picks
+    ``languages`` are the reply languages, the first being the default (routing texts exist in
+    Catalan and Spanish; add others through ``texts``); ``detect_language`` picks
     the language of a text (by default ``civicchat.keywords.detect_language`` when it exists,
     else the responder's answer language or the conversation's last one).
     """
@@ -119,6 +120,10 @@ class Pipeline:
         self.reengagement_template = reengagement_template
         self.languages = tuple(languages)
         self.detect_language = detect_language if detect_language is not None else _find_detector()
+        try:
+            self._hours_text = {lang: office_hours.describe(lang) for lang in self.languages}
+        except ValueError as exc:
+            raise ConfigError(f"account {account}: {exc}") from exc
 
     def __repr__(self) -> str:
         return f"Pipeline(account={self.account!r}, languages={self.languages!r})"
@@ -144,6 +149,12 @@ class Pipeline:
         if view.state is ConversationState.CLOSED:
             view = transition(view, ConversationState.BOT, at=now, actor="citizen")
 
+        context: dict[str, object] = {
+            "name": message.sender.name or "",
+            "now": now,
+            "office_hours": self._hours_text,
+            "language_hint": _short(message.sender.language_hint),
+        }
         text: str | None = None
         answer: KeywordAnswer | None = None
         chosen = False  # a keyword picked from a button counts as exactly that keyword
@@ -154,12 +165,13 @@ class Pipeline:
                 answer = self.responder.answer_choice(
                     content.reply_id.removeprefix(KEYWORD_BUTTON_PREFIX),
                     language=self._language(view, None, message),
+                    context=context,
                 )
                 chosen = answer is not None
             if answer is None:
                 text = content.title
         if text is not None and text.strip():
-            answer = self.responder.answer(text, language=view.language)
+            answer = self.responder.answer(text, language=view.language, context=context)
         language = self._language(view, text, message, answer)
         view = view.replace(language=language)
 
@@ -215,7 +227,7 @@ class Pipeline:
                     "out_of_hours",
                     language,
                     reopening=hours.reopening_phrase(now, language),
-                    hours=hours.describe(language),
+                    hours=self._hours_text.get(language) or hours.describe(language),
                 )
             decisions.append(Reply((Text(body=body),), ReplyReason.OUT_OF_HOURS, language))
             view = view.replace(last_out_of_hours_period=period)
