@@ -292,6 +292,53 @@ def test_the_library_loads_the_catalog(keywords: list[dict[str, Any]]) -> None:
     assert oac.location.address == "La Riera, 48, 08301 Mataró"
 
 
+# What citizens type, as the 010 sees it, and the keyword that must answer (one or more per topic).
+CITIZEN_PHRASES = [
+    ("horario autobús", "bus", "es"),
+    ("horaris bus", "bus", "ca"),
+    ("on és la deixalleria", "deixalleria", "ca"),
+    ("com arribo a la deixalleria", "ruta_deixalleria", "ca"),
+    ("se me ha llevado la grúa el coche", "grua", "es"),
+    ("vull demanar cita prèvia", "cita_previa", "ca"),
+    ("necesito el volante de empadronamiento", "volant_padro", "es"),
+    ("he perdut la cartera", "objectes_perduts", "ca"),
+    ("telèfon de la policia local", "policia", "ca"),
+    ("quin temps farà demà", "temps", "ca"),
+    ("previsión del tiempo", "temps", "es"),
+    ("hay un bache en la calle", "voreres", "es"),
+    ("dónde puedo tirar un sofá", "voluminosos", "es"),
+    ("pressupostos participatius", "pressupostos", "ca"),
+    ("quiero poner una reclamación", "queixes", "es"),
+    ("tren a barcelona", "tren", "ca"),
+    ("agenda cultural", "agenda", "ca"),
+    ("bibliotecas", "biblioteques", "es"),
+    ("mercadillo", "mercats", "es"),
+    ("playa", "platges", "es"),
+    ("com arribar a l'ajuntament", "ruta_oac", "ca"),
+    ("oficina de turismo", "turisme", "es"),
+    ("mataró ràdio", "radio", "ca"),
+    ("televisión", "tv", "es"),
+    ("cuándo abre la oficina", "horari", "es"),
+]
+
+
+def test_what_citizens_type_finds_the_right_keyword() -> None:
+    from civicchat.keywords.catalog import load_catalog
+    from civicchat.keywords.engine import KeywordEngine
+
+    engine = KeywordEngine(load_catalog(MATARO / "catalog.yaml"))
+    wrong = []
+    for text, keyword_id, language in CITIZEN_PHRASES:
+        found = engine.match(text)
+        got = None if found is None else (found.keyword_id, found.language)
+        if got != (keyword_id, language):
+            wrong.append((text, got))
+    assert not wrong
+    # A request for a person is not a keyword: routing hands it to the 010.
+    assert engine.match("Vull parlar amb una persona") is None
+    assert engine.match("Quiero hablar con una persona") is None
+
+
 # --------------------------------------------------------------------------- templates
 
 ROUTING_KEYS = ("ack", "out_of_hours", "out_of_hours_unknown")
