@@ -26,6 +26,7 @@ from civicchat.channels.base import Capabilities, MediaDownload, WebhookRequest,
 from civicchat.channels.degrade import degrade
 from civicchat.clock import Clock, SystemClock
 from civicchat.exceptions import (
+    ConfigError,
     MediaExpiredError,
     MediaTooLargeError,
     PayloadError,
@@ -136,6 +137,10 @@ class FakeChannel:
 
     async def send(self, message: OutboundMessage, *, last_inbound_at: datetime | None) -> str:
         """Record ``message`` and return ``"<name>-<n>"``, or raise the next queued failure."""
+        if message.account != self.account:
+            raise ConfigError(
+                f"this fake channel serves account {self.account!r}, not {message.account!r}"
+            )
         if self._failures:
             raise self._failures.pop(0)
         if self.enforce_capabilities:
