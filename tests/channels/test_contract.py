@@ -14,6 +14,7 @@ from channels_helpers import (
     BOT,
     MATARO,
     NOW,
+    SSL_CONTEXT,
     telegram_post,
     text_message,
     whatsapp_envelope,
@@ -193,7 +194,9 @@ def provider(request: httpx.Request) -> httpx.Response:
     ids=lambda f: f.__name__,
 )
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
-    async with httpx.AsyncClient(transport=httpx.MockTransport(provider)) as client:
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(provider), verify=SSL_CONTEXT
+    ) as client:
         yield request.param(client)
 
 

@@ -5,7 +5,7 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from channels_helpers import BOT, NOW, fixture_json, telegram_post
+from channels_helpers import BOT, NOW, SSL_CONTEXT, fixture_json, telegram_post
 
 from civicchat.channels.base import WebhookRequest
 from civicchat.channels.telegram import TelegramAccount, TelegramChannel
@@ -47,7 +47,7 @@ UPDATES: dict[str, Any] = fixture_json("telegram_updates.json")
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as c:
+    async with httpx.AsyncClient(verify=SSL_CONTEXT) as c:
         yield c
 
 

@@ -5,7 +5,7 @@ from datetime import timedelta
 import httpx
 import pytest
 import respx
-from channels_helpers import MATARO, MATARO_010, NOW
+from channels_helpers import MATARO, MATARO_010, NOW, SSL_CONTEXT
 
 from civicchat.channels.whatsapp import WhatsAppChannel
 from civicchat.clock import ManualClock
@@ -52,7 +52,7 @@ RECENT = NOW - timedelta(hours=2)
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as c:
+    async with httpx.AsyncClient(verify=SSL_CONTEXT) as c:
         yield c
 
 

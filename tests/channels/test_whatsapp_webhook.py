@@ -9,6 +9,7 @@ from channels_helpers import (
     MATARO,
     MATARO_010,
     OTHER_APP,
+    SSL_CONTEXT,
     fixture_bytes,
     text_message,
     whatsapp_envelope,
@@ -36,7 +37,9 @@ from civicchat.messages import (
 
 @pytest.fixture
 def channel() -> WhatsAppChannel:
-    return WhatsAppChannel([MATARO, MATARO_010, OTHER_APP], client=httpx.AsyncClient())
+    return WhatsAppChannel(
+        [MATARO, MATARO_010, OTHER_APP], client=httpx.AsyncClient(verify=SSL_CONTEXT)
+    )
 
 
 def test_signature_matches_meta_test_vector() -> None:
