@@ -24,6 +24,7 @@ from civicchat.routing import (
     Outcome,
     Pipeline,
     ReplyReason,
+    Router,
     RoutingTexts,
     transition,
 )
@@ -220,3 +221,28 @@ def test_replies_outside_the_window_become_the_template(pipeline: Pipeline) -> N
     within = pipeline.prepare_outbound(view, [Text(body="Ara mateix")], friday + timedelta(hours=2))
     assert within.contents == (Text(body="Ara mateix"),)
     assert not within.used_template
+
+
+def test_router_uses_each_accounts_pipeline(mataro: OfficeHours, responder: FakeResponder) -> None:
+    always_closed = OfficeHours(timezone="Europe/Madrid", weekly={})
+    whatsapp = Pipeline(
+        account="wa-010", office_hours=mataro, responder=responder, detect_language=_no_detector
+    )
+    telegram = Pipeline(
+        account="tg-010",
+        office_hours=always_closed,
+        responder=responder,
+        detect_language=_no_detector,
+    )
+    router = Router([whatsapp, telegram])
+    t = local(2026, 6, 15, 10, 0)
+    on_wa = router.decide(_view(), inbound("Ajuda", t), t)
+    on_tg = router.decide(
+        _view(account="tg-010", channel="telegram"), inbound("Ajuda", t, account="tg-010"), t
+    )
+    assert _reasons(on_wa) == [ReplyReason.ACK]
+    assert _reasons(on_tg) == [ReplyReason.OUT_OF_HOURS]
+    with pytest.raises(RoutingError, match="no routing pipeline for account 'web'"):
+        router.decide(_view(account="web"), inbound("x", t, account="web"), t)
+    with pytest.raises(ConfigError, match="two pipelines"):
+        Router([whatsapp, whatsapp])

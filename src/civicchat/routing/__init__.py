@@ -39,7 +39,7 @@ from civicchat.routing.hours import (
     parse_office_hours,
 )
 from civicchat.routing.operators import Operator, OperatorLoad, Presence, WaitingConversation
-from civicchat.routing.pipeline import KEYWORD_BUTTON_PREFIX, LanguageDetector, Pipeline
+from civicchat.routing.pipeline import KEYWORD_BUTTON_PREFIX, LanguageDetector, Pipeline, Router
 from civicchat.routing.state import (
     ALLOWED_TRANSITIONS,
     ConversationState,
@@ -89,6 +89,7 @@ __all__ = [
     "ReplyReason",
     "Requeue",
     "RoundRobin",
+    "Router",
     "RoutingTexts",
     "SpecialDay",
     "Sticky",

@@ -47,7 +47,7 @@ from civicchat.routing.state import ConversationState, ConversationView, transit
 from civicchat.routing.texts import DEFAULT_TEXTS, RoutingTexts
 from civicchat.routing.window import PreparedOutbound, prepare_outbound
 
-__all__ = ["KEYWORD_BUTTON_PREFIX", "LanguageDetector", "Pipeline"]
+__all__ = ["KEYWORD_BUTTON_PREFIX", "LanguageDetector", "Pipeline", "Router"]
 
 log = logging.getLogger("civicchat.routing")
 
@@ -258,6 +258,34 @@ class Pipeline:
             if candidate in self.languages:
                 return candidate
         return self.languages[0]
+
+
+class Router:
+    """The pipelines of several accounts (numbers, bots, web chats), each with its own policy.
+
+    ``Router([wa_pipeline, tg_pipeline]).decide(view, message, now)`` uses the pipeline of
+    ``view.account``; an unknown account is a :class:`RoutingError`, never a silent default.
+    """
+
+    def __init__(self, pipelines: Sequence[Pipeline]) -> None:
+        self.pipelines: dict[str, Pipeline] = {}
+        for pipeline in pipelines:
+            if pipeline.account in self.pipelines:
+                raise ConfigError(f"two pipelines for account {pipeline.account!r}")
+            self.pipelines[pipeline.account] = pipeline
+
+    def pipeline(self, account: str) -> Pipeline:
+        """The pipeline of ``account``."""
+        try:
+            return self.pipelines[account]
+        except KeyError:
+            raise RoutingError(
+                f"no routing pipeline for account {account!r}; known: {sorted(self.pipelines)}"
+            ) from None
+
+    def decide(self, view: ConversationView, message: InboundMessage, now: datetime) -> Outcome:
+        """:meth:`Pipeline.decide` of the conversation's account."""
+        return self.pipeline(view.account).decide(view, message, now)
 
 
 def _is_exact(answer: KeywordAnswer | None) -> bool:
