@@ -347,7 +347,7 @@ TEMPLATE_FIELDS = {
     "out_of_hours": {"reopening", "hours"},
     "out_of_hours_unknown": set(),
     "first_contact": {"privacy_url"},
-    "reengagement": {"asked_on"},
+    "reengagement": set(),
 }
 
 
@@ -394,7 +394,10 @@ def test_whatsapp_templates_match_their_parameters(templates: dict[str, Any]) ->
         button = wa.get("quick_reply_button")
         if button:
             assert all(0 < len(button[lang]) <= 25 for lang in LANGS)
-    assert templates["templates"]["reengagement"]["whatsapp"]["name"] == "reprendre_conversa"
+    reengage = templates["templates"]["reengagement"]["whatsapp"]
+    assert reengage["name"] == "reprendre_conversa"
+    # civicchat.routing sends the re-engagement template without body parameters.
+    assert reengage["parameters"] == []
 
 
 def test_privacy_notice_says_what_the_privacy_page_says(templates: dict[str, Any]) -> None:
