@@ -26,3 +26,9 @@ def clock() -> ManualClock:
 @pytest.fixture
 def engine(small_catalog: Catalog, clock: ManualClock) -> KeywordEngine:
     return KeywordEngine(small_catalog, clock=clock)
+
+
+@pytest.fixture(scope="session")
+def shared_engine(small_catalog: Catalog) -> KeywordEngine:
+    """One engine for property tests (hypothesis runs many examples per test function)."""
+    return KeywordEngine(small_catalog)

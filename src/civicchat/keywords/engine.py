@@ -56,7 +56,7 @@ AMBIGUITY_MARGIN = 4.0
 MIN_SCORE = 60.0
 _BUTTON_TITLE_MAX = 20  # WhatsApp's limit for a reply button title
 _BUTTON_BODY_MAX = 1024  # WhatsApp's limit for the body of an interactive message
-_ALIAS_LANGUAGE_WEIGHT = 1.5
+_ALIAS_LANGUAGE_WEIGHT = 0.75  # less than one telling word: "horario del bus" is Spanish
 
 _CLARIFY = {"ca": "Volia dir...?", "es": "¿Quería decir...?"}
 _MORE = {"ca": "Vegeu també:", "es": "Ver también:"}
@@ -66,6 +66,15 @@ _MORE = {"ca": "Vegeu també:", "es": "Ver también:"}
 class _State:
     catalog: Catalog
     index: AliasIndex
+    renderer: TemplateRenderer
+
+
+def _build_state(catalog: Catalog) -> _State:
+    renderer = TemplateRenderer()
+    for kw in catalog.keywords:
+        for source in kw.reply.values():
+            renderer.check(source)  # compiled now, not on a citizen's first message
+    return _State(catalog, AliasIndex(catalog), renderer)
 
 
 class KeywordEngine:
@@ -86,8 +95,7 @@ class KeywordEngine:
     ) -> None:
         self._clock: Clock = clock or SystemClock()
         self._tz: tzinfo = ZoneInfo(timezone) if isinstance(timezone, str) else timezone
-        self._renderer = TemplateRenderer()
-        self._state = _State(catalog, AliasIndex(catalog))
+        self._state = _build_state(catalog)
 
     @property
     def catalog(self) -> Catalog:
@@ -100,7 +108,7 @@ class KeywordEngine:
         Pair it with :func:`~civicchat.keywords.load_catalog`, which raises before anything
         changes when the file is broken: ``engine.reload(load_catalog(path))``.
         """
-        state = _State(catalog, AliasIndex(catalog))
+        state = _build_state(catalog)
         self._state = state
         _log.info("keyword catalog loaded: %d keywords", len(catalog.keywords))
 
@@ -202,7 +210,7 @@ class KeywordEngine:
             return None
         if found.runner_up is not None:
             return self._clarify(state.catalog, found)
-        return self._keyword_answer(state.catalog, found, context, max_length)
+        return self._keyword_answer(state, found, context, max_length)
 
     def answer_choice(
         self,
@@ -222,7 +230,7 @@ class KeywordEngine:
         lang = language if language in state.catalog.languages else state.catalog.default_language
         aliases = kw.aliases.get(lang) or next(a for a in kw.aliases.values() if a)
         found = KeywordMatch(kw.id, aliases[0], 100.0, lang, True)
-        return self._keyword_answer(state.catalog, found, context or {}, max_length)
+        return self._keyword_answer(state, found, context or {}, max_length)
 
     def index(self, language: str, topic: str | None = None, max_length: int = 4096) -> list[str]:
         """The keyword index in ``language`` (one topic when given), split into messages."""
@@ -237,12 +245,12 @@ class KeywordEngine:
         if kw is None:
             return None
         lang = language if language in catalog.languages else catalog.default_language
-        return self._render(kw, lang, context or {})
+        return self._render(self._state, kw, lang, context or {})
 
     # ----------------------------------------------------------------- content
 
-    def _render(self, kw: Keyword, lang: str, context: Mapping[str, object]) -> str:
-        source = kw.reply.get(lang) or kw.reply.get(self._state.catalog.default_language, "")
+    def _render(self, state: _State, kw: Keyword, lang: str, context: Mapping[str, object]) -> str:
+        source = kw.reply.get(lang) or kw.reply.get(state.catalog.default_language, "")
         now = context.get("now")
         if not isinstance(now, datetime) or now.tzinfo is None:
             now = self._clock.now()
@@ -256,20 +264,21 @@ class KeywordEngine:
             "now": now.astimezone(self._tz),
             "office_hours": office if isinstance(office, str) else "",
         }
-        return self._renderer.render(source, values, lang).strip()
+        return state.renderer.render(source, values, lang).strip()
 
     def _keyword_answer(
         self,
-        catalog: Catalog,
+        state: _State,
         found: KeywordMatch,
         context: Mapping[str, object],
         max_length: int,
     ) -> KeywordAnswer | None:
+        catalog = state.catalog
         kw = catalog.keyword(found.keyword_id)
         if kw is None:
             return None
         lang = found.language
-        text = self._render(kw, lang, context) or kw.label(lang)
+        text = self._render(state, kw, lang, context) or kw.label(lang)
         preview = kw.preview_url if kw.preview_url is not None else ("://" in text)
         buttons = tuple(
             ReplyButton(

@@ -1,0 +1,234 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from civicchat.keywords import AnswerKind, Catalog, KeywordEngine, parse_catalog
+from civicchat.keywords.index import build_index, split_text
+from civicchat.messages import Buttons, Location, Media, MediaKind, Text
+
+
+def test_keyword_answer_text_with_preview(engine: KeywordEngine) -> None:
+    answer = engine.answer("rodalies")
+    assert answer is not None
+    assert answer.kind is AnswerKind.KEYWORD
+    assert answer.match is not None
+    assert answer.match.keyword_id == "tren"
+    assert answer.contents == (
+        Text(body="Horaris de Rodalies R1: https://example.org/ca/tren", preview_url=True),
+    )
+
+
+def test_preview_can_be_switched_off(engine: KeywordEngine) -> None:
+    answer = engine.answer("lluvia")
+    assert answer is not None
+    assert answer.language == "es"
+    assert answer.contents == (
+        Text(body="La previsión del tiempo: https://example.org/tiempo", preview_url=False),
+    )
+
+
+def test_buttons_ride_on_the_reply_and_answer_the_other_keyword(engine: KeywordEngine) -> None:
+    answer = engine.answer("autobuses")
+    assert answer is not None
+    (content,) = answer.contents
+    assert isinstance(content, Buttons)
+    assert content.body.startswith("Líneas y horarios del bus urbano")
+    assert [(b.id, b.title) for b in content.buttons] == [("kw:bus_nit", "Bus nocturno")]
+    chosen = engine.answer_choice(content.buttons[0].id, language=answer.language)
+    assert chosen is not None
+    assert chosen.match is not None
+    assert chosen.match.keyword_id == "bus_nit"
+    assert chosen.contents == (
+        Text(body="El bus nocturno sale cada hora de la plaza de Santa Anna.", preview_url=False),
+    )
+
+
+def test_answer_choice_accepts_the_bare_id_and_refuses_unknown_ids(engine: KeywordEngine) -> None:
+    answer = engine.answer_choice("tren", language="fr")
+    assert answer is not None
+    assert answer.language == "ca"  # an unknown language falls back to the catalog default
+    assert engine.answer_choice("kw:nope", language="ca") is None
+
+
+def test_location_follows_the_reply_text(engine: KeywordEngine) -> None:
+    answer = engine.answer("grua")
+    assert answer is not None
+    text, location = answer.contents
+    assert isinstance(text, Text)
+    assert isinstance(location, Location)
+    assert location.name == "Dipòsit municipal"
+    assert location.address == "Carrer d'Exemple, 1, 08301 Mataró"
+    assert (location.latitude, location.longitude) == (41.5381, 2.4445)
+
+
+def test_media_follows_the_reply_and_dates_render_in_the_reply_language(
+    engine: KeywordEngine,
+) -> None:
+    answer = engine.answer("on és la deixalleria?")
+    assert answer is not None
+    text, media = answer.contents
+    assert isinstance(text, Text)
+    assert text.body.endswith("Avui és 27 de març del 2026.")
+    assert isinstance(media, Media)
+    assert media.media_kind is MediaKind.DOCUMENT
+    assert media.link == "https://example.org/deixalleria.pdf"
+    assert media.caption == "Què s'hi pot portar"
+    assert media.filename == "deixalleria.pdf"
+    spanish = engine.answer("punto limpio")
+    assert spanish is not None
+    assert isinstance(spanish.contents[0], Text)
+    assert spanish.contents[0].body.endswith("Hoy es 27 de marzo de 2026.")
+
+
+def test_context_name_now_and_office_hours(engine: KeywordEngine) -> None:
+    answer = engine.answer("agenda", context={"name": "Núria"})
+    assert answer is not None
+    assert isinstance(answer.contents[0], Text)
+    assert answer.contents[0].body.startswith("Hola Núria! L'agenda")
+    answer = engine.answer(
+        "atención ciudadana",
+        context={"office_hours": {"ca": "de 8 a 19 h", "es": "de lunes a viernes de 8 a 19 h"}},
+    )
+    assert answer is not None
+    assert answer.contents[0] == Text(body="La OAC atiende de lunes a viernes de 8 a 19 h.")
+
+
+def test_now_from_the_context_is_shown_in_the_city_time_zone(small_catalog: Catalog) -> None:
+    catalog = parse_catalog(
+        """
+languages: [ca, es]
+keywords:
+  - id: hora
+    topic: t
+    aliases: {ca: [hora], es: [hora]}
+    reply: {ca: "Són les {{ now | time }} del {{ now | date('short') }}.", es: "Son las {{ now | time }}."}
+"""
+    )
+    engine = KeywordEngine(catalog)
+    at = datetime(2026, 7, 1, 22, 5, tzinfo=UTC)
+    assert engine.render_reply("hora", "ca", {"now": at}) == "Són les 0:05 del 2/7/26."
+    assert engine.render_reply("hora", "es", {"now": at}) == "Son las 0:05."
+    assert engine.render_reply("nope", "ca") is None
+
+
+def test_templates_cannot_escape_the_sandbox() -> None:
+    catalog = parse_catalog(
+        """
+languages: [ca]
+keywords:
+  - id: x
+    topic: t
+    aliases: {ca: [prova]}
+    reply: "{{ name.__class__.__mro__[1].__subclasses__() }}"
+"""
+    )
+    engine = KeywordEngine(catalog)
+    answer = engine.answer("prova", context={"name": "Anna"})
+    assert answer is not None
+    assert isinstance(answer.contents[0], Text)
+    assert "class" not in answer.contents[0].body
+
+
+def test_a_near_tie_asks_which_one(engine: KeywordEngine) -> None:
+    answer = engine.answer("bus o tren?")
+    assert answer is not None
+    assert answer.kind is AnswerKind.CLARIFY
+    (content,) = answer.contents
+    assert isinstance(content, Buttons)
+    assert content.body == "Volia dir...?"
+    assert sorted(b.id for b in content.buttons) == ["kw:bus", "kw:tren"]
+    assert "Bus urbà" in [b.title for b in content.buttons]
+
+
+def test_no_answer_for_a_person(engine: KeywordEngine) -> None:
+    assert engine.answer("vull parlar amb una persona sobre una multa que m'han posat") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "topic"),
+    [
+        ("PARAULES CLAU", "ca", None),
+        ("paraules clau", "ca", None),
+        ("Paraula clau", "ca", None),
+        ("paraules clao", "ca", None),
+        ("parules clau", "ca", None),
+        ("PALABRAS CLAVE", "es", None),
+        ("palabras claves", "es", None),
+        ("palabras clabe", "es", None),
+        ("paraules clau transport", "ca", "transport"),
+        ("PALABRAS CLAVE transporte", "es", "transport"),
+        ("paraules clau serveis", "ca", "services"),
+        ("paraules clau temps", "ca", "weather"),
+    ],
+)
+def test_the_index_is_asked_for(
+    engine: KeywordEngine, text: str, language: str, topic: str | None
+) -> None:
+    answer = engine.answer(text)
+    assert answer is not None
+    assert answer.kind is AnswerKind.INDEX
+    assert answer.language == language
+    bodies = [c.body for c in answer.contents if isinstance(c, Text)]
+    assert bodies == engine.index(language, topic)
+
+
+def test_index_content(engine: KeywordEngine) -> None:
+    (ca,) = engine.index("ca")
+    assert ca.startswith("*Paraules clau*")
+    assert "*Transport*\n• BUS: Bus urbà\n• BUS NOCTURN\n• TREN\n" in ca  # no title twice
+    assert "*Serveis*" in ca
+    assert "PARAULES CLAU TRANSPORT" in ca
+    (es,) = engine.index("es", "transport")
+    assert "*Transporte*" in es
+    assert "*Servicios*" not in es
+    assert "• AUTOBÚS: Bus urbano" in es
+    assert engine.index("ca", "nope") == []
+
+
+def test_the_index_splits_cleanly_when_longer_than_the_channel_allows(
+    small_catalog: Catalog,
+) -> None:
+    whole = "\n\n".join(build_index(small_catalog, "ca"))
+    pages = build_index(small_catalog, "ca", max_length=120)
+    assert len(pages) > 1
+    assert all(0 < len(p) <= 120 for p in pages)
+    # Nothing is lost or cut in the middle of a line.
+    assert {line for p in pages for line in p.split("\n") if line} == {
+        line for line in whole.split("\n") if line
+    }
+
+
+def test_split_text_cuts_words_only_when_a_word_is_too_long() -> None:
+    assert split_text("abc", 10) == ["abc"]
+    assert split_text("aaa bbb\n\nccc", 7) == ["aaa bbb", "ccc"]
+    assert split_text("aaaa bbbb cccc", 9) == ["aaaa bbbb", "cccc"]
+    assert split_text("x" * 25, 10) == ["x" * 10, "x" * 10, "x" * 5]
+
+
+def test_long_replies_are_split_to_max_length() -> None:
+    long_reply = "\n\n".join(f"Paràgraf {i}: " + "text " * 30 for i in range(10))
+    catalog = parse_catalog(
+        "languages: [ca]\nkeywords:\n  - id: llarg\n    topic: t\n    aliases: {ca: [llarg]}\n"
+        f"    reply: {long_reply!r}\n"
+    )
+    answer = KeywordEngine(catalog).answer("llarg", max_length=400)
+    assert answer is not None
+    assert len(answer.contents) > 1
+    assert all(isinstance(c, Text) and len(c.body) <= 400 for c in answer.contents)
+
+
+def test_reload_swaps_the_catalog(engine: KeywordEngine, small_catalog: Catalog) -> None:
+    other = parse_catalog(
+        "languages: [es]\nkeywords:\n  - id: playa\n    topic: t\n    aliases: {es: [playa]}\n"
+        "    reply: Playas.\n"
+    )
+    engine.reload(other)
+    assert engine.catalog is other
+    assert engine.match("bus") is None
+    found = engine.match("playas")
+    assert found is not None
+    assert found.language == "es"
+    engine.reload(small_catalog)
+    assert engine.match("playa") is None
