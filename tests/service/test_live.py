@@ -1,0 +1,40 @@
+import asyncio
+
+import pytest
+
+from civicchat.service.live import InProcessLiveBus, LiveBus, LiveEvent, asyncpg_dsn
+
+
+async def test_subscriber_of_an_account_gets_only_that_accounts_events():
+    bus = InProcessLiveBus()
+    assert isinstance(bus, LiveBus)
+    async with bus.subscribe("a") as events_a, bus.subscribe("*") as events_all:
+        await bus.publish(LiveEvent(account="b", kind="message_in", conversation_id=2))
+        await bus.publish(LiveEvent(account="a", kind="message_in", conversation_id=1))
+        got = await asyncio.wait_for(anext(events_a), 1)
+        assert got.conversation_id == 1
+        assert (await anext(events_all)).account == "b"
+        assert (await anext(events_all)).account == "a"
+    assert bus.subscriber_count == 0
+
+
+async def test_slow_subscriber_loses_oldest_events_and_never_blocks():
+    bus = InProcessLiveBus(queue_size=2)
+    async with bus.subscribe("a") as events:
+        for i in range(5):
+            await bus.publish(LiveEvent(account="a", kind="status", conversation_id=i))
+        assert [(await anext(events)).conversation_id for _ in range(2)] == [3, 4]
+
+
+def test_event_json_round_trip_and_refusals():
+    event = LiveEvent(account="a", kind="message_out", conversation_id=3, data={"text": "Bon dia"})
+    assert LiveEvent.from_json(event.to_json()) == event
+    for bad in ("[]", '{"account": 1, "kind": "x"}', '{"account": "a", "kind": "x", "data": 3}'):
+        with pytest.raises(ValueError):  # noqa: PT011
+            LiveEvent.from_json(bad)
+
+
+def test_asyncpg_dsn_from_sqlalchemy_url():
+    assert asyncpg_dsn("postgresql+asyncpg://u:p@h/db") == "postgresql://u:p@h/db"
+    with pytest.raises(ValueError, match="not a PostgreSQL URL"):
+        asyncpg_dsn("sqlite+aiosqlite:///x.db")
