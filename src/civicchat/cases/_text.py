@@ -1,35 +1,22 @@
-"""Small text helpers for the flow: accent folding and typo-tolerant word matching.
-
-Local on purpose until ``civicchat.keywords`` publishes its normaliser; the flow only needs
-``fold`` and ``fuzzy_in`` and can swap them without other changes.
-"""
+"""Small text helpers for the flow: folding (the keyword engine's) and typo-tolerant matching."""
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Iterable
 
 from rapidfuzz import fuzz
 
-__all__ = ["fold", "fuzzy_in", "words"]
+from civicchat.keywords.normalize import normalize
 
-_NOT_WORD = re.compile(r"[^a-z0-9\- ]+")
-_SPACES = re.compile(r"\s+")
+__all__ = ["fold", "fuzzy_in"]
 
 
 def fold(text: str) -> str:
-    """Lower case, no accents, ``l·l`` as ``ll``, no punctuation but hyphens, single spaces."""
-    text = text.lower().replace("l·l", "ll").replace("l.l", "ll").replace("ŀl", "ll")
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    text = text.replace("'", "").replace("’", "")
-    text = _NOT_WORD.sub(" ", text)
-    return _SPACES.sub(" ", text).strip()
+    """The keyword engine's normalisation: no case, accents, elisions or punctuation.
 
-
-def words(text: str) -> list[str]:
-    return fold(text).split()
+    ``cancel·lar`` is ``cancellar``, ``d'acord`` is ``acord``, ``No ho sé!`` is ``no ho se``.
+    """
+    return normalize(text)
 
 
 def fuzzy_in(candidate: str, vocabulary: Iterable[str], *, cutoff: float = 85.0) -> bool:

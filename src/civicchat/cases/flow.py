@@ -75,7 +75,7 @@ _TRIGGERS: dict[str, CaseKind] = {
     "sugerencias": CaseKind.SUGGESTION,
 }
 _CANCEL = ("cancellar", "cancella", "cancelar", "cancela", "cancel", "anullar", "anular")
-_YES = ("si", "s", "yes", "ok", "dacord", "vale", "correcte", "correcto", "envia", "enviar")
+_YES = ("si", "s", "yes", "ok", "acord", "dacord", "vale", "correcte", "correcto", "envia", "enviar")
 _NO = ("no", "n", "no gracies", "no gracias")
 _SKIP_MEDIA = (
     "no",
@@ -219,14 +219,15 @@ def _is_yes(message: InboundMessage) -> bool:
     if _reply_id(message) is not None:
         return _reply_id(message) == _YES_ID
     text = _text_of(message)
-    return text is not None and _is(text, _YES)
+    # "1" is the first option where a channel without buttons shows them as a numbered list.
+    return text is not None and (fold(text) == "1" or _is(text, _YES))
 
 
 def _is_no(message: InboundMessage) -> bool:
     if _reply_id(message) is not None:
         return _reply_id(message) == _NO_ID
     text = _text_of(message)
-    return text is not None and _is(text, _NO)
+    return text is not None and (fold(text) == "2" or _is(text, _NO))
 
 
 def _visual_media(message: InboundMessage) -> Media | None:
@@ -437,7 +438,7 @@ class CaseFlow:
         if _reply_id(message) == _SKIP_ID:
             return self._accept(state, now, media_done=True)
         text = _text_of(message)
-        if text is not None and _is(text, _SKIP_MEDIA):
+        if text is not None and (fold(text) == "1" or _is(text, _SKIP_MEDIA)):
             return self._accept(state, now, media_done=True)
         if isinstance(message.content, Location):
             location = await self._from_point(message.content)
@@ -627,10 +628,10 @@ class CaseFlow:
         rows = tuple(
             ListRow(
                 id=f"{_CATEGORY_PREFIX}{c.id}",
-                title=_short(f"{n}. {c.label(lang)}", _ROW_TITLE_MAX),
-                description=c.label(lang) if len(c.label(lang)) > _ROW_TITLE_MAX - 3 else None,
+                title=_short(c.label(lang), _ROW_TITLE_MAX),
+                description=c.label(lang) if len(c.label(lang)) > _ROW_TITLE_MAX else None,
             )
-            for n, c in enumerate(categories[:_MAX_LIST_ROWS], start=1)
+            for c in categories[:_MAX_LIST_ROWS]
         )
         return ListMenu(
             body=body, button=say("list_button", lang), sections=(ListSection(rows=rows),)
@@ -662,7 +663,7 @@ class CaseFlow:
         self, text: str, message: InboundMessage
     ) -> tuple[OutboundContent, ...] | None:
         tokens = fold(text).split()
-        if not tokens or tokens[0] not in _STATUS_WORDS or len(tokens) > 3:
+        if not tokens or tokens[0] not in _STATUS_WORDS or len(tokens) > 5:
             return None
         lang = _STATUS_WORDS[tokens[0]]
         found = _REFERENCE_IN_TEXT.search(text)
