@@ -161,6 +161,18 @@ def test_windows_about_to_close_come_first() -> None:
     assert order == ["closing", "vip", "closed", "later"]
 
 
+def test_enqueue_again_refreshes_the_window_but_keeps_the_age() -> None:
+    assigner = _assigner()
+    assigner.enqueue(_item("c1", 0, window_closes_at=T0 + timedelta(hours=1)), T0)
+    assigner.enqueue(_item("c2", 5), T0)
+    assert [i.conversation_id for i in assigner.waiting(T0)] == ["c1", "c2"]
+    later = _item("c1", 30, window_closes_at=T0 + timedelta(hours=25))
+    assigner.enqueue(later, T0)
+    (refreshed, _) = assigner.waiting(T0)
+    assert refreshed.queued_at == T0
+    assert refreshed.window_closes_at == T0 + timedelta(hours=25)
+
+
 def test_capacity_and_presence_are_respected() -> None:
     assigner = _assigner(Operator("anna", capacity=1, presence=A), Operator("bob", capacity=1))
     decisions = [*assigner.enqueue(_item("c1"), T0), *assigner.enqueue(_item("c2", 1), T0)]

@@ -79,11 +79,16 @@ def test_office_hours_handoff_acknowledges_once_per_period(pipeline: Pipeline) -
     assert first.view.state is S.QUEUED
     assert first.view.queued_at == t
     enqueue = [d for d in first.decisions if isinstance(d, Enqueue)]
-    assert enqueue == [Enqueue("c1", 0, t, language="ca", team=None)]
+    window = t + timedelta(hours=24)
+    assert enqueue == [Enqueue("c1", 0, t, language="ca", team=None, window_closes_at=window)]
     assert _reasons(first) == [ReplyReason.ACK]
     assert first.replies[0].contents == (Text(body="Un moment, us atendrà una persona del 010."),)
     second = _say(pipeline, first.view, "Hola?", t + timedelta(minutes=5))
-    assert second.decisions == ()
+    assert second.replies == ()
+    # Only the assigner's entry is refreshed: the new message moved the WhatsApp window.
+    assert second.decisions == (
+        Enqueue("c1", 0, t, language="ca", window_closes_at=window + timedelta(minutes=5)),
+    )
     assert second.view.state is S.QUEUED
     # Still waiting the next morning: a new open period, a new acknowledgement.
     third = _say(pipeline, second.view, "Hola??", local(2026, 6, 16, 9, 0))

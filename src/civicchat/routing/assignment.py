@@ -238,9 +238,15 @@ class Assigner:
     # ------------------------------------------------------------------ conversations
 
     def enqueue(self, item: WaitingConversation, now: datetime) -> list[Decision]:
-        """Add a conversation to the backlog and serve the backlog."""
+        """Add a conversation to the backlog (or refresh it: a new message moves its WhatsApp
+        window) and serve the backlog."""
         if item.conversation_id in self._assignments:
             raise RoutingError(f"conversation {item.conversation_id} is already assigned")
+        known = self._waiting.get(item.conversation_id)
+        if known is not None:
+            item = replace(
+                item, queued_at=min(known.queued_at, item.queued_at), excluded=known.excluded
+            )
         self._waiting[item.conversation_id] = item
         return self.dispatch(now)
 

@@ -45,13 +45,18 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class Enqueue:
-    """The conversation now waits for a person; hand it to the assigner."""
+    """The conversation waits for a person: hand it (again) to the assigner.
+
+    Sent on the handoff and on every later message while it waits, because each message moves
+    ``window_closes_at``; :meth:`civicchat.routing.Assigner.enqueue` is idempotent.
+    """
 
     conversation_id: str
     priority: int
     queued_at: datetime
     language: str | None = None
     team: str | None = None
+    window_closes_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,12 @@ from civicchat.routing.decisions import (
 from civicchat.routing.hours import OfficeHours
 from civicchat.routing.state import ConversationState, ConversationView, transition
 from civicchat.routing.texts import DEFAULT_TEXTS, RoutingTexts
-from civicchat.routing.window import PreparedOutbound, prepare_outbound
+from civicchat.routing.window import (
+    WINDOW_CHANNELS,
+    PreparedOutbound,
+    prepare_outbound,
+    window_closes_at,
+)
 
 __all__ = ["KEYWORD_BUTTON_PREFIX", "LanguageDetector", "Pipeline", "Router"]
 
@@ -207,11 +212,19 @@ class Pipeline:
         decisions: list[Decision] = []
         if view.state is ConversationState.BOT:
             view = transition(view, ConversationState.QUEUED, at=now, actor="bot", note="handoff")
-            queued_at = view.queued_at or now
-            decisions.append(
-                Enqueue(view.id, view.priority, queued_at, language=language, team=view.team)
-            )
             log.info("conversation %s queued for a person", view.id)
+        # Also while already queued: the new message moved the WhatsApp window, so the assigner's
+        # entry is refreshed (enqueueing is idempotent).
+        decisions.append(
+            Enqueue(
+                view.id,
+                view.priority,
+                view.queued_at or now,
+                language=language,
+                team=view.team,
+                window_closes_at=_window_deadline(view),
+            )
+        )
         hours = self.office_hours
         period = hours.period_key(now)
         if hours.is_open(now):
@@ -286,6 +299,10 @@ class Router:
     def decide(self, view: ConversationView, message: InboundMessage, now: datetime) -> Outcome:
         """:meth:`Pipeline.decide` of the conversation's account."""
         return self.pipeline(view.account).decide(view, message, now)
+
+
+def _window_deadline(view: ConversationView) -> datetime | None:
+    return window_closes_at(view.last_inbound_at) if view.channel in WINDOW_CHANNELS else None
 
 
 def _is_exact(answer: KeywordAnswer | None) -> bool:
