@@ -1,0 +1,13 @@
+import re
+from pathlib import Path
+
+import pytest
+
+DOC = Path(__file__).parents[2] / "docs" / "channels.md"
+
+
+def test_the_example_in_docs_channels_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+    example = next(b for b in blocks if "asyncio.run(main())" in b)
+    exec(compile(example, str(DOC), "exec"), {"__name__": "docs_channels"})
+    assert capsys.readouterr().out.splitlines() == ["200 mataro bus", "wamid.OUT1", "wamid.OUT1"]
