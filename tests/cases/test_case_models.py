@@ -73,3 +73,11 @@ def test_final_statuses() -> None:
 
 def test_location_without_point_has_no_map() -> None:
     assert CaseLocation(address="La Riera 1", source="typed").map_url is None
+
+
+def test_public_api_is_sorted_and_importable() -> None:
+    import civicchat.cases as cases
+
+    assert cases.__all__ == sorted(cases.__all__, key=lambda n: (not n.isupper(), n))
+    for name in cases.__all__:
+        assert getattr(cases, name) is not None, name

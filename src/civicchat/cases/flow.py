@@ -75,7 +75,19 @@ _TRIGGERS: dict[str, CaseKind] = {
     "sugerencias": CaseKind.SUGGESTION,
 }
 _CANCEL = ("cancellar", "cancella", "cancelar", "cancela", "cancel", "anullar", "anular")
-_YES = ("si", "s", "yes", "ok", "acord", "dacord", "vale", "correcte", "correcto", "envia", "enviar")
+_YES = (
+    "si",
+    "s",
+    "yes",
+    "ok",
+    "acord",
+    "dacord",
+    "vale",
+    "correcte",
+    "correcto",
+    "envia",
+    "enviar",
+)
 _NO = ("no", "n", "no gracies", "no gracias")
 _SKIP_MEDIA = (
     "no",
