@@ -132,11 +132,14 @@ class AliasIndex:
         fuzzy_targets: list[str] = []
         for word in vocab:
             singulars = singular_forms(word)
+            # A catalog plural whose singular is also a catalog word is reached through that
+            # singular. Its other guessed singulars would be wrong ("trenes" is not the plural
+            # of "trena") and fuzzy matching it would let "busco" reach "busos".
+            if singulars & vocab:
+                continue
             for form in singulars:
                 forms[form].add(word)
-            # A catalog plural whose singular is also a catalog word is reached through the
-            # singular; fuzzy matching it too would let "busco" reach "busos".
-            if not (singulars & vocab) and not word.isdigit():
+            if not word.isdigit():
                 fuzzy_targets.append(word)
         self._forms = {k: tuple(sorted(v)) for k, v in forms.items()}
         self._by_first = _LengthBuckets(fuzzy_targets, 0)
@@ -212,11 +215,22 @@ class AliasIndex:
         for word, distance, _ in process.extract(
             token, candidates, scorer=OSA.distance, score_cutoff=limit, limit=8
         ):
-            if distance <= typo_tolerance(min(len(word), len(token) + 1)):
+            if distance <= typo_tolerance(min(len(word), len(token))) and not _other_gender(
+                token, word
+            ):
                 score = min(_FUZZY_CAP, 100.0 * (1.0 - distance / max(len(word), len(token))))
                 if score > found.get(word, 0.0):
                     found[word] = score
         return found
+
+
+_VOWELS = frozenset("aeiou")
+
+
+def _other_gender(a: str, b: str) -> bool:
+    """Short words that differ only in their final vowel are different words, not typos:
+    "cursa" (a race) is not "curso", "casa" is not "caso"."""
+    return len(a) == len(b) <= 6 and a[:-1] == b[:-1] and a[-1] in _VOWELS and b[-1] in _VOWELS
 
 
 def _add(table: dict[_K, list[_Alias]], key: _K, entry: _Alias) -> None:

@@ -1,0 +1,39 @@
+"""The engine on the labelled Mataró evaluation set (see keywords_evaluation.py for the report)."""
+
+from __future__ import annotations
+
+import pytest
+from keywords_evaluation import MATARO_SET, load_cases, report, run
+
+
+def test_the_evaluation_set_is_large_and_covers_both_languages() -> None:
+    cases = load_cases(MATARO_SET)
+    assert len(cases) >= 200
+    assert sum(c.lang == "ca" for c in cases) >= 80
+    assert sum(c.lang == "es" for c in cases) >= 80
+    assert sum(c.expect is None for c in cases) >= 50
+    kinds = {c.kind for c in cases}
+    assert {
+        "exact",
+        "no_accents",
+        "typo",
+        "question",
+        "complaint",
+        "lookalike",
+        "greeting",
+    } <= kinds
+
+
+def test_the_engine_meets_the_accuracy_targets(capsys: pytest.CaptureFixture[str]) -> None:
+    engine, baseline = run()
+    with capsys.disabled():
+        print(
+            "\nkeyword evaluation (python tests/keywords/keywords_evaluation.py for the mistakes)"
+        )
+        print(report([engine, baseline], mistakes=False))
+    assert engine.accuracy >= 0.97
+    assert engine.false_rate <= 0.03
+    assert engine.language_accuracy >= 0.95
+    # The naive peer is measured on the same set; the engine must be clearly better.
+    assert engine.accuracy > baseline.accuracy
+    assert engine.false_rate < baseline.false_rate
