@@ -1,8 +1,10 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from civicchat.cases.config import CasesConfig
 from civicchat.cases.flow import CaseFlow, FlowStage, FlowState, FlowStep, start_kind
@@ -11,6 +13,7 @@ from civicchat.cases.models import Case, CaseKind, CaseStatus
 from civicchat.clock import ManualClock
 from civicchat.messages import (
     Buttons,
+    InboundMessage,
     InteractiveReply,
     ListMenu,
     Location,
@@ -18,7 +21,10 @@ from civicchat.messages import (
     Media,
     MediaKind,
     OutboundContent,
+    Reaction,
+    Sender,
     Text,
+    Unsupported,
 )
 
 INSIDE = Location(latitude=41.5385, longitude=2.4447)  # the town hall square
@@ -478,3 +484,102 @@ async def test_stored_state_round_trips_through_conversation_data(flow, msg) -> 
     data = chat.st.to_data()
     assert data["stage"] == "category"
     assert FlowState.load(data) == chat.state
+
+
+async def test_a_photo_with_caption_answers_the_description(flow, msg) -> None:
+    chat = Chat(flow, msg, "ca")
+    await chat.send("incidència")
+    await chat.send("1")
+    again = await chat.send(PHOTO)  # no caption: kept, the description is still asked
+    assert chat.stage() is FlowStage.DESCRIPTION
+    assert joined(again).startswith("Necessito una descripció escrita")
+    assert len(chat.st.media) == 1
+    video = Media(media_kind=MediaKind.VIDEO, media_id="vid-2", caption="Fanal tort")
+    await chat.send(video)
+    assert chat.st.description == "Fanal tort"
+    assert len(chat.st.media) == 1  # the first one is kept; one is enough for a report
+    assert chat.stage() is FlowStage.LOCATION
+
+
+async def test_a_location_sent_early_is_kept_and_a_location_can_replace_the_photo(
+    flow, msg
+) -> None:
+    chat = Chat(flow, msg, "ca")
+    await chat.send("incidència")
+    await chat.send(INSIDE)
+    assert chat.stage() is FlowStage.CATEGORY
+    assert chat.st.location_done
+    await chat.send("1")
+    await chat.send("Farola")
+    (confirm,) = await chat.send("no")
+    assert chat.stage() is FlowStage.CONFIRM
+    assert isinstance(confirm, Buttons)
+
+    other = Chat(flow, msg, "es", sender="34600000002")
+    for content in ["incidencia", "1", "Farola"]:
+        await other.send(content)
+    await other.send(BARCELONA)  # a location instead of a photo: no photo, and on we go
+    assert other.stage() is FlowStage.CONFIRM_OUTSIDE
+    again = await other.send("quizás")
+    assert body(again[0]).startswith("Responde «sí» si el punto es correcto")
+    assert isinstance(again[1], Buttons)
+    assert other.stage() is FlowStage.CONFIRM_OUTSIDE
+
+
+inbound_contents = st.one_of(
+    st.text(max_size=60).map(lambda t: Text(body=t)),
+    st.sampled_from(
+        [
+            Text(body="sí"),
+            Text(body="no"),
+            Text(body="1"),
+            Text(body="cancel·lar"),
+            Text(body="estat MTR-2026-000001"),
+            Text(body="estado XX-1-2"),
+            PHOTO,
+            INSIDE,
+            BARCELONA,
+            Media(media_kind=MediaKind.STICKER, media_id="s"),
+            InteractiveReply(reply_id="case:yes", title="Sí"),
+            InteractiveReply(reply_id="case:cat:parcs", title="Parcs"),
+            InteractiveReply(reply_id="kw:bus", title="Bus"),
+            Reaction(message_id="x", emoji="👍"),
+            Unsupported(provider_type="poll"),
+        ]
+    ),
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    script=st.lists(inbound_contents, min_size=1, max_size=12),
+    language=st.sampled_from(["ca", "es", "en", None]),
+)
+async def test_any_sequence_of_messages_keeps_the_flow_sound(
+    mataro_config, geocoder, script, language
+) -> None:
+    clock = ManualClock(datetime(2026, 3, 27, 9, 0, tzinfo=UTC))
+    store = MemoryCaseStore()
+    flow = CaseFlow(mataro_config, store, geocoder, clock)
+    state: FlowState | None = None
+    for n, content in enumerate([Text(body="incidència"), *script]):
+        message = InboundMessage(
+            channel="whatsapp",
+            account="mataro",
+            provider_message_id=f"p{n}",
+            sender=Sender(id="34600000001"),
+            timestamp=clock.now(),
+            content=content,
+        )
+        step = await flow.handle(state, message, language)
+        if step.state is not None:
+            assert FlowState.load(step.state.to_data()) == step.state
+        if step.case is not None:
+            assert step.state is None
+        assert step.handled or step.state is None
+        state = step.state
+        clock.advance(timedelta(minutes=7))
+    created = await store.list_cases()
+    assert len(created) <= 1 + len(script) // 5

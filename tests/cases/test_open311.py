@@ -33,6 +33,7 @@ from civicchat.cases.open311 import (
     signed_media_url,
     verify_media_signature,
     verify_signed_media_url,
+    with_retries,
 )
 from civicchat.clock import ManualClock
 from civicchat.exceptions import ConfigError
@@ -526,3 +527,134 @@ def test_signed_media_links() -> None:
     assert not verify_media_signature("whatsapp:wamid/1 2", stamp, "é", SECRET, before)
     with pytest.raises(ConfigError, match="16 bytes"):
         signed_media_url("https://x", "r", "short", expires)
+
+
+def mock_client(answer: Any, status: int = 200) -> httpx.AsyncClient:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if isinstance(answer, Exception):
+            raise answer
+        return httpx.Response(status, json=answer)
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [{"error": "?"}, [], ["a string"], [{"service_notice": "no id, no token"}], 42],
+)
+async def test_malformed_submit_answers_are_errors_not_crashes(answer: Any, store, clock) -> None:
+    case = await new_case(store, clock)
+    async with mock_client(answer) as http:
+        client = Open311Client(http, BASE, api_key=API_KEY)
+        with pytest.raises(Open311Error) as caught:
+            await client.submit(case, "MTR-ENL")
+        assert not caught.value.retryable
+
+
+async def test_answers_wrapped_in_service_requests_are_read(store, clock) -> None:
+    case = await new_case(store, clock)
+    wrapped = {"service_requests": [{"service_request_id": 7, "token": None}]}
+    async with mock_client(wrapped) as http:
+        result = await Open311Client(http, BASE, api_key=API_KEY).submit(case, "MTR-ENL")
+    assert result.service_request_id == "7"
+    assert result.token is None
+
+
+async def test_odd_service_lists() -> None:
+    async with mock_client({"not": "a list"}) as http:
+        with pytest.raises(Open311Error, match="expected a list"):
+            await Open311Client(http, BASE, api_key=API_KEY).services()
+    async with mock_client([{"service_name": "no code"}, "junk", {"service_code": 5}]) as http:
+        services = await Open311Client(http, BASE, api_key=API_KEY).services()
+    assert [s.service_code for s in services] == ["5"]
+
+
+async def test_network_errors_are_transient_and_unknown_tokens_are_none() -> None:
+    async with mock_client(httpx.ConnectError("refused")) as http:
+        with pytest.raises(Open311TransientError, match="failed"):
+            await Open311Client(http, BASE, api_key=API_KEY).services()
+    async with mock_client([{"code": 404, "description": "no such token"}], status=404) as http:
+        assert await Open311Client(http, BASE, api_key=API_KEY).token_to_id("t1") is None
+
+
+@pytest.mark.parametrize("updated", ["2010-04-14T06:37:38", "yesterday", None])
+async def test_status_times_without_offset_are_ignored(updated: Any) -> None:
+    answer = [{"service_request_id": 1, "status": "open", "updated_datetime": updated}]
+    async with mock_client(answer) as http:
+        remote = await Open311Client(http, BASE, api_key=API_KEY).status("1")
+    assert remote.updated_at is None
+    assert remote.status is CaseStatus.RECEIVED
+
+
+def test_retry_policy_validation_and_delays() -> None:
+    with pytest.raises(ConfigError, match="attempts"):
+        RetryPolicy(attempts=0)
+    with pytest.raises(ConfigError, match="factor"):
+        RetryPolicy(factor=0.5)
+    policy = RetryPolicy(base_delay=1, factor=3, max_delay=5)
+    assert [policy.delay(n) for n in range(4)] == [1, 3, 5, 5]
+    assert policy.delay(0, retry_after=100) == 5
+
+
+async def test_with_retries_reports_each_retry() -> None:
+    calls: list[int] = []
+    seen: list[tuple[int, int | None]] = []
+
+    async def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise Open311TransientError("down", status_code=503)
+        return "ok"
+
+    result = await with_retries(
+        flaky,
+        RetryPolicy(attempts=3, base_delay=0),
+        sleep=Sleeps(),
+        on_retry=lambda n, exc: seen.append((n, exc.status_code)),
+    )
+    assert result == ("ok", 3)
+    assert seen == [(1, 503), (2, 503)]
+
+
+async def test_forwarding_problems_that_are_ours(
+    open311, server, store, clock, mataro_config
+) -> None:
+    from civicchat.cases.errors import CaseNotFoundError
+
+    with pytest.raises(CaseNotFoundError):
+        await forward("MTR-2026-000404", store, open311, mataro_config, clock)
+    with pytest.raises(CaseNotFoundError):
+        await poll_case("MTR-2026-000404", store=store, upkeep=store, client=open311, clock=clock)
+    case = await new_case(store, clock, category="no-such-category")
+    result = await forward(case.reference, store, open311, mataro_config, clock)
+    assert isinstance(result.error, Open311RejectedError)
+    assert result.attempts == 0
+    assert server.posts == []
+    assert "no Open311 service_code" in (result.case.open311.last_error or "")
+    assert (
+        await poll_case(case.reference, store=store, upkeep=store, client=open311, clock=clock)
+        is None
+    )
+
+
+async def test_a_case_closed_here_is_not_reopened_by_the_back_office(
+    open311, server, store, clock, mataro_config
+) -> None:
+    case = await new_case(store, clock)
+    await forward(case.reference, store, open311, mataro_config, clock)
+    await store.update_status(
+        case.reference, CaseStatus.RESOLVED, note="", actor="op", at=clock.now()
+    )
+    server.statuses["638344"] = {"status": "open", "status_notes": "Pendent"}
+    assert (
+        await poll_case(case.reference, store=store, upkeep=store, client=open311, clock=clock)
+        is None
+    )
+    stored = await store.get(case.reference)
+    assert stored is not None
+    assert stored.status is CaseStatus.RESOLVED
+
+
+def test_signed_links_need_aware_expiry() -> None:
+    with pytest.raises(ValueError, match="zone-aware"):
+        signed_media_url("https://x", "r", SECRET, datetime(2026, 1, 1))
