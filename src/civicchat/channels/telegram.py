@@ -533,6 +533,14 @@ def _file(obj: object) -> dict[str, Any] | None:
     return None
 
 
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _photo_area(photo: dict[str, Any]) -> tuple[int, int]:
+    return (_int(photo.get("width")) * _int(photo.get("height")), _int(photo.get("file_size")))
+
+
 def _content(message: dict[str, Any]) -> InboundContent:
     caption = message.get("caption") if isinstance(message.get("caption"), str) else None
     text = message.get("text")
@@ -543,9 +551,7 @@ def _content(message: dict[str, Any]) -> InboundContent:
         sizes = [p for p in photos if _file(p)]
         if sizes:
             # Telegram lists sizes smallest first; the largest is the one worth keeping.
-            largest = max(
-                sizes, key=lambda p: (p.get("width", 0) * p.get("height", 0), p.get("file_size", 0))
-            )
+            largest = max(sizes, key=_photo_area)
             return Media(
                 media_kind=MediaKind.IMAGE,
                 media_id=largest["file_id"],
