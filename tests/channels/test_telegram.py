@@ -398,3 +398,39 @@ async def test_fetch_media_invalid_file_id_is_expired(channel: TelegramChannel) 
 def test_webhook_body_must_be_json_object(channel: TelegramChannel) -> None:
     with pytest.raises(PayloadError):
         channel.handle_webhook(telegram_post(b'"string"'))
+
+
+async def test_fetch_media_asks_get_file_again_when_the_path_expired(
+    channel: TelegramChannel,
+) -> None:
+    jpeg = b"\xff\xd8\xff" + b"\x00" * 100
+    with respx.mock() as mock:
+        get_file = mock.post(f"{API}/getFile")
+        get_file.side_effect = [
+            httpx.Response(
+                200, json={"ok": True, "result": {"file_id": "A", "file_path": "photos/old.jpg"}}
+            ),
+            httpx.Response(
+                200, json={"ok": True, "result": {"file_id": "A", "file_path": "photos/new.jpg"}}
+            ),
+        ]
+        mock.get("https://tg.test/file/bot123456:ABC-def_ghi/photos/old.jpg").respond(404)
+        mock.get("https://tg.test/file/bot123456:ABC-def_ghi/photos/new.jpg").respond(
+            200, content=jpeg
+        )
+        download = await channel.fetch_media("mataro-bot", "A", max_bytes=1000)
+        assert await download.read() == jpeg
+    assert download.mime_type == "image/jpeg"
+    assert get_file.call_count == 2
+
+
+async def test_fetch_media_for_another_account_is_a_config_error(channel: TelegramChannel) -> None:
+    with pytest.raises(ConfigError):
+        await channel.fetch_media("other-bot", "A", max_bytes=1000)
+
+
+async def test_network_errors_are_transient(channel: TelegramChannel) -> None:
+    with respx.mock() as mock:
+        mock.post(f"{API}/sendMessage").mock(side_effect=httpx.ConnectError("down"))
+        with pytest.raises(TransientError):
+            await channel.send(out(Text(body="hola")), last_inbound_at=None)
