@@ -190,3 +190,12 @@ def test_capabilities_are_validated() -> None:
         Capabilities(buttons=True)
     with pytest.raises(ValueError, match="max_text_length"):
         Capabilities(max_text_length=3)
+
+
+def test_buttons_with_a_body_over_the_button_limit_become_numbered_text() -> None:
+    long_body = "Explicació llarga. " * 70  # about 1,330 characters: over WhatsApp's 1,024
+    menu = Buttons(body=long_body, buttons=MENU.buttons[:2])
+    pieces = degrade(menu, WHATSAPP_CAPABILITIES, "ca")
+    assert all(isinstance(p, Text) for p in pieces)
+    assert "1. Bus\n2. Taxi" in pieces[-1].body  # type: ignore[union-attr]
+    assert degrade(menu, TELEGRAM_CAPABILITIES) == [menu]

@@ -122,12 +122,15 @@ class Capabilities:
 
     ``max_button_title`` is the longest button title the provider accepts (WhatsApp: 20); longer
     titles make the buttons fall back to numbered options rather than being cut.
+    ``max_button_body`` is the longest text a message with buttons may carry (WhatsApp: 1,024),
+    when it is shorter than ``max_text_length``.
     """
 
     max_text_length: int = 4096
     buttons: bool = False
     max_buttons: int = 0
     max_button_title: int | None = None
+    max_button_body: int | None = None
     lists: bool = False
     max_list_rows: int = 0
     locations: bool = False

@@ -88,7 +88,7 @@ def degrade(
     if isinstance(content, Text):
         return _split(content.body, caps, preview=content.preview_url and caps.link_previews)
     if isinstance(content, Buttons):
-        if _buttons_fit(content.buttons, caps) and len(content.body) <= caps.max_text_length:
+        if _buttons_fit(content.buttons, content.body, caps):
             return [content]
         options: list[tuple[str, str | None]] = [(b.title, None) for b in content.buttons]
         text = numbered_text(content.body, options, lang, content.header, content.footer)
@@ -99,7 +99,7 @@ def degrade(
         if caps.lists and len(rows) <= caps.max_list_rows and fits_text:
             return [content]
         as_buttons = tuple(ReplyButton(id=row.id, title=row.title) for row in rows)
-        if _buttons_fit(as_buttons, caps) and fits_text:
+        if _buttons_fit(as_buttons, content.body, caps):
             return [
                 Buttons(
                     body=content.body,
@@ -136,8 +136,10 @@ def degrade(
     return [content]
 
 
-def _buttons_fit(buttons: tuple[ReplyButton, ...], caps: Capabilities) -> bool:
+def _buttons_fit(buttons: tuple[ReplyButton, ...], body: str, caps: Capabilities) -> bool:
     if not caps.buttons or len(buttons) > caps.max_buttons:
+        return False
+    if len(body) > min(caps.max_text_length, caps.max_button_body or caps.max_text_length):
         return False
     limit = caps.max_button_title
     return limit is None or all(len(b.title) <= limit for b in buttons)

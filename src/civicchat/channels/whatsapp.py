@@ -85,6 +85,7 @@ WHATSAPP_CAPABILITIES = Capabilities(
     buttons=True,
     max_buttons=3,
     max_button_title=20,
+    max_button_body=1024,
     lists=True,
     max_list_rows=10,
     locations=True,
@@ -424,6 +425,8 @@ class WhatsAppChannel:
                 raise refuse(f"at most {caps.max_buttons} reply buttons")
             if any(len(b.title) > (caps.max_button_title or 20) for b in content.buttons):
                 raise refuse("button titles have at most 20 characters")
+            if len(content.body) > (caps.max_button_body or 1024):
+                raise refuse("a message with buttons has at most 1,024 characters")
             action: dict[str, Any] = {
                 "buttons": [
                     {"type": "reply", "reply": {"id": b.id, "title": b.title}}
@@ -574,10 +577,11 @@ def _interactive(
     kind: str, body: str, action: dict[str, Any], header: str | None, footer: str | None
 ) -> dict[str, Any]:
     interactive: dict[str, Any] = {"type": kind, "body": {"text": body}, "action": action}
+    # Meta refuses headers and footers over 60 characters; they are decoration, so cut them.
     if header:
-        interactive["header"] = {"type": "text", "text": header}
+        interactive["header"] = {"type": "text", "text": header[:60]}
     if footer:
-        interactive["footer"] = {"text": footer}
+        interactive["footer"] = {"text": footer[:60]}
     return {"type": "interactive", "interactive": interactive}
 
 
