@@ -1,0 +1,534 @@
+"""Admin pages: keywords and the catalog, office hours, operators and teams, accounts, audit.
+
+Every change is validated first, written atomically, put in force in this process, recorded in
+the audit log and announced with a ``catalog_changed`` live event so other processes reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import logging
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from civicchat.exceptions import CatalogError, CatalogProblem, ConfigError
+from civicchat.keywords import Catalog, KeywordEngine, parse_catalog
+from civicchat.routing import OfficeHours, load_office_hours, parse_office_hours
+from civicchat.routing.hours import WEEKDAYS
+from civicchat.service.console.context import ConsoleAccount
+from civicchat.service.console.files import replace_keyword, write_atomic
+from civicchat.service.console.i18n import translator
+from civicchat.service.console.security import hash_password
+from civicchat.service.console.web import Console, Denied, Principal, field
+from civicchat.service.live import LiveEvent
+from civicchat.storage.base import AuditEntry, Operator, OperatorRole
+
+__all__ = ["AdminViews"]
+
+log = logging.getLogger("civicchat.console")
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _lines(value: str) -> list[str]:
+    return [line.strip() for line in value.splitlines() if line.strip()]
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in value.split(",") if x.strip())
+
+
+class AdminViews:
+    def __init__(self, console: Console) -> None:
+        self.c = console
+        self._file_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _audit_entry(
+        self, me: Principal, action: str, account: str | None, **details: Any
+    ) -> AuditEntry:
+        return AuditEntry(self.c.ctx.clock.now(), f"operator:{me.id}", action, account, details)
+
+    async def _audit(self, me: Principal, action: str, account: str | None, **details: Any) -> None:
+        async with self.c.ctx.store.transaction() as tx:
+            await tx.audit.audit(self._audit_entry(me, action, account, **details))
+
+    async def _announce(self, path: Path, what: str) -> None:
+        for account in self.c.ctx.accounts.values():
+            if path in (account.catalog_path, account.hours_path):
+                try:
+                    await self.c.ctx.live.publish(
+                        LiveEvent(account=account.name, kind="catalog_changed", data={"what": what})
+                    )
+                except Exception as exc:  # other processes reload on their next start anyway
+                    log.warning("catalog_changed not published: %s", type(exc).__name__)
+
+    def _account(self, request: Request, me: Principal) -> ConsoleAccount:
+        return me.account(request.path_params["account"])
+
+    def _catalog_of(self, account: ConsoleAccount) -> tuple[Catalog, str]:
+        """The catalog in force and the file's text (for the version check)."""
+        if account.engine is None:
+            raise Denied(404, "no_engine")
+        text = ""
+        if account.catalog_path is not None:
+            try:
+                text = account.catalog_path.read_text(encoding="utf-8")
+            except OSError:
+                text = ""
+        return account.engine.catalog, text
+
+    # ------------------------------------------------------------------ keywords
+
+    async def keywords(self, request: Request, me: Principal) -> Response:
+        account = self._account(request, me)
+        catalog, _ = self._catalog_of(account)
+        lang = self.c.language(request)
+        lang = lang if lang in catalog.languages else catalog.default_language
+        return self.c.render(
+            request, "admin_keywords.html", me, account=account, catalog=catalog, klang=lang
+        )
+
+    async def keyword(self, request: Request, me: Principal) -> Response:
+        account = self._account(request, me)
+        catalog, text = self._catalog_of(account)
+        kw = catalog.keyword(request.path_params["keyword"])
+        if kw is None:
+            raise Denied(404)
+        aliases = {lang: "\n".join(kw.aliases.get(lang, ())) for lang in catalog.languages}
+        reply = {lang: kw.reply.get(lang, "") for lang in catalog.languages}
+        return self._keyword_page(request, me, account, catalog, kw.id, aliases, reply, text)
+
+    def _keyword_page(
+        self,
+        request: Request,
+        me: Principal,
+        account: ConsoleAccount,
+        catalog: Catalog,
+        keyword_id: str,
+        aliases: dict[str, str],
+        reply: dict[str, str],
+        text: str,
+        *,
+        status: int = 200,
+        problems: Sequence[CatalogProblem] = (),
+        previews: dict[str, str] | None = None,
+        message: str | None = None,
+    ) -> Response:
+        return self.c.render(
+            request,
+            "admin_keyword.html",
+            me,
+            status,
+            account=account,
+            catalog=catalog,
+            kw=catalog.keyword(keyword_id),
+            keyword_id=keyword_id,
+            aliases=aliases,
+            reply=reply,
+            version=_digest(text),
+            problems=problems,
+            previews=previews or {},
+            message=message,
+            editable=account.catalog_path is not None,
+        )
+
+    async def save_keyword(self, request: Request, me: Principal) -> Response:
+        account = self._account(request, me)
+        form = await self.c.form(request)
+        keyword_id = request.path_params["keyword"]
+        action = field(form, "action", max_length=20)
+        async with self._file_lock:
+            catalog, text = self._catalog_of(account)
+            if catalog.keyword(keyword_id) is None:
+                raise Denied(404)
+            aliases = {
+                lang: field(form, f"aliases_{lang}", max_length=20_000)
+                for lang in catalog.languages
+            }
+            reply = {
+                lang: field(form, f"reply_{lang}", max_length=20_000) for lang in catalog.languages
+            }
+            path = account.catalog_path
+            source = str(path) if path else "<catalog>"
+
+            def page(status: int = 200, **kw: Any) -> Response:
+                return self._keyword_page(
+                    request,
+                    me,
+                    account,
+                    catalog,
+                    keyword_id,
+                    aliases,
+                    reply,
+                    text,
+                    status=status,
+                    **kw,
+                )
+
+            if path is None or not text:
+                return page(409, message=translator(self.c.language(request))("read_only"))
+            if field(form, "version", max_length=64) != _digest(text):
+                return page(409, problems=[CatalogProblem(source, None, None, _CHANGED)])
+            try:
+                new_text, new_catalog = replace_keyword(
+                    text,
+                    parse_catalog(text, source=source),
+                    keyword_id,
+                    aliases={lang: _lines(v) for lang, v in aliases.items()},
+                    reply=reply,
+                    source=source,
+                )
+            except CatalogError as exc:
+                return page(400, problems=exc.problems)
+            if action == "preview":
+                return page(previews=self._previews(account, new_catalog, keyword_id))
+            await self._put_catalog(me, account, path, new_text, new_catalog, keyword=keyword_id)
+        return RedirectResponse(
+            f"/admin/accounts/{account.name}/keywords/{keyword_id}?saved=1", 303
+        )
+
+    def _previews(
+        self, account: ConsoleAccount, catalog: Catalog, keyword_id: str
+    ) -> dict[str, str]:
+        engine = KeywordEngine(catalog, clock=self.c.ctx.clock)
+        out = {}
+        for lang in catalog.languages:
+            context: dict[str, object] = {"now": self.c.ctx.clock.now(), "name": "Maria"}
+            if account.office_hours is not None:
+                context["office_hours"] = account.office_hours.describe(lang)
+            try:
+                out[lang] = engine.render_reply(keyword_id, lang, context) or ""
+            except Exception as exc:  # shown to the admin, who is fixing exactly that
+                out[lang] = f"⚠ {exc}"
+        return out
+
+    async def _put_catalog(
+        self,
+        me: Principal,
+        account: ConsoleAccount,
+        path: Path,
+        text: str,
+        catalog: Catalog,
+        **details: Any,
+    ) -> None:
+        await write_atomic(path, text)
+        engines = {
+            id(a.engine): a.engine
+            for a in self.c.ctx.accounts.values()
+            if a.catalog_path == path and a.engine is not None
+        }
+        for engine in engines.values():
+            engine.reload(catalog)
+        await self._audit(
+            me,
+            "catalog_saved",
+            account.name,
+            file=path.name,
+            keywords=len(catalog.keywords),
+            version=_digest(text),
+            **details,
+        )
+        log.info("catalog %s saved by operator %d", path.name, me.id)
+        await self._announce(path, "catalog")
+
+    async def catalog(self, request: Request, me: Principal) -> Response:
+        account = self._account(request, me)
+        _, text = self._catalog_of(account)
+        return self._catalog_page(request, me, account, text, text)
+
+    def _catalog_page(
+        self,
+        request: Request,
+        me: Principal,
+        account: ConsoleAccount,
+        text: str,
+        on_disk: str,
+        *,
+        status: int = 200,
+        problems: Sequence[CatalogProblem] = (),
+        message: str | None = None,
+    ) -> Response:
+        return self.c.render(
+            request,
+            "admin_catalog.html",
+            me,
+            status,
+            account=account,
+            text=text,
+            version=_digest(on_disk),
+            problems=problems,
+            message=message,
+            editable=account.catalog_path is not None,
+        )
+
+    async def save_catalog(self, request: Request, me: Principal) -> Response:
+        account = self._account(request, me)
+        form = await self.c.form(request)
+        t = translator(self.c.language(request))
+        text = field(form, "text", max_length=400_000).replace("\r\n", "\n") + "\n"
+        async with self._file_lock:
+            _, on_disk = self._catalog_of(account)
+            path = account.catalog_path
+            source = str(path) if path else "<catalog>"
+            try:
+                catalog = parse_catalog(text, source=source)
+            except CatalogError as exc:
+                return self._catalog_page(
+                    request, me, account, text, on_disk, status=400, problems=exc.problems
+                )
+            if field(form, "action", max_length=20) != "save":
+                return self._catalog_page(request, me, account, text, on_disk, message=t("valid"))
+            if path is None:
+                return self._catalog_page(
+                    request, me, account, text, on_disk, status=409, message=t("read_only")
+                )
+            if field(form, "version", max_length=64) != _digest(on_disk):
+                problem = CatalogProblem(source, None, None, _CHANGED)
+                return self._catalog_page(
+                    request, me, account, text, on_disk, status=409, problems=[problem]
+                )
+            await self._put_catalog(me, account, path, text, catalog, whole=True)
+        return self._catalog_page(request, me, account, text, text, message=t("saved"))
+
+    # ------------------------------------------------------------------ office hours
+
+    def _hours_of(self, account: ConsoleAccount) -> tuple[OfficeHours | None, str]:
+        text = ""
+        hours = account.office_hours
+        if account.hours_path is not None:
+            try:
+                text = account.hours_path.read_text(encoding="utf-8")
+                hours = load_office_hours(account.hours_path)
+            except (OSError, ConfigError):
+                pass
+        return hours, text
+
+    def _hours_page(
+        self,
+        request: Request,
+        me: Principal,
+        account: ConsoleAccount,
+        text: str,
+        on_disk: str,
+        hours: OfficeHours | None,
+        *,
+        status: int = 200,
+        error: str | None = None,
+        message: str | None = None,
+    ) -> Response:
+        lang = self.c.language(request)
+        return self.c.render(
+            request,
+            "admin_hours.html",
+            me,
+            status,
+            account=account,
+            hours=hours,
+            text=text,
+            version=_digest(on_disk),
+            error=error,
+            message=message,
+            weekdays=WEEKDAYS,
+            hlang=lang if lang in ("ca", "es") else "ca",
+            editable=account.hours_path is not None,
+        )
+
+    async def hours(self, request: Request, me: Principal) -> Response:
+        account = self._account(request, me)
+        hours, text = self._hours_of(account)
+        return self._hours_page(request, me, account, text, text, hours)
+
+    async def save_hours(self, request: Request, me: Principal) -> Response:
+        account = self._account(request, me)
+        form = await self.c.form(request)
+        t = translator(self.c.language(request))
+        text = field(form, "text", max_length=200_000).replace("\r\n", "\n") + "\n"
+        async with self._file_lock:
+            current, on_disk = self._hours_of(account)
+            path = account.hours_path
+            try:
+                hours = parse_office_hours(text, source=str(path or "<office hours>"))
+            except ConfigError as exc:
+                return self._hours_page(
+                    request, me, account, text, on_disk, current, status=400, error=str(exc)
+                )
+            if field(form, "action", max_length=20) != "save":
+                return self._hours_page(
+                    request, me, account, text, on_disk, hours, message=t("valid")
+                )
+            if path is None:
+                return self._hours_page(
+                    request,
+                    me,
+                    account,
+                    text,
+                    on_disk,
+                    current,
+                    status=409,
+                    message=t("read_only"),
+                )
+            if field(form, "version", max_length=64) != _digest(on_disk):
+                return self._hours_page(
+                    request, me, account, text, on_disk, current, status=409, error=_CHANGED
+                )
+            await write_atomic(path, text)
+            await self._audit(
+                me,
+                "office_hours_saved",
+                account.name,
+                file=path.name,
+                version=_digest(text),
+                holidays=len(hours.holidays),
+            )
+            log.info("office hours %s saved by operator %d", path.name, me.id)
+            await self._announce(path, "office_hours")
+        return self._hours_page(request, me, account, text, text, hours, message=t("saved"))
+
+    # ------------------------------------------------------------------ operators
+
+    def _scopes(self, me: Principal) -> list[str]:
+        scopes: list[str] = []
+        for account in me.accounts:
+            for scope in (account.group, account.name):
+                if scope and scope not in scopes:
+                    scopes.append(scope)
+        return scopes
+
+    async def operators(self, request: Request, me: Principal, **extra: Any) -> Response:
+        async with self.c.ctx.store.transaction() as tx:
+            ops = [o for s in self._scopes(me) for o in await tx.operators.operators(s)]
+        teams = sorted({team for o in ops for team in o.teams})
+        values: dict[str, Any] = {"message": None, "error": None, "temporary": None}
+        values.update(extra)
+        return self.c.render(
+            request,
+            "admin_operators.html",
+            me,
+            int(values.pop("status", 200)),
+            operators=ops,
+            teams=teams,
+            scopes=self._scopes(me),
+            **values,
+        )
+
+    def _fields(self, form: Any) -> dict[str, Any]:
+        role = field(form, "role", max_length=20)
+        capacity = field(form, "capacity", max_length=4)
+        languages = _csv(field(form, "languages", max_length=200)) or ("ca", "es")
+        teams = _csv(field(form, "teams", max_length=500))
+        if role not in {r.value for r in OperatorRole} or not capacity.isdigit():
+            raise Denied(400, "invalid")
+        if not 1 <= int(capacity) <= 100:
+            raise Denied(400, "invalid")
+        return {
+            "role": OperatorRole(role),
+            "capacity": int(capacity),
+            "languages": languages,
+            "teams": teams,
+        }
+
+    async def create_operator(self, request: Request, me: Principal) -> Response:
+        form = await self.c.form(request)
+        name = field(form, "name", max_length=200)
+        login = field(form, "login", max_length=200)
+        scope = field(form, "account", max_length=200)
+        values = self._fields(form)
+        if not name or not login or scope not in self._scopes(me):
+            raise Denied(400, "invalid")
+        temporary = secrets.token_urlsafe(12)
+        async with self.c.ctx.store.transaction() as tx:
+            if await tx.operators.by_login(login) is not None:
+                return await self.operators(
+                    request, me, status=409, error=f"{login}: ja existeix / ya existe"
+                )
+            op = await tx.operators.add_operator(
+                account=scope,
+                name=name,
+                login=login,
+                password_hash=hash_password(temporary),
+                **values,
+            )
+            await tx.audit.audit(
+                self._audit_entry(
+                    me,
+                    "operator_created",
+                    scope,
+                    operator=op.id,
+                    role=op.role.value,
+                    capacity=op.capacity,
+                    teams=list(op.teams),
+                )
+            )
+        log.info("operator %d created by operator %d", op.id, me.id)
+        return await self.operators(request, me, temporary=(login, temporary))
+
+    async def _target(self, tx: Any, request: Request, me: Principal) -> Operator:
+        op: Operator | None = await tx.operators.get_operator(request.path_params["operator_id"])
+        if op is None or op.account not in self._scopes(me):
+            raise Denied(404)
+        return op
+
+    async def update_operator(self, request: Request, me: Principal) -> Response:
+        form = await self.c.form(request)
+        values = self._fields(form)
+        async with self.c.ctx.store.transaction() as tx:
+            op = await self._target(tx, request, me)
+            changed = dataclasses.replace(op, **values)
+            await tx.operators.save_operator(changed)
+            await tx.audit.audit(
+                self._audit_entry(
+                    me,
+                    "operator_updated",
+                    op.account,
+                    operator=op.id,
+                    role=changed.role.value,
+                    capacity=changed.capacity,
+                    teams=list(changed.teams),
+                    languages=list(changed.languages),
+                )
+            )
+        return await self.operators(
+            request, me, message=translator(self.c.language(request))("saved")
+        )
+
+    async def reset_password(self, request: Request, me: Principal) -> Response:
+        temporary = secrets.token_urlsafe(12)
+        async with self.c.ctx.store.transaction() as tx:
+            op = await self._target(tx, request, me)
+            await tx.operators.save_operator(
+                dataclasses.replace(op, password_hash=hash_password(temporary))
+            )
+            await tx.audit.audit(
+                self._audit_entry(me, "password_reset", op.account, operator=op.id)
+            )
+        return await self.operators(request, me, temporary=(op.login, temporary))
+
+    # ------------------------------------------------------------------ accounts and audit
+
+    async def accounts(self, request: Request, me: Principal) -> Response:
+        return self.c.render(request, "admin_accounts.html", me)
+
+    async def audit(self, request: Request, me: Principal) -> Response:
+        async with self.c.ctx.store.transaction() as tx:
+            entries = []
+            for scope in self._scopes(me):
+                entries.extend(await tx.audit.audit_entries(scope, limit=200))
+        entries.sort(key=lambda e: e.at, reverse=True)
+        return self.c.render(request, "admin_audit.html", me, entries=entries[:200])
+
+
+_CHANGED = (
+    "el fitxer ha canviat mentre l'editàveu: torneu-lo a obrir / "
+    "el archivo ha cambiado mientras lo editaba: vuelva a abrirlo"
+)

@@ -1,0 +1,132 @@
+"""Editing configuration files from the admin pages: one keyword in place, atomic writes.
+
+A keyword is rewritten in place (its YAML block replaced) so that the comments and layout of the
+rest of the catalog survive an edit made in the browser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import yaml
+
+from civicchat.exceptions import CatalogError, CatalogProblem
+from civicchat.keywords import Catalog, parse_catalog
+
+__all__ = ["replace_keyword", "write_atomic"]
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings as ``|-`` blocks, like a person writes them."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _str)
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _is_content(line: str) -> bool:
+    stripped = line.strip()
+    return bool(stripped) and not stripped.startswith("#")
+
+
+def replace_keyword(
+    text: str,
+    catalog: Catalog,
+    keyword_id: str,
+    *,
+    aliases: Mapping[str, Sequence[str]],
+    reply: Mapping[str, str],
+    source: str = "<catalog>",
+) -> tuple[str, Catalog]:
+    """Return the catalog ``text`` with one keyword's aliases and replies changed, validated.
+
+    ``catalog`` is ``text`` parsed (it gives the keyword's line). Raises
+    :class:`~civicchat.exceptions.CatalogError` when the result does not validate (a duplicate
+    alias, an empty reply, a broken template...), with line numbers of the new text.
+    """
+    kw = catalog.keyword(keyword_id)
+    if kw is None or kw.line is None:
+        raise CatalogError([CatalogProblem(source, None, keyword_id, "no such keyword")])
+    lines = text.splitlines(keepends=True)
+    start = kw.line - 1
+    dash = lines[start]
+    col = dash.index("-") if dash.lstrip().startswith("-") else _indent(dash)
+    end = start + 1
+    while end < len(lines) and not (_is_content(lines[end]) and _indent(lines[end]) <= col):
+        end += 1
+    while end > start + 1 and not _is_content(lines[end - 1]):
+        end -= 1  # blank lines and comments before the next keyword belong to it
+    fields = {
+        "aliases": {lang: [a for a in values if a.strip()] for lang, values in aliases.items()},
+        "reply": dict(reply),
+    }
+    body = lines[start:end]
+    key_col = col + 2
+    for key, value in fields.items():
+        replaced = _replace_field(body, key_col, key, value)
+        if replaced is None:
+            raise CatalogError(
+                [CatalogProblem(source, kw.line, keyword_id, f"cannot find '{key}' to edit")]
+            )
+        body = replaced
+    new_text = "".join(lines[:start]) + "".join(body) + "".join(lines[end:])
+    return new_text, parse_catalog(new_text, source=source)
+
+
+def _write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+async def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
+    await asyncio.to_thread(_write, path, text)
+
+
+def _replace_field(body: list[str], col: int, key: str, value: object) -> list[str] | None:
+    """``body`` with the ``key:`` entry at indentation ``col`` replaced by ``value`` as YAML."""
+    first = None
+    for n, line in enumerate(body[1:], 1):
+        if _indent(line) == col and line[col:].startswith(f"{key}:"):
+            first = n
+            break
+    if first is None:
+        return None
+    last = first + 1
+    while last < len(body) and not (_is_content(body[last]) and _indent(body[last]) <= col):
+        last += 1
+    while last > first + 1 and not _is_content(body[last - 1]):
+        last -= 1
+    dumped = yaml.dump(
+        {key: value},
+        Dumper=_BlockDumper,
+        allow_unicode=True,
+        sort_keys=False,
+        width=100,
+        default_flow_style=None,
+    )
+    pad = " " * col
+    new = [pad + line if line.strip() else line for line in dumped.splitlines(True)]
+    return body[:first] + new + body[last:]

@@ -1,0 +1,186 @@
+"""The console's own words in Catalan, Spanish and English (Catalan by default)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+__all__ = ["LANG_COOKIE", "TEXTS", "translator"]
+
+LANG_COOKIE = "cc_lang"
+
+# key: (ca, es, en)
+_T: dict[str, tuple[str, str, str]] = {
+    "app": ("Consola 010", "Consola 010", "010 console"),
+    "login": ("Entra", "Entrar", "Log in"),
+    "logout": ("Surt", "Salir", "Log out"),
+    "username": ("Usuari", "Usuario", "User name"),
+    "password": ("Contrasenya", "Contraseña", "Password"),
+    "bad_login": (
+        "Usuari o contrasenya incorrectes.",
+        "Usuario o contraseña incorrectos.",
+        "Wrong user name or password.",
+    ),
+    "queue": ("Cua", "Cola", "Queue"),
+    "mine": ("Les meves converses", "Mis conversaciones", "My conversations"),
+    "all": ("Totes", "Todas", "All"),
+    "reports": ("Informes", "Informes", "Reports"),
+    "admin": ("Administració", "Administración", "Admin"),
+    "waiting": ("Espera", "Espera", "Waiting"),
+    "window_left": ("Finestra 24 h", "Ventana 24 h", "24 h window"),
+    "window_closed": (
+        "Finestra tancada: s'enviarà la plantilla de represa",
+        "Ventana cerrada: se enviará la plantilla de reanudación",
+        "Window closed: the re-engagement template will be sent",
+    ),
+    "no_conversations": ("Cap conversa.", "Ninguna conversación.", "No conversations."),
+    "citizen": ("Ciutadà", "Ciudadano", "Citizen"),
+    "channel": ("Canal", "Canal", "Channel"),
+    "state": ("Estat", "Estado", "State"),
+    "assigned_to": ("Assignada a", "Asignada a", "Assigned to"),
+    "open": ("Obre", "Abrir", "Open"),
+    "take": ("Assigna-me-la", "Asignármela", "Assign to me"),
+    "transfer": ("Transfereix", "Transferir", "Transfer"),
+    "to_queue": ("A la cua", "A la cola", "To the queue"),
+    "close": ("Tanca", "Cerrar", "Close"),
+    "send": ("Envia", "Enviar", "Send"),
+    "reply": ("Resposta", "Respuesta", "Reply"),
+    "text": ("Text", "Texto", "Text"),
+    "link": ("Enllaç", "Enlace", "Link"),
+    "location": ("Ubicació", "Ubicación", "Location"),
+    "document": ("Document (URL)", "Documento (URL)", "Document (URL)"),
+    "latitude": ("Latitud", "Latitud", "Latitude"),
+    "longitude": ("Longitud", "Longitud", "Longitude"),
+    "name": ("Nom", "Nombre", "Name"),
+    "filename": ("Nom del fitxer", "Nombre del archivo", "File name"),
+    "canned": ("Respostes predefinides", "Respuestas predefinidas", "Canned responses"),
+    "suggestions": ("Suggeriments", "Sugerencias", "Suggestions"),
+    "use": ("Fes-la servir", "Usar", "Use"),
+    "map": ("Mapa", "Mapa", "Map"),
+    "download": ("Descarrega", "Descargar", "Download"),
+    "media_pending": (
+        "Fitxer pendent de descàrrega",
+        "Archivo pendiente de descarga",
+        "File not downloaded yet",
+    ),
+    "unsupported": ("Contingut no compatible", "Contenido no compatible", "Unsupported content"),
+    "presence": ("Presència", "Presencia", "Presence"),
+    "available": ("Disponible", "Disponible", "Available"),
+    "away": ("Absent", "Ausente", "Away"),
+    "offline": ("Desconnectat", "Desconectado", "Offline"),
+    "change_password": ("Canvia la contrasenya", "Cambiar la contraseña", "Change password"),
+    "current_password": ("Contrasenya actual", "Contraseña actual", "Current password"),
+    "new_password": ("Contrasenya nova", "Contraseña nueva", "New password"),
+    "repeat_password": ("Repeteix-la", "Repítela", "Repeat it"),
+    "password_changed": ("Contrasenya canviada.", "Contraseña cambiada.", "Password changed."),
+    "password_mismatch": (
+        "Les contrasenyes no coincideixen.",
+        "Las contraseñas no coinciden.",
+        "The passwords do not match.",
+    ),
+    "password_short": (
+        "La contrasenya ha de tenir com a mínim {n} caràcters.",
+        "La contraseña debe tener al menos {n} caracteres.",
+        "The password needs at least {n} characters.",
+    ),
+    "wrong_password": (
+        "La contrasenya actual no és correcta.",
+        "La contraseña actual no es correcta.",
+        "The current password is wrong.",
+    ),
+    "save": ("Desa", "Guardar", "Save"),
+    "saved": ("Desat.", "Guardado.", "Saved."),
+    "validate": ("Valida", "Validar", "Validate"),
+    "valid": ("Correcte.", "Correcto.", "Valid."),
+    "preview": ("Previsualitza", "Previsualizar", "Preview"),
+    "keywords": ("Paraules clau", "Palabras clave", "Keywords"),
+    "keyword": ("Paraula clau", "Palabra clave", "Keyword"),
+    "topic": ("Tema", "Tema", "Topic"),
+    "aliases": ("Àlies (un per línia)", "Alias (uno por línea)", "Aliases (one per line)"),
+    "edit": ("Edita", "Editar", "Edit"),
+    "catalog": ("Catàleg complet", "Catálogo completo", "Whole catalog"),
+    "hours": ("Horari i festius", "Horario y festivos", "Office hours and holidays"),
+    "holidays": ("Festius", "Festivos", "Holidays"),
+    "special_days": ("Dies especials", "Días especiales", "Special days"),
+    "operators": ("Operadors i equips", "Operadores y equipos", "Operators and teams"),
+    "accounts": ("Comptes", "Cuentas", "Accounts"),
+    "templates": ("Plantilles", "Plantillas", "Templates"),
+    "role": ("Rol", "Rol", "Role"),
+    "capacity": ("Capacitat", "Capacidad", "Capacity"),
+    "teams": (
+        "Equips (separats per comes)",
+        "Equipos (separados por comas)",
+        "Teams (comma separated)",
+    ),
+    "languages": ("Idiomes", "Idiomas", "Languages"),
+    "account": ("Compte", "Cuenta", "Account"),
+    "create": ("Crea", "Crear", "Create"),
+    "new_operator": ("Operador nou", "Operador nuevo", "New operator"),
+    "reset_password": ("Restableix la contrasenya", "Restablecer la contraseña", "Reset password"),
+    "temporary_password": (
+        "Contrasenya temporal (es mostra només ara):",
+        "Contraseña temporal (solo se muestra ahora):",
+        "Temporary password (shown only now):",
+    ),
+    "audit": ("Registre d'auditoria", "Registro de auditoría", "Audit log"),
+    "count": ("Nombre", "Número", "Count"),
+    "address": ("Número o bot", "Número o bot", "Number or bot"),
+    "not_found": ("No s'ha trobat.", "No se ha encontrado.", "Not found."),
+    "forbidden": (
+        "No teniu permís per fer això.",
+        "No tiene permiso para hacer esto.",
+        "You are not allowed to do this.",
+    ),
+    "csrf": (
+        "La sessió del formulari ha caducat. Torneu a carregar la pàgina.",
+        "La sesión del formulario ha caducado. Vuelva a cargar la página.",
+        "The form session expired. Reload the page.",
+    ),
+    "invalid": ("Dades no vàlides", "Datos no válidos", "Invalid data"),
+    "contact": ("Contacte", "Contacto", "Contact"),
+    "conversations": ("Converses", "Conversaciones", "Conversations"),
+    "identities": ("Identitats", "Identidades", "Identities"),
+    "language": ("Idioma", "Idioma", "Language"),
+    "delivery": ("Lliurament", "Entrega", "Delivery"),
+    "live": ("En directe", "En directo", "Live"),
+    "reconnecting": ("Reconnectant…", "Reconectando…", "Reconnecting…"),
+    "message": ("Missatge", "Mensaje", "Message"),
+    "line": ("línia", "línea", "line"),
+    "no_engine": (
+        "Aquest compte no té catàleg de paraules clau.",
+        "Esta cuenta no tiene catálogo de palabras clave.",
+        "This account has no keyword catalog.",
+    ),
+    "no_hours": (
+        "Aquest compte no té horari.",
+        "Esta cuenta no tiene horario.",
+        "This account has no office hours.",
+    ),
+    "read_only": (
+        "Només lectura: aquest compte no té fitxer configurat.",
+        "Solo lectura: esta cuenta no tiene archivo configurado.",
+        "Read only: this account has no file configured.",
+    ),
+    "minutes": ("min", "min", "min"),
+    "hours_short": ("h", "h", "h"),
+}
+
+TEXTS: Mapping[str, Mapping[str, str]] = {
+    key: {"ca": ca, "es": es, "en": en} for key, (ca, es, en) in _T.items()
+}
+
+#: The login limiter's answer, always in both official languages (the person is not logged in).
+RATE_LIMITED = (
+    "Massa intents fallits. Torneu-ho a provar d'aquí a {minutes} minuts. / "
+    "Demasiados intentos fallidos. Vuelva a intentarlo dentro de {minutes} minutos."
+)
+
+
+def translator(language: str) -> Callable[..., str]:
+    """``t(key, **fields)`` in ``language``; an unknown key shows itself (easy to spot)."""
+
+    def t(key: str, **fields: object) -> str:
+        entry = TEXTS.get(key)
+        text = key if entry is None else entry.get(language, entry["ca"])
+        return text.format(**fields) if fields else text
+
+    return t

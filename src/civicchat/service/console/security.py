@@ -1,0 +1,170 @@
+"""Passwords, signed session cookies, CSRF tokens and login rate limiting.
+
+Sessions are stateless signed cookies (itsdangerous) holding the operator id, the session's CSRF
+token and a fingerprint of the password hash: changing a password ends every other session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from civicchat.storage.base import Operator
+
+__all__ = [
+    "SESSION_COOKIE",
+    "LoginLimiter",
+    "Session",
+    "SessionSigner",
+    "hash_password",
+    "new_token",
+    "password_fingerprint",
+    "tokens_match",
+    "verify_password",
+]
+
+SESSION_COOKIE = "cc_session"
+_HASHER = PasswordHasher()
+# Verified against when the login is unknown, so both cases take the same time.
+_DUMMY_HASH = _HASHER.hash("civicchat-no-such-operator")
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of ``password`` (store it in ``Operator.password_hash``)."""
+    if not password:
+        raise ValueError("an empty password cannot be hashed")
+    return _HASHER.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """True if ``password`` matches ``password_hash``; False for a wrong password or a bad hash."""
+    try:
+        return _HASHER.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def burn_verify_time(password: str) -> None:
+    """Spend the time of one verification (used when the login does not exist)."""
+    verify_password(_DUMMY_HASH, password)
+
+
+def password_fingerprint(password_hash: str) -> str:
+    """A short digest of the hash, kept in the cookie: a new password invalidates old sessions."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def tokens_match(expected: str | None, given: str | None) -> bool:
+    """Constant-time comparison; a missing token never matches."""
+    if not expected or not given:
+        return False
+    return hmac.compare_digest(expected.encode(), given.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """What the session cookie carries."""
+
+    operator_id: int
+    csrf: str
+    fingerprint: str
+
+
+class SessionSigner:
+    """Signs and reads session and pre-login cookies with the console's secret key."""
+
+    def __init__(self, secret_key: str, max_age: timedelta) -> None:
+        self._session = URLSafeTimedSerializer(secret_key, salt="civicchat.console.session")
+        self._anon = URLSafeTimedSerializer(secret_key, salt="civicchat.console.login-csrf")
+        self.max_age = int(max_age.total_seconds())
+
+    def dump(self, session: Session) -> str:
+        return self._session.dumps([session.operator_id, session.csrf, session.fingerprint])
+
+    def load(self, cookie: str | None) -> Session | None:
+        if not cookie:
+            return None
+        try:
+            data: Any = self._session.loads(cookie, max_age=self.max_age)
+        except BadSignature:
+            return None
+        if (
+            not isinstance(data, list)
+            or len(data) != 3
+            or not isinstance(data[0], int)
+            or not all(isinstance(x, str) for x in data[1:])
+        ):
+            return None
+        return Session(data[0], data[1], data[2])
+
+    def for_operator(self, operator: Operator) -> Session:
+        return Session(operator.id, new_token(), password_fingerprint(operator.password_hash))
+
+    def dump_login_token(self, token: str) -> str:
+        return self._anon.dumps(token)
+
+    def load_login_token(self, cookie: str | None) -> str | None:
+        if not cookie:
+            return None
+        try:
+            value: Any = self._anon.loads(cookie, max_age=self.max_age)
+        except BadSignature:
+            return None
+        return value if isinstance(value, str) else None
+
+
+class LoginLimiter:
+    """Counts failed logins per login name and per client address in a sliding window.
+
+    In memory, per process: with several processes an attacker gets the limit once per process,
+    which still bounds guessing to a few hundred tries an hour.
+    """
+
+    def __init__(self, *, per_login: int, per_address: int, window: timedelta) -> None:
+        self._limits = {"login": per_login, "address": per_address}
+        self._window = window
+        self._failures: dict[tuple[str, str], deque[datetime]] = {}
+
+    def _recent(self, key: tuple[str, str], now: datetime) -> deque[datetime]:
+        times = self._failures.get(key)
+        if times is None:
+            return deque()
+        while times and times[0] <= now - self._window:
+            times.popleft()
+        if not times:
+            del self._failures[key]
+        return times
+
+    def blocked_for(self, login: str, address: str, now: datetime) -> timedelta | None:
+        """How long until another try is allowed, or ``None`` if one is allowed now."""
+        waits: list[timedelta] = []
+        for kind, value in (("login", login.casefold()), ("address", address)):
+            times = self._recent((kind, value), now)
+            if len(times) >= self._limits[kind]:
+                waits.append(times[0] + self._window - now)
+        return max(waits) if waits else None
+
+    def failed(self, login: str, address: str, now: datetime) -> None:
+        for key in (("login", login.casefold()), ("address", address)):
+            self._recent(key, now)
+            self._failures.setdefault(key, deque()).append(now)
+        if len(self._failures) > 100_000:  # bound memory under a spray of random logins
+            oldest = sorted(self._failures, key=lambda k: self._failures[k][-1])[:50_000]
+            for key in oldest:
+                del self._failures[key]
+
+    def succeeded(self, login: str) -> None:
+        self._failures.pop(("login", login.casefold()), None)

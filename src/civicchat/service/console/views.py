@@ -1,0 +1,706 @@
+"""The operator console: queue, my conversations, a conversation, replies, actions, live events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+
+from civicchat.exceptions import RoutingError
+from civicchat.messages import (
+    Content,
+    Location,
+    Media,
+    MediaKind,
+    OutboundContent,
+    OutboundMessage,
+    Text,
+    content_from_json,
+)
+from civicchat.routing import (
+    WINDOW_CHANNELS,
+    ConversationState,
+    ConversationView,
+    transition,
+    window_closes_at,
+)
+from civicchat.service.console.context import ConsoleAccount
+from civicchat.service.console.web import Console, Denied, Principal, field
+from civicchat.service.live import LiveEvent
+from civicchat.storage.base import (
+    AuditEntry,
+    Contact,
+    Conversation,
+    LifecycleEntry,
+    MediaState,
+    Operator,
+    OperatorRole,
+    Presence,
+    Transaction,
+)
+from civicchat.storage.schema import MediaRow
+
+__all__ = ["ConsoleViews", "move"]
+
+log = logging.getLogger("civicchat.console")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9-]{8,64}$")
+_URL = re.compile(r"^https?://[^\s<>\"]+$")
+_TICKS = {
+    "queued": "🕓",
+    "sent": "✓",
+    "delivered": "✓✓",
+    "read": "✓✓",
+    "played": "✓✓",
+    "failed": "✗",
+}
+# Shown inline in the browser; anything else is downloaded (no HTML or SVG from citizens inline).
+_INLINE_TYPES = frozenset(
+    {
+        "image/jpeg",
+        "image/png",
+        "image/webp",
+        "image/gif",
+        "video/mp4",
+        "video/3gpp",
+        "video/webm",
+        "audio/ogg",
+        "audio/mpeg",
+        "audio/mp4",
+        "audio/aac",
+        "audio/amr",
+        "audio/webm",
+        "application/pdf",
+    }
+)
+SSE_HEARTBEAT = 15.0
+SSE_MAX_SECONDS = 300.0  # the browser reconnects by itself; bounded streams ease shutdowns
+
+
+def move(
+    conv: Conversation,
+    to: ConversationState,
+    *,
+    at: datetime,
+    actor: str,
+    operator: int | None = None,
+    note: str = "",
+) -> tuple[Conversation, LifecycleEntry]:
+    """Apply routing's :func:`~civicchat.routing.transition` to a stored conversation.
+
+    Raises :class:`~civicchat.exceptions.RoutingError` for a move the lifecycle forbids.
+    """
+    try:
+        state = ConversationState(conv.state)
+    except ValueError:
+        raise RoutingError(f"conversation {conv.id} has an unknown state {conv.state!r}") from None
+    view = ConversationView(
+        id=str(conv.id),
+        account=conv.account,
+        channel=conv.channel,
+        citizen_id=conv.recipient_id,
+        state=state,
+        language=conv.language,
+        assigned_operator=None if conv.assigned_operator is None else str(conv.assigned_operator),
+        queued_at=conv.queued_at,
+        last_inbound_at=conv.last_inbound_at,
+        last_operator_reply_at=conv.last_operator_reply_at,
+        priority=conv.priority,
+        team=conv.team,
+    )
+    new = transition(
+        view,
+        to,
+        at=at,
+        actor=actor,
+        note=note,
+        operator=None if operator is None else str(operator),
+    )
+    entry = new.history[-1]
+    updated = dataclasses.replace(
+        conv,
+        state=new.state.value,
+        assigned_operator=None if new.assigned_operator is None else int(new.assigned_operator),
+        queued_at=new.queued_at,
+        last_operator_reply_at=new.last_operator_reply_at,
+    )
+    return updated, LifecycleEntry(
+        conv.id, at, actor, entry.from_state.value, entry.to_state.value, entry.note or None
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One line of a conversation list."""
+
+    conv: Conversation
+    contact: Contact | None
+    account: ConsoleAccount
+    waiting: timedelta | None
+    window_left: timedelta | None  # None: no window on this channel
+    operator_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """One message of a conversation, ready for the template."""
+
+    direction: str
+    at: datetime
+    content: Content
+    status: str | None
+    tick: str
+    media_url: str | None
+
+
+class ConsoleViews:
+    def __init__(self, console: Console) -> None:
+        self.c = console
+
+    @property
+    def now(self) -> datetime:
+        return self.c.ctx.clock.now()
+
+    # ------------------------------------------------------------------ lists
+
+    async def _rows(
+        self, tx: Transaction, me: Principal, convs: Sequence[Conversation]
+    ) -> list[Row]:
+        now = self.now
+        names: dict[int, str] = {}
+        rows = []
+        for conv in convs:
+            account = me.account(conv.account)
+            if conv.assigned_operator is not None and conv.assigned_operator not in names:
+                other = await tx.operators.get_operator(conv.assigned_operator)
+                names[conv.assigned_operator] = other.name if other else "?"
+            window_left = None
+            if conv.channel in WINDOW_CHANNELS:
+                closes = window_closes_at(conv.last_inbound_at)
+                window_left = max(closes - now, timedelta(0)) if closes else timedelta(0)
+            rows.append(
+                Row(
+                    conv,
+                    await tx.contacts.get(conv.contact_id),
+                    account,
+                    now - conv.queued_at if conv.queued_at else None,
+                    window_left,
+                    names.get(conv.assigned_operator) if conv.assigned_operator else None,
+                )
+            )
+        return rows
+
+    async def _lists(self, me: Principal) -> dict[str, list[Row]]:
+        queued: list[Conversation] = []
+        mine: list[Conversation] = []
+        others: list[Conversation] = []
+        async with self.c.ctx.store.transaction() as tx:
+            for account in me.accounts:
+                for conv in await tx.conversations.list(
+                    account.name, states=["queued", "assigned"], limit=200
+                ):
+                    if conv.state == "queued":
+                        queued.append(conv)
+                    elif conv.assigned_operator == me.id:
+                        mine.append(conv)
+                    elif me.at_least(OperatorRole.SUPERVISOR):
+                        others.append(conv)
+            # Longest wait first: the queue is served in order.
+            queued.sort(key=lambda c: (-c.priority, c.queued_at or c.created_at))
+            return {
+                "queued": await self._rows(tx, me, queued),
+                "mine": await self._rows(tx, me, mine),
+                "others": await self._rows(tx, me, others),
+            }
+
+    async def home(self, request: Request, me: Principal) -> Response:
+        return self.c.render(request, "queue.html", me, 200, **await self._lists(me))
+
+    async def queue_partial(self, request: Request, me: Principal) -> Response:
+        return self.c.render(request, "_lists.html", me, 200, **await self._lists(me))
+
+    # ------------------------------------------------------------------ one conversation
+
+    async def _load(self, tx: Transaction, me: Principal, request: Request) -> Conversation:
+        raw = request.path_params["cid"]
+        conv = await tx.conversations.get(raw) if isinstance(raw, int) else None
+        return me.check_conversation(conv)
+
+    async def _messages(self, tx: Transaction, conv: Conversation) -> list[Shown]:
+        shown = []
+        for record in await tx.conversation_messages(conv.id, limit=300):
+            try:
+                content = content_from_json(record.content_json)
+            except ValidationError:
+                continue
+            media_url = None
+            if isinstance(content, Media):
+                if content.media_id and record.direction == "in":
+                    media_url = f"/console/conversations/{conv.id}/media/{content.media_id}"
+                elif content.link:
+                    media_url = content.link
+            status = record.status.value if record.status else None
+            shown.append(
+                Shown(
+                    record.direction,
+                    record.at,
+                    content,
+                    status,
+                    _TICKS.get(status or "", ""),
+                    media_url,
+                )
+            )
+        return shown
+
+    async def conversation(self, request: Request, me: Principal) -> Response:
+        async with self.c.ctx.store.transaction() as tx:
+            conv = await self._load(tx, me, request)
+            account = me.account(conv.account)
+            contact = await tx.contacts.get(conv.contact_id)
+            messages = await self._messages(tx, conv)
+            history = await tx.history.entries(conv.id)
+            colleagues = [o for o in await self._colleagues(tx, account) if o.id != me.id]
+            assigned = (
+                await tx.operators.get_operator(conv.assigned_operator)
+                if conv.assigned_operator
+                else None
+            )
+        row = await self._rows_single(me, conv, contact)
+        lang = conv.language or "ca"
+        suggestions = self._suggestions(account, messages, lang, me)
+        canned = [
+            (c.label(self.c.language(request)), c.render(lang, me.operator.name))
+            for c in account.canned
+        ]
+        return self.c.render(
+            request,
+            "conversation.html",
+            me,
+            conv=conv,
+            row=row,
+            account=account,
+            contact=contact,
+            messages=messages,
+            history=history,
+            colleagues=colleagues,
+            assigned=assigned,
+            suggestions=suggestions,
+            canned=canned,
+            request_id=str(uuid.uuid4()),
+            can_act=me.at_least(OperatorRole.SUPERVISOR) or conv.assigned_operator == me.id,
+            Media=Media,
+            Location=Location,
+            Text=Text,
+        )
+
+    async def _colleagues(self, tx: Transaction, account: ConsoleAccount) -> list[Operator]:
+        """Operators who work on ``account`` (registered on it or on its group)."""
+        scopes = [account.name] + ([account.group] if account.group else [])
+        return [o for scope in scopes for o in await tx.operators.operators(scope)]
+
+    async def _rows_single(self, me: Principal, conv: Conversation, contact: Contact | None) -> Row:
+        now = self.now
+        window_left = None
+        if conv.channel in WINDOW_CHANNELS:
+            closes = window_closes_at(conv.last_inbound_at)
+            window_left = max(closes - now, timedelta(0)) if closes else timedelta(0)
+        return Row(
+            conv,
+            contact,
+            me.account(conv.account),
+            now - conv.queued_at if conv.queued_at else None,
+            window_left,
+            None,
+        )
+
+    def _suggestions(
+        self, account: ConsoleAccount, messages: Sequence[Shown], lang: str, me: Principal
+    ) -> list[tuple[str, str, float]]:
+        """Keyword replies for the citizen's last text: (title, reply text, score)."""
+        engine = account.engine
+        last = next((m.content for m in reversed(messages) if m.direction == "in"), None)
+        if engine is None or not isinstance(last, Text):
+            return []
+        found = engine.match(last.body, language=lang)
+        if found is None:
+            return []
+        out = []
+        context: dict[str, object] = {"now": self.now, "name": ""}
+        if account.office_hours is not None:
+            context["office_hours"] = account.office_hours.describe(found.language)
+        for match in (found, found.runner_up):
+            if match is None:
+                continue
+            kw = engine.catalog.keyword(match.keyword_id)
+            try:
+                text = engine.render_reply(match.keyword_id, found.language, context)
+            except Exception:  # a broken template must not break the operator's page
+                log.warning("keyword %s reply could not be rendered", match.keyword_id)
+                continue
+            if kw is not None and text is not None:
+                out.append((kw.label(found.language), text, match.score))
+        return out
+
+    async def messages_partial(self, request: Request, me: Principal) -> Response:
+        async with self.c.ctx.store.transaction() as tx:
+            conv = await self._load(tx, me, request)
+            messages = await self._messages(tx, conv)
+        return self.c.render(
+            request,
+            "_messages.html",
+            me,
+            conv=conv,
+            messages=messages,
+            Media=Media,
+            Location=Location,
+            Text=Text,
+        )
+
+    # ------------------------------------------------------------------ replies
+
+    def _content(self, form: Any, kind: str) -> OutboundContent:
+        if kind == "text":
+            body = field(form, "body")
+            if not body:
+                raise Denied(400, "invalid")
+            return Text(body=body)
+        if kind == "link":
+            url = field(form, "url", max_length=2000)
+            if not _URL.match(url):
+                raise Denied(400, "invalid")
+            body = field(form, "body")
+            return Text(body=f"{body}\n{url}" if body else url, preview_url=True)
+        if kind == "location":
+            try:
+                return Location(
+                    latitude=float(field(form, "latitude", max_length=40)),
+                    longitude=float(field(form, "longitude", max_length=40)),
+                    name=field(form, "name", max_length=200) or None,
+                    address=field(form, "address", max_length=300) or None,
+                )
+            except (ValueError, ValidationError):
+                raise Denied(400, "invalid") from None
+        if kind == "document":
+            url = field(form, "url", max_length=2000)
+            if not _URL.match(url):
+                raise Denied(400, "invalid")
+            return Media(
+                media_kind=MediaKind.DOCUMENT,
+                link=url,
+                filename=field(form, "filename", max_length=200) or None,
+                caption=field(form, "caption", max_length=1000) or None,
+            )
+        raise Denied(400, "invalid")
+
+    async def reply(self, request: Request, me: Principal) -> Response:
+        form = await self.c.form(request)
+        content = self._content(form, field(form, "kind", max_length=20) or "text")
+        request_id = field(form, "request_id", max_length=64)
+        if not _REQUEST_ID.match(request_id):
+            request_id = str(uuid.uuid4())
+        now = self.now
+        actor = f"operator:{me.id}"
+        async with self.c.ctx.store.transaction() as tx:
+            conv = await self._load(tx, me, request)
+            if not (
+                me.at_least(OperatorRole.SUPERVISOR)
+                or conv.state == "queued"
+                or conv.assigned_operator == me.id
+            ):
+                raise Denied(403, "forbidden")
+            message = OutboundMessage(
+                channel=conv.channel,
+                account=conv.account,
+                recipient_id=conv.recipient_id,
+                content=content,
+            )
+            written = await tx.enqueue(
+                [message], key_prefix=f"op:{request_id}", conversation_id=conv.id
+            )
+            if written:  # a re-submitted form changes nothing twice
+                entries = []
+                try:
+                    if conv.state == "closed":
+                        conv, entry = move(conv, ConversationState.QUEUED, at=now, actor=actor)
+                        entries.append(entry)
+                    if conv.state in ("queued", "bot"):
+                        conv, entry = move(
+                            conv,
+                            ConversationState.ASSIGNED,
+                            at=now,
+                            actor=actor,
+                            operator=me.id,
+                            note="reply",
+                        )
+                        entries.append(entry)
+                        await tx.assignments.assign(conv.id, me.id, now)
+                except RoutingError:
+                    raise Denied(409, "invalid") from None
+                conv = dataclasses.replace(conv, last_operator_reply_at=now)
+                await tx.conversations.save(conv)
+                for entry in entries:
+                    await tx.history.record(entry)
+                await tx.audit.audit(
+                    AuditEntry(
+                        now,
+                        actor,
+                        "reply",
+                        conv.account,
+                        {"conversation": conv.id, "kind": content.kind, "request": request_id},
+                    )
+                )
+        if written:
+            log.info("operator %d replied in conversation %d (%s)", me.id, conv.id, content.kind)
+            await self._publish(conv, "message_out", {"outbox": written})
+            if entries:
+                await self._publish(conv, "conversation", {"state": conv.state})
+        return self._back(request, conv)
+
+    def _back(self, request: Request, conv: Conversation) -> Response:
+        if request.headers.get("x-requested-with") == "fetch":
+            return Response(status_code=204)
+        return RedirectResponse(f"/console/conversations/{conv.id}", 303)
+
+    async def _publish(self, conv: Conversation, kind: str, data: dict[str, Any]) -> None:
+        try:
+            await self.c.ctx.live.publish(
+                LiveEvent(account=conv.account, kind=kind, conversation_id=conv.id, data=data)
+            )
+        except Exception as exc:  # live updates are best effort; the change is committed
+            log.warning("live event not published: %s", type(exc).__name__)
+
+    # ------------------------------------------------------------------ actions
+
+    async def _act(self, request: Request, me: Principal, action: str) -> Response:
+        form = await self.c.form(request)
+        now = self.now
+        actor = f"operator:{me.id}"
+        async with self.c.ctx.store.transaction() as tx:
+            conv = await self._load(tx, me, request)
+            supervisor = me.at_least(OperatorRole.SUPERVISOR)
+            own = conv.assigned_operator == me.id
+            before = conv.state
+            details: dict[str, Any] = {"conversation": conv.id, "from": before}
+            try:
+                if action == "take":
+                    if conv.state == "assigned" and not (own or supervisor):
+                        raise Denied(403, "forbidden")
+                    if conv.state == "closed":
+                        conv, e0 = move(conv, ConversationState.QUEUED, at=now, actor=actor)
+                        await tx.history.record(e0)
+                    conv, entry = move(
+                        conv,
+                        ConversationState.ASSIGNED,
+                        at=now,
+                        actor=actor,
+                        operator=me.id,
+                        note="take",
+                    )
+                    await tx.assignments.assign(conv.id, me.id, now)
+                elif action == "close":
+                    if not (own or supervisor):
+                        raise Denied(403, "forbidden")
+                    conv, entry = move(conv, ConversationState.CLOSED, at=now, actor=actor)
+                    await tx.assignments.release(conv.id, now)
+                elif action == "transfer":
+                    if not (own or supervisor):
+                        raise Denied(403, "forbidden")
+                    target = field(form, "to", max_length=20)
+                    if target == "queue":
+                        conv, entry = move(
+                            conv, ConversationState.QUEUED, at=now, actor=actor, note="transfer"
+                        )
+                        await tx.assignments.release(conv.id, now)
+                        details["to"] = "queue"
+                    else:
+                        other = (
+                            await tx.operators.get_operator(int(target))
+                            if target.isdigit()
+                            else None
+                        )
+                        if other is None or not me.account(conv.account).member_of(other.account):
+                            raise Denied(400, "invalid")
+                        conv, entry = move(
+                            conv,
+                            ConversationState.ASSIGNED,
+                            at=now,
+                            actor=actor,
+                            operator=other.id,
+                            note="transfer",
+                        )
+                        await tx.assignments.assign(conv.id, other.id, now)
+                        details["to"] = other.id
+                else:
+                    raise Denied(404)
+            except RoutingError:
+                raise Denied(409, "invalid") from None
+            await tx.conversations.save(conv)
+            await tx.history.record(entry)
+            details["to_state"] = conv.state
+            await tx.audit.audit(AuditEntry(now, actor, action, conv.account, details))
+        log.info("operator %d: %s conversation %d", me.id, action, conv.id)
+        await self._publish(conv, "conversation", {"state": conv.state})
+        return self._back(request, conv)
+
+    async def take(self, request: Request, me: Principal) -> Response:
+        return await self._act(request, me, "take")
+
+    async def close(self, request: Request, me: Principal) -> Response:
+        return await self._act(request, me, "close")
+
+    async def transfer(self, request: Request, me: Principal) -> Response:
+        return await self._act(request, me, "transfer")
+
+    async def presence(self, request: Request, me: Principal) -> Response:
+        form = await self.c.form(request)
+        value = field(form, "presence", max_length=20)
+        if value not in (Presence.AVAILABLE.value, Presence.AWAY.value):
+            raise Denied(400, "invalid")
+        async with self.c.ctx.store.transaction() as tx:
+            await tx.operators.save_operator(
+                dataclasses.replace(me.operator, presence=Presence(value))
+            )
+        if request.headers.get("x-requested-with") == "fetch":
+            return Response(status_code=204)
+        return RedirectResponse("/console", 303)
+
+    # ------------------------------------------------------------------ media and contacts
+
+    async def media(self, request: Request, me: Principal) -> Response:
+        media_id = request.path_params["media_id"]
+        async with self.c.ctx.store.transaction() as tx:
+            conv = await self._load(tx, me, request)
+            in_conversation = any(
+                isinstance(m.content, Media) and m.content.media_id == media_id
+                for m in await self._messages(tx, conv)
+                if m.direction == "in"
+            )
+            if not in_conversation:
+                raise Denied(404)
+            # The storage protocol has no lookup by provider media id yet; read the row directly.
+            row = (
+                await tx.connection.execute(
+                    select(MediaRow).where(
+                        MediaRow.channel == conv.channel,
+                        MediaRow.account == conv.account,
+                        MediaRow.media_id == media_id,
+                    )
+                )
+            ).first()
+        if row is None or row.state != MediaState.STORED.value or not row.blob_key:
+            raise Denied(404, "media_pending")
+        try:
+            data = await self.c.ctx.blobs.get(row.blob_key)
+        except KeyError:
+            raise Denied(404, "media_pending") from None
+        mime = (row.mime_type or "application/octet-stream").split(";")[0].strip().lower()
+        inline = mime in _INLINE_TYPES
+        headers = {
+            "Content-Disposition": "inline" if inline else "attachment",
+            "Cache-Control": "private, max-age=3600",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+        }
+        return Response(
+            data, media_type=mime if inline else "application/octet-stream", headers=headers
+        )
+
+    async def contact(self, request: Request, me: Principal) -> Response:
+        contact_id = request.path_params["contact_id"]
+        async with self.c.ctx.store.transaction() as tx:
+            contact = await tx.contacts.get(contact_id)
+            identities = await tx.contacts.identities(contact_id) if contact else []
+            visible = [i for i in identities if i.account in me.account_names]
+            if contact is None or not visible:
+                raise Denied(404)
+            convs = []
+            for ident in visible:
+                conv = await tx.conversations.latest_for(ident.channel, ident.account, contact.id)
+                if conv is not None:
+                    convs.append(conv)
+        return self.c.render(
+            request, "contact.html", me, contact=contact, identities=visible, conversations=convs
+        )
+
+    # ------------------------------------------------------------------ reports
+
+    async def reports(self, request: Request, me: Principal) -> Response:
+        today = self.now.astimezone(self.c.tz).date()
+        since = today - timedelta(days=6)
+        states: dict[str, dict[str, int]] = {}
+        keywords: dict[str, int] = {}
+        async with self.c.ctx.store.transaction() as tx:
+            for account in me.accounts:
+                counts: dict[str, int] = {}
+                for conv in await tx.conversations.list(account.name, limit=1000):
+                    counts[conv.state] = counts.get(conv.state, 0) + 1
+                states[account.name] = counts
+                for kc in await tx.keywords.keyword_counts(account.name, since, today):
+                    keywords[kc.keyword_id] = keywords.get(kc.keyword_id, 0) + kc.count
+        top = sorted(keywords.items(), key=lambda kv: -kv[1])[:20]
+        return self.c.render(
+            request, "reports.html", me, states=states, top=top, since=since, until=today
+        )
+
+    # ------------------------------------------------------------------ live
+
+    async def events(self, request: Request, me: Principal) -> Response:
+        return StreamingResponse(
+            self.stream(me.account_names),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    async def stream(
+        self,
+        accounts: frozenset[str],
+        *,
+        heartbeat: float = SSE_HEARTBEAT,
+        max_seconds: float = SSE_MAX_SECONDS,
+    ) -> AsyncIterator[str]:
+        """Server-sent events for ``accounts``: only kind, account and conversation id go out
+        (the page reloads what it shows), never message text."""
+        queue: asyncio.Queue[LiveEvent] = asyncio.Queue(maxsize=256)
+
+        async def pump(account: str) -> None:
+            async with self.c.ctx.live.subscribe(account) as events:
+                async for event in events:
+                    if queue.full():
+                        with contextlib.suppress(asyncio.QueueEmpty):
+                            queue.get_nowait()
+                    queue.put_nowait(event)
+
+        tasks = [asyncio.create_task(pump(a)) for a in sorted(accounts)]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_seconds
+        try:
+            yield "retry: 2000\n: connected\n\n"
+            while (left := deadline - loop.time()) > 0:
+                try:
+                    event = await asyncio.wait_for(queue.get(), min(heartbeat, left))
+                except TimeoutError:
+                    yield ": ping\n\n"
+                    continue
+                payload = {
+                    "kind": event.kind,
+                    "account": event.account,
+                    "conversation_id": event.conversation_id,
+                }
+                yield f"event: {event.kind}\ndata: {json.dumps(payload)}\n\n"
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
