@@ -184,6 +184,11 @@ def test_account_validation() -> None:
         TelegramAccount(name="b", bot_token="nocolon", secret_token="ok")
 
 
+def test_the_bot_has_a_telegram_rate_limiter(channel: TelegramChannel) -> None:
+    assert channel.limiters["mataro-bot"] is channel.limiter
+    assert (channel.limiter.rate, channel.limiter.per_recipient_interval) == (30, 1.0)
+
+
 def test_token_is_not_in_repr() -> None:
     assert "ABC-def" not in repr(BOT)
     assert BOT.secret_token not in repr(BOT)

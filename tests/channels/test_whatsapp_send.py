@@ -219,6 +219,11 @@ async def test_second_account_uses_its_own_number_and_token(channel: WhatsAppCha
     assert route.calls.last.request.headers["authorization"] == "Bearer EAAG-010-token"
 
 
+def test_each_account_has_its_own_limiter(channel: WhatsAppChannel) -> None:
+    assert channel.limiters["mataro"] is not channel.limiters["mataro-010"]
+    assert channel.limiters["mataro"].rate == 80
+
+
 async def test_unknown_account_is_a_config_error(channel: WhatsAppChannel) -> None:
     with pytest.raises(ConfigError, match="mataro-010"):
         await channel.send(out(Text(body="hola"), account="nowhere"), last_inbound_at=RECENT)

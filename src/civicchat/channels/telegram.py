@@ -21,6 +21,7 @@ import json
 import logging
 import mimetypes
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -174,6 +175,8 @@ class TelegramChannel:
         self._capabilities = capabilities
         self.limiter: RateLimiter = telegram_limiter()
         """The bot's rate limiter: about 30 messages a second, one a second per chat."""
+        self.limiters: Mapping[str, RateLimiter] = {account.name: self.limiter}
+        """The same limiter by account name, as :attr:`WhatsAppChannel.limiters`."""
 
     @property
     def name(self) -> str:
