@@ -275,3 +275,20 @@ def test_decisions_apply_to_conversation_views() -> None:
     waiting = WaitingConversation.from_view(view.replace(last_inbound_at=T0), T0)
     assert waiting.last_operator == "bob"
     assert waiting.window_closes_at == T0 + timedelta(hours=24)
+
+
+def test_assignments_are_rebuilt_after_a_restart() -> None:
+    assigner = _assigner(Operator("anna", capacity=1, presence=A), Operator("bob", presence=A))
+    assigner.adopt(_item("c1"), "anna", T0, replied_at=T0 + timedelta(minutes=1))
+    assigner.adopt(_item("c2"), "bob", T0)
+    assert assigner.load("anna") == 1
+    assert _assigned(assigner.enqueue(_item("c3"), T0)) == [("c3", "bob")]
+    assigner.operator_replied("c3", T0 + timedelta(minutes=2))
+    # c2 had no reply yet: its timer keeps running from the stored assignment time.
+    assert assigner.check_timeouts(T0 + timedelta(minutes=10)) == [
+        Escalate("c2", "bob", timedelta(minutes=10))
+    ]
+    with pytest.raises(RoutingError, match="already assigned"):
+        assigner.adopt(_item("c1"), "bob", T0)
+    with pytest.raises(RoutingError, match="unknown operator"):
+        assigner.adopt(_item("c9"), "zoe", T0)

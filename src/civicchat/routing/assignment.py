@@ -250,6 +250,28 @@ class Assigner:
         self._waiting[item.conversation_id] = item
         return self.dispatch(now)
 
+    def adopt(
+        self,
+        item: WaitingConversation,
+        operator_id: str,
+        assigned_at: datetime,
+        replied_at: datetime | None = None,
+    ) -> None:
+        """Rebuild an existing assignment (after a restart, from stored conversations).
+
+        No decision results: the conversation is already with ``operator_id``. Loads above a
+        capacity that was lowered meanwhile are kept; the operator simply gets nothing new until
+        below it.
+        """
+        self.operator(operator_id)
+        if item.conversation_id in self._assignments:
+            raise RoutingError(f"conversation {item.conversation_id} is already assigned")
+        self._waiting.pop(item.conversation_id, None)
+        self._held[operator_id].add(item.conversation_id)
+        self._assignments[item.conversation_id] = Assignment(
+            item, operator_id, assigned_at, replied_at=replied_at
+        )
+
     def operator_replied(self, conversation_id: str, now: datetime) -> None:
         """Record the first operator reply (stops the reassignment timer)."""
         current = self._assignments.get(conversation_id)
