@@ -1,0 +1,150 @@
+"""``civicchat serve CONFIG`` (the web service, workers included) and ``civicchat worker CONFIG``.
+
+Also runnable without the CLI registry: ``python -m civicchat.cli.serve serve CONFIG``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from civicchat.exceptions import CivicchatError
+
+__all__ = ["main", "register"]
+
+logger = logging.getLogger("civicchat.service")
+
+
+def register(subparsers: Any) -> None:
+    """Add ``serve`` and ``worker`` to the ``civicchat`` command."""
+    serve = subparsers.add_parser("serve", help="run the web service (webhooks, console, workers)")
+    serve.add_argument("config", help="the service configuration (YAML)")
+    serve.add_argument("--host", help="listen address (default: the config's, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default: the config's, 8000)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="web processes (needs PostgreSQL for N > 1 to scale; default 1)",
+    )
+    serve.add_argument(
+        "--no-workers",
+        action="store_true",
+        help="do not run the background workers here (run `civicchat worker CONFIG` instead)",
+    )
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    serve.set_defaults(handler=run_serve)
+
+    worker = subparsers.add_parser("worker", help="run only the background workers")
+    worker.add_argument("config", help="the service configuration (YAML)")
+    worker.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    worker.set_defaults(handler=run_worker)
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # httpx logs every request URL at INFO, and Telegram's URLs hold the bot token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Start uvicorn with the service app."""
+    import uvicorn
+
+    from civicchat.service.app import create_app
+    from civicchat.service.config import export_for_processes, load_config
+
+    _logging(args.log_level)
+    try:
+        config = load_config(args.config)
+    except CivicchatError as exc:
+        print(f"civicchat serve: {exc}", file=sys.stderr)
+        return 2
+    host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
+    base = f"http://{host}:{port}"
+    chats = [a.name for a in config.enabled_accounts if a.channel == "webchat"]
+    print(f"civicchat: serving on {base}", flush=True)
+    for name in chats:
+        print(f"  web chat: {base}/chat/{name}", flush=True)
+    print(f"  console:  {base}/console", flush=True)
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "access_log": config.server.access_log,
+        "log_level": args.log_level,
+        "timeout_graceful_shutdown": 3,
+        "proxy_headers": True,
+    }
+    if args.workers > 1:
+        # Each process builds its own app from the same file (given through the environment).
+        export_for_processes(args.config, workers=not args.no_workers)
+        uvicorn.run(
+            "civicchat.service.app:app_from_environment",
+            factory=True,
+            workers=args.workers,
+            **common,
+        )
+        return 0
+    try:
+        app = create_app(config, workers=not args.no_workers)
+    except CivicchatError as exc:
+        print(f"civicchat serve: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(app, **common)
+    return 0
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    """Run the workers of CONFIG until SIGINT/SIGTERM."""
+    from civicchat.service.config import load_config
+
+    _logging(args.log_level)
+    try:
+        config = load_config(args.config)
+    except CivicchatError as exc:
+        print(f"civicchat worker: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_worker(config))
+    except CivicchatError as exc:
+        print(f"civicchat worker: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+async def _worker(config: Any) -> None:
+    from civicchat.service.app import create_app
+
+    app = create_app(config, workers=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with app.router.lifespan_context(app):
+        logger.info("workers running; stop with Ctrl+C")
+        await stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``serve`` or ``worker`` without the ``civicchat`` command's registry."""
+    parser = argparse.ArgumentParser(prog="civicchat")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    args = parser.parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

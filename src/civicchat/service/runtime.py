@@ -1,0 +1,594 @@
+"""The service's moving parts: accounts built from the configuration, and the background workers.
+
+Workers (inside the web process by default, or alone with ``civicchat worker CONFIG``):
+
+- inbox processors run :meth:`civicchat.bot.Bot.handle` on accepted webhook events;
+- outbox senders send through each account's channel, turning free-form content into the
+  account's re-engagement template when WhatsApp's 24-hour window has closed (the content is
+  held on the conversation and sent when the citizen answers) and degrading rich content;
+- media downloaders fetch inbound photos, videos, audio and documents into the blob store;
+- a live listener reloads a keyword catalog when the console changed it (in any process) and
+  hands outbound web chat messages to the process holding the visitor's page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import dataclasses
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from civicchat.bot import (
+    HELD_KEY,
+    Bot,
+    BotAccount,
+    HandledMessage,
+    RecordingResponder,
+    load_account_texts,
+)
+from civicchat.channels.base import Channel
+from civicchat.channels.degrade import degrade
+from civicchat.channels.telegram import TelegramAccount, TelegramChannel
+from civicchat.channels.webchat import WebChatChannel, WebChatHub
+from civicchat.channels.whatsapp import WhatsAppAccount, WhatsAppChannel
+from civicchat.clock import Clock
+from civicchat.exceptions import (
+    ConfigError,
+    MediaError,
+    MediaExpiredError,
+    MediaTooLargeError,
+    UnsupportedContentError,
+    WindowClosedError,
+)
+from civicchat.keywords import KeywordEngine, load_catalog
+from civicchat.messages import MarkRead, OutboundMessage, Template
+from civicchat.routing import DEFAULT_TEXTS, Pipeline, load_office_hours, window_closes_at
+from civicchat.service.config import AccountConfig, ServiceConfig
+from civicchat.service.live import LiveBus, LiveEvent
+from civicchat.service.metrics import ServiceMetrics
+from civicchat.storage.base import InboxEvent, OutboxItem, SendLimiter
+from civicchat.storage.sql import SqlStore
+from civicchat.storage.workers import InboxProcessor, OutboxSender, backoff, worker_name
+
+__all__ = [
+    "ChannelSender",
+    "LiveInboxProcessor",
+    "LiveOutboxSender",
+    "LocalBlobStore",
+    "MediaDownloader",
+    "RelayHub",
+    "ServiceRuntime",
+    "build_accounts",
+]
+
+logger = logging.getLogger("civicchat.service")
+
+WEBCHAT_EVENT = "webchat"  # LiveEvent.data key of an outbound web chat message
+
+
+class LocalBlobStore:
+    """A :class:`~civicchat.storage.base.BlobStore` in a local directory (one file per key)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def _path(self, key: str) -> Path:
+        parts = key.split("/")
+        if not key or any(p in ("", ".", "..") or "\\" in p for p in parts):
+            raise KeyError(key)
+        return self.root.joinpath(*parts)
+
+    async def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+        path = self._path(key)
+
+        def write() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(path.suffix + ".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+
+        await asyncio.to_thread(write)
+
+    async def get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            raise KeyError(key) from None
+
+    async def delete(self, key: str) -> None:
+        path = self._path(key)
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+
+
+class RelayHub(WebChatHub):
+    """The hub the web chat *sender* publishes to: it forwards every event over the live bus.
+
+    Every process's :class:`ServiceRuntime` hands such events to its own local hub, so the
+    process holding the visitor's server-sent-events stream delivers the message.
+    """
+
+    def __init__(self, live: LiveBus) -> None:
+        super().__init__(backlog=1, max_visitors=1)
+        self._live = live
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def publish(self, account: str, visitor: str, event: Mapping[str, Any]) -> dict[str, Any]:
+        payload = {WEBCHAT_EVENT: {"visitor": visitor, "event": dict(event)}}
+        task = asyncio.get_running_loop().create_task(
+            self._live.publish(LiveEvent(account=account, kind="message_out", data=payload))
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return dict(event)
+
+
+def build_accounts(
+    config: ServiceConfig,
+    *,
+    client: httpx.AsyncClient,
+    clock: Clock,
+    relay_hub: WebChatHub,
+) -> dict[str, BotAccount]:
+    """One :class:`BotAccount` per enabled account of ``config``."""
+    accounts: dict[str, BotAccount] = {}
+    for acfg in config.enabled_accounts:
+        accounts[acfg.name] = _build_account(acfg, client=client, clock=clock, hub=relay_hub)
+    return accounts
+
+
+def _build_account(
+    acfg: AccountConfig, *, client: httpx.AsyncClient, clock: Clock, hub: WebChatHub
+) -> BotAccount:
+    catalog = load_catalog(acfg.catalog)
+    hours = load_office_hours(acfg.office_hours)
+    engine = KeywordEngine(catalog, clock=clock, timezone=hours.timezone)
+    texts = load_account_texts(acfg.templates)
+    reengagement = acfg.reengagement_template or texts.whatsapp_templates.get("reengagement")
+    pipeline = Pipeline(
+        account=acfg.name,
+        office_hours=hours,
+        responder=RecordingResponder(engine),
+        texts=texts.routing or DEFAULT_TEXTS,
+        reengagement_template=reengagement if acfg.channel == "whatsapp" else None,
+        languages=acfg.languages,
+    )
+    channel: Channel
+    if acfg.channel == "whatsapp":
+        wa = acfg.whatsapp
+        assert wa is not None  # checked by the configuration
+        channel = WhatsAppChannel(
+            [
+                WhatsAppAccount(
+                    name=acfg.name,
+                    phone_number_id=wa.phone_number_id,
+                    access_token=wa.access_token,
+                    app_secret=wa.app_secret,
+                    verify_token=wa.verify_token,
+                    api_base_url=wa.api_base_url,
+                    graph_version=wa.graph_version,
+                    messages_per_second=wa.messages_per_second,
+                )
+            ],
+            client=client,
+            clock=clock,
+        )
+    elif acfg.channel == "telegram":
+        tg = acfg.telegram
+        assert tg is not None
+        channel = TelegramChannel(
+            TelegramAccount(
+                name=acfg.name,
+                bot_token=tg.bot_token,
+                secret_token=tg.secret_token,
+                api_base_url=tg.api_base_url,
+            ),
+            client=client,
+            clock=clock,
+        )
+    else:
+        channel = WebChatChannel(hub, account=acfg.name, clock=clock)
+    return BotAccount(
+        name=acfg.name,
+        channel_name=acfg.channel,
+        channel=channel,
+        engine=engine,
+        pipeline=pipeline,
+        texts=texts,
+        display_name=acfg.display_name or acfg.name,
+        catalog_path=acfg.catalog,
+        first_contact_notice=acfg.first_contact_notice,
+    )
+
+
+def _limiter(account: BotAccount) -> SendLimiter | None:
+    limiters = getattr(account.channel, "limiters", None)
+    if isinstance(limiters, Mapping):
+        found = limiters.get(account.name)
+        return found if found is not None else None
+    single = getattr(account.channel, "limiter", None)
+    return single if single is not None and hasattr(single, "acquire") else None
+
+
+class ChannelSender:
+    """The outbox's view of one account's channel: degrade, window, template fallback.
+
+    Implements :class:`~civicchat.storage.base.OutboundChannel`.
+    """
+
+    def __init__(self, account: BotAccount, store: SqlStore, clock: Clock) -> None:
+        self.account = account
+        self.store = store
+        self.clock = clock
+
+    async def send(self, message: OutboundMessage, *, last_inbound_at: datetime | None) -> str:
+        content = message.content
+        channel = self.account.channel
+        if self.account.channel_name == "whatsapp" and not isinstance(content, Template | MarkRead):
+            closes = window_closes_at(last_inbound_at)
+            if closes is None or self.clock.now() >= closes:
+                return await self._reengage(message)
+        pieces = degrade(content, channel.capabilities, self.account.default_language)
+        if not pieces:
+            raise UnsupportedContentError(
+                f"{self.account.channel_name} cannot carry {content.kind}",
+                channel=self.account.channel_name,
+                account=self.account.name,
+            )
+        provider_id = ""
+        for piece in pieces:
+            one = message.model_copy(update={"content": piece})
+            provider_id = await channel.send(one, last_inbound_at=last_inbound_at)
+        return provider_id
+
+    async def _reengage(self, message: OutboundMessage) -> str:
+        """Send the re-engagement template and hold ``message`` until the citizen answers."""
+        template = self.account.pipeline.reengagement_template
+        if not template:
+            raise WindowClosedError(
+                "the 24-hour window is closed and the account has no re-engagement template",
+                channel=self.account.channel_name,
+                account=self.account.name,
+            )
+        async with self.store.transaction() as tx:
+            contact = await tx.contacts.identify(
+                message.channel, message.account, message.recipient_id
+            )
+            conv = await tx.conversations.latest_for(message.channel, message.account, contact.id)
+            language = (conv.language if conv else None) or self.account.default_language
+            fallback = getattr(message.content, "body", None)
+            if conv is not None:
+                data = dict(conv.data or {})
+                held = list(data.get(HELD_KEY) or [])
+                already = bool(held)
+                held.append(message.content.model_dump_json())
+                data[HELD_KEY] = held
+                await tx.conversations.save(dataclasses.replace(conv, data=data))
+                if already:
+                    # One template per closed window is enough; the rest waits with it.
+                    return "held"
+        content = Template(name=template, language=language, fallback_text=fallback)
+        one = message.model_copy(update={"content": content})
+        return await self.account.channel.send(one, last_inbound_at=None)
+
+
+_pending_live: contextvars.ContextVar[list[LiveEvent] | None] = contextvars.ContextVar(
+    "civicchat_pending_live", default=None
+)
+
+
+class LiveInboxProcessor(InboxProcessor):
+    """An :class:`InboxProcessor` that publishes live events after each commit, with metrics."""
+
+    def __init__(
+        self, store: SqlStore, bot: Bot, live: LiveBus, metrics: ServiceMetrics, **kwargs: Any
+    ) -> None:
+        super().__init__(store, bot.handle, **kwargs)
+        self.live = live
+        self.metrics = metrics
+
+    async def run_once(self) -> bool:
+        pending: list[LiveEvent] = []
+        token = _pending_live.set(pending)
+        started = time.perf_counter()
+        try:
+            busy = await super().run_once()
+        finally:
+            _pending_live.reset(token)
+        if busy:
+            self.metrics.processing.labels("event").observe(time.perf_counter() - started)
+        for event in pending:
+            await self.live.publish(event)
+        return busy
+
+    async def _status(self, event: InboxEvent) -> None:
+        await super()._status(event)
+        update = event.payload
+        pending = _pending_live.get()
+        if pending is not None:
+            pending.append(
+                LiveEvent(
+                    account=event.account,
+                    kind="status",
+                    data={
+                        "provider_message_id": update.provider_message_id,
+                        "status": getattr(update, "status", ""),
+                    },
+                )
+            )
+
+
+def on_handled(metrics: ServiceMetrics) -> Any:
+    """The :class:`Bot` callback: metrics now, live events queued until the commit."""
+
+    def callback(handled: HandledMessage) -> None:
+        if handled.keyword is not None:
+            metrics.keywords.labels(handled.account, handled.keyword).inc()
+        pending = _pending_live.get()
+        if pending is None:
+            return
+        data = {"state": handled.state_after, "replies": handled.replies}
+        pending.append(LiveEvent(handled.account, "message_in", handled.conversation_id, data))
+        if handled.state_before != handled.state_after:
+            pending.append(
+                LiveEvent(handled.account, "conversation", handled.conversation_id, data)
+            )
+
+    return callback
+
+
+class LiveOutboxSender(OutboxSender):
+    """An :class:`OutboxSender` that counts sends and publishes ``message_out`` live events."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        channels: Mapping[tuple[str, str], ChannelSender],
+        live: LiveBus,
+        metrics: ServiceMetrics,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(store, channels, **kwargs)
+        self.live = live
+        self.metrics = metrics
+
+    async def _send(self, item: OutboxItem) -> None:
+        await super()._send(item)
+        after = await self.store.get_outbound(item.id)
+        status = after.status.value if after is not None else "unknown"
+        if after is not None and after.next_attempt_at is not None and status == "queued":
+            status = "retry"
+        self.metrics.outbound.labels(item.message.channel, status).inc()
+        if item.message.channel == "webchat" and item.conversation_id is None:
+            return
+        await self.live.publish(
+            LiveEvent(
+                account=item.message.account,
+                kind="message_out",
+                conversation_id=item.conversation_id,
+                data={"outbox_id": item.id, "status": status},
+            )
+        )
+
+
+class MediaDownloader:
+    """Downloads inbound media into the blob store; retried with backoff, then given up."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        channels: Mapping[str, Channel],
+        blobs: LocalBlobStore,
+        clock: Clock,
+        *,
+        max_bytes: int,
+        max_attempts: int = 5,
+        idle_seconds: float = 0.5,
+        lease_seconds: float = 300.0,
+    ) -> None:
+        self.store = store
+        self.channels = channels
+        self.blobs = blobs
+        self.clock = clock
+        self.max_bytes = max_bytes
+        self.max_attempts = max_attempts
+        self.idle_seconds = idle_seconds
+        self.lease_seconds = lease_seconds
+        self.worker_id = worker_name("media")
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run_once(self) -> bool:
+        """Claim and download a few media files; False when nothing was due."""
+        async with self.store.transaction() as tx:
+            refs = await tx.media.claim_media(
+                self.worker_id, limit=4, lease_seconds=self.lease_seconds
+            )
+        for ref in refs:
+            channel = self.channels.get(ref.account)
+            try:
+                if channel is None:
+                    raise MediaError(f"no channel for account {ref.account}")
+                download = await channel.fetch_media(
+                    ref.account, ref.media_id, max_bytes=self.max_bytes
+                )
+                data = await download.read()
+                digest = hashlib.sha256(data).hexdigest()
+                key = f"{ref.channel}/{ref.account}/{ref.id}-{digest[:16]}"
+                await self.blobs.put(key, data, content_type=download.mime_type)
+                async with self.store.transaction() as tx:
+                    await tx.media.media_stored(
+                        ref.id,
+                        blob_key=key,
+                        size=len(data),
+                        sha256=digest,
+                        mime_type=download.mime_type or ref.mime_type,
+                    )
+                logger.info("media %d stored (%d bytes)", ref.id, len(data))
+            except Exception as exc:
+                final = isinstance(exc, MediaTooLargeError | MediaExpiredError)
+                retry_at = None
+                if not final and ref.attempts < self.max_attempts:
+                    retry_at = self.clock.now() + timedelta(seconds=backoff(ref.attempts))
+                async with self.store.transaction() as tx:
+                    await tx.media.media_failed(
+                        ref.id, f"{type(exc).__name__}: {exc}", retry_at=retry_at
+                    )
+                logger.warning("media %d failed: %s", ref.id, type(exc).__name__)
+        return bool(refs)
+
+    async def run_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = await self.run_once()
+            except Exception:
+                logger.exception("media downloader: unexpected error, pausing")
+                busy = False
+            if not busy:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), self.idle_seconds)
+
+
+class ServiceRuntime:
+    """Everything that runs beside the web routes: workers and the live listener."""
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        *,
+        store: SqlStore,
+        accounts: Mapping[str, BotAccount],
+        live: LiveBus,
+        hub: WebChatHub,
+        blobs: LocalBlobStore,
+        metrics: ServiceMetrics,
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.accounts = accounts
+        self.live = live
+        self.hub = hub
+        self.blobs = blobs
+        self.metrics = metrics
+        self.clock = clock
+        self.bot = Bot(accounts, clock=clock, on_handled=on_handled(metrics))
+        self._workers: list[Any] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._listener: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+
+    def senders(self) -> dict[tuple[str, str], ChannelSender]:
+        return {
+            (a.channel_name, a.name): ChannelSender(a, self.store, self.clock)
+            for a in self.accounts.values()
+        }
+
+    async def start(self, *, workers: bool) -> None:
+        """Start the live listener and, when ``workers``, the configured workers."""
+        self._listener = asyncio.create_task(self._listen(), name="civicchat-live")
+        await asyncio.wait_for(self._listening.wait(), 5)
+        if not workers:
+            return
+        wc = self.config.workers
+        rng = random.Random()
+        for _ in range(wc.inbox):
+            self._workers.append(
+                LiveInboxProcessor(
+                    self.store,
+                    self.bot,
+                    self.live,
+                    self.metrics,
+                    clock=self.clock,
+                    idle_seconds=wc.idle_seconds,
+                    rng=rng,
+                )
+            )
+        senders = self.senders()
+        limiters = {}
+        for key, sender in senders.items():
+            found = _limiter(sender.account)
+            if found is not None:
+                limiters[key] = found
+        for _ in range(wc.outbox):
+            self._workers.append(
+                LiveOutboxSender(
+                    self.store,
+                    senders,
+                    self.live,
+                    self.metrics,
+                    clock=self.clock,
+                    limiters=limiters,
+                    idle_seconds=wc.idle_seconds,
+                    rng=rng,
+                )
+            )
+        channels = {name: a.channel for name, a in self.accounts.items()}
+        for _ in range(wc.media):
+            self._workers.append(
+                MediaDownloader(
+                    self.store,
+                    channels,
+                    self.blobs,
+                    self.clock,
+                    max_bytes=self.config.media.max_bytes,
+                    idle_seconds=max(wc.idle_seconds, 0.2),
+                )
+            )
+        for worker in self._workers:
+            self._tasks.append(
+                asyncio.create_task(worker.run_forever(), name=type(worker).__name__)
+            )
+        logger.info("started %d worker(s)", len(self._workers))
+
+    async def stop(self) -> None:
+        """Stop the workers (each finishes its current item) and the listener."""
+        for worker in self._workers:
+            worker.stop()
+        if self._tasks:
+            _done, pending = await asyncio.wait(self._tasks, timeout=10)
+            for task in pending:
+                task.cancel()
+        self._tasks.clear()
+        self._workers.clear()
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+
+    async def _listen(self) -> None:
+        async with self.live.subscribe("*") as events:
+            self._listening.set()
+            async for event in events:
+                try:
+                    self._on_live(event)
+                except Exception:
+                    logger.exception("live event %s of %s failed", event.kind, event.account)
+
+    def _on_live(self, event: LiveEvent) -> None:
+        account = self.accounts.get(event.account)
+        if account is None:
+            return
+        if event.kind == "catalog_changed" and account.catalog_path is not None:
+            try:
+                account.engine.reload(load_catalog(account.catalog_path))
+            except ConfigError as exc:
+                logger.error("catalog of %s not reloaded: %s", account.name, exc)
+        elif event.kind == "message_out" and WEBCHAT_EVENT in event.data:
+            relay = event.data[WEBCHAT_EVENT]
+            if isinstance(relay, Mapping):
+                visitor, payload = relay.get("visitor"), relay.get("event")
+                if isinstance(visitor, str) and isinstance(payload, Mapping):
+                    self.hub.publish(account.name, visitor, payload)

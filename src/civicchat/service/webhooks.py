@@ -1,0 +1,112 @@
+"""Webhook routes: ``/webhooks/{channel}/{account}`` for WhatsApp, Telegram and the web chat.
+
+The body is read up to the configured size (413 beyond), handed to the account's channel as
+raw bytes (signature checked there: 401/403 with nothing stored; malformed: 400), the events are
+committed to the durable inbox, and only then does the provider get the channel's answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from civicchat.bot import BotAccount
+from civicchat.channels.base import WebhookRequest
+from civicchat.exceptions import StorageError, WebhookError
+from civicchat.service.metrics import ServiceMetrics
+from civicchat.storage.sql import SqlStore
+
+__all__ = ["BodyTooLarge", "WebhookContext", "read_body", "webhook_routes"]
+
+logger = logging.getLogger("civicchat.service")
+
+
+class BodyTooLarge(Exception):
+    """The request body is over the limit."""
+
+
+@dataclass(frozen=True)
+class WebhookContext:
+    """What the webhook routes need."""
+
+    store: SqlStore
+    accounts: Mapping[str, BotAccount]
+    disabled: Mapping[str, str]  # account name -> channel, for a clear 503
+    metrics: ServiceMetrics
+    max_body_bytes: int
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, or :class:`BodyTooLarge` as soon as it passes ``limit`` bytes."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def webhook_routes(ctx: WebhookContext) -> list[Route]:
+    """The webhook routes (GET for WhatsApp's verification handshake, POST for events)."""
+
+    async def webhook(request: Request) -> Response:
+        started = time.perf_counter()
+        channel_name = request.path_params["channel"]
+        name = request.path_params["account"]
+        account = ctx.accounts.get(name)
+        if account is None or account.channel_name != channel_name:
+            if ctx.disabled.get(name) == channel_name:
+                return PlainTextResponse("account disabled: its secrets are not configured", 503)
+            return PlainTextResponse("no such account", 404)
+        try:
+            body = await read_body(request, ctx.max_body_bytes)
+        except BodyTooLarge:
+            ctx.metrics.inbound.labels(channel_name, "too_large").inc()
+            return PlainTextResponse("body too large", 413)
+        except ClientDisconnect:
+            return PlainTextResponse("client disconnected", 400)
+        hook = WebhookRequest(
+            method=request.method,
+            headers=dict(request.headers),
+            query=dict(request.query_params),
+            body=body,
+        )
+        try:
+            result = account.channel.handle_webhook(hook)
+        except WebhookError as exc:
+            ctx.metrics.inbound.labels(channel_name, f"refused_{exc.status_code}").inc()
+            logger.info("webhook %s/%s refused: %s", channel_name, name, exc.status_code)
+            return PlainTextResponse(type(exc).__name__, exc.status_code)
+        # Only this account's events: a signed body may mention another number of the same app.
+        events = [e for e in result.events if e.account == name]
+        if events:
+            try:
+                accepted = await ctx.store.accept(events)
+            except (StorageError, SQLAlchemyError):
+                logger.exception("webhook %s/%s: inbox commit failed", channel_name, name)
+                return PlainTextResponse("try again", 503)
+            metric = ctx.metrics.inbound
+            if accepted.accepted:
+                metric.labels(channel_name, "accepted").inc(accepted.accepted)
+            if accepted.duplicates:
+                metric.labels(channel_name, "duplicate").inc(accepted.duplicates)
+            if accepted.revived:
+                metric.labels(channel_name, "revived").inc(accepted.revived)
+        ctx.metrics.webhook.labels(channel_name).observe(time.perf_counter() - started)
+        return Response(result.body, result.status_code, media_type=result.content_type)
+
+    return [
+        Route("/webhooks/{channel}/{account}", webhook, methods=["GET", "POST"]),
+    ]
