@@ -208,7 +208,7 @@ class Channel(Protocol):
     Implementations: :class:`~civicchat.channels.whatsapp.WhatsAppChannel`,
     :class:`~civicchat.channels.telegram.TelegramChannel`,
     :class:`~civicchat.channels.webchat.WebChatChannel`,
-    :class:`~civicchat.channels.fake.FakeChannel`. Each passes ``tests/channels/test_contract.py``.
+    :class:`~civicchat.channels.fake.FakeChannel`. Each passes ``tests/channels/test_channel_contract.py``.
     """
 
     @property
