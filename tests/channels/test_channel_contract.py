@@ -189,10 +189,10 @@ def provider(request: httpx.Request) -> httpx.Response:
     return httpx.Response(404)
 
 
-@pytest.fixture(
-    params=[whatsapp_harness, telegram_harness, webchat_harness, fake_harness],
-    ids=lambda f: f.__name__,
-)
+HARNESSES = [whatsapp_harness, telegram_harness, webchat_harness, fake_harness]
+
+
+@pytest.fixture(params=HARNESSES, ids=lambda f: f.__name__)
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     async with httpx.AsyncClient(
         transport=httpx.MockTransport(provider), verify=SSL_CONTEXT
