@@ -8,12 +8,15 @@ from routing_support import FakeResponder, inbound, local
 from civicchat.exceptions import ConfigError, RoutingError
 from civicchat.messages import (
     Buttons,
+    ContactCard,
+    Contacts,
     InteractiveReply,
     Location,
     Media,
     MediaKind,
     Reaction,
     Text,
+    Unsupported,
 )
 from civicchat.routing import (
     ConversationState,
@@ -251,3 +254,13 @@ def test_router_uses_each_accounts_pipeline(mataro: OfficeHours, responder: Fake
         router.decide(_view(account="web"), inbound("x", t, account="web"), t)
     with pytest.raises(ConfigError, match="two pipelines"):
         Router([whatsapp, whatsapp])
+
+
+def test_contact_cards_and_unsupported_content_go_to_a_person(pipeline: Pipeline) -> None:
+    t = local(2026, 6, 15, 10, 0)
+    card = Contacts(contacts=(ContactCard(name="Veí del 3r"),))
+    poll = Unsupported(provider_type="poll")
+    for content in (card, poll):
+        out = _say(pipeline, _view(), content, t)
+        assert out.view.state is S.QUEUED
+        assert _reasons(out) == [ReplyReason.ACK]
