@@ -31,7 +31,6 @@ MAX_EXTRA_WORDS = 3
 _INFLECTION_SCORE = 96.0
 _FUZZY_CAP = 92.0
 _OPTIONS_PER_WORD = 2
-_FUZZY_WINDOW = 3
 _K = TypeVar("_K")
 
 
@@ -142,8 +141,7 @@ class AliasIndex:
             if not word.isdigit():
                 fuzzy_targets.append(word)
         self._forms = {k: tuple(sorted(v)) for k, v in forms.items()}
-        self._by_first = _LengthBuckets(fuzzy_targets, 0)
-        self._by_second = _LengthBuckets([w for w in fuzzy_targets if len(w) >= 8], 1)
+        self._buckets = _Buckets(fuzzy_targets)
 
     # ----------------------------------------------------------------- search
 
@@ -205,13 +203,14 @@ class AliasIndex:
         return ranked[:_OPTIONS_PER_WORD]
 
     def _fuzzy(self, token: str) -> dict[str, float]:
-        candidates = list(self._by_first.near(token))
-        if len(token) >= 8:
-            candidates.extend(self._by_second.near(token))
+        # A catalog word within the tolerance differs in length by at most the tolerance.
+        limit = typo_tolerance(len(token))
+        if limit == 0:
+            return {}
+        candidates = self._buckets.near(token, limit)
         if not candidates:
             return {}
         found: dict[str, float] = {}
-        limit = typo_tolerance(len(token) + _FUZZY_WINDOW)
         for word, distance, _ in process.extract(
             token, candidates, scorer=OSA.distance, score_cutoff=limit, limit=8
         ):
@@ -239,23 +238,40 @@ def _add(table: dict[_K, list[_Alias]], key: _K, entry: _Alias) -> None:
         bucket.append(entry)
 
 
-class _LengthBuckets:
-    """Words grouped by the letter at ``position`` and by length, for the fuzzy pre-filter."""
+class _Buckets:
+    """Catalog words by length and by their first two letters, last two letters, and first and
+    last letter: the fuzzy pre-filter.
 
-    def __init__(self, words: Iterable[str], position: int) -> None:
-        self._position = position
+    One edit in a word of five letters or more leaves its first two or its last two letters
+    intact, so those two buckets hold every word within one edit. Two or three edits (words of
+    eight letters or more) leave one of the three keys intact unless the typos hit both ends.
+    """
+
+    def __init__(self, words: Iterable[str]) -> None:
         table: dict[tuple[str, int], list[str]] = defaultdict(list)
         for word in words:
-            if len(word) > position:
-                table[(word[position], len(word))].append(word)
+            if len(word) < 2:
+                continue
+            for key in self._keys(word):
+                table[(key, len(word))].append(word)
         self._table = {k: tuple(v) for k, v in table.items()}
 
-    def near(self, token: str) -> Iterable[str]:
-        if len(token) <= self._position:
-            return ()
-        letter = token[self._position]
+    @staticmethod
+    def _keys(word: str) -> tuple[str, str, str]:
+        return ("<" + word[:2], word[-2:] + ">", word[0] + "…" + word[-1])
+
+    def near(self, token: str, window: int) -> list[str]:
+        """Candidates for ``token`` (a word may appear more than once)."""
+        if len(token) < 2:
+            return []
+        first, last, ends = self._keys(token)
+        keys = (first, last) if window < 2 else (first, last, ends)
         n = len(token)
-        return itertools.chain.from_iterable(
-            self._table.get((letter, length), ())
-            for length in range(max(1, n - _FUZZY_WINDOW), n + _FUZZY_WINDOW + 1)
-        )
+        table = self._table
+        out: list[str] = []
+        for length in range(max(1, n - window), n + window + 1):
+            for key in keys:
+                bucket = table.get((key, length))
+                if bucket:
+                    out.extend(bucket)
+        return out
