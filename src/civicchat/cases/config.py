@@ -59,6 +59,7 @@ class CaseCategory(_Frozen):
         return self
 
     def label(self, language: str) -> str:
+        """The label in ``language``, Catalan when there is none."""
         return self.labels.get(language) or self.labels["ca"]
 
 
@@ -114,9 +115,11 @@ class CasesConfig(_Frozen):
         return timedelta(hours=self.expiry_hours)
 
     def category(self, category_id: str) -> CaseCategory | None:
+        """The category with this id, or None."""
         return next((c for c in self.categories if c.id == category_id), None)
 
     def municipality_name(self, language: str) -> str:
+        """The municipality's name in ``language`` (as in "sembla fora de Mataró")."""
         return self.municipality.get(language) or next(iter(self.municipality.values()), "")
 
 

@@ -61,6 +61,8 @@ class CaseKind(enum.StrEnum):
 
 
 class ChangeKind(enum.StrEnum):
+    """What one history entry records."""
+
     CREATED = "created"
     STATUS = "status"
     ASSIGNED = "assigned"

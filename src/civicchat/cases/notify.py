@@ -44,6 +44,7 @@ class CitizenNotification:
     template_parameters: tuple[str, ...]
 
     def as_text(self) -> Text:
+        """The free-form message (inside the 24-hour window, and on every other channel)."""
         return Text(body=self.text)
 
     def as_template(self) -> Template:

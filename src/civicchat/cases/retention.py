@@ -25,12 +25,16 @@ logger = logging.getLogger("civicchat.cases")
 
 
 class RetentionAction(enum.StrEnum):
+    """What retention does to a closed case past its period."""
+
     ANONYMISE = "anonymise"
     DELETE = "delete"
 
 
 @dataclass(frozen=True, slots=True)
 class RetentionDecision:
+    """One case to anonymise or delete."""
+
     reference: str
     action: RetentionAction
 
