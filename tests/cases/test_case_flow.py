@@ -583,3 +583,13 @@ async def test_any_sequence_of_messages_keeps_the_flow_sound(
         clock.advance(timedelta(minutes=7))
     created = await store.list_cases()
     assert len(created) <= 1 + len(script) // 5
+
+
+async def test_the_reference_year_is_the_local_year(mataro_config, store, geocoder, msg) -> None:
+    # 23:30 UTC on New Year's Eve is already 00:30 on 1 January in Mataró.
+    clock = ManualClock(datetime(2026, 12, 31, 23, 30, tzinfo=UTC))
+    chat = Chat(CaseFlow(mataro_config, store, geocoder, clock), msg, "ca")
+    for content in ["incidència", "1", "Farola apagada", "no", "no ho sé", "sí"]:
+        await chat.send(content)
+    assert chat.case is not None
+    assert chat.case.reference == "MTR-2027-000001"
