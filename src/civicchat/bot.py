@@ -328,6 +328,12 @@ class Bot:
             await tx.keywords.count_keyword(account.name, keyword_id, now.date())
 
         saved = _apply_view(conv, new_view)
+        messages, held_now = self._outbound(account, saved, contents, now)
+        if held_now:
+            # The window had closed before we got to it: the template went instead, these wait.
+            data = dict(saved.data)
+            data[HELD_KEY] = [c.model_dump_json() for c in held_now]
+            saved = dataclasses.replace(saved, data=data)
         await tx.conversations.save(saved)
         for entry in new_view.history[len(view.history) :]:
             await tx.history.record(
@@ -340,7 +346,6 @@ class Bot:
                     note=entry.note or None,
                 )
             )
-        messages = self._outbound(account, saved, contents, now)
         if self.on_handled is not None:
             self.on_handled(
                 HandledMessage(
@@ -379,12 +384,15 @@ class Bot:
         conv: Conversation,
         contents: Sequence[OutboundContent],
         now: datetime,
-    ) -> list[OutboundMessage]:
+    ) -> tuple[list[OutboundMessage], tuple[OutboundContent, ...]]:
+        """The outbound messages, and the contents held until the citizen answers a template."""
         if not contents:
-            return []
+            return [], ()
         view = view_from_conversation(conv)
+        held: tuple[OutboundContent, ...] = ()
         try:
-            prepared = account.pipeline.prepare_outbound(view, contents, now).contents
+            result = account.pipeline.prepare_outbound(view, contents, now)
+            prepared, held = result.contents, result.held
         except ValueError:
             prepared = tuple(contents)
         language = conv.language or account.default_language
@@ -406,7 +414,7 @@ class Bot:
                         content=piece,
                     )
                 )
-        return out
+        return out, held
 
 
 def _has_text(message: InboundMessage) -> bool:

@@ -273,7 +273,7 @@ def parse_config(
         if path.exists():
             environ = {**read_secrets_file(path), **environ}
         else:
-            logger.warning("secrets file %s not found; using the environment only", path)
+            logger.info("secrets file %s not found; using the environment only", path)
 
     accounts_raw = raw.pop("accounts", None)
     if not isinstance(accounts_raw, list) or not accounts_raw:

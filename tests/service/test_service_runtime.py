@@ -1,0 +1,188 @@
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from service_fakes import (
+    Service,
+    running,
+    signed_headers,
+    start_service,
+    wa_text,
+    wait_for,
+)
+
+from civicchat.messages import OutboundMessage, Text
+from civicchat.service.live import LiveEvent
+from civicchat.storage.engine import create_engine
+from civicchat.storage.sql import SqlStore
+
+MONDAY_10 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+
+
+async def test_health_readiness_and_metrics(service: Service):
+    assert (await service.client.get("/healthz")).text == "ok"
+    ready = await service.client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["database"] == "ok"
+    body = wa_text("wamid.m.1", "horari bus", ts=int(MONDAY_10.timestamp()))
+    await service.client.post(
+        "/webhooks/whatsapp/mataro-wa", content=body, headers=signed_headers(body)
+    )
+    await wait_for(lambda: len(service.fake.texts()) >= 2)
+    metrics = (await service.client.get("/metrics")).text
+    assert 'civicchat_inbound_total{channel="whatsapp",status="accepted"} 1.0' in metrics
+    assert 'civicchat_keyword_total{account="mataro-wa",result="hit"} 1.0' in metrics
+    assert "civicchat_processing_seconds_bucket" in metrics
+    assert 'civicchat_inbox_events{state="done"} 1.0' in metrics
+    await wait_for(lambda: 'status="sent"' in service.state.metrics.render().decode())
+
+
+async def test_readiness_fails_when_the_database_is_gone(service: Service):
+    working = service.state.store
+    # A database that refuses connections (nothing listens on port 1).
+    service.state.store = SqlStore(create_engine("postgresql://civicchat@127.0.0.1:1/none"))
+    try:
+        ready = await service.client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["database"] == "down"
+    finally:
+        await service.state.store.close()
+        service.state.store = working
+
+
+async def test_unknown_text_out_of_hours_gets_the_reopening_and_is_queued(tmp_path: Path):
+    app, fake, provider, _ = await start_service(
+        tmp_path,
+        clock="fixed: 2026-11-28T21:00:00+01:00",  # a Saturday night
+    )
+    ts = int(datetime(2026, 11, 28, 20, 0, tzinfo=UTC).timestamp())
+    transport = httpx.ASGITransport(app)
+    async with running(app), httpx.AsyncClient(transport=transport, base_url="http://s") as c:
+        body = wa_text("wamid.ooh", "tinc un problema amb un gual", ts=ts)
+        await c.post("/webhooks/whatsapp/mataro-wa", content=body, headers=signed_headers(body))
+        texts = await wait_for(lambda: len(fake.texts()) >= 2 and fake.texts())
+        assert "dilluns" in texts[1]
+        assert "8:00" in texts[1]
+        async with app.state.civicchat.store.transaction() as tx:
+            convs = await tx.conversations.list("mataro-wa")
+        assert [c.state for c in convs] == ["queued"]
+    await provider.aclose()
+
+
+async def test_operator_reply_after_the_window_closed_sends_the_template_and_holds_the_text(
+    tmp_path: Path,
+):
+    app, fake, provider, _ = await start_service(tmp_path, clock="start: 2026-12-02T10:00:00+01:00")
+    old = int((MONDAY_10 - timedelta(hours=1)).timestamp())  # two days earlier
+    state = app.state.civicchat
+    transport = httpx.ASGITransport(app)
+    async with running(app), httpx.AsyncClient(transport=transport, base_url="http://s") as c:
+        body = wa_text("wamid.old", "necessito ajuda amb un tràmit", ts=old)
+        await c.post("/webhooks/whatsapp/mataro-wa", content=body, headers=signed_headers(body))
+        # The acknowledgements could not go out either (window closed): one template only.
+        await wait_for(lambda: fake.texts())
+        async with state.store.transaction() as tx:
+            conv = (await tx.conversations.list("mataro-wa"))[0]
+            await tx.enqueue(
+                [
+                    OutboundMessage(
+                        channel="whatsapp",
+                        account="mataro-wa",
+                        recipient_id=conv.recipient_id,
+                        content=Text(body="Ja tenim la resposta: ..."),
+                    )
+                ],
+                key_prefix="op:1",
+                conversation_id=conv.id,
+            )
+
+        async def held() -> bool:
+            async with state.store.transaction() as tx:
+                found = await tx.conversations.get(conv.id)
+            return bool(found and any("Ja tenim" in h for h in found.data.get("held", [])))
+
+        await wait_for(held)
+        templates = [t for t in fake.texts() if t.startswith("<template")]
+        assert templates == ["<template reprendre_conversa>"]
+        # The citizen answers the template: the held answer goes out now, as text.
+        now = int(state.clock.now().timestamp())
+        reply = wa_text("wamid.back", "Llegir la resposta", ts=now)
+        await c.post("/webhooks/whatsapp/mataro-wa", content=reply, headers=signed_headers(reply))
+        await wait_for(lambda: any("Ja tenim la resposta" in t for t in fake.texts()))
+    await provider.aclose()
+
+
+async def test_catalog_changed_event_reloads_the_catalog_from_disk(tmp_path: Path):
+    app, _fake, provider, _ = await start_service(tmp_path)
+    state = app.state.civicchat
+    account = state.accounts["mataro-web"]
+    catalog_copy = tmp_path / "catalog.yaml"
+    catalog_copy.write_text(account.catalog_path.read_text(encoding="utf-8"), encoding="utf-8")
+    state.accounts["mataro-web"] = dataclasses.replace(account, catalog_path=catalog_copy)
+    state.runtime.accounts = state.accounts
+    async with running(app):
+        before = len(account.engine.catalog.keywords)
+        text = catalog_copy.read_text(encoding="utf-8")
+        cut = text.index("\n  - id:", text.index("keywords:"))
+        nxt = text.index("\n  - id:", cut + 5)
+        catalog_copy.write_text(text[:cut] + text[nxt:], encoding="utf-8")
+        await state.live.publish(LiveEvent(account="mataro-web", kind="catalog_changed"))
+        await wait_for(lambda: len(account.engine.catalog.keywords) == before - 1)
+    await provider.aclose()
+
+
+async def test_webchat_reply_reaches_the_visitors_stream_through_the_live_bus(service: Service):
+    visitor = "visitor_0123456789abcdef"
+    received: list[dict[str, object]] = []
+
+    async def listen() -> None:
+        async for event in service.state.hub.subscribe("mataro-web", visitor):
+            received.append(event)
+
+    task = asyncio.create_task(listen())
+    await asyncio.sleep(0)
+    response = await service.client.post(
+        "/webhooks/webchat/mataro-web",
+        json={"visitor": visitor, "id": "m1", "text": "PALABRAS CLAVE"},
+    )
+    assert response.status_code == 200
+    await wait_for(lambda: len(received) >= 2)
+    task.cancel()
+    bodies = [e["content"]["body"] for e in received]  # type: ignore[index]
+    assert "Palabras clave" in bodies[1]
+    page = await service.client.get("/chat/mataro-web", headers={"accept-language": "es-ES"})
+    assert page.status_code == 200
+    assert 'lang="es"' in page.text
+    widget = await service.client.get("/chat/mataro-web/widget.js")
+    assert '"mataro-web"' in widget.text
+    assert (await service.client.get("/chat/nobody")).status_code == 404
+    bad = await service.client.get("/chat/mataro-web/events", params={"visitor": "x"})
+    assert bad.status_code == 400
+
+
+async def test_disabled_account_answers_503_and_the_others_work(tmp_path: Path):
+    app, _fake, provider, _ = await start_service(tmp_path)
+    await provider.aclose()
+    path = tmp_path / "config.yaml"
+    text = path.read_text().replace(
+        'access_token: "${TEST_WA_TOKEN:-test-access-token}"', 'access_token: "${TEST_WA_TOKEN}"'
+    )
+    path.write_text(text)
+    from civicchat.service.app import create_app
+    from civicchat.service.config import load_config
+
+    app = create_app(load_config(path, env={}), announce=lambda _l: None)
+    transport = httpx.ASGITransport(app)
+    async with running(app), httpx.AsyncClient(transport=transport, base_url="http://s") as c:
+        response = await c.post("/webhooks/whatsapp/mataro-wa", content=b"{}")
+        assert response.status_code == 503
+        assert "disabled" in response.text
+        ok = await c.post(
+            "/webhooks/webchat/mataro-web",
+            json={"visitor": "visitor_0123456789abcdef", "text": "hola"},
+        )
+        assert ok.status_code == 200
