@@ -456,7 +456,7 @@ class AdminViews:
                 account=scope,
                 name=name,
                 login=login,
-                password_hash=hash_password(temporary),
+                password_hash=await asyncio.to_thread(hash_password, temporary),
                 **values,
             )
             await tx.audit.audit(
@@ -507,7 +507,9 @@ class AdminViews:
         async with self.c.ctx.store.transaction() as tx:
             op = await self._target(tx, request, me)
             await tx.operators.save_operator(
-                dataclasses.replace(op, password_hash=hash_password(temporary))
+                dataclasses.replace(
+                    op, password_hash=await asyncio.to_thread(hash_password, temporary)
+                )
             )
             await tx.audit.audit(
                 self._audit_entry(me, "password_reset", op.account, operator=op.id)

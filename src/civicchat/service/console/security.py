@@ -34,8 +34,7 @@ __all__ = [
 
 SESSION_COOKIE = "cc_session"
 _HASHER = PasswordHasher()
-# Verified against when the login is unknown, so both cases take the same time.
-_DUMMY_HASH = _HASHER.hash("civicchat-no-such-operator")
+_DUMMY: list[str] = []  # a hash verified against when the login is unknown (same time spent)
 
 
 def hash_password(password: str) -> str:
@@ -55,7 +54,9 @@ def verify_password(password_hash: str, password: str) -> bool:
 
 def burn_verify_time(password: str) -> None:
     """Spend the time of one verification (used when the login does not exist)."""
-    verify_password(_DUMMY_HASH, password)
+    if not _DUMMY:
+        _DUMMY.append(_HASHER.hash(secrets.token_urlsafe(16)))
+    verify_password(_DUMMY[0], password)
 
 
 def password_fingerprint(password_hash: str) -> str:
