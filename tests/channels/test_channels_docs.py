@@ -1,3 +1,5 @@
+import doctest
+import importlib
 import re
 from pathlib import Path
 
@@ -11,3 +13,11 @@ def test_the_example_in_docs_channels_runs(capsys: pytest.CaptureFixture[str]) -
     example = next(b for b in blocks if "asyncio.run(main())" in b)
     exec(compile(example, str(DOC), "exec"), {"__name__": "docs_channels"})
     assert capsys.readouterr().out.splitlines() == ["200 mataro bus", "wamid.OUT1", "wamid.OUT1"]
+
+
+@pytest.mark.parametrize("module", ["base", "degrade", "fake", "whatsapp"])
+def test_docstring_examples_run(module: str) -> None:
+    imported = importlib.import_module(f"civicchat.channels.{module}")
+    failures, tried = doctest.testmod(imported, optionflags=doctest.ELLIPSIS)
+    assert tried > 0
+    assert failures == 0
