@@ -1,8 +1,16 @@
 import asyncio
+import os
+import uuid
 
 import pytest
 
-from civicchat.service.live import InProcessLiveBus, LiveBus, LiveEvent, asyncpg_dsn
+from civicchat.service.live import (
+    InProcessLiveBus,
+    LiveBus,
+    LiveEvent,
+    PostgresLiveBus,
+    asyncpg_dsn,
+)
 
 
 async def test_subscriber_of_an_account_gets_only_that_accounts_events():
@@ -38,3 +46,44 @@ def test_asyncpg_dsn_from_sqlalchemy_url():
     assert asyncpg_dsn("postgresql+asyncpg://u:p@h/db") == "postgresql://u:p@h/db"
     with pytest.raises(ValueError, match="not a PostgreSQL URL"):
         asyncpg_dsn("sqlite+aiosqlite:///x.db")
+
+
+PG_URL = os.environ.get(
+    "CIVICCHAT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+
+
+async def _pg_or_skip() -> None:
+    import asyncpg
+
+    try:
+        conn = await asyncio.wait_for(asyncpg.connect(asyncpg_dsn(PG_URL)), 5)
+    except Exception as exc:
+        message = f"PostgreSQL at {PG_URL} is unreachable: {type(exc).__name__}"
+        if os.environ.get("CIVICCHAT_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    await conn.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_bus_delivers_an_event_published_by_another_process_connection():
+    await _pg_or_skip()
+    channel = f"civicchat_test_{uuid.uuid4().hex[:12]}"
+    one = PostgresLiveBus(PG_URL, channel=channel)
+    two = PostgresLiveBus(PG_URL, channel=channel)
+    await one.start()
+    await two.start()
+    try:
+        async with two.subscribe("mataro-wa") as events, one.subscribe("mataro-wa") as mine:
+            event = LiveEvent("mataro-wa", "message_in", 7, {"state": "queued"})
+            await one.publish(event)
+            assert await asyncio.wait_for(anext(events), 5) == event
+            assert await asyncio.wait_for(anext(mine), 5) == event
+            # Too big for NOTIFY: still delivered, without its data.
+            await one.publish(LiveEvent("mataro-wa", "message_out", 8, {"text": "x" * 9000}))
+            big = await asyncio.wait_for(anext(events), 5)
+            assert (big.conversation_id, dict(big.data)) == (8, {})
+    finally:
+        await one.close()
+        await two.close()

@@ -74,7 +74,9 @@ def _live_bus(config: ServiceConfig) -> LiveBus:
     if wants_pg:
         if config.is_sqlite:
             raise ConfigError("live: postgres needs a PostgreSQL database_url")
-        return PostgresLiveBus(config.database_url)
+        schema = config.database_schema
+        channel = f"civicchat_live_{schema}" if schema else "civicchat_live"
+        return PostgresLiveBus(config.database_url, channel=channel)
     return InProcessLiveBus()
 
 
@@ -102,7 +104,7 @@ def create_app(
     clock = config.make_clock()
     if config.is_sqlite:
         _sqlite_dir(config.database_url)
-    engine = create_engine(config.database_url)
+    engine = create_engine(config.database_url, schema=config.database_schema)
     store = SqlStore(engine, clock=clock)
     live = _live_bus(config)
     hub = WebChatHub()
@@ -151,14 +153,14 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        await prepare_database(config, store)
-        if isinstance(live, PostgresLiveBus):
-            await live.start()
-        if config.demo_operators:
-            for line in await demo_operators(config, store):
-                say(line)
-        await runtime.start(workers=run_workers)
         try:
+            await prepare_database(config, store)
+            if isinstance(live, PostgresLiveBus):
+                await live.start()
+            if config.demo_operators:
+                for line in await demo_operators(config, store):
+                    say(line)
+            await runtime.start(workers=run_workers)
             yield
         finally:
             await runtime.stop()

@@ -160,6 +160,7 @@ class ServiceConfig(_Model):
     """The whole service configuration (see ``docs/service.md``)."""
 
     database_url: str = DEFAULT_DATABASE_URL
+    database_schema: str | None = None  # PostgreSQL search_path (tests, one schema per city)
     secret_key: str = Field(default="", repr=False)
     live: Literal["auto", "memory", "postgres"] = "auto"
     demo_operators: bool = False
