@@ -26,7 +26,6 @@ from civicchat.storage.base import Operator, OperatorRole
 from civicchat.storage.engine import create_engine, upgrade
 from civicchat.storage.sql import SqlStore
 
-
 _TEMPLATE: dict[str, Path] = {}
 _PARSED: dict[str, Any] = {}
 

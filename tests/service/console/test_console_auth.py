@@ -50,7 +50,9 @@ async def test_login_sets_a_secure_http_only_lax_cookie(world: World) -> None:
     assert response.status_code == 303
     cookie = response.headers["set-cookie"].lower()
     assert "cc_session=" in cookie
-    assert "secure" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+    assert "secure" in cookie
+    assert "httponly" in cookie
+    assert "samesite=lax" in cookie
     assert PASSWORD.lower() not in cookie
 
 

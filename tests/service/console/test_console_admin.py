@@ -1,0 +1,266 @@
+"""Admin pages: keyword edits take effect without a restart, validation, hours, operators."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from console_helpers import World, form_token, login, login_as
+
+from civicchat.keywords import parse_catalog
+from civicchat.service.console.files import replace_keyword
+
+VERSION = re.compile(r'name="version" value="([^"]+)"')
+
+
+async def _audit(world: World, account: str = "wa-a") -> list[tuple[str, dict[str, object]]]:
+    async with world.store.transaction() as tx:
+        return [(e.action, dict(e.details)) for e in await tx.audit.audit_entries(account)]
+
+
+async def test_keyword_list_and_edit_page(world: World) -> None:
+    async with world.client() as client:
+        await login_as(client, "admin_a")
+        listing = await client.get("/admin/accounts/wa-a/keywords")
+        assert listing.status_code == 200
+        assert "/admin/accounts/wa-a/keywords/cita_previa" in listing.text
+        page = await client.get("/admin/accounts/wa-a/keywords/cita_previa")
+        assert page.status_code == 200
+        assert "demanar cita" in page.text
+        assert (await client.get("/admin/accounts/wa-a/keywords/nope")).status_code == 404
+
+
+async def _keyword_form(client: object, url: str) -> dict[str, str]:
+    page = await client.get(url)  # type: ignore[attr-defined]
+    return {
+        "csrf_token": form_token(page.text),
+        "version": VERSION.search(page.text).group(1),  # type: ignore[union-attr]
+        "aliases_ca": "cita prèvia\ncita\ndemanar cita\nreservar hora",
+        "aliases_es": "cita previa\npedir cita",
+        "reply_ca": "📅 Cita prèvia: https://www.mataro.cat/ca/cita-previa ({{ office_hours }})",
+        "reply_es": "📅 Cita previa: https://www.mataro.cat/es/cita-previa",
+    }
+
+
+async def test_saving_a_keyword_takes_effect_without_restart_and_is_audited(world: World) -> None:
+    engine = world.ctx.accounts["wa-a"].engine
+    assert engine is not None
+    old = engine.match("reservar hora")
+    assert old is None or old.keyword_id != "cita_previa"
+    url = "/admin/accounts/wa-a/keywords/cita_previa"
+    before = world.catalog_path.read_text()
+    async with world.live.subscribe("wa-a") as events, world.client() as client:
+        await login_as(client, "admin_a")
+        data = await _keyword_form(client, url)
+        response = await client.post(url, data={**data, "action": "save"})
+        assert response.status_code == 303
+        event = await asyncio.wait_for(anext(events), 2)
+    assert event.kind == "catalog_changed"
+    found = engine.match("reservar hora")
+    assert found is not None
+    assert found.keyword_id == "cita_previa"
+    on_disk = world.catalog_path.read_text()
+    assert "reservar hora" in on_disk
+    # Only that keyword changed: the file's comments and the other keywords are intact.
+    assert on_disk.splitlines()[:30] == before.splitlines()[:30]
+    after_padro = parse_catalog(on_disk).keyword("padro")
+    before_padro = parse_catalog(before).keyword("padro")
+    assert after_padro is not None
+    assert before_padro is not None
+    assert (after_padro.aliases, after_padro.reply) == (before_padro.aliases, before_padro.reply)
+    action, details = (await _audit(world))[0]
+    assert action == "catalog_saved"
+    assert details["keyword"] == "cita_previa"
+    # The web chat shares the catalog: it changed there too.
+    assert world.ctx.accounts["web-a"].engine is engine
+
+
+async def test_preview_renders_both_languages_without_saving(world: World) -> None:
+    url = "/admin/accounts/wa-a/keywords/cita_previa"
+    before = world.catalog_path.read_text()
+    async with world.client() as client:
+        await login_as(client, "admin_a")
+        data = await _keyword_form(client, url)
+        page = await client.post(url, data={**data, "action": "preview"})
+    assert page.status_code == 200
+    assert "de dilluns a divendres" in page.text  # {{ office_hours }} rendered in Catalan
+    assert "Cita previa: https://www.mataro.cat/es/cita-previa" in page.text
+    assert world.catalog_path.read_text() == before
+
+
+async def test_invalid_keyword_edit_shows_the_line_and_changes_nothing(world: World) -> None:
+    url = "/admin/accounts/wa-a/keywords/cita_previa"
+    before = world.catalog_path.read_text()
+    async with world.client() as client:
+        await login_as(client, "admin_a")
+        data = await _keyword_form(client, url)
+        data["aliases_ca"] += "\ntràmits"  # an alias of another keyword
+        page = await client.post(url, data={**data, "action": "save"})
+    assert page.status_code == 400
+    assert re.search(r"línia \d+", page.text)
+    assert "tràmits" in page.text
+    assert world.catalog_path.read_text() == before
+    assert "catalog_saved" not in [a for a, _ in await _audit(world)]
+
+
+async def test_stale_edit_is_refused(world: World) -> None:
+    url = "/admin/accounts/wa-a/keywords/cita_previa"
+    async with world.client() as client:
+        await login_as(client, "admin_a")
+        data = await _keyword_form(client, url)
+        world.catalog_path.write_text(world.catalog_path.read_text() + "\n# edited elsewhere\n")
+        page = await client.post(url, data={**data, "action": "save"})
+    assert page.status_code == 409
+    assert "edited elsewhere" in world.catalog_path.read_text()
+
+
+async def test_catalog_validation_reports_line_numbers(world: World) -> None:
+    async with world.client() as client:
+        await login_as(client, "admin_a")
+        page = await client.get("/admin/accounts/wa-a/catalog")
+        assert "PARAULES CLAU" in page.text  # the textarea holds the file
+        broken = world.catalog_path.read_text().replace("topic: procedures", "topic: nowhere", 1)
+        result = await client.post(
+            "/admin/accounts/wa-a/catalog",
+            data={"csrf_token": form_token(page.text), "text": broken, "action": "validate"},
+        )
+    assert result.status_code == 400
+    line = next(n for n, row in enumerate(broken.splitlines(), 1) if "topic: nowhere" in row)
+    assert f'data-line="{line}"' in result.text
+    assert "nowhere" in result.text
+
+
+async def test_whole_catalog_save(world: World) -> None:
+    async with world.client() as client:
+        await login_as(client, "admin_a")
+        page = await client.get("/admin/accounts/wa-a/catalog")
+        new = world.catalog_path.read_text() + "# saved from the web\n"
+        result = await client.post(
+            "/admin/accounts/wa-a/catalog",
+            data={
+                "csrf_token": form_token(page.text),
+                "version": VERSION.search(page.text).group(1),  # type: ignore[union-attr]
+                "text": new,
+                "action": "save",
+            },
+        )
+    assert result.status_code == 200
+    assert world.catalog_path.read_text().endswith("# saved from the web\n")
+    assert (await _audit(world))[0][0] == "catalog_saved"
+
+
+async def test_office_hours_validate_and_save(world: World) -> None:
+    async with world.client() as client:
+        await login_as(client, "admin_a")
+        page = await client.get("/admin/accounts/wa-a/hours")
+        assert page.status_code == 200
+        assert "de dilluns a divendres" in page.text
+        assert "2026-12-25" in page.text
+        csrf = form_token(page.text)
+        version = VERSION.search(page.text).group(1)  # type: ignore[union-attr]
+        bad = await client.post(
+            "/admin/accounts/wa-a/hours",
+            data={
+                "csrf_token": csrf,
+                "version": version,
+                "action": "save",
+                "text": 'timezone: Europe/Madrid\nweekly:\n  monday: ["19:00-08:00"]\n',
+            },
+        )
+        assert bad.status_code == 400
+        original = world.hours_path.read_text()
+        good_text = original.replace('friday: ["08:00-19:00"]', 'friday: ["08:00-15:00"]')
+        assert good_text != original
+        good = await client.post(
+            "/admin/accounts/wa-a/hours",
+            data={"csrf_token": csrf, "version": version, "action": "save", "text": good_text},
+        )
+    assert good.status_code == 200
+    assert 'friday: ["08:00-15:00"]' in world.hours_path.read_text()
+    assert (await _audit(world))[0][0] == "office_hours_saved"
+
+
+async def test_create_operator_update_and_reset_password(world: World) -> None:
+    temp = re.compile(r'id="temporary-password">([^<]+)<')
+    async with world.client() as client:
+        csrf = await login_as(client, "admin_a")
+        created = await client.post(
+            "/admin/operators",
+            data={
+                "csrf_token": csrf,
+                "name": "Jordi",
+                "login": "jordi",
+                "account": "city-a",
+                "role": "operator",
+                "capacity": "4",
+                "teams": "via-publica, mobilitat",
+                "languages": "ca,es",
+            },
+        )
+        assert created.status_code == 200
+        temporary = temp.search(created.text).group(1)  # type: ignore[union-attr]
+        async with world.store.transaction() as tx:
+            jordi = await tx.operators.by_login("jordi")
+        assert jordi is not None
+        assert jordi.teams == ("via-publica", "mobilitat")
+        assert temporary not in jordi.password_hash
+        updated = await client.post(
+            f"/admin/operators/{jordi.id}",
+            data={"csrf_token": csrf, "role": "supervisor", "capacity": "8", "teams": "mobilitat"},
+        )
+        assert updated.status_code == 200
+        invalid = await client.post(
+            f"/admin/operators/{jordi.id}",
+            data={"csrf_token": csrf, "role": "root", "capacity": "8"},
+        )
+        assert invalid.status_code == 400
+        reset = await client.post(
+            f"/admin/operators/{jordi.id}/password", data={"csrf_token": csrf}
+        )
+        second = temp.search(reset.text).group(1)  # type: ignore[union-attr]
+    assert second != temporary
+    async with world.client() as other:
+        assert (await login(other, "jordi", temporary)).status_code == 401
+        assert (await login(other, "jordi", second)).status_code == 303
+    async with world.store.transaction() as tx:
+        jordi = await tx.operators.by_login("jordi")
+    assert jordi is not None
+    assert jordi.role.value == "supervisor"
+    assert jordi.capacity == 8
+    entries = await _audit(world, "city-a")
+    assert {"operator_created", "operator_updated", "password_reset"} <= {a for a, _ in entries}
+    for _, details in entries:
+        assert temporary not in str(details)
+        assert second not in str(details)
+
+
+async def test_accounts_page_lists_numbers_and_templates(world: World) -> None:
+    async with world.client() as client:
+        await login_as(client, "admin_a")
+        page = await client.get("/admin/accounts")
+    assert "+34 600 000 010" in page.text
+    assert "mataro010_reprendre" in page.text
+    assert "Telegram B" not in page.text  # another city's account
+
+
+def test_replace_keyword_keeps_everything_else() -> None:
+    text = (
+        "# comment kept\nlanguages: [ca, es]\ntopics:\n  t: {ca: T, es: T}\nkeywords:\n"
+        "  - id: a\n    topic: t\n    aliases: {ca: [alfa], es: [alfa es]}\n"
+        "    reply: {ca: A, es: A}\n    # note about b\n  - id: b\n    topic: t\n"
+        "    aliases:\n      ca: [beta]\n      es: [beta es]\n    reply:\n      ca: B\n      es: B\n"
+    )
+    new, catalog = replace_keyword(
+        text,
+        parse_catalog(text),
+        "a",
+        aliases={"ca": ["gamma"], "es": ["gamma es"]},
+        reply={"ca": "línia 1\nlínia 2", "es": "G"},
+    )
+    edited = catalog.keyword("a")
+    assert edited is not None
+    assert edited.aliases["ca"] == ("gamma",)
+    assert edited.reply["ca"] == "línia 1\nlínia 2"
+    assert new.startswith("# comment kept\n")
+    assert "    # note about b\n  - id: b\n" in new
+    assert new.endswith(text[text.index("  - id: b") :])
