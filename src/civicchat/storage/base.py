@@ -33,6 +33,7 @@ __all__ = [
     "Conversation",
     "ConversationHistory",
     "ConversationRepository",
+    "Download",
     "ErasureResult",
     "EventKind",
     "EventState",
@@ -45,6 +46,7 @@ __all__ = [
     "LifecycleEntry",
     "MediaRef",
     "MediaRepository",
+    "MediaSource",
     "MediaState",
     "MessageRecord",
     "Operator",
@@ -417,6 +419,23 @@ class MediaRepository(Protocol):
     ) -> None:
         """Record a failed download, retried at ``retry_at`` or given up when ``None``."""
         ...
+
+
+class Download(Protocol):
+    """A media download in progress (``civicchat.channels.base.MediaDownload`` is one)."""
+
+    mime_type: str
+
+    async def read(self) -> bytes:
+        """All the bytes (the size cap given to ``fetch_media`` applies)."""
+        ...
+
+
+@runtime_checkable
+class MediaSource(Protocol):
+    """The part of a channel the media downloader needs."""
+
+    async def fetch_media(self, account: str, media_id: str, *, max_bytes: int) -> Download: ...
 
 
 @runtime_checkable

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from civicchat.clock import Clock, SystemClock
-from civicchat.exceptions import SendError
+from civicchat.exceptions import SendError, ThrottledError
 from civicchat.messages import InboundMessage, Media, OutboundMessage, StatusUpdate
 from civicchat.storage.base import (
     EventKind,
@@ -280,12 +280,15 @@ class OutboxSender(_Loop):
             )
             _log.error("outbox %d: no channel for %s/%s", item.id, *route)
             return
+        limiter = self.limiters.get(route)
         try:
-            limiter = self.limiters.get(route)
             if limiter is not None:
                 await limiter.acquire(message.recipient_id)
             provider_id = await channel.send(message, last_inbound_at=item.last_inbound_at)
         except SendError as exc:
+            pause = getattr(limiter, "pause", None)
+            if isinstance(exc, ThrottledError) and callable(pause):
+                pause(exc.retry_after or 1.0)  # the provider says the whole account must wait
             await self._send_failed(item, exc, exc.retryable, exc.retry_after)
         except Exception as exc:  # an unwrapped network error: assume it is transient
             await self._send_failed(item, exc, True, None)

@@ -1,0 +1,127 @@
+"""Privacy: masking phone numbers in logs, erasing and exporting one citizen, retention.
+
+::
+
+    >>> mask_phone("+34 600 123 456")
+    '+34*******456'
+    >>> mask_phone("34600123456")
+    '34******456'
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from civicchat.clock import Clock, SystemClock
+from civicchat.storage.base import AuditEntry, BlobStore, ErasureResult, RetentionMode
+from civicchat.storage.sql import SqlStore
+
+__all__ = ["Privacy", "RetentionPolicy", "mask_phone"]
+
+_log = logging.getLogger("civicchat.storage")
+_DIGITS = re.compile(r"\d")
+
+
+def mask_phone(value: str | None) -> str:
+    """Mask a phone number (or any identifier) for logs: keep the first 2 and last 3 digits.
+
+    Separators are dropped; a leading ``+`` is kept. Short values are masked entirely.
+    """
+    if not value:
+        return ""
+    plus = "+" if value.strip().startswith("+") else ""
+    digits = "".join(_DIGITS.findall(value))
+    if len(digits) < 7:
+        return plus + "*" * max(len(digits), 3)
+    return f"{plus}{digits[:2]}{'*' * (len(digits) - 5)}{digits[-3:]}"
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    """How long an account keeps conversations, and what happens after."""
+
+    days: int
+    mode: RetentionMode = RetentionMode.DELETE
+
+    def __post_init__(self) -> None:
+        if self.days < 2:
+            # Providers re-deliver for up to 36 hours: deleting sooner would let a re-delivery
+            # be processed as new.
+            raise ValueError("a retention period must be at least 2 days")
+
+
+class Privacy:
+    """Erasure, export and retention, with blob deletion and an audit trail."""
+
+    def __init__(
+        self, store: SqlStore, blobs: BlobStore | None = None, clock: Clock | None = None
+    ) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.clock: Clock = clock or store.clock or SystemClock()
+
+    async def erase(
+        self, channel: str, account: str, external_id: str, *, actor: str
+    ) -> ErasureResult:
+        """Erase everything about one citizen (their media bytes included); audited."""
+        result = await self.store.erase_citizen(channel, account, external_id)
+        if self.blobs is not None:
+            for key in result.blob_keys:
+                await self.blobs.delete(key)
+        async with self.store.transaction() as tx:
+            await tx.audit.audit(
+                AuditEntry(
+                    at=self.clock.now(),
+                    actor=actor,
+                    action="privacy.erase",
+                    account=account,
+                    details={
+                        "channel": channel,
+                        "citizen": mask_phone(external_id),
+                        "contacts": result.contacts,
+                        "conversations": result.conversations,
+                        "messages": result.messages,
+                        "media": result.media,
+                    },
+                )
+            )
+        _log.info(
+            "erased citizen %s on %s/%s: %d message(s)",
+            mask_phone(external_id),
+            channel,
+            account,
+            result.messages,
+        )
+        return result
+
+    async def export(
+        self, channel: str, account: str, external_id: str, *, actor: str
+    ) -> dict[str, Any]:
+        """Everything about one citizen as JSON-ready data; audited."""
+        data = await self.store.export_citizen(channel, account, external_id)
+        async with self.store.transaction() as tx:
+            await tx.audit.audit(
+                AuditEntry(
+                    at=self.clock.now(),
+                    actor=actor,
+                    action="privacy.export",
+                    account=account,
+                    details={"channel": channel, "citizen": mask_phone(external_id)},
+                )
+            )
+        return data
+
+    async def apply_retention(self, policies: Mapping[str, RetentionPolicy]) -> dict[str, int]:
+        """Apply each account's policy; returns how many conversations each one touched."""
+        done: dict[str, int] = {}
+        for account, policy in policies.items():
+            cutoff = self.clock.now() - timedelta(days=policy.days)
+            done[account] = await self.store.apply_retention(
+                account, older_than=cutoff, mode=policy.mode
+            )
+        return done
