@@ -3,7 +3,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from civicchat.keywords import normalize
@@ -22,6 +22,7 @@ from civicchat.keywords.normalize import MAX_INPUT_CHARS, STOP_WORDS, content_to
         ("coŀlecció", "colleccio"),
         ("l'agenda", "agenda"),
         ("L’AGENDA", "agenda"),
+        ("l´agenda d`interès", "agenda interes"),
         ("punt d'interès", "punt interes"),
         ("s'ha endut", "ha endut"),
         ("on és la deixalleria???", "on es la deixalleria"),
@@ -76,6 +77,16 @@ def test_normalize_is_idempotent_and_never_raises(text: str) -> None:
     assert normalize(once) == once
     assert once == once.strip()
     assert "  " not in once
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x2100), max_size=40))
+@example("ŉ")  # decomposes into an apostrophe and a letter
+@example("l´agenda")
+@example("𝑨ﬁ")
+def test_normalize_is_idempotent_on_latin_and_symbols(text: str) -> None:
+    once = normalize(text)
+    assert normalize(once) == once
 
 
 @settings(max_examples=200, deadline=None)

@@ -29,15 +29,41 @@ _PUNT_VOLAT = re.compile(r"l[\u00b7\u2022\u2027\u2219\u22c5\u0387.]l")
 _APOSTROPHES = re.compile(r"[\u2019\u2018\u02bc\u00b4`\u2032']")
 _ELISION = re.compile(r"(?<![^\W_])(?:[ldsmtn]|qu)'(?=[^\W\d_])")
 _NOT_WORD = re.compile(r"[\W_]+")
+# The same for text already folded to ASCII (most messages): simpler patterns, faster.
+_ELISION_ASCII = re.compile(r"(?<![a-z0-9])(?:[ldsmtn]|qu)'(?=[a-z])")
+_NOT_WORD_ASCII = re.compile(r"[^a-z0-9]+")
 
 
-def _fold(text: str) -> str:
+def _fold_slow(text: str) -> str:
     """Lower-case and strip accents and diacritics (``ç`` -> ``c``, ``ñ`` -> ``n``)."""
     # Decompose, fold, decompose again: a few compatibility letters (mathematical capitals,
     # ligatures) only become foldable, or only decompose, after the other step.
     text = unicodedata.normalize("NFKD", text).casefold()
     text = unicodedata.normalize("NFKD", text)
     return "".join(c for c in text if not unicodedata.combining(c))
+
+
+def _latin1_table() -> bytes:
+    table = bytearray(range(256))
+    for code in range(256):
+        folded = _fold_slow(chr(code))
+        if len(folded) == 1 and folded.isascii():
+            table[code] = ord(folded)
+    table[0xB7] = ord(".")  # the punt volat: "l·l" and "l.l" are the same to what follows
+    return bytes(table)
+
+
+# Catalan and Spanish text is Latin-1: folding it byte by byte is five times faster.
+_LATIN1 = _latin1_table()
+
+
+def _fold(text: str) -> str:
+    try:
+        raw = text.encode("latin-1")
+    except UnicodeEncodeError:
+        return _fold_slow(_SURROGATES.sub(" ", text))
+    folded = raw.translate(_LATIN1).decode("latin-1")
+    return folded if folded.isascii() else _fold_slow(folded)
 
 
 def normalize(text: str) -> str:
@@ -51,17 +77,20 @@ def normalize(text: str) -> str:
     if not isinstance(value, str):
         return ""
     text = value[:MAX_INPUT_CHARS]
-    if not text.isascii():
-        text = _SURROGATES.sub(" ", text)
-        text = _fold(text)
+    if text.isascii():
+        text = text.lower().replace("`", "'")
     else:
-        text = text.lower()
+        # Before folding, so that "´" is an apostrophe and not an accent; after, for the
+        # apostrophes that decomposing letters such as "ŉ" produces.
+        text = _APOSTROPHES.sub("'", _fold(_APOSTROPHES.sub("'", text)))
     if "l" in text:
         text = _PUNT_VOLAT.sub("ll", text)
-    if "'" in text or not text.isascii():
-        text = _APOSTROPHES.sub("'", text)
-        text = _ELISION.sub("", text)
-    text = _NOT_WORD.sub(" ", text)
+    if text.isascii():
+        if "'" in text:
+            text = _ELISION_ASCII.sub("", text)
+        text = _NOT_WORD_ASCII.sub(" ", text)
+    else:
+        text = _NOT_WORD.sub(" ", _ELISION.sub("", text))
     return " ".join(text.split())
 
 
