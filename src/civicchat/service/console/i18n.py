@@ -160,6 +160,10 @@ _T: dict[str, tuple[str, str, str]] = {
         "Solo lectura: esta cuenta no tiene archivo configurado.",
         "Read only: this account has no file configured.",
     ),
+    "state_bot": ("amb el bot", "con el bot", "with the bot"),
+    "state_queued": ("en espera", "en espera", "waiting"),
+    "state_assigned": ("assignada", "asignada", "assigned"),
+    "state_closed": ("tancada", "cerrada", "closed"),
     "minutes": ("min", "min", "min"),
     "hours_short": ("h", "h", "h"),
 }

@@ -1,0 +1,191 @@
+"""The real service as a subprocess, driven by Debian's headless Chromium through Playwright.
+
+Playwright's own browser download is never used: ``executable_path`` points at the system
+Chromium. Locally a missing Chromium or Playwright skips these tests; in CI (``CI=true``) it
+fails them, so a broken browser install cannot pass unnoticed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MATARO = ROOT / "examples" / "mataro"
+CHROMIUM = os.environ.get("CIVICCHAT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SECRET = "browser-test-secret-key-0123456789-abcdefghijkl"
+OTHER_LOGIN = "other-city"
+OTHER_PASSWORD = "another city password"
+# Monday 30 November 2026, 10:00 in Madrid: the 010 is open.
+MONDAY_10 = "2026-11-30T09:00:00+00:00"
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"browser tests need {reason} in CI")
+    pytest.skip(f"{reason} is not available")
+
+
+@dataclass
+class Service:
+    base: str
+    directory: Path
+    log: Path
+    passwords: dict[str, str]
+    db_url: str
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _config(directory: Path, db_url: str) -> Path:
+    common = {
+        "catalog": MATARO / "catalog.yaml",
+        "office_hours": MATARO / "hours.yaml",
+        "templates": MATARO / "templates.yaml",
+        "canned_responses": MATARO / "canned_responses.yaml",
+    }
+    files = "".join(f"    {k}: {v}\n" for k, v in common.items())
+    text = (
+        f'database_url: "{db_url}"\n'
+        f'secret_key: "{SECRET}"\n'
+        "demo_operators: true\n"
+        "operator_group: mataro\n"
+        f'clock:\n  start: "{MONDAY_10}"\n'
+        "server:\n  public_url: http://127.0.0.1\n  secure_cookies: false\n"
+        f"media:\n  directory: {directory / 'media'}\n"
+        "accounts:\n"
+        "  - name: mataro-web\n    channel: webchat\n"
+        '    display_name: "Xat del 010 · Ajuntament de Mataró"\n    group: mataro\n'
+        + files
+        + "  - name: other-web\n    channel: webchat\n"
+        '    display_name: "Another city"\n    group: other\n' + files
+    )
+    path = directory / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+async def _add_other_operator(db_url: str) -> None:
+    from civicchat.service.console import hash_password
+    from civicchat.storage.base import OperatorRole
+    from civicchat.storage.sql import open_store
+
+    store = await open_store(db_url)
+    try:
+        async with store.transaction() as tx:
+            await tx.operators.add_operator(
+                account="other",
+                name="Operator of another city",
+                login=OTHER_LOGIN,
+                password_hash=hash_password(OTHER_PASSWORD),
+                role=OperatorRole.ADMIN,
+            )
+    finally:
+        await store.close()
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    directory = tmp_path_factory.mktemp("browser-service")
+    db_url = f"sqlite+aiosqlite:///{directory / 'service.db'}"
+    config = _config(directory, db_url)
+    port = _free_port()
+    log = directory / "service.log"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(directory)}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "civicchat.cli.serve",
+                "serve",
+                str(config),
+                "--port",
+                str(port),
+            ],
+            cwd=directory,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the service did not start:\n{log.read_text()}")
+            time.sleep(0.1)
+        printed = log.read_text(encoding="utf-8")
+        passwords = dict(
+            re.findall(r"^\s+(\w+)\s+(\S+)\s+\((?:admin|supervisor|operator)\)", printed, re.M)
+        )
+        assert {"admin", "operador"} <= set(passwords), printed
+        asyncio.run(_add_other_operator(db_url))
+        passwords[OTHER_LOGIN] = OTHER_PASSWORD
+        yield Service(base, directory, log, passwords, db_url)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+        _unavailable(f"Chromium ({CHROMIUM})")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("Playwright for Python")
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(
+            executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
+            args=CHROMIUM_ARGS,
+            headless=True,
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def login(page: Any, base: str, user: str, password: str) -> None:
+    """Log in through the real form."""
+    page.goto(f"{base}/login")
+    page.fill("input[name=login]", user)
+    page.fill("input[name=password]", password)
+    page.click("button.primary")
+    page.wait_for_url(re.compile(r".*/console$"))

@@ -1,0 +1,97 @@
+"""In a real browser: a citizen writes in the web chat, an operator sees it live and answers."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import OTHER_LOGIN, ROOT, Service, login
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+IMG = ROOT / "docs" / "img"
+QUESTION = "Bon dia, fa tres dies que hi ha un contenidor cremat davant de casa"
+ANSWER = "Bon dia! Ho passem ara mateix al servei de neteja. Gràcies per avisar-nos."
+
+
+def _shot(page: Any, name: str) -> None:
+    IMG.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(IMG / name), full_page=False)
+
+
+def test_citizen_operator_round_trip_live(service: Service, browser: Any) -> None:
+    operator = browser.new_context(viewport={"width": 1366, "height": 800}, locale="ca-ES")
+    citizen = browser.new_context(viewport={"width": 420, "height": 720}, locale="ca-ES")
+    console = operator.new_page()
+    login(console, service.base, "operador", service.passwords["operador"])
+    console.wait_for_selector("#live-status.on")  # the live stream is connected
+    assert console.locator("tr[data-conversation]").count() == 0
+
+    chat = citizen.new_page()
+    chat.goto(f"{service.base}/chat/mataro-web")
+    chat.fill("#text", QUESTION)
+    chat.click("#send")
+    chat.wait_for_selector(".msg.me")
+
+    # The conversation appears in the queue without reloading the page.
+    row = console.wait_for_selector("tr[data-conversation]", timeout=15_000)
+    conversation_id = row.get_attribute("data-conversation")
+    assert console.evaluate("performance.getEntriesByType('navigation').length") == 1
+    _shot(console, "console-queue.png")
+
+    console.click(f"tr[data-conversation='{conversation_id}'] a.button")
+    console.wait_for_selector("#reply-body")
+    assert QUESTION in console.inner_text("#messages")
+    console.fill("#reply-body", ANSWER)
+    console.click("#send")
+    console.wait_for_url(re.compile(rf".*/console/conversations/{conversation_id}$"))
+    console.wait_for_function(
+        "text => document.querySelector('#messages').innerText.includes(text)", arg=ANSWER[:20]
+    )
+    assert console.get_attribute("#conv-state", "data-state") == "assigned"
+
+    # The citizen sees the answer in the web chat.
+    chat.wait_for_selector(f".msg.them:has-text('{ANSWER[:25]}')", timeout=15_000)
+    _shot(console, "console-conversation.png")
+    _shot(chat, "webchat-citizen.png")
+
+    # An operator of another city cannot open it (404, as if it did not exist).
+    other = browser.new_context()
+    intruder = other.new_page()
+    login(intruder, service.base, OTHER_LOGIN, service.passwords[OTHER_LOGIN])
+    response = intruder.goto(f"{service.base}/console/conversations/{conversation_id}")
+    assert response is not None
+    assert response.status == 404
+    assert QUESTION not in intruder.content()
+    assert (
+        f'data-conversation="{conversation_id}"'
+        not in intruder.goto(f"{service.base}/console").text()
+    )
+    for context in (operator, citizen, other):
+        context.close()
+
+
+def test_admin_pages_render_and_screenshots(service: Service, browser: Any) -> None:
+    context = browser.new_context(viewport={"width": 1366, "height": 800}, locale="ca-ES")
+    page = context.new_page()
+    login(page, service.base, "admin", service.passwords["admin"])
+    page.goto(f"{service.base}/admin/accounts")
+    assert "Xat del 010" in page.inner_text("main")
+    _shot(page, "admin-accounts.png")
+    page.goto(f"{service.base}/admin/accounts/mataro-web/keywords")
+    assert page.locator("table.list tbody tr").count() >= 60
+    _shot(page, "admin-keywords.png")
+    page.goto(f"{service.base}/admin/accounts/mataro-web/keywords/cita_previa")
+    page.click("button[name=action][value=preview]")
+    page.wait_for_selector(".preview")
+    _shot(page, "admin-keyword-preview.png")
+    page.goto(f"{service.base}/admin/accounts/mataro-web/hours")
+    assert "de dilluns a divendres" in page.inner_text("main")
+    _shot(page, "admin-hours.png")
+    page.goto(f"{service.base}/lang/es?next=/admin/operators")
+    assert "Operadores y equipos" in page.inner_text("main")
+    _shot(page, "admin-operators-es.png")
+    context.close()
+    assert Path(IMG / "admin-keywords.png").stat().st_size > 10_000
