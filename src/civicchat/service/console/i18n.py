@@ -111,6 +111,7 @@ _T: dict[str, tuple[str, str, str]] = {
         "Equipos (separados por comas)",
         "Teams (comma separated)",
     ),
+    "teams_short": ("Equips", "Equipos", "Teams"),
     "languages": ("Idiomes", "Idiomas", "Languages"),
     "account": ("Compte", "Cuenta", "Account"),
     "create": ("Crea", "Crear", "Create"),

@@ -40,7 +40,9 @@
         var data = {};
         try { data = JSON.parse(e.data); } catch (err) { return; }
         refresh(document.getElementById("lists"));
-        if (current && String(data.conversation_id) === current) {
+        // Delivery statuses may come without a conversation id: refresh the open one then.
+        var mine = String(data.conversation_id) === current;
+        if (current && (mine || (kind === "status" && data.conversation_id === null))) {
           refresh(document.getElementById("messages"));
         }
       });
