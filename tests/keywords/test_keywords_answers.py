@@ -161,6 +161,8 @@ def test_no_answer_for_a_person(engine: KeywordEngine) -> None:
         ("PALABRAS CLAVE transporte", "es", "transport"),
         ("paraules clau serveis", "ca", "services"),
         ("paraules clau temps", "ca", "weather"),
+        ("Bon dia! Quines són les paraules clau?", "ca", None),
+        ("hola, me pasas las palabras clave de transporte?", "es", "transport"),
     ],
 )
 def test_the_index_is_asked_for(
@@ -172,6 +174,20 @@ def test_the_index_is_asked_for(
     assert answer.language == language
     bodies = [c.body for c in answer.contents if isinstance(c, Text)]
     assert bodies == engine.index(language, topic)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "paraules clau de la festa major del poble",
+        "he oblidat les paraules clau del wifi de la biblioteca",
+    ],
+)
+def test_the_index_phrase_inside_another_request_is_not_an_index_request(
+    engine: KeywordEngine, text: str
+) -> None:
+    answer = engine.answer(text)
+    assert answer is None or answer.kind is not AnswerKind.INDEX
 
 
 def test_index_content(engine: KeywordEngine) -> None:

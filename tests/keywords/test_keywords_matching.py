@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from civicchat.keywords import KeywordEngine, KeywordResponder
+from civicchat.keywords import KeywordEngine, KeywordResponder, parse_catalog
 from civicchat.keywords.matcher import singular_forms, typo_tolerance
 from civicchat.keywords.normalize import STOP_WORDS
 
@@ -115,6 +115,23 @@ def test_a_near_tie_reports_the_runner_up(engine: KeywordEngine) -> None:
     assert found.runner_up.language == found.language
 
 
+def test_a_catalog_word_is_also_read_as_the_plural_of_another() -> None:
+    catalog = parse_catalog(
+        """
+languages: [ca]
+keywords:
+  - {id: planol, topic: t, aliases: {ca: [carrers, plànol]}, reply: "Plànol"}
+  - {id: talls, topic: t, aliases: {ca: [carrer tallat]}, reply: "Talls"}
+  - {id: ple, topic: t, aliases: {ca: [ple, plens]}, reply: "Ple"}
+"""
+    )
+    engine = KeywordEngine(catalog)
+    found = engine.match("carrers tallats avui")
+    assert found is not None
+    assert "talls" in {found.keyword_id, found.runner_up.keyword_id if found.runner_up else None}
+    assert engine.match("plena") is None  # not a typo of "plens": its singular is "ple"
+
+
 def test_a_longer_alias_wins_over_its_prefix_without_ambiguity(engine: KeywordEngine) -> None:
     found = engine.match("bus nocturn")
     assert found is not None
@@ -190,6 +207,8 @@ def test_singular_forms() -> None:
     assert "biblioteca" in singular_forms("biblioteques")
     assert "platja" in singular_forms("platges")
     assert "luz" in singular_forms("luces")
+    assert "ple" in singular_forms("plens")
+    assert "jardi" in singular_forms("jardins")
     assert singular_forms("tres") == {"tre"}
     assert singular_forms("bus") == set()
 

@@ -13,7 +13,7 @@ from rapidfuzz.distance import OSA
 
 from civicchat.keywords.catalog import Catalog
 from civicchat.keywords.matcher import typo_tolerance
-from civicchat.keywords.normalize import normalize
+from civicchat.keywords.normalize import content_tokens, normalize
 
 __all__ = ["IndexRequest", "build_index", "parse_index_request", "split_text"]
 
@@ -55,18 +55,29 @@ def _first_language(word: str) -> str | None:
 
 
 def parse_index_request(tokens: Sequence[str], catalog: Catalog) -> IndexRequest | None:
-    """Whether normalised ``tokens`` ask for the index (``paraules clau [topic]``)."""
-    if len(tokens) < 2 or len(tokens) > 8:
+    """Whether normalised ``tokens`` ask for the index (``paraules clau [topic]``).
+
+    The phrase may come after a greeting or a short question ("bon dia, quines són les
+    paraules clau?"); apart from stop words, only a topic may follow it.
+    """
+    if len(tokens) < 2 or len(tokens) > 12:
         return None
-    for start in range(min(3, len(tokens) - 1)):
+    for start in range(len(tokens) - 1):
         lang = _first_language(tokens[start])
         if lang is None:
             continue
         second = tokens[start + 1]
         if not (_close(second, _SECOND_WORDS["ca"]) or _close(second, _SECOND_WORDS["es"])):
             continue
+        before = content_tokens(" ".join(tokens[:start]), catalog.stop_words)
+        if len(before) > 1:  # "em passes les paraules clau?" yes, a longer sentence no
+            return None
         rest = tokens[start + 2 :]
-        return IndexRequest(lang, _find_topic(rest, catalog) if rest else None)
+        words = content_tokens(" ".join(rest), catalog.stop_words)
+        if not words:
+            return IndexRequest(lang, None)
+        topic = _find_topic(rest, catalog)
+        return IndexRequest(lang, topic) if topic is not None or len(words) <= 1 else None
     return None
 
 

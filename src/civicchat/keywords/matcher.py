@@ -58,7 +58,7 @@ def singular_forms(word: str) -> set[str]:
     n = len(word)
     if n < 4 or not word.endswith("s"):
         return forms
-    forms.add(word[:-1])  # busos -> buso, jardins -> jardi, carrers -> carrer
+    forms.add(word[:-1])  # carrers -> carrer, autobusos -> autobuso
     if word.endswith("es") and n >= 5:
         stem = word[:-2]
         forms.add(stem)  # autobuses -> autobus, multes -> mult
@@ -74,6 +74,8 @@ def singular_forms(word: str) -> set[str]:
             forms.add(stem[:-1] + "ca")  # places -> plaça
     elif word.endswith("os") and n >= 5:
         forms.add(word[:-2])  # busos -> bus, cossos -> cos
+    elif word.endswith("ns") and n >= 5:
+        forms.add(word[:-2])  # plens -> ple, jardins -> jardi, camins -> cami
     return {f for f in forms if len(f) >= 3}
 
 
@@ -190,7 +192,9 @@ class AliasIndex:
     def _word_options(self, token: str) -> list[tuple[str, float]]:
         """Catalog words ``token`` may stand for, with a similarity, best first."""
         if token in self._vocab:
-            return [(token, 100.0)]
+            # A catalog word can also be the plural of another one ("carrers" of "carrer").
+            also = sorted(f for f in singular_forms(token) if f in self._vocab)
+            return [(token, 100.0)] + [(f, _INFLECTION_SCORE) for f in also[:1]]
         found: dict[str, float] = {}
         for form in itertools.chain((token,), singular_forms(token)):
             if form in self._vocab:
