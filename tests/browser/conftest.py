@@ -1,9 +1,4 @@
-"""The real service as a subprocess, driven by Debian's headless Chromium through Playwright.
-
-Playwright's own browser download is never used: ``executable_path`` points at the system
-Chromium. Locally a missing Chromium or Playwright skips these tests; in CI (``CI=true``) it
-fails them, so a broken browser install cannot pass unnoticed.
-"""
+"""Fixtures of the browser tests (see browser_helpers)."""
 
 from __future__ import annotations
 
@@ -11,105 +6,29 @@ import asyncio
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-MATARO = ROOT / "examples" / "mataro"
-CHROMIUM = os.environ.get("CIVICCHAT_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SECRET = "browser-test-secret-key-0123456789-abcdefghijkl"
-OTHER_LOGIN = "other-city"
-OTHER_PASSWORD = "another city password"
-# Monday 30 November 2026, 10:00 in Madrid: the 010 is open.
-MONDAY_10 = "2026-11-30T09:00:00+00:00"
+from browser_helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    OTHER_LOGIN,
+    OTHER_PASSWORD,
+    Service,
+    _add_other_operator,
+    _config,
+    _free_port,
+    _unavailable,
+)
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"browser tests need {reason} in CI")
-    pytest.skip(f"{reason} is not available")
-
-
-@dataclass
-class Service:
-    base: str
-    directory: Path
-    log: Path
-    passwords: dict[str, str]
-    db_url: str
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _config(directory: Path, db_url: str) -> Path:
-    common = {
-        "catalog": MATARO / "catalog.yaml",
-        "office_hours": MATARO / "hours.yaml",
-        "templates": MATARO / "templates.yaml",
-        "canned_responses": MATARO / "canned_responses.yaml",
-    }
-    files = "".join(f"    {k}: {v}\n" for k, v in common.items())
-    text = (
-        f'database_url: "{db_url}"\n'
-        f'secret_key: "{SECRET}"\n'
-        "demo_operators: true\n"
-        "operator_group: mataro\n"
-        f'clock:\n  start: "{MONDAY_10}"\n'
-        "server:\n  public_url: http://127.0.0.1\n  secure_cookies: false\n"
-        f"media:\n  directory: {directory / 'media'}\n"
-        "accounts:\n"
-        "  - name: mataro-web\n    channel: webchat\n"
-        '    display_name: "Xat del 010 · Ajuntament de Mataró"\n    group: mataro\n'
-        + files
-        + "  - name: other-web\n    channel: webchat\n"
-        '    display_name: "Another city"\n    group: other\n' + files
-    )
-    path = directory / "config.yaml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-async def _add_other_operator(db_url: str) -> None:
-    from civicchat.service.console import hash_password
-    from civicchat.storage.base import OperatorRole
-    from civicchat.storage.sql import open_store
-
-    store = await open_store(db_url)
-    try:
-        async with store.transaction() as tx:
-            await tx.operators.add_operator(
-                account="other",
-                name="Operator of another city",
-                login=OTHER_LOGIN,
-                password_hash=hash_password(OTHER_PASSWORD),
-                role=OperatorRole.ADMIN,
-            )
-    finally:
-        await store.close()
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     directory = tmp_path_factory.mktemp("browser-service")
     db_url = f"sqlite+aiosqlite:///{directory / 'service.db'}"
@@ -162,7 +81,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             proc.wait()
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an event loop in this thread while it runs, which
+# pytest-asyncio's tests in later modules must not find.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
         _unavailable(f"Chromium ({CHROMIUM})")
@@ -180,12 +101,3 @@ def browser() -> Iterator[Any]:
             yield chromium
         finally:
             chromium.close()
-
-
-def login(page: Any, base: str, user: str, password: str) -> None:
-    """Log in through the real form."""
-    page.goto(f"{base}/login")
-    page.fill("input[name=login]", user)
-    page.fill("input[name=password]", password)
-    page.click("button.primary")
-    page.wait_for_url(re.compile(r".*/console$"))

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import OTHER_LOGIN, ROOT, Service, login
+from browser_helpers import OTHER_LOGIN, ROOT, Service, login
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
