@@ -248,3 +248,20 @@ def test_reload_swaps_the_catalog(engine: KeywordEngine, small_catalog: Catalog)
     assert found.language == "es"
     engine.reload(small_catalog)
     assert engine.match("playa") is None
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{{ 1 / 0 }}", "{{ name + 1 }}", "{{ name.__class__.__base__ }}", "{{ now.nothing.deeper }}"],
+)
+def test_a_template_failing_at_run_time_still_answers(template: str) -> None:
+    catalog = parse_catalog(
+        "languages: [ca]\nkeywords:\n  - id: x\n    topic: t\n    aliases: {ca: [prova]}\n"
+        f"    reply: 'Obert de 9 a 14 h. {template}'\n"
+    )
+    answer = KeywordEngine(catalog).answer("prova", context={"name": "Anna"})
+    assert answer is not None
+    (content,) = answer.contents
+    assert isinstance(content, Text)
+    assert content.body.startswith("Obert de 9 a 14 h.")
+    assert "{{" not in content.body

@@ -247,3 +247,64 @@ def test_a_broken_file_never_replaces_the_catalog_in_force(tmp_path: Path) -> No
 def test_the_mataro_catalog_validates() -> None:
     catalog = load_catalog(Path(__file__).parents[2] / "examples" / "mataro" / "catalog.yaml")
     assert len(catalog.keywords) >= 60
+
+
+def test_stop_words_of_the_city_are_added() -> None:
+    catalog = parse_catalog("stop_words: [Mataró, 'l’ajuntament']\n" + VALID)
+    assert {"mataro", "ajuntament", "de"} <= catalog.stop_words
+    engine = KeywordEngine(catalog)
+    found = engine.match("el bus de Mataró?")
+    assert found is not None
+    assert found.score == 100  # "mataro" is not an extra word any more
+
+
+@pytest.mark.parametrize(
+    ("snippet", "message"),
+    [
+        ("    title: {ca: Bus, fr: Bus}\n", "'title': 'fr' is not a catalog language"),
+        ("    title: [Bus]\n", "'title' must be a mapping"),
+        ("    title: ''\n", "'title' is empty"),
+        ("    location: {latitude: 41.5}\n", "'location': 'longitude' is missing"),
+        ("    location: {latitude: .nan, longitude: 2}\n", "'latitude' must be a number"),
+        ("    location: {latitude: true, longitude: 2}\n", "'latitude' must be a number"),
+        ("    location: {latitude: 1, longitude: 2, altitude: 3}\n", "unknown field 'altitude'"),
+        ("    media: {url: 'https://x'}\n", "'media': 'kind' is missing"),
+        ("    media: {kind: image}\n", "'media': 'url' is missing"),
+        (
+            "    media: {kind: image, url: 'https://x', filename: a.png}\n",
+            "filename is for documents",
+        ),
+        ("    buttons: [{title: x}]\n", "a button needs 'keyword'"),
+        ("    buttons: {keyword: x}\n", "'buttons' must be a list"),
+        ("    aliases: {ca: bus}\n", "'aliases' [ca] must be a list"),
+        ("    aliases: {ca: []}\n", "the keyword has no alias"),
+        ("    aliases: {ca: [[bus]]}\n", "an alias [ca] must be text"),
+        ("    reply: [a, b]\n", "'reply' must be a mapping"),
+    ],
+)
+def test_field_errors(snippet: str, message: str) -> None:
+    lines = VALID.splitlines(keepends=True)
+    if snippet.startswith(("    aliases:", "    reply:")):
+        field = snippet.split(":")[0]
+        start = next(i for i, line in enumerate(lines) if line.startswith(field + ":"))
+        end = start + 1
+        while end < len(lines) and lines[end].startswith("      "):
+            end += 1
+        lines[start:end] = [snippet]
+    else:
+        lines.append(snippet)
+    found = "\n".join(problems("".join(lines)))
+    assert message in found
+
+
+def test_top_level_shapes() -> None:
+    assert any("'languages' is missing" in p for p in problems("keywords: []\n"))
+    assert any("not a language code" in p for p in problems("languages: [Català]\nkeywords: []\n"))
+    assert any("ca is given twice" in p for p in problems("languages: [ca, ca]\nkeywords: []\n"))
+    assert any("'keywords' is missing" in p for p in problems("languages: [ca]\n"))
+    assert any("'keywords' is empty" in p for p in problems("languages: [ca]\nkeywords: []\n"))
+    assert any("'topics' must be a mapping" in p for p in problems("topics: [a]\n" + VALID))
+    found = problems("languages: [ca]\nkeywords:\n  - just a string\n")
+    assert any("a keyword must be a mapping" in p for p in found)
+    found = problems(VALID.replace("  - id: bus", "  - id: 'bus urbà'"))
+    assert any("'id' must be a word" in p for p in found)

@@ -103,6 +103,8 @@ class TemplateRenderer:
                 template = self._env.from_string(source)
                 self._cache[source] = template
             return str(template.render({**context, "language": language}))
-        except TemplateError as exc:
-            _log.warning("a reply template failed to render: %s", exc)
+        # Any error a city's template raises at run time ({{ 1 / 0 }}, {{ name + 1 }}, the
+        # sandbox refusing an attribute) must not stop the citizen's answer.
+        except Exception as exc:
+            _log.warning("a reply template failed to render: %s", type(exc).__name__)
             return re.sub(r"[ \t]{2,}", " ", _MARKUP.sub("", source)).strip()
