@@ -47,6 +47,7 @@ from civicchat.exceptions import (
     MediaError,
     MediaExpiredError,
     MediaTooLargeError,
+    SendError,
     UnsupportedContentError,
     WindowClosedError,
 )
@@ -226,12 +227,35 @@ class ChannelSender:
     Implements :class:`~civicchat.storage.base.OutboundChannel`.
     """
 
-    def __init__(self, account: BotAccount, store: SqlStore, clock: Clock) -> None:
+    def __init__(
+        self,
+        account: BotAccount,
+        store: SqlStore,
+        clock: Clock,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
         self.account = account
         self.store = store
         self.clock = clock
+        self.metrics = metrics
 
     async def send(self, message: OutboundMessage, *, last_inbound_at: datetime | None) -> str:
+        try:
+            provider_id = await self._send(message, last_inbound_at)
+        except SendError as exc:
+            self._count("retryable_error" if exc.retryable else "failed")
+            raise
+        except Exception:
+            self._count("retryable_error")
+            raise
+        self._count("sent")
+        return provider_id
+
+    def _count(self, status: str) -> None:
+        if self.metrics is not None:
+            self.metrics.outbound.labels(self.account.channel_name, status).inc()
+
+    async def _send(self, message: OutboundMessage, last_inbound_at: datetime | None) -> str:
         content = message.content
         channel = self.account.channel
         if self.account.channel_name == "whatsapp" and not isinstance(content, Template | MarkRead):
@@ -364,19 +388,14 @@ class LiveOutboxSender(OutboxSender):
 
     async def _send(self, item: OutboxItem) -> None:
         await super()._send(item)
-        after = await self.store.get_outbound(item.id)
-        status = after.status.value if after is not None else "unknown"
-        if after is not None and after.next_attempt_at is not None and status == "queued":
-            status = "retry"
-        self.metrics.outbound.labels(item.message.channel, status).inc()
-        if item.message.channel == "webchat" and item.conversation_id is None:
+        if item.conversation_id is None:
             return
         await self.live.publish(
             LiveEvent(
                 account=item.message.account,
                 kind="message_out",
                 conversation_id=item.conversation_id,
-                data={"outbox_id": item.id, "status": status},
+                data={"outbox_id": item.id},
             )
         )
 
@@ -492,7 +511,7 @@ class ServiceRuntime:
 
     def senders(self) -> dict[tuple[str, str], ChannelSender]:
         return {
-            (a.channel_name, a.name): ChannelSender(a, self.store, self.clock)
+            (a.channel_name, a.name): ChannelSender(a, self.store, self.clock, self.metrics)
             for a in self.accounts.values()
         }
 

@@ -7,9 +7,10 @@ committed to the durable inbox, and only then does the provider get the channel'
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -18,18 +19,64 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from civicchat.bot import BotAccount
-from civicchat.channels.base import WebhookRequest
+from civicchat.channels.base import Event, WebhookRequest
 from civicchat.exceptions import StorageError, WebhookError
 from civicchat.service.metrics import ServiceMetrics
 from civicchat.storage.sql import SqlStore
 
-__all__ = ["BodyTooLarge", "WebhookContext", "read_body", "webhook_routes"]
+__all__ = ["BodyTooLarge", "InboxBatcher", "WebhookContext", "read_body", "webhook_routes"]
 
 logger = logging.getLogger("civicchat.service")
 
 
 class BodyTooLarge(Exception):
     """The request body is over the limit."""
+
+
+class InboxBatcher:
+    """Group commit: webhooks arriving while a commit is running share the next one.
+
+    Each caller still gets its answer only after the transaction holding its events committed;
+    under load one ``BEGIN ... COMMIT`` serves many webhooks instead of one each.
+    """
+
+    def __init__(self, store: SqlStore, metrics: ServiceMetrics, *, max_batch: int = 500) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.max_batch = max_batch
+        self._pending: list[tuple[Sequence[Event], asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def accept(self, events: Sequence[Event]) -> None:
+        """Return once ``events`` are committed; raises what the commit raised."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((events, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain())
+        await asyncio.shield(future)
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch = self._pending[: self.max_batch]
+            del self._pending[: self.max_batch]
+            events = [event for chunk, _ in batch for event in chunk]
+            try:
+                result = await self.store.accept(events)
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(None)
+            channel = events[0].channel if events else "unknown"
+            if result.accepted:
+                self.metrics.inbound.labels(channel, "accepted").inc(result.accepted)
+            if result.duplicates:
+                self.metrics.inbound.labels(channel, "duplicate").inc(result.duplicates)
+            if result.revived:
+                self.metrics.inbound.labels(channel, "revived").inc(result.revived)
 
 
 @dataclass(frozen=True)
@@ -41,6 +88,7 @@ class WebhookContext:
     disabled: Mapping[str, str]  # account name -> channel, for a clear 503
     metrics: ServiceMetrics
     max_body_bytes: int
+    batcher: InboxBatcher | None = None
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -60,6 +108,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def webhook_routes(ctx: WebhookContext) -> list[Route]:
     """The webhook routes (GET for WhatsApp's verification handshake, POST for events)."""
+    batcher = ctx.batcher or InboxBatcher(ctx.store, ctx.metrics)
 
     async def webhook(request: Request) -> Response:
         started = time.perf_counter()
@@ -93,17 +142,10 @@ def webhook_routes(ctx: WebhookContext) -> list[Route]:
         events = [e for e in result.events if e.account == name]
         if events:
             try:
-                accepted = await ctx.store.accept(events)
+                await batcher.accept(events)
             except (StorageError, SQLAlchemyError):
                 logger.exception("webhook %s/%s: inbox commit failed", channel_name, name)
                 return PlainTextResponse("try again", 503)
-            metric = ctx.metrics.inbound
-            if accepted.accepted:
-                metric.labels(channel_name, "accepted").inc(accepted.accepted)
-            if accepted.duplicates:
-                metric.labels(channel_name, "duplicate").inc(accepted.duplicates)
-            if accepted.revived:
-                metric.labels(channel_name, "revived").inc(accepted.revived)
         ctx.metrics.webhook.labels(channel_name).observe(time.perf_counter() - started)
         return Response(result.body, result.status_code, media_type=result.content_type)
 

@@ -1,0 +1,511 @@
+"""Signed WhatsApp webhooks against the service and against a bare Starlette endpoint.
+
+Same load generator, same run: first the bare endpoint (reads the body, answers 200), then the
+service (signature check, parse, durable inbox commit, then the inbox processor answers the
+keyword through the outbox to a local fake Graph API). For each offered rate: requests a second
+achieved, p50/p99 of the webhook answer, the ratio to the bare endpoint, and the time from the
+webhook to the reply reaching the fake Graph API. A closed-loop run (64 connections as fast as
+they go) gives each target's ceiling.
+
+    python benchmarks/pipeline.py                      # default: about 1-2 minutes
+    python benchmarks/pipeline.py --processes 1,2 --rates 50,100,200,400 --duration 10
+    python benchmarks/pipeline.py --backends postgres --pg-url postgresql://postgres@127.0.0.1/test
+
+Goal (issue #7): on PostgreSQL, >= 40 % of the bare endpoint's throughput, and reply p99 under
+250 ms at 200 messages a second. Absolute numbers move +-30 % between runs on shared machines;
+quote the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from civicchat.channels.whatsapp import sign
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+MATARO = REPO / "examples" / "mataro"
+SECRET = "bench-app-secret"
+NUMBER_ID = "100000000000001"
+TEXT = "horari bus"
+
+# ----------------------------------------------------------------------------- servers
+
+
+async def _bare(request: Request) -> Response:
+    await request.body()
+    return PlainTextResponse("OK")
+
+
+bare_app = Starlette(routes=[Route("/webhooks/whatsapp/{account}", _bare, methods=["POST"])])
+"""The baseline: reads the body and answers 200 (``uvicorn pipeline:bare_app``)."""
+
+_arrivals: dict[str, float] = {}
+_count = 0
+
+
+async def _graph_send(request: Request) -> Response:
+    global _count
+    body = await request.json()
+    _arrivals.setdefault(str(body.get("to")), time.time())
+    _count += 1
+    return JSONResponse({"messages": [{"id": f"wamid.bench.{_count}"}]})
+
+
+async def _graph_stats(_request: Request) -> Response:
+    return JSONResponse({"arrivals": _arrivals, "count": _count})
+
+
+async def _graph_reset(_request: Request) -> Response:
+    global _count
+    _arrivals.clear()
+    _count = 0
+    return PlainTextResponse("reset")
+
+
+fake_graph_app = Starlette(
+    routes=[
+        Route("/{version}/{number}/messages", _graph_send, methods=["POST"]),
+        Route("/stats", _graph_stats, methods=["GET"]),
+        Route("/reset", _graph_reset, methods=["POST"]),
+    ]
+)
+"""The fake Graph API: records when the first message to each recipient arrived."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _uvicorn(app: str, port: int, workers: int = 1) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "uvicorn", app, "--app-dir", str(HERE), "--port", str(port),
+            "--workers", str(workers), "--no-access-log", "--log-level", "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def _wait_up(url: str, proc: subprocess.Popen[bytes], within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited with {proc.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# ----------------------------------------------------------------------------- load
+
+
+@dataclass
+class Result:
+    offered: float | None  # None: closed loop
+    sent: int
+    ok: int
+    elapsed: float
+    latencies: list[float]
+    reply_latencies: list[float]
+
+    @property
+    def rps(self) -> float:
+        return self.ok / self.elapsed if self.elapsed else 0.0
+
+    def pct(self, values: list[float], q: float) -> float:
+        if not values:
+            return float("nan")
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+class RawClient:
+    """A minimal HTTP/1.1 keep-alive client over asyncio streams.
+
+    httpx's connection pool costs more per request than the bare endpoint itself at high
+    concurrency; this client keeps the load generator out of the measurement.
+    """
+
+    def __init__(self, url: str) -> None:
+        parsed = httpx.URL(url)
+        self.host = parsed.host
+        self.port = parsed.port or 80
+        self.path = parsed.raw_path.decode()
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def post(self, body: bytes, headers: dict[str, str]) -> int:
+        conn = (
+            self._idle.pop() if self._idle else await asyncio.open_connection(self.host, self.port)
+        )
+        reader, writer = conn
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        writer.write(
+            f"POST {self.path} HTTP/1.1\r\nhost: {self.host}\r\n{head}"
+            f"content-length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        try:
+            status_line = await reader.readline()
+            if not status_line:
+                raise ConnectionError("closed")
+            status = int(status_line.split()[1])
+            length = 0
+            close = False
+            while True:
+                line = await reader.readline()
+                if line in (b"\r\n", b"\n", b""):
+                    break
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.lower() == "content-length":
+                    length = int(value.strip())
+                elif name.lower() == "connection" and value.strip().lower() == "close":
+                    close = True
+            if length:
+                await reader.readexactly(length)
+        except Exception:
+            writer.close()
+            raise
+        if close:
+            writer.close()
+        else:
+            self._idle.append(conn)
+        return status
+
+    async def aclose(self) -> None:
+        for _reader, writer in self._idle:
+            writer.close()
+        self._idle.clear()
+
+
+def _body(sender: str, ts: int) -> bytes:
+    import json
+
+    payload = {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "34937000010", "phone_number_id": NUMBER_ID},
+            "contacts": [{"profile": {"name": "Bench"}, "wa_id": sender}],
+            "messages": [{"from": sender, "id": f"wamid.{uuid.uuid4().hex}", "timestamp": str(ts),
+                          "type": "text", "text": {"body": TEXT}}],
+        }}]}],
+    }  # fmt: skip
+    return json.dumps(payload).encode()
+
+
+def _requests(n: int) -> list[tuple[str, bytes, dict[str, str]]]:
+    ts = int(time.time())
+    run = uuid.uuid4().int % 10**6
+    out = []
+    for i in range(n):
+        sender = f"34{run:06d}{i:05d}"[:15]
+        body = _body(sender, ts)
+        out.append(
+            (
+                sender,
+                body,
+                {"content-type": "application/json", "x-hub-signature-256": sign(body, SECRET)},
+            )
+        )
+    return out
+
+
+async def open_loop(url: str, rate: float, duration: float) -> tuple[Result, dict[str, float]]:
+    """Send at ``rate`` a second for ``duration`` seconds, whatever the answers take."""
+    n = max(1, int(rate * duration))
+    reqs = _requests(n)
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+    ok = 0
+    client = RawClient(url)
+
+    async def one(sender: str, body: bytes, headers: dict[str, str]) -> None:
+        nonlocal ok
+        started = time.perf_counter()
+        sent_at[sender] = time.time()
+        try:
+            status = await client.post(body, headers)
+        except (OSError, ValueError, asyncio.IncompleteReadError):
+            return
+        latencies.append(time.perf_counter() - started)
+        ok += status == 200
+
+    start = time.perf_counter()
+    tasks = []
+    for i, (sender, body, headers) in enumerate(reqs):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(sender, body, headers)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    await client.aclose()
+    return Result(rate, n, ok, elapsed, latencies, []), sent_at
+
+
+async def closed_loop(url: str, connections: int, duration: float) -> Result:
+    """``connections`` clients sending back to back for ``duration`` seconds."""
+    reqs = _requests(int(duration * 6000))
+    latencies: list[float] = []
+    ok = 0
+    index = 0
+    client = RawClient(url)
+    start = time.perf_counter()
+    deadline = start + duration
+
+    async def worker() -> None:
+        nonlocal ok, index
+        while time.perf_counter() < deadline and index < len(reqs):
+            _sender, body, headers = reqs[index]
+            index += 1
+            t0 = time.perf_counter()
+            try:
+                status = await client.post(body, headers)
+            except (OSError, ValueError, asyncio.IncompleteReadError):
+                continue
+            latencies.append(time.perf_counter() - t0)
+            ok += status == 200
+
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    elapsed = time.perf_counter() - start
+    await client.aclose()
+    return Result(None, index, ok, elapsed, latencies, [])
+
+
+async def replies(graph: str, sent_at: dict[str, float], wait: float) -> list[float]:
+    """Seconds from each webhook to its first reply at the fake Graph API."""
+    deadline = time.monotonic() + wait
+    async with httpx.AsyncClient(timeout=10) as client:
+        while True:
+            arrivals = (await client.get(f"{graph}/stats")).json()["arrivals"]
+            done = [s for s in sent_at if s in arrivals]
+            if len(done) == len(sent_at) or time.monotonic() > deadline:
+                return [arrivals[s] - sent_at[s] for s in done]
+            await asyncio.sleep(0.2)
+
+
+# ----------------------------------------------------------------------------- targets
+
+
+def _service_config(directory: Path, graph: str, db_url: str, schema: str | None) -> Path:
+    schema_line = f"database_schema: {schema}" if schema else ""
+    text = f"""
+database_url: "{db_url}"
+{schema_line}
+demo_operators: false
+workers: {{inbox: 2, outbox: 2, media: 0, idle_seconds: 0.01}}
+accounts:
+  - name: bench-wa
+    channel: whatsapp
+    catalog: {MATARO / "catalog.yaml"}
+    office_hours: {MATARO / "hours.yaml"}
+    templates: {MATARO / "templates.yaml"}
+    first_contact_notice: false
+    whatsapp:
+      phone_number_id: "{NUMBER_ID}"
+      access_token: "token"
+      app_secret: "{SECRET}"
+      verify_token: "verify"
+      api_base_url: "{graph}"
+      messages_per_second: 1000
+"""
+    path = directory / "bench.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+async def _prepare_postgres(url: str, schema: str) -> None:
+    from sqlalchemy import text
+
+    from civicchat.storage.engine import create_engine, upgrade
+
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(text(f"CREATE SCHEMA {schema}"))
+    await engine.dispose()
+    engine = create_engine(url, schema=schema)
+    await upgrade(engine)
+    await engine.dispose()
+
+
+async def _drop_postgres(url: str, schema: str) -> None:
+    from sqlalchemy import text
+
+    from civicchat.storage.engine import create_engine
+
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+    await engine.dispose()
+
+
+def _start_service(config: Path, port: int, processes: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MATARO_", "CIVICCHAT_"))}
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "civicchat.cli.serve", "serve", str(config), "--port",
+            str(port), "--workers", str(processes), "--log-level", "warning",
+        ],
+        cwd=config.parent,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def measure(
+    name: str, url: str, graph: str | None, rates: Sequence[float], duration: float
+) -> list[Result]:
+    results = []
+    for rate in rates:
+        if graph:
+            async with httpx.AsyncClient() as client:
+                await client.post(f"{graph}/reset")
+        result, sent_at = await open_loop(url, rate, duration)
+        if graph:
+            result.reply_latencies = await replies(graph, sent_at, wait=30)
+        results.append(result)
+        print(_line(name, result), flush=True)
+    ceiling = await closed_loop(url, 64, duration)
+    results.append(ceiling)
+    print(_line(name, ceiling), flush=True)
+    return results
+
+
+def _line(name: str, r: Result) -> str:
+    rate = f"{r.offered:>6.0f}/s" if r.offered is not None else "   max  "
+    reply = ""
+    if r.reply_latencies:
+        got = len(r.reply_latencies)
+        reply = (
+            f"  reply p50 {r.pct(r.reply_latencies, 0.5):7.1f} ms"
+            f" p99 {r.pct(r.reply_latencies, 0.99):7.1f} ms ({got}/{r.sent})"
+        )
+    return (
+        f"{name:<26} {rate} -> {r.rps:8.1f} req/s  p50 {r.pct(r.latencies, 0.5):6.1f} ms"
+        f"  p99 {r.pct(r.latencies, 0.99):7.1f} ms  ok {r.ok}/{r.sent}{reply}"
+    )
+
+
+async def run(args: argparse.Namespace) -> int:
+    rates = [float(r) for r in args.rates.split(",")]
+    processes = [int(p) for p in args.processes.split(",")]
+    graph_port = free_port()
+    graph_proc = _uvicorn("pipeline:fake_graph_app", graph_port)
+    graph = f"http://127.0.0.1:{graph_port}"
+    procs = [graph_proc]
+    summary: list[str] = []
+    try:
+        _wait_up(f"{graph}/stats", graph_proc)
+        bare_ceiling: dict[int, float] = {}
+        for n in processes:
+            port = free_port()
+            proc = _uvicorn("pipeline:bare_app", port, n)
+            procs.append(proc)
+            url = f"http://127.0.0.1:{port}/webhooks/whatsapp/bench-wa"
+            _wait_up(f"http://127.0.0.1:{port}/", proc)
+            results = await measure(f"bare x{n}", url, None, rates, args.duration)
+            bare_ceiling[n] = results[-1].rps
+            _stop(proc)
+        for backend in args.backends.split(","):
+            for n in processes:
+                if backend == "sqlite" and n > 1 and not args.sqlite_multi:
+                    continue  # one SQLite writer: several processes only add lock waits
+                with tempfile.TemporaryDirectory(prefix="civicchat-bench-") as tmp:
+                    schema = None
+                    if backend == "postgres":
+                        schema = f"bench_{uuid.uuid4().hex[:10]}"
+                        try:
+                            await _prepare_postgres(args.pg_url, schema)
+                        except Exception as exc:
+                            print(f"postgres skipped: {type(exc).__name__}: {exc}", flush=True)
+                            break
+                        db_url = args.pg_url
+                    else:
+                        db_url = f"sqlite+aiosqlite:///{tmp}/bench.db"
+                    config = _service_config(Path(tmp), graph, db_url, schema)
+                    port = free_port()
+                    proc = _start_service(config, port, n)
+                    procs.append(proc)
+                    try:
+                        _wait_up(f"http://127.0.0.1:{port}/healthz", proc)
+                        url = f"http://127.0.0.1:{port}/webhooks/whatsapp/bench-wa"
+                        results = await measure(
+                            f"service {backend} x{n}", url, graph, rates, args.duration
+                        )
+                    finally:
+                        _stop(proc)
+                        if schema:
+                            await _drop_postgres(args.pg_url, schema)
+                    ratio = results[-1].rps / bare_ceiling[n] if bare_ceiling[n] else 0.0
+                    at200 = next((r for r in results if r.offered == 200), None)
+                    p99 = at200.pct(at200.reply_latencies, 0.99) if at200 else float("nan")
+                    summary.append(
+                        f"service {backend} x{n}: {ratio:5.1%} of bare x{n} throughput "
+                        f"({results[-1].rps:.0f} vs {bare_ceiling[n]:.0f} req/s); "
+                        f"reply p99 at 200/s: {p99:.0f} ms"
+                    )
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                _stop(proc)
+    print("\nsummary (goal on PostgreSQL: >= 40 % of bare, reply p99 < 250 ms at 200/s)")
+    for line in summary:
+        print("  " + line)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rates", default="50,100,200", help="offered rates, requests a second")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per rate")
+    parser.add_argument("--processes", default="1", help="web processes to try, e.g. 1,2")
+    parser.add_argument("--backends", default="sqlite,postgres", help="sqlite,postgres")
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get(
+            "CIVICCHAT_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+        ),
+    )
+    parser.add_argument(
+        "--sqlite-multi", action="store_true", help="also run SQLite with several processes"
+    )
+    args = parser.parse_args(argv)
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
