@@ -6,8 +6,11 @@ import asyncio
 import re
 
 from console_helpers import World, form_token, login, login_as
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from civicchat.keywords import parse_catalog
+from civicchat.exceptions import CatalogError
+from civicchat.keywords import normalize, parse_catalog
 from civicchat.service.console.files import replace_keyword
 
 VERSION = re.compile(r'name="version" value="([^"]+)"')
@@ -264,3 +267,48 @@ def test_replace_keyword_keeps_everything_else() -> None:
     assert new.startswith("# comment kept\n")
     assert "    # note about b\n  - id: b\n" in new
     assert new.endswith(text[text.index("  - id: b") :])
+
+
+_SMALL = (
+    "languages: [ca, es]\ntopics:\n  t: {ca: T, es: T}\nkeywords:\n"
+    "  # first\n  - id: a\n    topic: t\n    aliases: {ca: [alfa], es: [alfa es]}\n"
+    "    reply: {ca: A, es: A}\n\n  - id: b\n    topic: t\n"
+    "    aliases:\n      ca: [beta]\n      es: [beta es]\n    reply:\n      ca: |-\n        B\n"
+    "        bis\n      es: B\n"
+)
+_WORDS = st.text(
+    alphabet=st.sampled_from("abcdefghijklmnopqrstuvwxyzàéèíïòóúüç ·'-:#{}\"\\"), max_size=20
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    keyword=st.sampled_from(["a", "b"]),
+    aliases=st.lists(_WORDS, max_size=4),
+    reply=st.text(max_size=60),
+)
+def test_replace_keyword_never_corrupts_the_other_keyword(
+    keyword: str, aliases: list[str], reply: str
+) -> None:
+    original = parse_catalog(_SMALL)
+    other = "b" if keyword == "a" else "a"
+    try:
+        new, catalog = replace_keyword(
+            _SMALL,
+            original,
+            keyword,
+            aliases={"ca": aliases, "es": ["zzz"]},
+            reply={"ca": reply, "es": "R"},
+        )
+    except CatalogError:
+        return  # refused as a whole: the file is left as it was by the caller
+    edited, kept, before = catalog.keyword(keyword), catalog.keyword(other), original.keyword(other)
+    assert edited is not None
+    assert kept is not None
+    assert before is not None
+    assert edited.reply["ca"].strip() == reply.strip()
+    wanted = {a.strip() for a in aliases if a.strip()}
+    assert set(edited.aliases["ca"]) <= wanted
+    assert {normalize(a) for a in edited.aliases["ca"]} == {normalize(a) for a in wanted}
+    assert (kept.aliases, kept.reply) == (before.aliases, before.reply)
+    assert parse_catalog(new, source="<catalog>") == catalog
