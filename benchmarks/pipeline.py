@@ -322,11 +322,13 @@ async def replies(graph: str, sent_at: dict[str, float], wait: float) -> list[fl
 
 def _service_config(directory: Path, graph: str, db_url: str, schema: str | None) -> Path:
     schema_line = f"database_schema: {schema}" if schema else ""
+    # SQLite has one writer: more workers only queue on its lock. PostgreSQL claims in parallel.
+    n = 1 if schema is None else 2
     text = f"""
 database_url: "{db_url}"
 {schema_line}
 demo_operators: false
-workers: {{inbox: 2, outbox: 2, media: 0, idle_seconds: 0.01}}
+workers: {{inbox: {n}, outbox: {n}, media: 0, idle_seconds: 0.01}}
 accounts:
   - name: bench-wa
     channel: whatsapp

@@ -40,10 +40,11 @@ from civicchat.exceptions import ConfigError
 from civicchat.service.config import ServiceConfig, config_from_environment
 from civicchat.service.live import InProcessLiveBus, LiveBus, PostgresLiveBus
 from civicchat.service.metrics import PROMETHEUS_CONTENT_TYPE, ServiceMetrics
-from civicchat.service.runtime import LocalBlobStore, RelayHub, ServiceRuntime, build_accounts
+from civicchat.service.runtime import RelayHub, ServiceRuntime, build_accounts
 from civicchat.service.webchat import webchat_routes
 from civicchat.service.webhooks import WebhookContext, webhook_routes
 from civicchat.storage.engine import check_schema, create_engine, current_revision, upgrade
+from civicchat.storage.media import LocalBlobStore
 from civicchat.storage.schema import OutboxRow
 from civicchat.storage.sql import SqlStore
 

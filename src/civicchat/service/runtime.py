@@ -17,13 +17,11 @@ import asyncio
 import contextlib
 import contextvars
 import dataclasses
-import hashlib
 import logging
 import random
 import time
 from collections.abc import Mapping
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -36,7 +34,7 @@ from civicchat.bot import (
     RecordingResponder,
     load_account_texts,
 )
-from civicchat.channels.base import Channel
+from civicchat.channels.base import Channel, MediaDownload
 from civicchat.channels.degrade import degrade
 from civicchat.channels.telegram import TelegramAccount, TelegramChannel
 from civicchat.channels.webchat import WebChatChannel, WebChatHub
@@ -45,8 +43,6 @@ from civicchat.clock import Clock
 from civicchat.exceptions import (
     ConfigError,
     MediaError,
-    MediaExpiredError,
-    MediaTooLargeError,
     SendError,
     UnsupportedContentError,
     WindowClosedError,
@@ -58,15 +54,15 @@ from civicchat.service.config import AccountConfig, ServiceConfig
 from civicchat.service.live import LiveBus, LiveEvent
 from civicchat.service.metrics import ServiceMetrics
 from civicchat.storage.base import InboxEvent, OutboxItem, SendLimiter
+from civicchat.storage.media import LocalBlobStore, MediaDownloader
 from civicchat.storage.sql import SqlStore
-from civicchat.storage.workers import InboxProcessor, OutboxSender, backoff, worker_name
+from civicchat.storage.workers import InboxProcessor, OutboxSender
 
 __all__ = [
+    "AccountMediaSource",
     "ChannelSender",
     "LiveInboxProcessor",
     "LiveOutboxSender",
-    "LocalBlobStore",
-    "MediaDownloader",
     "RelayHub",
     "ServiceRuntime",
     "build_accounts",
@@ -75,41 +71,6 @@ __all__ = [
 logger = logging.getLogger("civicchat.service")
 
 WEBCHAT_EVENT = "webchat"  # LiveEvent.data key of an outbound web chat message
-
-
-class LocalBlobStore:
-    """A :class:`~civicchat.storage.base.BlobStore` in a local directory (one file per key)."""
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-
-    def _path(self, key: str) -> Path:
-        parts = key.split("/")
-        if not key or any(p in ("", ".", "..") or "\\" in p for p in parts):
-            raise KeyError(key)
-        return self.root.joinpath(*parts)
-
-    async def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
-        path = self._path(key)
-
-        def write() -> None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(path.suffix + ".tmp")
-            tmp.write_bytes(data)
-            tmp.replace(path)
-
-        await asyncio.to_thread(write)
-
-    async def get(self, key: str) -> bytes:
-        path = self._path(key)
-        try:
-            return await asyncio.to_thread(path.read_bytes)
-        except FileNotFoundError:
-            raise KeyError(key) from None
-
-    async def delete(self, key: str) -> None:
-        path = self._path(key)
-        await asyncio.to_thread(path.unlink, missing_ok=True)
 
 
 class RelayHub(WebChatHub):
@@ -400,84 +361,17 @@ class LiveOutboxSender(OutboxSender):
         )
 
 
-class MediaDownloader:
-    """Downloads inbound media into the blob store; retried with backoff, then given up."""
+class AccountMediaSource:
+    """The media downloader's source for one channel name, dispatching on the account."""
 
-    def __init__(
-        self,
-        store: SqlStore,
-        channels: Mapping[str, Channel],
-        blobs: LocalBlobStore,
-        clock: Clock,
-        *,
-        max_bytes: int,
-        max_attempts: int = 5,
-        idle_seconds: float = 0.5,
-        lease_seconds: float = 300.0,
-    ) -> None:
-        self.store = store
-        self.channels = channels
-        self.blobs = blobs
-        self.clock = clock
-        self.max_bytes = max_bytes
-        self.max_attempts = max_attempts
-        self.idle_seconds = idle_seconds
-        self.lease_seconds = lease_seconds
-        self.worker_id = worker_name("media")
-        self._stop = asyncio.Event()
+    def __init__(self, channels: Mapping[str, Channel]) -> None:
+        self.channels = dict(channels)
 
-    def stop(self) -> None:
-        self._stop.set()
-
-    async def run_once(self) -> bool:
-        """Claim and download a few media files; False when nothing was due."""
-        async with self.store.transaction() as tx:
-            refs = await tx.media.claim_media(
-                self.worker_id, limit=4, lease_seconds=self.lease_seconds
-            )
-        for ref in refs:
-            channel = self.channels.get(ref.account)
-            try:
-                if channel is None:
-                    raise MediaError(f"no channel for account {ref.account}")
-                download = await channel.fetch_media(
-                    ref.account, ref.media_id, max_bytes=self.max_bytes
-                )
-                data = await download.read()
-                digest = hashlib.sha256(data).hexdigest()
-                key = f"{ref.channel}/{ref.account}/{ref.id}-{digest[:16]}"
-                await self.blobs.put(key, data, content_type=download.mime_type)
-                async with self.store.transaction() as tx:
-                    await tx.media.media_stored(
-                        ref.id,
-                        blob_key=key,
-                        size=len(data),
-                        sha256=digest,
-                        mime_type=download.mime_type or ref.mime_type,
-                    )
-                logger.info("media %d stored (%d bytes)", ref.id, len(data))
-            except Exception as exc:
-                final = isinstance(exc, MediaTooLargeError | MediaExpiredError)
-                retry_at = None
-                if not final and ref.attempts < self.max_attempts:
-                    retry_at = self.clock.now() + timedelta(seconds=backoff(ref.attempts))
-                async with self.store.transaction() as tx:
-                    await tx.media.media_failed(
-                        ref.id, f"{type(exc).__name__}: {exc}", retry_at=retry_at
-                    )
-                logger.warning("media %d failed: %s", ref.id, type(exc).__name__)
-        return bool(refs)
-
-    async def run_forever(self) -> None:
-        while not self._stop.is_set():
-            try:
-                busy = await self.run_once()
-            except Exception:
-                logger.exception("media downloader: unexpected error, pausing")
-                busy = False
-            if not busy:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), self.idle_seconds)
+    async def fetch_media(self, account: str, media_id: str, *, max_bytes: int) -> MediaDownload:
+        channel = self.channels.get(account)
+        if channel is None:
+            raise MediaError(f"no channel for account {account}", account=account)
+        return await channel.fetch_media(account, media_id, max_bytes=max_bytes)
 
 
 class ServiceRuntime:
@@ -554,16 +448,20 @@ class ServiceRuntime:
                     rng=rng,
                 )
             )
-        channels = {name: a.channel for name, a in self.accounts.items()}
+        by_channel: dict[str, dict[str, Channel]] = {}
+        for name, account in self.accounts.items():
+            by_channel.setdefault(account.channel_name, {})[name] = account.channel
+        sources = {ch: AccountMediaSource(chans) for ch, chans in by_channel.items()}
         for _ in range(wc.media):
             self._workers.append(
                 MediaDownloader(
                     self.store,
-                    channels,
+                    sources,
                     self.blobs,
                     self.clock,
                     max_bytes=self.config.media.max_bytes,
                     idle_seconds=max(wc.idle_seconds, 0.2),
+                    rng=rng,
                 )
             )
         for worker in self._workers:
