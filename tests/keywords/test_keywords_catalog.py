@@ -308,3 +308,12 @@ def test_top_level_shapes() -> None:
     assert any("a keyword must be a mapping" in p for p in found)
     found = problems(VALID.replace("  - id: bus", "  - id: 'bus urbà'"))
     assert any("'id' must be a word" in p for p in found)
+
+
+def test_text_is_taken_as_written_not_as_yaml_numbers_or_booleans() -> None:
+    text = VALID.replace("[bus, autobús, busos]", "[bus, 010, on, 1:20, yes]")
+    bus = parse_catalog(text).keyword("bus")
+    assert bus is not None
+    assert bus.aliases["ca"] == ("bus", "010", "on", "1:20", "yes")
+    found = problems(VALID.replace("[bus, autobús, busos]", "[bus, ~]"))
+    assert any("an alias [ca] must be text" in p for p in found)

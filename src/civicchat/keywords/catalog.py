@@ -59,6 +59,7 @@ _MAX_NODES = 500_000  # YAML anchors can expand exponentially; refuse such files
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 _KEYWORD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 _URL = re.compile(r"^https?://\S+$")
+_NULL_TAG = "tag:yaml.org,2002:null"
 
 Localized = Mapping[str, str]
 
@@ -248,11 +249,13 @@ class _Parser:
         return list(node.value)
 
     def string(self, node: yaml.Node, kw: str | None, what: str) -> str | None:
-        value = self.scalar(node)
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
+        # Text is taken as written: YAML 1.1 would read the alias 010 as the number 8, "on"
+        # (Catalan for "where") as true and 1:20 as 80.
+        if not isinstance(node, yaml.ScalarNode) or node.tag == _NULL_TAG:
             self.problem(node, kw, f"{what} must be text")
             return None
-        text = str(value).strip()
+        self._nodes += 1
+        text = str(node.value).strip()
         if not text:
             self.problem(node, kw, f"{what} is empty")
             return None
@@ -418,9 +421,8 @@ class _Parser:
         kw_id: str | None = None
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
-                if self.scalar(key_node) == "id":
-                    value = self.scalar(value_node)
-                    kw_id = str(value) if isinstance(value, str | int) else None
+                if self.scalar(key_node) == "id" and isinstance(value_node, yaml.ScalarNode):
+                    kw_id = str(value_node.value).strip() or None
         entries = self.mapping(node, kw_id, "a keyword", self._KEYWORD_FIELDS)
         if entries is None:
             return None
