@@ -125,12 +125,18 @@ class KeywordEngine:
         return self._match(self._state, text, language, hint)
 
     def _match(
-        self, state: _State, text: str, previous: str | None, hint: str | None
+        self,
+        state: _State,
+        text: str,
+        previous: str | None,
+        hint: str | None,
+        folded: str | None = None,
     ) -> KeywordMatch | None:
         value: object = text
         if not isinstance(value, str):
             return None
-        folded = normalize(value)
+        if folded is None:
+            folded = normalize(value)
         if not folded:
             return None
         tokens = folded.split()
@@ -195,7 +201,8 @@ class KeywordEngine:
         context = context or {}
         hint = context.get("language_hint")
         hint = hint if isinstance(hint, str) else None
-        tokens = normalize(value).split()
+        folded = normalize(value)
+        tokens = folded.split()
         request = parse_index_request(tokens, state.catalog)
         if request is not None:
             lang = (
@@ -205,7 +212,7 @@ class KeywordEngine:
             )
             pages = build_index(state.catalog, lang, request.topic, max_length)
             return KeywordAnswer(AnswerKind.INDEX, lang, tuple(Text(body=p) for p in pages))
-        found = self._match(state, value, language, hint)
+        found = self._match(state, value, language, hint, folded)
         if found is None:
             return None
         if found.runner_up is not None:
