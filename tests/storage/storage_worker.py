@@ -124,14 +124,17 @@ async def main(config: dict, deliveries: list) -> None:
         # Never outlive the test that started us (a killed pytest must not leave us running).
         parent = os.getppid()
         deadline = loop.time() + config.get("max_seconds", 150)
-        while not all(w.stopping for w in (*inbox, sender)):
+        while not all(w.stopping for w in inbox):
             if os.getppid() != parent or loop.time() > deadline:
                 stop_all()
             await asyncio.sleep(0.2)
 
     _append(workdir / "started", str(os.getpid()))
     await asyncio.gather(
-        watchdog(), accept_all(), *(w.run_forever() for w in inbox), sender.run_forever()
+        watchdog(),
+        accept_all(),
+        *(w.run_forever() for w in inbox),
+        *([sender.run_forever()] if config.get("send", True) else []),
     )
     await store.close()
 

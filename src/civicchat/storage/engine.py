@@ -1,8 +1,8 @@
 """Database URLs, engines and migrations.
 
 ``sqlite`` URLs and plain file paths get an aiosqlite engine in WAL mode with
-``synchronous=NORMAL``, a busy timeout and ``BEGIN IMMEDIATE`` transactions (SQLite has one writer:
-taking the write lock up front avoids deadlocked upgrades from read to write).
+``synchronous=NORMAL``, a busy timeout and ``BEGIN IMMEDIATE`` for write transactions (SQLite
+has one writer: taking the write lock up front avoids deadlocked upgrades from read to write).
 ``postgresql`` URLs get an asyncpg engine.
 """
 
@@ -28,6 +28,7 @@ __all__ = ["check_schema", "create_engine", "normalise_url", "upgrade"]
 _log = logging.getLogger("civicchat.storage")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+WRITE_OPTION = "civicchat_write"  # execution option: this transaction will write
 
 
 def normalise_url(url: str) -> str:
@@ -86,7 +87,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock up front; readers start a deferred (snapshot) transaction
+        # and never wait for a writer in WAL mode.
+        write = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def _alembic_config(connection: Connection) -> Config:
@@ -106,8 +110,10 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> str | None:
         command.upgrade(_alembic_config(connection), revision)
         return before
 
-    async with engine.begin() as conn:
-        before = await conn.run_sync(run)
+    async with engine.connect() as conn:
+        await conn.execution_options(**{WRITE_OPTION: True})
+        async with conn.begin():
+            before = await conn.run_sync(run)
     _log.info("database schema upgraded from %s to %s", before or "empty", revision)
     return before
 

@@ -80,7 +80,7 @@ from civicchat.storage.base import (
     RetentionMode,
     conversation_key,
 )
-from civicchat.storage.engine import check_schema, create_engine
+from civicchat.storage.engine import WRITE_OPTION, check_schema, create_engine
 from civicchat.storage.schema import (
     AssignmentRow,
     AuditRow,
@@ -376,8 +376,10 @@ class SqlStore:
                 yield conn
         else:
             # SQLite has a single writer; queueing here beats spinning on the busy timeout.
-            async with self._write_lock, self.engine.begin() as conn:
-                yield conn
+            async with self._write_lock, self.engine.connect() as conn:
+                await conn.execution_options(**{WRITE_OPTION: True})
+                async with conn.begin():
+                    yield conn
 
     def transaction(self) -> AbstractAsyncContextManager[SqlTransaction]:
         """A transaction with every repository; commits on success, rolls back on error."""
