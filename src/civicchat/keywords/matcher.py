@@ -13,7 +13,6 @@ import itertools
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TypeVar
 
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
@@ -31,7 +30,6 @@ MAX_EXTRA_WORDS = 3
 _INFLECTION_SCORE = 96.0
 _FUZZY_CAP = 92.0
 _OPTIONS_PER_WORD = 2
-_K = TypeVar("_K")
 
 
 def typo_tolerance(length: int) -> int:
@@ -117,16 +115,19 @@ class AliasIndex:
                         merged[(kw.id, folded)] = (alias, {lang}, tokens)
                     else:
                         slot[1].add(lang)
-        self._whole: dict[str, list[_Alias]] = {}
-        self._phrases: dict[tuple[str, ...], list[_Alias]] = {}
+        # key -> keyword id -> the first alias of that keyword with that key
+        whole: dict[str, dict[str, _Alias]] = defaultdict(dict)
+        phrases: dict[tuple[str, ...], dict[str, _Alias]] = defaultdict(dict)
         vocab: set[str] = set()
         for (kw_id, folded), (text, langs, tokens) in merged.items():
             entry = _Alias(kw_id, text, frozenset(langs), tokens)
-            _add(self._whole, folded, entry)
+            whole[folded].setdefault(kw_id, entry)
             if tokens:
-                _add(self._whole, " ".join(tokens), entry)
-                _add(self._phrases, tokens, entry)
+                whole[" ".join(tokens)].setdefault(kw_id, entry)
+                phrases[tokens].setdefault(kw_id, entry)
                 vocab.update(tokens)
+        self._whole = {k: tuple(v.values()) for k, v in whole.items()}
+        self._phrases = {k: tuple(v.values()) for k, v in phrases.items()}
         self.max_alias_words = max((len(k) for k in self._phrases), default=1)
         self._vocab = frozenset(vocab)
         forms: dict[str, set[str]] = defaultdict(set)
@@ -234,12 +235,6 @@ def _other_gender(a: str, b: str) -> bool:
     """Short words that differ only in their final vowel are different words, not typos:
     "cursa" (a race) is not "curso", "casa" is not "caso"."""
     return len(a) == len(b) <= 6 and a[:-1] == b[:-1] and a[-1] in _VOWELS and b[-1] in _VOWELS
-
-
-def _add(table: dict[_K, list[_Alias]], key: _K, entry: _Alias) -> None:
-    bucket = table.setdefault(key, [])
-    if not any(a.keyword == entry.keyword for a in bucket):
-        bucket.append(entry)
 
 
 class _Buckets:
