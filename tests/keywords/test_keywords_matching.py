@@ -290,3 +290,31 @@ def test_control_characters_around_an_alias_still_match(engine: KeywordEngine) -
 def test_non_text_is_refused(engine: KeywordEngine) -> None:
     assert engine.match(None) is None  # type: ignore[arg-type]
     assert engine.answer(b"bus") is None  # type: ignore[arg-type]
+
+
+def test_a_facet_word_yields_to_the_thing_the_message_names() -> None:
+    catalog = parse_catalog(
+        """
+languages: [ca, es]
+keywords:
+  - {id: horari, topic: t, aliases: {ca: [horari], es: [horario]}, reply: "8-19 h"}
+  - {id: telefon, topic: t, aliases: {ca: [telèfon], es: [teléfono]}, reply: "010"}
+  - {id: biblioteca, topic: t, aliases: {ca: [biblioteca], es: [biblioteca]}, reply: "Llibres"}
+  - {id: policia, topic: t, aliases: {ca: [policia], es: [policía]}, reply: "092"}
+"""
+    )
+    engine = KeywordEngine(catalog)
+    for text, expected in [
+        ("horari de la biblioteca", "biblioteca"),
+        ("¿horario de la biblioteca?", "biblioteca"),
+        ("telèfon de la policia", "policia"),
+        ("horari", "horari"),
+        ("quin és l'horari?", "horari"),
+    ]:
+        found = engine.match(text)
+        assert found is not None
+        assert (found.keyword_id, found.ambiguous) == (expected, False), text
+    # Two things named: still a question.
+    both = engine.match("biblioteca o policia")
+    assert both is not None
+    assert both.ambiguous
