@@ -2,9 +2,9 @@
 
 The catalog is normalised once into dictionaries; a message is normalised, stripped of stop words
 and looked up whole, then as word n-grams. Only words that no dictionary knows go to rapidfuzz,
-against the few catalog words of a similar length that share their first (or second) letter, with a
-tolerance that grows with the word's length. Every dictionary lookup is O(1), so a message costs
-microseconds whatever the size of the catalog.
+against the few catalog words of a similar length that share their first two, last two, or first
+and last letters, with a tolerance that grows with the word's length. Dictionary lookups cost the
+same whatever the size of the catalog, so a message costs microseconds.
 """
 
 from __future__ import annotations
