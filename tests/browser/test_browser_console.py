@@ -55,6 +55,8 @@ def test_citizen_operator_round_trip_live(service: Service, browser: Any, shots:
     console.click(f"tr[data-conversation='{conversation_id}'] a.button")
     console.wait_for_selector("#reply-body")
     assert QUESTION in console.inner_text("#messages")
+    console.type("#reply-body", "/foto ")  # a canned response by its shortcut
+    assert console.input_value("#reply-body").startswith("Ens pots enviar una foto")
     console.fill("#reply-body", ANSWER)
     console.click("#send")
     console.wait_for_url(re.compile(rf".*/console/conversations/{conversation_id}$"))

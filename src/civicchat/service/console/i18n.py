@@ -53,6 +53,11 @@ _T: dict[str, tuple[str, str, str]] = {
     "name": ("Nom", "Nombre", "Name"),
     "filename": ("Nom del fitxer", "Nombre del archivo", "File name"),
     "canned": ("Respostes predefinides", "Respuestas predefinidas", "Canned responses"),
+    "canned_hint": (
+        "Escriviu / i la drecera a la resposta (p. ex. /foto).",
+        "Escriba / y el atajo en la respuesta (p. ej. /foto).",
+        "Type / and the shortcut in the reply (e.g. /foto).",
+    ),
     "suggestions": ("Suggeriments", "Sugerencias", "Suggestions"),
     "use": ("Fes-la servir", "Usar", "Use"),
     "map": ("Mapa", "Mapa", "Map"),

@@ -282,7 +282,7 @@ class ConsoleViews:
         lang = conv.language or "ca"
         suggestions = self._suggestions(account, messages, lang, me)
         canned = [
-            (c.label(self.c.language(request)), c.render(lang, me.operator.name))
+            (c.label(self.c.language(request)), c.render(lang, me.operator.name), c.shortcut)
             for c in account.canned
         ]
         return self.c.render(

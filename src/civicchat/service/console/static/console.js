@@ -72,6 +72,14 @@
         body.focus();
       });
     });
+    // "/foto" alone in the reply box becomes the canned response with that shortcut.
+    var body = document.getElementById("reply-body");
+    body.addEventListener("input", function () {
+      var m = /^\/([\w-]+)\s$/.exec(body.value);
+      if (!m) return;
+      var found = document.querySelector('[data-shortcut="' + m[1] + '"]');
+      if (found) { body.value = found.getAttribute("data-fill"); }
+    });
     form.addEventListener("keydown", function (e) {
       if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); form.requestSubmit(); }
     });
