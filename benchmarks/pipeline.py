@@ -398,7 +398,7 @@ async def measure(
                 await client.post(f"{graph}/reset")
         result, sent_at = await open_loop(url, rate, duration)
         if graph:
-            result.reply_latencies = await replies(graph, sent_at, wait=30)
+            result.reply_latencies = await replies(graph, sent_at, wait=15)
         results.append(result)
         print(_line(name, result), flush=True)
     ceiling = await closed_loop(url, 64, duration)

@@ -191,40 +191,66 @@ class PostgresLiveBus:
         self._lock = asyncio.Lock()
         self._closed = False
         self._watch: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
+        self._pending = asyncio.Event()
+        self._queue: list[tuple[LiveEvent, str]] = []
 
     async def start(self) -> None:
         """Open the listening connection (raises if the database cannot be reached)."""
         await self._connect()
         self._watch = asyncio.create_task(self._keep_connected(), name="civicchat-live-listen")
+        self._flusher = asyncio.create_task(self._flush_forever(), name="civicchat-live-notify")
 
     async def close(self) -> None:
         """Stop listening and close the connection."""
         self._closed = True
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+        for task in (self._flusher, self._watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
             with contextlib.suppress(Exception):
                 await conn.close()
 
     async def publish(self, event: LiveEvent) -> None:
+        """Queue ``event`` for the next ``NOTIFY`` batch and return at once.
+
+        Events queued while a batch is being sent go out together in the next one (one
+        statement), so publishing never waits for the database.
+        """
         payload = event.to_json()
         if len(payload.encode()) > _NOTIFY_MAX:
             # Too big for NOTIFY: send the notification without its data; readers reload.
             payload = LiveEvent(event.account, event.kind, event.conversation_id).to_json()
-        try:
-            async with self._lock:
-                if self._conn is None or self._conn.is_closed():
-                    raise ConnectionError("live bus connection is down")
-                await self._conn.execute("SELECT pg_notify($1, $2)", self._channel, payload)
-        except Exception as exc:
-            # Live updates are best effort; at least this process's subscribers get it.
-            logger.warning("live event not sent across processes: %s", type(exc).__name__)
-            self._lost.set()
-            self._local.deliver(event)
+        self._queue.append((event, payload))
+        self._pending.set()
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._pending.wait()
+            self._pending.clear()
+            batch, self._queue = self._queue, []
+            if not batch:
+                continue
+            try:
+                async with self._lock:
+                    if self._conn is None or self._conn.is_closed():
+                        raise ConnectionError("live bus connection is down")
+                    await self._conn.execute(
+                        "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS t(p, n)"
+                        " ORDER BY n",
+                        self._channel,
+                        [payload for _, payload in batch],
+                    )
+            except Exception as exc:
+                # Live updates are best effort; at least this process's subscribers get them.
+                logger.warning("live events not sent across processes: %s", type(exc).__name__)
+                self._lost.set()
+                for event, _ in batch:
+                    self._local.deliver(event)
 
     def subscribe(self, account: str) -> AbstractAsyncContextManager[AsyncIterator[LiveEvent]]:
         return self._local.subscribe(account)
