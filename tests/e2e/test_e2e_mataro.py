@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -26,7 +27,6 @@ from service_fakes import (
     write_config,
 )
 
-from civicchat.messages import OutboundMessage, Text
 from civicchat.storage.sql import open_store
 
 pytestmark = pytest.mark.slow
@@ -64,6 +64,14 @@ class Running:
                 out.append(f"<{body.get('type')}>")
         return out
 
+    def password(self, login: str) -> str:
+        """The demo operator's password, printed once by the service on first start."""
+        for line in self.log.read_text(encoding="utf-8").splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == login:
+                return parts[1]
+        raise AssertionError(f"no password for {login} in the service output")
+
     def inbox_total(self) -> float:
         metrics = httpx.get(f"{self.base}/metrics", timeout=10).text
         return sum(
@@ -95,6 +103,10 @@ def _start(directory: Path, fake: FakeProviders, base: str, clock: str) -> Itera
     directory.mkdir(parents=True, exist_ok=True)
     db_url = f"sqlite+aiosqlite:///{directory / 'e2e.db'}"
     config = write_config(directory, provider_base=base, clock=clock, database=db_url)
+    config.write_text(
+        config.read_text().replace("demo_operators: false", "demo_operators: true"),
+        encoding="utf-8",
+    )
     port = free_port()
     log = directory / "service.log"
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(directory)}
@@ -194,30 +206,46 @@ def test_in_hours_queued_then_an_operator_answer_reaches_the_graph_api(in_hours:
     texts = wait_until(lambda: len(in_hours.texts_to(who)) >= 2 and in_hours.texts_to(who))
     assert "us atendrà una persona" in texts[1]
 
-    async def operator_answers() -> str:
+    async def conversation_id() -> int:
         store = await open_store(in_hours.db_url)
         try:
             async with store.transaction() as tx:
                 convs = await tx.conversations.list("mataro-wa", states=["queued"])
-                conv = next(c for c in convs if c.recipient_id == who)
-                await tx.enqueue(
-                    [
-                        OutboundMessage(
-                            channel="whatsapp",
-                            account="mataro-wa",
-                            recipient_id=who,
-                            content=Text(body="Bon dia! Sóc la Marta, del 010. Com et puc ajudar?"),
-                        )
-                    ],
-                    key_prefix="op:e2e-4",
-                    conversation_id=conv.id,
-                )
-            return conv.state
+            return next(c.id for c in convs if c.recipient_id == who)
         finally:
             await store.close()
 
-    assert asyncio.run(operator_answers()) == "queued"
+    cid = asyncio.run(conversation_id())
+    with httpx.Client(base_url=in_hours.base, timeout=10) as console:
+        csrf = console_login(console, "operadora", in_hours.password("operadora"))
+        page = console.get(f"/console/conversations/{cid}")
+        assert page.status_code == 200
+        assert "hola, tinc un dubte personal" in page.text
+        answer = console.post(
+            f"/console/conversations/{cid}/reply",
+            data={"csrf_token": csrf, "kind": "text", "body": "Bon dia! Sóc la Marta, del 010."},
+        )
+        assert answer.status_code in (200, 303)
     wait_until(lambda: any("Sóc la Marta" in t for t in in_hours.texts_to(who)))
+
+
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"|<meta name="csrf-token" content="([^"]*)">')
+
+
+def console_login(client: httpx.Client, login: str, password: str) -> str:
+    """Log in through the console's form; returns the session's CSRF token."""
+    form = client.get("/login")
+    token = _CSRF.search(form.text)
+    assert token, "no CSRF token on the login page"
+    done = client.post(
+        "/login",
+        data={"login": login, "password": password, "csrf_token": token.group(1) or token.group(2)},
+    )
+    assert done.status_code == 303, done.text
+    page = client.get("/console")
+    found = _CSRF.search(page.text)
+    assert found
+    return found.group(1) or found.group(2)
 
 
 def test_photo_then_location_media_is_downloaded_and_stored(in_hours: Running):
@@ -259,6 +287,27 @@ def test_photo_then_location_media_is_downloaded_and_stored(in_hours: Running):
             await store.close()
 
     assert asyncio.run(stored()) == ["media", "location"]
+    with httpx.Client(base_url=in_hours.base, timeout=10) as console:
+        console_login(console, "operador", in_hours.password("operador"))
+        cid = asyncio.run(conversation_of(in_hours, who))
+        page = console.get(f"/console/conversations/{cid}")
+        assert page.status_code == 200
+        media = re.search(rf'/console/conversations/{cid}/media/([^"\']+)', page.text)
+        assert media, "the photo is not shown in the console"
+        image = console.get(media.group(0))
+        assert image.status_code == 200
+        assert image.content.startswith(b"\xff\xd8")
+        assert "openstreetmap.org" in page.text  # the location as a map link
+
+
+async def conversation_of(running: Running, who: str) -> int:
+    store = await open_store(running.db_url)
+    try:
+        async with store.transaction() as tx:
+            convs = await tx.conversations.list("mataro-wa")
+        return next(c.id for c in convs if c.recipient_id == who)
+    finally:
+        await store.close()
 
 
 def test_the_same_webhook_five_times_gets_one_reply(in_hours: Running):
