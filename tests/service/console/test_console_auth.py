@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from console_helpers import PASSWORD, World, form_token, login, login_as
 
 from civicchat.service.console import hash_password, verify_password
+from civicchat.service.console.web import safe_next
 
 
 def test_password_hashes_are_argon2_and_verify() -> None:
@@ -163,3 +165,25 @@ async def test_pages_carry_security_headers(world: World) -> None:
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert page.headers["x-content-type-options"] == "nosniff"
     assert form_token(page.text)
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["//evil.example", "/\\evil.example", "/\t/evil.example", "/\n/evil", "https://evil.example"],
+)
+async def test_login_never_redirects_to_another_site(world: World, target: str) -> None:
+    async with world.client() as client:
+        page = await client.get("/login", params={"next": target})
+        response = await client.post(
+            "/login",
+            data={
+                "login": "op_a",
+                "password": PASSWORD,
+                "csrf_token": form_token(page.text),
+                "next": target,
+            },
+        )
+    assert response.status_code == 303
+    assert response.headers["location"] == "/console"
+    assert safe_next(target) == "/console"
+    assert safe_next("/console/conversations/7") == "/console/conversations/7"

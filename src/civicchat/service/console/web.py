@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -272,9 +273,13 @@ def _first_timezone(ctx: ConsoleContext) -> ZoneInfo:
     return ZoneInfo("Europe/Madrid")
 
 
+_LOCAL_PATH = re.compile(r"^/(?![/\\])[A-Za-z0-9/_.~%?=&+-]*$")
+
+
 def safe_next(value: object, default: str = "/console") -> str:
-    """A local path to go back to (never another site: ``//evil`` and ``/\\evil`` refused)."""
-    if isinstance(value, str) and value.startswith("/") and not value.startswith(("//", "/\\")):
+    """A local path to go back to, never another site (``//evil``, ``/\\evil``, and tabs or
+    newlines that browsers drop, as in ``/\t/evil``, are refused)."""
+    if isinstance(value, str) and len(value) <= 500 and _LOCAL_PATH.match(value):
         return value
     return default
 
