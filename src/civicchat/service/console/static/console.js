@@ -17,6 +17,11 @@
         var atBottom = el.scrollTop + el.clientHeight >= el.scrollHeight - 30;
         el.innerHTML = html;
         if (el.id === "messages" && atBottom) el.scrollTop = el.scrollHeight;
+        var now = document.getElementById("state-now"), shown = document.getElementById("conv-state");
+        if (now && shown && shown.getAttribute("data-state") !== now.getAttribute("data-state")) {
+          shown.setAttribute("data-state", now.getAttribute("data-state"));  // moved by someone else
+          shown.textContent = now.getAttribute("data-label");
+        }
       })
       .catch(function () {});
   }
