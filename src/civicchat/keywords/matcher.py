@@ -27,14 +27,6 @@ EXTRA_WORD_PENALTY = 5.0
 #: A message with more words than its alias plus this many is not a keyword request (a person
 #: should read it), even when it mentions an alias.
 MAX_EXTRA_WORDS = 3
-#: Words that ask about some facet of a thing (its hours, phone, address, price) rather than name
-#: a thing. An alias made only of them ("horari", "telèfon") yields to a keyword the rest of the
-#: message names: "horari de la biblioteca" is the library, "horari" alone the office hours.
-_FACETS = """horari horaris horario horarios hora hores horas telefon telefons telefono telefonos
-numero adreca adreces direccion direcciones preu preus precio precios tarifa tarifes tarifas
-contacte contacto web pagina email correu correo"""
-FACET_WORDS = frozenset(_FACETS.split())
-FACET_PENALTY = 5.0
 _INFLECTION_SCORE = 96.0
 _FUZZY_CAP = 92.0
 _OPTIONS_PER_WORD = 2
@@ -189,11 +181,7 @@ class AliasIndex:
                     aliases = self._phrases.get(tuple(word for word, _ in combo))
                     if not aliases:
                         continue
-                    words = tuple(word for word, _ in combo)
                     score = sum(s for _, s in combo) / length - EXTRA_WORD_PENALTY * extra
-                    if extra and all(word in FACET_WORDS for word in words):
-                        # "horari de la biblioteca" asks about the library, not the office hours
-                        score -= FACET_PENALTY
                     for alias in aliases:
                         known = best.get(alias.keyword)
                         if known is None or score > known.score:
