@@ -329,6 +329,11 @@ _SQLITE_CLAIM = (
     )
     .returning(*InboxRow.__table__.c)
 )
+# Walk the open events in id order and stop at the first heads found. Without this the planner,
+# misled by a fast-changing queue, reads every open event, anti-joins and sorts: O(backlog).
+_PG_ORDERED_SCAN = select(
+    func.set_config("enable_sort", "off", True), func.set_config("enable_bitmapscan", "off", True)
+)
 _PG_CANDIDATES = (
     select(_E.c.id, _E.c.conversation_key)
     .where(_claimable(_E))
@@ -454,6 +459,7 @@ class SqlStore:
             if not self.is_postgres:
                 row = (await conn.execute(_SQLITE_CLAIM, params)).first()
                 return None if row is None else _event(row)
+            await conn.execute(_PG_ORDERED_SCAN)
             candidates = (await conn.execute(_PG_CANDIDATES, params)).all()
             for event_id, key in candidates:
                 if not await conn.scalar(_PG_TRY_LOCK, {"key": key}):
@@ -583,6 +589,8 @@ class SqlStore:
         if self.is_postgres:
             query = query.with_for_update(skip_locked=True, of=o)
         async with self._begin() as conn:
+            if self.is_postgres:
+                await conn.execute(_PG_ORDERED_SCAN)
             ids = [r[0] for r in await conn.execute(query)]
             if not ids:
                 return []
