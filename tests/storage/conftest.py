@@ -1,23 +1,26 @@
 """Fixtures: every contract test runs on a SQLite file and on the real PostgreSQL.
 
-PostgreSQL tests each get their own schema, dropped afterwards, so parallel and repeated runs
-never collide. With ``CIVICCHAT_REQUIRE_POSTGRES=1`` (CI) an unreachable server fails them.
+On PostgreSQL each test process migrates its own schema once (dropped at the end) and each test
+empties its tables first, so parallel and repeated runs never collide. With ``CIVICCHAT_REQUIRE_POSTGRES=1`` (CI) an unreachable server fails them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
 from civicchat.clock import ManualClock
 from civicchat.storage.engine import create_engine, upgrade
+from civicchat.storage.schema import Base
 from civicchat.storage.sql import SqlStore
 
 PG_URL = os.environ.get(
@@ -62,22 +65,94 @@ class Target:
     schema: str | None = None
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def target(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Target]:
+_BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+_TABLES = ", ".join(Base.metadata.tables)
+
+
+async def _create_schema(schema: str, *, migrate: bool) -> None:
+    engine = create_engine(PG_URL, schema=schema)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"CREATE SCHEMA {schema}"))
+        if migrate:
+            await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _drop_schema(schema: str) -> None:
+    engine = create_engine(PG_URL)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+    finally:
+        await engine.dispose()
+
+
+async def _migrate_file(path: str) -> None:
+    engine = create_engine(path)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()  # closing the last connection checkpoints the WAL into the file
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (faster than migrating each time)."""
+    path = tmp_path_factory.mktemp("template") / "civicchat.db"
+    asyncio.run(_migrate_file(str(path)))
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_schema() -> Iterator[str | None]:
+    """A migrated schema of this test process; each test empties its tables first."""
+    if asyncio.run(_pg_unreachable()) is not None:
+        yield None
+        return
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    asyncio.run(_create_schema(schema, migrate=True))
+    try:
+        yield schema
+    finally:
+        asyncio.run(_drop_schema(schema))
+
+
+@pytest.fixture(params=_BACKENDS)
+async def target(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path, pg_schema: str | None
+) -> AsyncIterator[Target]:
+    """A migrated, empty database."""
     if request.param == "sqlite":
-        yield Target("sqlite", str(tmp_path / "civicchat.db"))
+        path = tmp_path / "civicchat.db"
+        shutil.copyfile(sqlite_template, path)
+        yield Target("sqlite", str(path))
+        return
+    await require_postgres()
+    assert pg_schema is not None
+    engine = create_engine(PG_URL, schema=pg_schema)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"TRUNCATE {_TABLES} RESTART IDENTITY CASCADE"))
+    finally:
+        await engine.dispose()
+    yield Target("postgres", PG_URL, pg_schema)
+
+
+@pytest.fixture(params=_BACKENDS)
+async def empty_target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Target]:
+    """A database that was never migrated (its own schema on PostgreSQL)."""
+    if request.param == "sqlite":
+        yield Target("sqlite", str(tmp_path / "empty.db"))
         return
     await require_postgres()
     schema = f"t_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(PG_URL)
-    async with admin.begin() as conn:
-        await conn.execute(text(f"CREATE SCHEMA {schema}"))
+    await _create_schema(schema, migrate=False)
     try:
         yield Target("postgres", PG_URL, schema)
     finally:
-        async with admin.begin() as conn:
-            await conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        await admin.dispose()
+        await _drop_schema(schema)
 
 
 @pytest.fixture
@@ -87,9 +162,7 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 async def store(target: Target, clock: ManualClock) -> AsyncIterator[SqlStore]:
-    engine = create_engine(target.url, schema=target.schema)
-    await upgrade(engine)
-    s = SqlStore(engine, clock=clock)
+    s = SqlStore(create_engine(target.url, schema=target.schema), clock=clock)
     try:
         yield s
     finally:

@@ -44,7 +44,8 @@ def test_unusable_urls_are_refused_clearly(bad):
         normalise_url(bad)
 
 
-async def test_open_store_refuses_a_database_that_is_behind(target):
+async def test_open_store_refuses_a_database_that_is_behind(empty_target):
+    target = empty_target
     with pytest.raises(SchemaBehindError, match="civicchat db upgrade --url"):
         await open_store(target.url, schema=target.schema)
     engine = create_engine(target.url, schema=target.schema)
@@ -84,7 +85,8 @@ async def test_sqlite_runs_in_wal_with_normal_sync_and_a_busy_timeout(tmp_path):
     }
 
 
-async def test_a_store_opened_on_an_upgraded_database_works(target):
+async def test_a_store_opened_on_an_upgraded_database_works(empty_target):
+    target = empty_target
     engine = create_engine(target.url, schema=target.schema)
     await upgrade(engine)
     await engine.dispose()
