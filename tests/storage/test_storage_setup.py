@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
@@ -143,3 +144,22 @@ def test_cli_refuses_to_serve_a_database_that_is_behind(tmp_path, capsys):
     args = ["--url", url, "--channel", "whatsapp", "--account", "a", "--citizen", "1"]
     assert main(["privacy", "export", *args]) == 2
     assert "civicchat db upgrade" in capsys.readouterr().err
+
+
+def test_cli_privacy_accepts_the_service_configuration_and_user(tmp_path, monkeypatch, capsys):
+    config = Path(__file__).parents[2] / "examples" / "mataro" / "config.yaml"
+    url = str(tmp_path / "from-config.db")
+    monkeypatch.setenv("CIVICCHAT_DATABASE_URL", url)
+    assert main(["db", "upgrade"]) == 0
+
+    async def seed():
+        store = await open_store(url)
+        await store.accept([inbound(1)])
+        await store.close()
+
+    asyncio.run(seed())
+    capsys.readouterr()
+    args = [str(config), "--channel", "whatsapp", "--account", "acc1", "--user", "34600000001"]
+    assert main(["privacy", "export", *args]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["inbound_messages"]) == 1

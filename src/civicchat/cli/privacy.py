@@ -1,15 +1,25 @@
-"""``civicchat privacy``: erase or export one citizen, apply a retention period."""
+"""``civicchat privacy``: erase or export one citizen, apply a retention period.
+
+::
+
+    civicchat privacy erase /etc/civicchat/mataro/config.yaml --channel whatsapp \\
+        --account mataro --user 34600000000
+    civicchat privacy export --url postgresql://civic@db/civic --channel telegram \\
+        --account mataro --user 123456789 > export.json
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from civicchat.cli.db import add_url_argument
+from civicchat.cli.db import DEFAULT_URL
 from civicchat.exceptions import CivicchatError
 from civicchat.storage.base import RetentionMode
 from civicchat.storage.media import LocalBlobStore
@@ -19,14 +29,54 @@ from civicchat.storage.sql import open_store
 __all__ = ["register"]
 
 
+def _database_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "config",
+        nargs="?",
+        default=None,
+        help="the service configuration file: its database and media directory are used",
+    )
+    parser.add_argument(
+        "--url",
+        default=None,
+        help="the database (default: the configuration's, else $CIVICCHAT_DATABASE_URL, "
+        "else civicchat.db)",
+    )
+    parser.add_argument("--schema", default=None, help="PostgreSQL schema (search_path)")
+
+
 def _citizen_arguments(parser: argparse.ArgumentParser) -> None:
-    add_url_argument(parser)
+    _database_arguments(parser)
     parser.add_argument("--channel", required=True, help="whatsapp, telegram, webchat...")
     parser.add_argument("--account", required=True, help="the account the citizen wrote to")
     parser.add_argument(
-        "--citizen", required=True, help="the citizen's id on the channel (phone number, chat id)"
+        "--citizen",
+        "--user",
+        dest="citizen",
+        required=True,
+        help="the citizen's id on the channel (phone number, Telegram user id)",
     )
     parser.add_argument("--actor", default="cli", help="who asks, for the audit log")
+
+
+@dataclass(frozen=True)
+class _Database:
+    url: str
+    schema: str | None
+    media: str | None
+
+
+def _database(args: argparse.Namespace) -> _Database:
+    """The database to use: ``--url``, else the configuration's, else the environment's."""
+    url, schema, media = args.url, args.schema, getattr(args, "blobs", None)
+    if args.config is not None:
+        from civicchat.service.config import load_config
+
+        config = load_config(args.config)
+        url = url or config.database_url
+        schema = schema or config.database_schema
+        media = media or str(config.media.directory)
+    return _Database(url or os.environ.get("CIVICCHAT_DATABASE_URL", DEFAULT_URL), schema, media)
 
 
 def register(subparsers: Any) -> None:
@@ -39,7 +89,9 @@ def register(subparsers: Any) -> None:
 
     erase = sub.add_parser("erase", help="delete everything about one citizen")
     _citizen_arguments(erase)
-    erase.add_argument("--blobs", default=None, help="the media directory, to delete their files")
+    erase.add_argument(
+        "--blobs", default=None, help="the media directory (default: the configuration's)"
+    )
     erase.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     erase.set_defaults(handler=_erase)
 
@@ -51,7 +103,7 @@ def register(subparsers: Any) -> None:
     retention = sub.add_parser(
         "retention", help="delete or anonymise an account's conversations older than N days"
     )
-    add_url_argument(retention)
+    _database_arguments(retention)
     retention.add_argument("--account", required=True)
     retention.add_argument("--days", type=int, required=True)
     retention.add_argument(
@@ -60,12 +112,20 @@ def register(subparsers: Any) -> None:
     retention.set_defaults(handler=_retention)
 
 
-async def _with_privacy(args: argparse.Namespace, blobs: str | None, work: Any) -> Any:
-    store = await open_store(args.url, schema=args.schema)
+async def _with_privacy(db: _Database, work: Any) -> Any:
+    store = await open_store(db.url, schema=db.schema)
     try:
-        return await work(Privacy(store, LocalBlobStore(blobs) if blobs else None))
+        return await work(Privacy(store, LocalBlobStore(db.media) if db.media else None))
     finally:
         await store.close()
+
+
+def _run(command: str, args: argparse.Namespace, work: Any) -> tuple[bool, Any]:
+    try:
+        return True, asyncio.run(_with_privacy(_database(args), work))
+    except CivicchatError as exc:
+        print(f"civicchat privacy {command}: {exc}", file=sys.stderr)
+        return False, None
 
 
 def _erase(args: argparse.Namespace) -> int:
@@ -81,10 +141,8 @@ def _erase(args: argparse.Namespace) -> int:
     async def work(privacy: Privacy) -> Any:
         return await privacy.erase(args.channel, args.account, args.citizen, actor=args.actor)
 
-    try:
-        result = asyncio.run(_with_privacy(args, args.blobs, work))
-    except CivicchatError as exc:
-        print(f"civicchat privacy erase: {exc}", file=sys.stderr)
+    ok, result = _run("erase", args, work)
+    if not ok:
         return 2
     print(
         f"esborrat / borrado {who}: {result.contacts} contact(s), "
@@ -98,10 +156,8 @@ def _export(args: argparse.Namespace) -> int:
     async def work(privacy: Privacy) -> Any:
         return await privacy.export(args.channel, args.account, args.citizen, actor=args.actor)
 
-    try:
-        data = asyncio.run(_with_privacy(args, None, work))
-    except CivicchatError as exc:
-        print(f"civicchat privacy export: {exc}", file=sys.stderr)
+    ok, data = _run("export", args, work)
+    if not ok:
         return 2
     text = json.dumps(data, ensure_ascii=False, indent=2)
     if args.output == "-":
@@ -121,10 +177,8 @@ def _retention(args: argparse.Namespace) -> int:
     async def work(privacy: Privacy) -> Any:
         return await privacy.apply_retention({args.account: policy})
 
-    try:
-        done = asyncio.run(_with_privacy(args, None, work))
-    except CivicchatError as exc:
-        print(f"civicchat privacy retention: {exc}", file=sys.stderr)
+    ok, done = _run("retention", args, work)
+    if not ok:
         return 2
     print(f"{args.mode}: {done[args.account]} conversation(s)")
     return 0
