@@ -42,7 +42,7 @@ from civicchat.service.live import InProcessLiveBus, LiveBus, PostgresLiveBus
 from civicchat.service.metrics import PROMETHEUS_CONTENT_TYPE, ServiceMetrics
 from civicchat.service.runtime import RelayHub, ServiceRuntime, build_accounts
 from civicchat.service.webchat import webchat_routes
-from civicchat.service.webhooks import WebhookContext, webhook_routes
+from civicchat.service.webhooks import WebhookContext, WindowLimiter, webhook_routes
 from civicchat.storage.engine import check_schema, create_engine, current_revision, upgrade
 from civicchat.storage.media import LocalBlobStore
 from civicchat.storage.schema import OutboxRow
@@ -134,7 +134,14 @@ def create_app(
     ]
     disabled = {a.name: a.channel for a in config.accounts if not a.enabled}
     routes += webhook_routes(
-        WebhookContext(store, accounts, disabled, metrics, config.server.max_body_bytes)
+        WebhookContext(
+            store,
+            accounts,
+            disabled,
+            metrics,
+            config.server.max_body_bytes,
+            webchat_limiter=WindowLimiter(config.server.webchat_messages_per_minute),
+        )
     )
     chats = {a.name: a.display_name for a in accounts.values() if a.channel_name == "webchat"}
     routes += webchat_routes(hub, chats)

@@ -126,6 +126,7 @@ class ServerConfig(_Model):
     public_url: str | None = None
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     access_log: bool = False
+    webchat_messages_per_minute: int = Field(default=30, ge=1)  # per client address
     secure_cookies: bool | None = None  # default: true when public_url is https
 
 

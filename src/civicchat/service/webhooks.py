@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -24,13 +25,59 @@ from civicchat.exceptions import StorageError, WebhookError
 from civicchat.service.metrics import ServiceMetrics
 from civicchat.storage.sql import SqlStore
 
-__all__ = ["BodyTooLarge", "InboxBatcher", "WebhookContext", "read_body", "webhook_routes"]
+__all__ = [
+    "BodyTooLarge",
+    "InboxBatcher",
+    "WebhookContext",
+    "WindowLimiter",
+    "read_body",
+    "webhook_routes",
+]
 
 logger = logging.getLogger("civicchat.service")
 
 
 class BodyTooLarge(Exception):
     """The request body is over the limit."""
+
+
+class WindowLimiter:
+    """At most ``limit`` hits per ``per`` seconds for each key (a client address); never waits.
+
+    The web chat's endpoint is public: this keeps one client from filling the inbox.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        per: float = 60.0,
+        *,
+        max_keys: int = 10_000,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if limit < 1 or per <= 0:
+            raise ValueError("WindowLimiter needs limit >= 1 and per > 0")
+        self.limit = limit
+        self.per = per
+        self.max_keys = max_keys
+        self._monotonic = monotonic
+        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def allow(self, key: str) -> bool:
+        """Count a hit for ``key``; False when it is over the limit."""
+        now = self._monotonic()
+        hits = self._hits.get(key)
+        if hits is None:
+            hits = self._hits[key] = deque()
+            while len(self._hits) > self.max_keys:
+                self._hits.popitem(last=False)
+        self._hits.move_to_end(key)
+        while hits and hits[0] <= now - self.per:
+            hits.popleft()
+        if len(hits) >= self.limit:
+            return False
+        hits.append(now)
+        return True
 
 
 class InboxBatcher:
@@ -70,13 +117,16 @@ class InboxBatcher:
             for _, future in batch:
                 if not future.done():
                     future.set_result(None)
+            # One label for the batch: batches hold one channel but for rare mixed moments.
             channel = events[0].channel if events else "unknown"
-            if result.accepted:
-                self.metrics.inbound.labels(channel, "accepted").inc(result.accepted)
-            if result.duplicates:
-                self.metrics.inbound.labels(channel, "duplicate").inc(result.duplicates)
-            if result.revived:
-                self.metrics.inbound.labels(channel, "revived").inc(result.revived)
+            counts = (
+                ("accepted", result.accepted),
+                ("duplicate", result.duplicates),
+                ("revived", result.revived),
+            )
+            for status, n in counts:
+                if n:
+                    self.metrics.inbound.labels(channel, status).inc(n)
 
 
 @dataclass(frozen=True)
@@ -89,6 +139,7 @@ class WebhookContext:
     metrics: ServiceMetrics
     max_body_bytes: int
     batcher: InboxBatcher | None = None
+    webchat_limiter: WindowLimiter | None = None
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -119,6 +170,12 @@ def webhook_routes(ctx: WebhookContext) -> list[Route]:
             if ctx.disabled.get(name) == channel_name:
                 return PlainTextResponse("account disabled: its secrets are not configured", 503)
             return PlainTextResponse("no such account", 404)
+        limiter = ctx.webchat_limiter
+        if channel_name == "webchat" and limiter is not None:
+            client = request.client.host if request.client else "unknown"
+            if not limiter.allow(client):
+                ctx.metrics.inbound.labels(channel_name, "rate_limited").inc()
+                return PlainTextResponse("too many messages, wait a minute", 429)
         try:
             body = await read_body(request, ctx.max_body_bytes)
         except BodyTooLarge:
