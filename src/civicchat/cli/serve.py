@@ -1,4 +1,5 @@
-"""``civicchat serve CONFIG`` (the web service, workers included) and ``civicchat worker CONFIG``.
+"""``civicchat serve CONFIG`` (the web service, workers included), ``civicchat worker CONFIG``
+and ``civicchat telegram-webhook CONFIG ACCOUNT`` (register the bot's webhook with Telegram).
 
 Also runnable without the CLI registry: ``python -m civicchat.cli.serve serve CONFIG``.
 """
@@ -14,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from civicchat.exceptions import CivicchatError
+from civicchat.exceptions import CivicchatError, ConfigError
 
 __all__ = ["main", "register"]
 
@@ -46,6 +47,17 @@ def register(subparsers: Any) -> None:
     worker.add_argument("config", help="the service configuration (YAML)")
     worker.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     worker.set_defaults(handler=run_worker)
+
+    hook = subparsers.add_parser(
+        "telegram-webhook",
+        help="register the service's webhook URL with a Telegram bot (setWebhook)",
+    )
+    hook.add_argument("config", help="the service configuration (YAML)")
+    hook.add_argument("account", help="the Telegram account's name in the configuration")
+    hook.add_argument(
+        "--drop-pending", action="store_true", help="discard updates Telegram still holds"
+    )
+    hook.set_defaults(handler=run_telegram_webhook)
 
 
 def _logging(level: str) -> None:
@@ -135,6 +147,50 @@ async def _worker(config: Any) -> None:
     async with app.router.lifespan_context(app):
         logger.info("workers running; stop with Ctrl+C")
         await stop.wait()
+
+
+def run_telegram_webhook(args: argparse.Namespace) -> int:
+    """Call setWebhook with ``<public_url>/webhooks/telegram/<account>`` and the secret token."""
+    from civicchat.service.config import load_config
+
+    try:
+        config = load_config(args.config)
+        account = next((a for a in config.accounts if a.name == args.account), None)
+        if account is None or account.channel != "telegram":
+            raise ConfigError(f"no Telegram account named {args.account!r} in {args.config}")
+        if not account.enabled:
+            raise ConfigError(
+                f"account {account.name} is disabled: set {', '.join(account.missing)}"
+            )
+        public = config.server.public_url
+        if not public or not public.startswith("https://"):
+            raise ConfigError("server.public_url must be the service's https address")
+        url = f"{public.rstrip('/')}/webhooks/telegram/{account.name}"
+        asyncio.run(_set_telegram_webhook(account, url, args.drop_pending))
+    except CivicchatError as exc:
+        print(f"civicchat telegram-webhook: {exc}", file=sys.stderr)
+        return 2
+    print(f"Telegram now sends {account.name}'s updates to {url}")
+    return 0
+
+
+async def _set_telegram_webhook(account: Any, url: str, drop_pending: bool) -> None:
+    import httpx
+
+    from civicchat.channels.telegram import TelegramAccount, TelegramChannel
+
+    tg = account.telegram
+    async with httpx.AsyncClient(timeout=15) as client:
+        channel = TelegramChannel(
+            TelegramAccount(
+                name=account.name,
+                bot_token=tg.bot_token,
+                secret_token=tg.secret_token,
+                api_base_url=tg.api_base_url,
+            ),
+            client=client,
+        )
+        await channel.set_webhook(url, drop_pending_updates=drop_pending)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
