@@ -87,7 +87,7 @@ async def test_operator_reply_after_the_window_closed_sends_the_template_and_hol
         await wait_for(lambda: fake.texts())
         async with state.store.transaction() as tx:
             conv = (await tx.conversations.list("mataro-wa"))[0]
-            await tx.enqueue(
+            op_ids = await tx.enqueue(
                 [
                     OutboundMessage(
                         channel="whatsapp",
@@ -106,8 +106,15 @@ async def test_operator_reply_after_the_window_closed_sends_the_template_and_hol
             return bool(found and any("Ja tenim" in h for h in found.data.get("held", [])))
 
         await wait_for(held)
+
+        async def recorded_as_held() -> bool:
+            item = await state.store.get_outbound(op_ids[0])
+            return item is not None and "held" in (item.last_error or "")
+
+        await wait_for(recorded_as_held)
         templates = [t for t in fake.texts() if t.startswith("<template")]
         assert templates == ["<template reprendre_conversa>"]
+        assert not any("Ja tenim" in t for t in fake.texts())
         # The citizen answers the template: the held answer goes out now, as text.
         now = int(state.clock.now().timestamp())
         reply = wa_text("wamid.back", "Llegir la resposta", ts=now)
@@ -186,3 +193,45 @@ async def test_disabled_account_answers_503_and_the_others_work(tmp_path: Path):
             json={"visitor": "visitor_0123456789abcdef", "text": "hola"},
         )
         assert ok.status_code == 200
+
+
+async def test_operator_reply_on_a_closed_window_queues_one_template_itself(tmp_path: Path):
+    app, fake, provider, _ = await start_service(tmp_path, clock="start: 2026-12-02T10:00:00+01:00")
+    state = app.state.civicchat
+    async with running(app):
+        async with state.store.transaction() as tx:
+            contact = await tx.contacts.identify("whatsapp", "mataro-wa", "34699000111")
+            conv = await tx.conversations.create(
+                channel="whatsapp",
+                account="mataro-wa",
+                contact_id=contact.id,
+                recipient_id="34699000111",
+                state="queued",
+            )
+            conv = dataclasses.replace(conv, last_inbound_at=MONDAY_10, language="es")
+            await tx.conversations.save(conv)
+            replies = [
+                OutboundMessage(
+                    channel="whatsapp",
+                    account="mataro-wa",
+                    recipient_id="34699000111",
+                    content=Text(body=f"Respuesta {n}"),
+                )
+                for n in (1, 2)
+            ]
+            await tx.enqueue(replies, key_prefix="op:closed", conversation_id=conv.id)
+        sent = await wait_for(lambda: fake.sent())
+        template = sent[0]
+        assert template["type"] == "template"
+        assert template["template"]["name"] == "reprendre_conversa"
+        assert template["template"]["language"]["code"].startswith("es")
+
+        async def both_held() -> bool:
+            async with state.store.transaction() as tx:
+                found = await tx.conversations.get(conv.id)
+            return found is not None and len(found.data.get("held", [])) == 2
+
+        await wait_for(both_held)
+        await asyncio.sleep(0.2)
+        assert len(fake.sent()) == 1  # one template for both, no free-form text
+    await provider.aclose()

@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import random
 import time
+import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -61,6 +62,7 @@ from civicchat.storage.workers import InboxProcessor, OutboxSender
 __all__ = [
     "AccountMediaSource",
     "ChannelSender",
+    "HeldForWindow",
     "LiveInboxProcessor",
     "LiveOutboxSender",
     "RelayHub",
@@ -237,7 +239,12 @@ class ChannelSender:
         return provider_id
 
     async def _reengage(self, message: OutboundMessage) -> str:
-        """Send the re-engagement template and hold ``message`` until the citizen answers."""
+        """Hold ``message`` on the conversation and queue the re-engagement template.
+
+        The template goes out as its own outbox message (the first time the window is found
+        closed); this message is recorded as failed with :class:`HeldForWindow`, and the
+        handler sends its content again when the citizen answers (the window is open then).
+        """
         template = self.account.pipeline.reengagement_template
         if not template:
             raise WindowClosedError(
@@ -250,21 +257,38 @@ class ChannelSender:
                 message.channel, message.account, message.recipient_id
             )
             conv = await tx.conversations.latest_for(message.channel, message.account, contact.id)
-            language = (conv.language if conv else None) or self.account.default_language
-            fallback = getattr(message.content, "body", None)
-            if conv is not None:
-                data = dict(conv.data or {})
-                held = list(data.get(HELD_KEY) or [])
-                already = bool(held)
-                held.append(message.content.model_dump_json())
-                data[HELD_KEY] = held
-                await tx.conversations.save(dataclasses.replace(conv, data=data))
-                if already:
-                    # One template per closed window is enough; the rest waits with it.
-                    return "held"
-        content = Template(name=template, language=language, fallback_text=fallback)
-        one = message.model_copy(update={"content": content})
-        return await self.account.channel.send(one, last_inbound_at=None)
+            if conv is None:
+                raise WindowClosedError(
+                    "the 24-hour window is closed and there is no conversation to hold it on",
+                    channel=self.account.channel_name,
+                    account=self.account.name,
+                )
+            data = dict(conv.data or {})
+            held = list(data.get(HELD_KEY) or [])
+            first = not held
+            held.append(message.content.model_dump_json())
+            data[HELD_KEY] = held
+            await tx.conversations.save(dataclasses.replace(conv, data=data))
+            if first:
+                # One template per closed window: later messages wait with the first.
+                language = conv.language or self.account.default_language
+                fallback = getattr(message.content, "body", None)
+                content = Template(name=template, language=language, fallback_text=fallback)
+                await tx.enqueue(
+                    [message.model_copy(update={"content": content})],
+                    key_prefix=f"reengage:{conv.id}:{uuid.uuid4().hex}",
+                    conversation_id=conv.id,
+                )
+        raise HeldForWindow(
+            "held: the 24-hour window is closed; sent when the citizen answers the "
+            f"{template} template",
+            channel=self.account.channel_name,
+            account=self.account.name,
+        )
+
+
+class HeldForWindow(WindowClosedError):
+    """A free-form message waits for the citizen's answer to the re-engagement template."""
 
 
 _pending_live: contextvars.ContextVar[list[LiveEvent] | None] = contextvars.ContextVar(
