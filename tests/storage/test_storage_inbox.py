@@ -6,6 +6,7 @@ import dataclasses
 from datetime import timedelta
 
 import pytest
+from sqlalchemy.exc import DBAPIError
 from storage_helpers import T0, inbound, reply_to, status
 
 from civicchat.messages import DeliveryStatus, InboundMessage, Media, MediaKind, Sender
@@ -263,3 +264,32 @@ async def test_media_is_registered_for_download(store, clock):
     async with store.transaction() as tx:
         refs = await tx.media.claim_media("m1", limit=5, lease_seconds=30)
     assert [(r.media_id, r.mime_type, r.event_id) for r in refs] == [("MEDIA1", "image/jpeg", 1)]
+
+
+class _Deadlock(Exception):
+    sqlstate = "40P01"
+
+
+async def test_a_deadlocked_batch_is_run_again(store, monkeypatch):
+    real = store._accept
+    calls = []
+
+    async def deadlock_once(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise DBAPIError("INSERT", {}, _Deadlock("deadlock detected"))
+        return await real(*args)
+
+    monkeypatch.setattr(store, "_accept", deadlock_once)
+    result = await store.accept([inbound(1), inbound(2)])
+    assert result.accepted == 2
+    assert len(calls) == 2
+
+
+async def test_other_database_errors_are_not_retried(store, monkeypatch):
+    async def broken(*args):
+        raise DBAPIError("INSERT", {}, OSError("disk full"))
+
+    monkeypatch.setattr(store, "_accept", broken)
+    with pytest.raises(DBAPIError):
+        await store.accept([inbound(1)])

@@ -36,6 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import aliased
 
@@ -110,6 +111,14 @@ def _is(column: Any, *values: str) -> ColumnElement[bool]:
 
 
 _ERROR_MAX = 2000
+_DEADLOCK_RETRIES = 3
+
+
+def _is_deadlock(exc: DBAPIError) -> bool:
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return code == "40P01"
+
+
 _CHUNK = 500
 ANONYMISED = "anonymised"
 
@@ -411,7 +420,25 @@ class SqlStore:
         for e in events:
             values = _event_values(e, now)
             unique.setdefault((values["channel"], values["account"], values["key"]), values)
-        rows = list(unique.values())
+        rows = list(unique.values())  # in the order given: that is the order of processing
+        for attempt in range(1, _DEADLOCK_RETRIES + 1):
+            try:
+                accepted, revived = await self._accept(rows, list(unique), now)
+                break
+            except DBAPIError as exc:
+                # Two webhooks inserting common keys in different orders can deadlock on
+                # PostgreSQL; the batch is idempotent, so run it again.
+                if not _is_deadlock(exc) or attempt == _DEADLOCK_RETRIES:
+                    raise
+                _log.info("accept: deadlock, retrying (%d)", attempt)
+        duplicates = len(events) - accepted - revived
+        if revived:
+            _log.info("re-delivery revived %d failed event(s)", revived)
+        return AcceptResult(accepted=accepted, duplicates=duplicates, revived=revived)
+
+    async def _accept(
+        self, rows: list[dict[str, Any]], keys: list[tuple[str, str, str]], now: datetime
+    ) -> tuple[int, int]:
         accepted = revived = 0
         async with self._begin() as conn:
             stmt = (
@@ -422,7 +449,7 @@ class SqlStore:
             for chunk in _chunks(rows):
                 accepted += len((await conn.execute(stmt, list(chunk))).all())
             if accepted < len(rows):
-                for chunk in _chunks(list(unique)):
+                for chunk in _chunks(keys):
                     result = await conn.execute(
                         update(InboxRow)
                         .where(
@@ -438,10 +465,7 @@ class SqlStore:
                         )
                     )
                     revived += result.rowcount
-        duplicates = len(events) - accepted - revived
-        if revived:
-            _log.info("re-delivery revived %d failed event(s)", revived)
-        return AcceptResult(accepted=accepted, duplicates=duplicates, revived=revived)
+        return accepted, revived
 
     async def claim_event(self, worker_id: str, *, lease_seconds: float) -> InboxEvent | None:
         """Claim the oldest due event whose conversation has nothing in progress or earlier.
@@ -695,15 +719,14 @@ class SqlStore:
         ``failed`` (the highest) always wins.
         """
         async with self._begin() as conn:
-            row = (
-                await conn.execute(
-                    select(OutboxRow.id, OutboxRow.status).where(
-                        OutboxRow.channel == update_.channel,
-                        OutboxRow.account == update_.account,
-                        OutboxRow.provider_message_id == update_.provider_message_id,
-                    )
-                )
-            ).first()
+            query = select(OutboxRow.id, OutboxRow.status).where(
+                OutboxRow.channel == update_.channel,
+                OutboxRow.account == update_.account,
+                OutboxRow.provider_message_id == update_.provider_message_id,
+            )
+            if self.is_postgres:
+                query = query.with_for_update()  # two statuses of one message merge in turn
+            row = (await conn.execute(query)).first()
             if row is None:
                 return False
             if update_.status.rank > DeliveryStatus(row.status).rank:
