@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -21,6 +22,8 @@ from sqlalchemy import text
 from civicchat.storage.engine import create_engine, upgrade
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+SERVE = [sys.executable, "-m", "civicchat.cli.serve", "serve"]
 
 PG_URL = os.environ.get(
     "CIVICCHAT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -129,3 +132,69 @@ def test_web_chat_reply_reaches_the_page_held_by_the_other_process(two_processes
     bodies = [e["content"]["body"] for e in events]  # type: ignore[index]
     assert len(bodies) == 2
     assert bodies[1].startswith("*Paraules clau*")
+
+
+def test_serve_with_two_processes_shares_migrations_operators_and_sessions(tmp_path: Path):
+    schema = f"e2e_{uuid.uuid4().hex[:10]}"
+    try:
+        asyncio.run(_schema("CREATE", schema))
+    except Exception as exc:
+        if os.environ.get("CIVICCHAT_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL unreachable: {exc}")
+        pytest.skip(f"PostgreSQL unreachable: {type(exc).__name__}")
+    config = write_config(
+        tmp_path,
+        provider_base="http://127.0.0.1:9",
+        database=PG_URL,
+        extra=f"database_schema: {schema}\nlive: postgres",
+    )
+    text_ = config.read_text().replace("demo_operators: false", "demo_operators: true")
+    config.write_text(text_.replace('secret_key: "' + "k" * 40 + '"', 'secret_key: ""'))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*SERVE, str(config), "--port", str(port), "--workers", "2"],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 40
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        password = next(
+            line.split()[1]
+            for line in log.read_text().splitlines()
+            if line.strip().startswith("operadora ")
+        )
+        with httpx.Client(base_url=base, timeout=10) as client:
+            form = client.get("/login")
+            token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+            assert token
+            done = client.post(
+                "/login",
+                data={"login": "operadora", "password": password, "csrf_token": token.group(1)},
+            )
+            assert done.status_code == 303
+            # Requests land on either process: both accept the session.
+            codes = {client.get("/console").status_code for _ in range(20)}
+            assert codes == {200}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        asyncio.run(_schema("DROP", schema))

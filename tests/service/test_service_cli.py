@@ -112,3 +112,11 @@ def test_worker_command_processes_the_inbox_and_stops_on_sigterm(tmp_path: Path)
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_several_processes_on_sqlite_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    config = write_config(tmp_path, provider_base="http://127.0.0.1:9")
+    assert main(["serve", str(config), "--workers", "2"]) == 2
+    assert "PostgreSQL" in capsys.readouterr().err

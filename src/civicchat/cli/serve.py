@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import secrets
 import signal
 import sys
 from collections.abc import Sequence
@@ -99,8 +100,26 @@ def run_serve(args: argparse.Namespace) -> int:
         "proxy_headers": True,
     }
     if args.workers > 1:
+        from civicchat.service.app import prepare_first_start
+
+        if config.is_sqlite:
+            print(
+                "civicchat serve: --workers above 1 needs PostgreSQL (live updates for the console "
+                "and the web chat cross processes through LISTEN/NOTIFY); SQLite serves one process",
+                file=sys.stderr,
+            )
+            return 2
+
+        # Migrations and demo operators once, here, rather than racing in every process.
+        try:
+            asyncio.run(prepare_first_start(config))
+        except CivicchatError as exc:
+            print(f"civicchat serve: {exc}", file=sys.stderr)
+            return 2
         # Each process builds its own app from the same file (given through the environment).
-        export_for_processes(args.config, workers=not args.no_workers)
+        # Every process must sign console sessions with the same key.
+        secret = config.secret_key or secrets.token_urlsafe(48)
+        export_for_processes(args.config, workers=not args.no_workers, secret_key=secret)
         uvicorn.run(
             "civicchat.service.app:app_from_environment",
             factory=True,

@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
@@ -43,12 +44,20 @@ from civicchat.service.metrics import PROMETHEUS_CONTENT_TYPE, ServiceMetrics
 from civicchat.service.runtime import RelayHub, ServiceRuntime, build_accounts
 from civicchat.service.webchat import webchat_routes
 from civicchat.service.webhooks import WebhookContext, WindowLimiter, webhook_routes
+from civicchat.storage.base import OperatorRole
 from civicchat.storage.engine import check_schema, create_engine, current_revision, upgrade
 from civicchat.storage.media import LocalBlobStore
 from civicchat.storage.schema import OutboxRow
 from civicchat.storage.sql import SqlStore
 
-__all__ = ["ServiceState", "app_from_environment", "create_app", "demo_operators"]
+__all__ = [
+    "ServiceState",
+    "app_from_environment",
+    "create_app",
+    "demo_operators",
+    "prepare_database",
+    "prepare_first_start",
+]
 
 logger = logging.getLogger("civicchat.service")
 
@@ -193,6 +202,23 @@ async def prepare_database(config: ServiceConfig, store: SqlStore) -> None:
     await check_schema(store.engine)
 
 
+async def prepare_first_start(
+    config: ServiceConfig, announce: Callable[[str], None] | None = None
+) -> None:
+    """Migrate (SQLite) and create the demo operators once, before several processes start."""
+    say = announce or (lambda line: print(line, flush=True))
+    if config.is_sqlite:
+        _sqlite_dir(config.database_url)
+    store = SqlStore(create_engine(config.database_url, schema=config.database_schema))
+    try:
+        await prepare_database(config, store)
+        if config.demo_operators:
+            for line in await demo_operators(config, store):
+                say(line)
+    finally:
+        await store.close()
+
+
 def _console_routes(state: ServiceState) -> list[BaseRoute] | None:
     try:
         from civicchat.service import console
@@ -308,21 +334,22 @@ async def demo_operators(config: ServiceConfig, store: SqlStore) -> list[str]:
     ]
     hash_password = _hash_function()
     created: list[tuple[str, str, str]] = []
-    async with store.transaction() as tx:
-        if await tx.operators.by_login("admin") is not None:
-            return []
-        from civicchat.storage.base import OperatorRole
-
-        for login, name, role in wanted:
-            password = secrets.token_urlsafe(9)
-            await tx.operators.add_operator(
-                account=group,
-                name=name,
-                login=login,
-                password_hash=hash_password(password),
-                role=OperatorRole(role),
-            )
-            created.append((login, password, role))
+    try:
+        async with store.transaction() as tx:
+            if await tx.operators.by_login("admin") is not None:
+                return []
+            for login, name, role in wanted:
+                password = secrets.token_urlsafe(9)
+                await tx.operators.add_operator(
+                    account=group,
+                    name=name,
+                    login=login,
+                    password_hash=hash_password(password),
+                    role=OperatorRole(role),
+                )
+                created.append((login, password, role))
+    except IntegrityError:
+        return []  # another process created them at the same moment (and printed them)
     lines = ["", "Demo operators created (shown only now; change them in the console):"]
     lines += [f"  {login:<11} {password}   ({role})" for login, password, role in created]
     lines.append("")

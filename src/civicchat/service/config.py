@@ -367,10 +367,18 @@ CONFIG_ENV = "CIVICCHAT_CONFIG"
 _NO_WORKERS_ENV = "CIVICCHAT_NO_WORKERS"
 
 
-def export_for_processes(path: str | Path, *, workers: bool) -> None:
-    """Hand the configuration path to the web processes uvicorn starts (``serve --workers N``)."""
+_SECRET_ENV = "CIVICCHAT_PROCESS_SECRET_KEY"
+
+
+def export_for_processes(path: str | Path, *, workers: bool, secret_key: str = "") -> None:
+    """Hand the configuration to the web processes uvicorn starts (``serve --workers N``).
+
+    ``secret_key`` (used when the configuration has none) makes every process sign console
+    sessions alike.
+    """
     os.environ[CONFIG_ENV] = str(Path(path).resolve())
     os.environ[_NO_WORKERS_ENV] = "" if workers else "1"
+    os.environ[_SECRET_ENV] = secret_key
 
 
 def config_from_environment() -> tuple[ServiceConfig, bool]:
@@ -378,4 +386,8 @@ def config_from_environment() -> tuple[ServiceConfig, bool]:
     path = os.environ.get(CONFIG_ENV)
     if not path:
         raise ConfigError(f"set {CONFIG_ENV} to the service configuration file")
-    return load_config(path), not os.environ.get(_NO_WORKERS_ENV)
+    config = load_config(path)
+    shared = os.environ.get(_SECRET_ENV)
+    if not config.secret_key and shared:
+        config = config.model_copy(update={"secret_key": shared})
+    return config, not os.environ.get(_NO_WORKERS_ENV)
