@@ -444,8 +444,8 @@ async def run(args: argparse.Namespace) -> int:
             _stop(proc)
         for backend in args.backends.split(","):
             for n in processes:
-                if backend == "sqlite" and n > 1 and not args.sqlite_multi:
-                    continue  # one SQLite writer: several processes only add lock waits
+                if backend == "sqlite" and n > 1:
+                    continue  # `serve --workers N` needs PostgreSQL (live events across processes)
                 with tempfile.TemporaryDirectory(prefix="civicchat-bench-") as tmp:
                     schema = None
                     if backend == "postgres":
@@ -501,9 +501,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=os.environ.get(
             "CIVICCHAT_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
         ),
-    )
-    parser.add_argument(
-        "--sqlite-multi", action="store_true", help="also run SQLite with several processes"
     )
     args = parser.parse_args(argv)
     return asyncio.run(run(args))
