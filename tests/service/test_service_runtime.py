@@ -15,8 +15,11 @@ from service_fakes import (
     wait_for,
 )
 
+from civicchat.channels.degrade import degrade
+from civicchat.channels.webchat import WebChatChannel
 from civicchat.messages import OutboundMessage, Text
 from civicchat.service.live import LiveEvent
+from civicchat.service.runtime import ChannelSender, RelayHub
 from civicchat.storage.engine import create_engine
 from civicchat.storage.sql import SqlStore
 
@@ -235,3 +238,39 @@ async def test_operator_reply_on_a_closed_window_queues_one_template_itself(tmp_
         await asyncio.sleep(0.2)
         assert len(fake.sent()) == 1  # one template for both, no free-form text
     await provider.aclose()
+
+
+async def test_the_longest_web_chat_piece_fits_in_one_postgres_notification(service: Service):
+    from civicchat.service.live import LiveBus
+
+    published: list[LiveEvent] = []
+
+    class Capture(LiveBus):
+        async def publish(self, event: LiveEvent) -> None:
+            published.append(event)
+
+        def subscribe(self, account):  # pragma: no cover - not used
+            raise NotImplementedError
+
+    account = service.state.accounts["mataro-web"]
+    limit = account.channel.capabilities.max_text_length
+    text = 'àèò «Ajuntament» "010"\n' * (3 * limit)  # worst case: 2-byte letters, escapes
+    hub = RelayHub(Capture())
+    sender = ChannelSender(
+        dataclasses.replace(account, channel=WebChatChannel(hub, account="mataro-web")),
+        service.state.store,
+        service.state.clock,
+    )
+    pieces = degrade(Text(body=text), account.channel.capabilities, "ca")
+    assert len(pieces) > 1
+    for piece in pieces:
+        message = OutboundMessage(
+            channel="webchat",
+            account="mataro-web",
+            recipient_id="visitor_0123456789abcdef",
+            content=piece,
+        )
+        await sender.send(message, last_inbound_at=None)
+    await asyncio.sleep(0.05)
+    assert len(published) == len(pieces)
+    assert max(len(e.to_json().encode()) for e in published) < 7900

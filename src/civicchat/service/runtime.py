@@ -38,7 +38,7 @@ from civicchat.bot import (
 from civicchat.channels.base import Channel, MediaDownload
 from civicchat.channels.degrade import degrade
 from civicchat.channels.telegram import TelegramAccount, TelegramChannel
-from civicchat.channels.webchat import WebChatChannel, WebChatHub
+from civicchat.channels.webchat import WEBCHAT_CAPABILITIES, WebChatChannel, WebChatHub
 from civicchat.channels.whatsapp import WhatsAppAccount, WhatsAppChannel
 from civicchat.clock import Clock
 from civicchat.exceptions import (
@@ -73,6 +73,7 @@ __all__ = [
 logger = logging.getLogger("civicchat.service")
 
 WEBCHAT_EVENT = "webchat"  # LiveEvent.data key of an outbound web chat message
+WEBCHAT_MAX_TEXT = 2000  # characters per web chat message, either way
 
 
 class RelayHub(WebChatHub):
@@ -161,7 +162,9 @@ def _build_account(
             clock=clock,
         )
     else:
-        channel = WebChatChannel(hub, account=acfg.name, clock=clock)
+        # Replies cross processes inside a PostgreSQL NOTIFY (under 8 kB): shorter pieces.
+        caps = dataclasses.replace(WEBCHAT_CAPABILITIES, max_text_length=WEBCHAT_MAX_TEXT)
+        channel = WebChatChannel(hub, account=acfg.name, clock=clock, capabilities=caps)
     return BotAccount(
         name=acfg.name,
         channel_name=acfg.channel,
