@@ -58,6 +58,9 @@ async def test_conversations_store_every_routing_field(store, clock):
             priority=2,
             team="padró",
             data={"topic": "bus", "tags": ["urgent"]},
+            assigned_at=T0 + timedelta(minutes=3),
+            last_operator=7,
+            topic="bus",
         )
         await tx.conversations.save(changed)
         await tx.history.record(LifecycleEntry(conv.id, T0, "bot", "bot", "queued", "no keyword"))

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine as sync_engine
 from sqlalchemy import text
@@ -21,8 +23,8 @@ from civicchat.storage.engine import (
     normalise_url,
     upgrade,
 )
-from civicchat.storage.schema import SCHEMA_REVISION
-from civicchat.storage.sql import open_store
+from civicchat.storage.schema import SCHEMA_REVISION, Base
+from civicchat.storage.sql import SqlStore, open_store
 
 
 @pytest.mark.parametrize(
@@ -163,3 +165,26 @@ def test_cli_privacy_accepts_the_service_configuration_and_user(tmp_path, monkey
     assert main(["privacy", "export", *args]) == 0
     data = json.loads(capsys.readouterr().out)
     assert len(data["inbound_messages"]) == 1
+
+
+async def test_an_older_schema_is_upgraded_in_place_and_matches_the_code(empty_target):
+    target = empty_target
+    engine = create_engine(target.url, schema=target.schema)
+    try:
+        await upgrade(engine, "0001")
+        store = SqlStore(engine)
+        await store.accept([inbound(1)])
+        with pytest.raises(SchemaBehindError, match="is at schema 0001"):
+            await check_schema(engine)
+        assert await upgrade(engine) == "0001"
+        await check_schema(engine)
+        assert (await store.accept([inbound(1)])).duplicates == 1  # the data survived
+        async with engine.connect() as conn:
+            diff = await conn.run_sync(
+                lambda sync: compare_metadata(
+                    MigrationContext.configure(sync, opts={"compare_type": True}), Base.metadata
+                )
+            )
+        assert diff == []  # the migrations build exactly the schema the code declares
+    finally:
+        await engine.dispose()

@@ -305,6 +305,9 @@ class Conversation:
     priority: int = 0
     team: str | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
+    assigned_at: datetime | None = None
+    last_operator: int | None = None  # who helped this citizen last (sticky assignment)
+    topic: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,7 @@ __all__ = [
     "UTCDateTime",
 ]
 
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 
 # SQLite only autoincrements INTEGER PRIMARY KEY, PostgreSQL ids outgrow 32 bits.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -226,6 +226,10 @@ class ConversationRow(Base):
     priority: Mapped[int] = mapped_column(Integer, default=0)
     team: Mapped[str | None] = mapped_column(String(64))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # 0002: the rest of routing's ConversationView
+    assigned_at: Mapped[datetime | None]
+    last_operator: Mapped[int | None] = mapped_column(Id)
+    topic: Mapped[str | None] = mapped_column(String(128))
 
 
 class HistoryRow(Base):

@@ -227,6 +227,9 @@ def _conversation(row: Any) -> Conversation:
         priority=row.priority,
         team=row.team,
         data=dict(row.data or {}),
+        assigned_at=row.assigned_at,
+        last_operator=row.last_operator,
+        topic=row.topic,
     )
 
 
@@ -1072,6 +1075,9 @@ _CONV_FIELDS = (
     "priority",
     "team",
     "recipient_id",
+    "assigned_at",
+    "last_operator",
+    "topic",
 )
 
 
