@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import timedelta
 
@@ -293,3 +294,36 @@ async def test_other_database_errors_are_not_retried(store, monkeypatch):
     monkeypatch.setattr(store, "_accept", broken)
     with pytest.raises(DBAPIError):
         await store.accept([inbound(1)])
+
+
+async def test_concurrent_processors_in_one_process_keep_each_conversation_serial(store, clock):
+    senders = [f"3460000000{i}" for i in range(5)]
+    messages = [inbound(n, s) for n in range(12) for s in senders]
+    await store.accept(messages)
+    running: set[str] = set()
+    order: dict[str, list[str]] = {s: [] for s in senders}
+    overlaps = []
+
+    async def handler(event, tx):
+        sender = event.payload.sender.id
+        if sender in running:
+            overlaps.append(sender)
+        running.add(sender)
+        await asyncio.sleep(0.001)  # let the other processors run meanwhile
+        order[sender].append(event.payload.provider_message_id)
+        running.discard(sender)
+        return [reply_to(event.payload, "ok")]
+
+    processors = [InboxProcessor(store, handler, clock, worker_id=f"w{i}") for i in range(4)]
+
+    async def drain(p):
+        idle = 0
+        while idle < 3:
+            idle = 0 if await p.run_once() else idle + 1
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(drain(p) for p in processors))
+    assert overlaps == []
+    for s in senders:
+        assert order[s] == [f"wamid.{s}.{n}" for n in range(12)]
+    assert (await store.state_counts())[EventState.DONE] == len(messages)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from storage_helpers import inbound, reply_to, status
 
 from civicchat.exceptions import ThrottledError, TransientError, UndeliverableError
 from civicchat.messages import DeliveryStatus, ProviderError, StatusUpdate
 from civicchat.storage.base import EventState
+from civicchat.storage.sql import merge_status
 from civicchat.storage.workers import InboxProcessor, OutboxSender, backoff
 
 
@@ -213,3 +216,19 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap():
         assert full / 2 <= delay <= full
     delays = {backoff(3, rng=rng) for _ in range(20)}
     assert len(delays) > 1
+
+
+@given(st.lists(st.sampled_from(list(DeliveryStatus)), min_size=1, max_size=8))
+@settings(max_examples=60, deadline=None)
+def test_merging_statuses_does_not_depend_on_their_order(statuses):
+    def merged(order):
+        result = DeliveryStatus.QUEUED
+        for s in order:
+            result = merge_status(result, s)
+        return result
+
+    expected = max(statuses, key=lambda s: s.rank)
+    assert merged(statuses) == expected
+    assert merged(list(reversed(statuses))) == expected
+    if DeliveryStatus.FAILED in statuses:
+        assert expected is DeliveryStatus.FAILED

@@ -97,7 +97,7 @@ from civicchat.storage.schema import (
     UTCDateTime,
 )
 
-__all__ = ["LeaseLostError", "SqlStore", "SqlTransaction", "open_store"]
+__all__ = ["LeaseLostError", "SqlStore", "SqlTransaction", "merge_status", "open_store"]
 
 _log = logging.getLogger("civicchat.storage")
 
@@ -121,6 +121,14 @@ def _is_deadlock(exc: DBAPIError) -> bool:
 
 _CHUNK = 500
 ANONYMISED = "anonymised"
+
+
+def merge_status(current: DeliveryStatus, new: DeliveryStatus) -> DeliveryStatus:
+    """The status to keep when ``new`` arrives: the higher rank (``failed`` always wins).
+
+    Whatever order a message's statuses arrive in, the result is the same.
+    """
+    return new if new.rank > current.rank else current
 
 
 class LeaseLostError(StorageError):
@@ -732,7 +740,8 @@ class SqlStore:
             row = (await conn.execute(query)).first()
             if row is None:
                 return False
-            if update_.status.rank > DeliveryStatus(row.status).rank:
+            current = DeliveryStatus(row.status)
+            if merge_status(current, update_.status) is not current:
                 values: dict[str, Any] = {
                     "status": update_.status.value,
                     "status_at": update_.timestamp,
