@@ -7,11 +7,13 @@ import dataclasses
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.exc import DBAPIError
 from storage_helpers import T0, inbound, reply_to, status
 
 from civicchat.messages import DeliveryStatus, InboundMessage, Media, MediaKind, Sender
 from civicchat.storage.base import EventKind, EventState
+from civicchat.storage.schema import InboxRow
 from civicchat.storage.sql import LeaseLostError
 from civicchat.storage.workers import InboxProcessor, Reply
 
@@ -327,3 +329,16 @@ async def test_concurrent_processors_in_one_process_keep_each_conversation_seria
     for s in senders:
         assert order[s] == [f"wamid.{s}.{n}" for n in range(12)]
     assert (await store.state_counts())[EventState.DONE] == len(messages)
+
+
+async def test_an_unreadable_event_is_parked_instead_of_blocking_the_queue(store, clock):
+    await store.accept([inbound(1, "A"), inbound(1, "B")])
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            update(InboxRow).where(InboxRow.sender_id == "A").values(payload='{"from": "v9"}')
+        )
+    event = await store.claim_event("w1", lease_seconds=30)
+    assert event is not None
+    assert event.payload.sender.id == "B"
+    counts = await store.state_counts()
+    assert counts[EventState.PARKED] == 1

@@ -7,11 +7,13 @@ from datetime import timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select, update
 from storage_helpers import inbound, reply_to, status
 
 from civicchat.exceptions import ThrottledError, TransientError, UndeliverableError
 from civicchat.messages import DeliveryStatus, ProviderError, StatusUpdate
 from civicchat.storage.base import EventState
+from civicchat.storage.schema import OutboxRow
 from civicchat.storage.sql import merge_status
 from civicchat.storage.workers import InboxProcessor, OutboxSender, backoff
 
@@ -232,3 +234,22 @@ def test_merging_statuses_does_not_depend_on_their_order(statuses):
     assert merged(list(reversed(statuses))) == expected
     if DeliveryStatus.FAILED in statuses:
         assert expected is DeliveryStatus.FAILED
+
+
+async def test_an_unreadable_outbound_message_fails_instead_of_blocking(store, clock):
+    await queue(store, "x", sender="A")
+    await queue(store, "y", sender="B")
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            update(OutboxRow).where(OutboxRow.recipient_id == "A").values(payload="{}")
+        )
+    items = await store.claim_outbound("s1", limit=10, lease_seconds=30)
+    assert [i.message.content.body for i in items] == ["y"]
+    async with store.engine.connect() as conn:
+        status, error = (
+            await conn.execute(
+                select(OutboxRow.status, OutboxRow.last_error).where(OutboxRow.recipient_id == "A")
+            )
+        ).one()
+    assert status == DeliveryStatus.FAILED
+    assert error.startswith("unreadable")

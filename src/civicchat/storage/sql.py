@@ -12,6 +12,7 @@ transaction starts with ``BEGIN IMMEDIATE`` (one writer across processes) behind
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -484,6 +485,19 @@ class SqlStore:
         The claim lasts ``lease_seconds``; after that (a crashed worker) another worker may take
         the event over. Each claim counts as an attempt.
         """
+        while True:
+            row = await self._claim_row(worker_id, lease_seconds)
+            if row is None:
+                return None
+            try:
+                return _event(row)
+            except ValueError as exc:
+                # Unreadable (a payload from an incompatible version): park it, or it would
+                # block the head of the queue forever.
+                _log.error("event %d is unreadable (%s): parked", row.id, type(exc).__name__)
+                await self.fail_event(row.id, worker_id, f"unreadable: {exc}", retry_at=None)
+
+    async def _claim_row(self, worker_id: str, lease_seconds: float) -> Any:
         now = self.clock.now()
         params = {
             "now": now,
@@ -492,8 +506,7 @@ class SqlStore:
         }
         async with self._begin() as conn:
             if not self.is_postgres:
-                row = (await conn.execute(_SQLITE_CLAIM, params)).first()
-                return None if row is None else _event(row)
+                return (await conn.execute(_SQLITE_CLAIM, params)).first()
             await conn.execute(_PG_ORDERED_SCAN)
             candidates = (await conn.execute(_PG_CANDIDATES, params)).all()
             for event_id, key in candidates:
@@ -502,7 +515,7 @@ class SqlStore:
                 # A fresh snapshot, now that no other claimer of this conversation runs.
                 claimed = (await conn.execute(_PG_CLAIM, {**params, "eid": event_id})).first()
                 if claimed is not None:
-                    return _event(claimed)
+                    return claimed
             return None
 
     async def fail_event(
@@ -639,8 +652,19 @@ class SqlStore:
                 )
                 .returning(*o.c)
             )
-            items = sorted((_outbox_item(r) for r in rows), key=lambda i: i.id)
-            return await self._with_last_inbound(conn, items)
+            items: list[OutboxItem] = []
+            unreadable: list[tuple[int, str]] = []
+            for r in rows:
+                try:
+                    items.append(_outbox_item(r))
+                except ValueError as exc:
+                    unreadable.append((r.id, f"unreadable: {exc}"))
+            items.sort(key=lambda i: i.id)
+            items = await self._with_last_inbound(conn, items)
+        for item_id, error in unreadable:
+            _log.error("outbox %d is unreadable: failed", item_id)
+            await self.mark_failed(item_id, worker_id, error)
+        return items
 
     async def _with_last_inbound(
         self, conn: AsyncConnection, items: list[OutboxItem]
@@ -663,7 +687,8 @@ class SqlStore:
                     InboxRow.id.in_(event_ids), InboxRow.kind == EventKind.MESSAGE
                 )
             ):
-                by_event[eid] = InboundMessage.model_validate_json(payload).timestamp
+                with contextlib.suppress(ValueError):
+                    by_event[eid] = InboundMessage.model_validate_json(payload).timestamp
         out = []
         for item in items:
             known = [
