@@ -342,3 +342,39 @@ async def test_an_unreadable_event_is_parked_instead_of_blocking_the_queue(store
     assert event.payload.sender.id == "B"
     counts = await store.state_counts()
     assert counts[EventState.PARKED] == 1
+
+
+async def test_a_cancelled_worker_hands_its_event_back_at_once(store, clock):
+    await store.accept([inbound(1)])
+    started = asyncio.Event()
+
+    async def slow(event, tx):
+        started.set()
+        await asyncio.sleep(3600)
+
+    proc = InboxProcessor(store, slow, clock, worker_id="w1", lease_seconds=600)
+    task = asyncio.create_task(proc.run_forever())
+    await asyncio.wait_for(started.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    event = await store.claim_event("w2", lease_seconds=30)  # no need to wait 600 s
+    assert event is not None
+    assert event.attempts == 1  # the interrupted attempt does not count
+    assert await store.outbound_for_event(event.id) == []
+
+
+async def test_stop_lets_the_current_event_finish(store, clock):
+    await store.accept([inbound(1), inbound(2)])
+    proc = None
+
+    async def handler(event, tx):
+        proc.stop()
+        await asyncio.sleep(0.01)
+        return [reply_to(event.payload, "ok")]
+
+    proc = InboxProcessor(store, handler, clock, worker_id="w1")
+    await asyncio.wait_for(proc.run_forever(), 10)
+    counts = await store.state_counts()
+    assert counts[EventState.DONE] == 1
+    assert counts[EventState.PENDING] == 1

@@ -176,6 +176,11 @@ class InboxProcessor(_Loop):
                 )
         except LeaseLostError:
             _log.warning("event %d was taken over by another worker; dropped our result", event.id)
+        except asyncio.CancelledError:
+            # Shut down mid-event: hand it back now rather than after the lease expires.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.store.release_event(event.id, self.worker_id))
+            raise
         except Exception as exc:
             await self._failed(event, exc)
         else:
