@@ -19,7 +19,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -66,7 +66,9 @@ from civicchat.storage.base import (
     EventKind,
     EventState,
     Identity,
+    InboxAdmin,
     InboxEvent,
+    InboxStore,
     KeywordCount,
     KeywordStats,
     LifecycleEntry,
@@ -78,8 +80,12 @@ from civicchat.storage.base import (
     OperatorRepository,
     OperatorRole,
     OutboxItem,
+    OutboxStore,
     Presence,
+    PrivacyStore,
     RetentionMode,
+    Transaction,
+    TransactionFactory,
     conversation_key,
 )
 from civicchat.storage.engine import WRITE_OPTION, check_schema, create_engine
@@ -1596,3 +1602,11 @@ class SqlTransaction:
             )
         records.sort(key=lambda r: r.at)
         return records[-limit:]
+
+
+if TYPE_CHECKING:  # mypy proves that the implementation satisfies the protocols
+
+    def _conforms(
+        store: SqlStore, tx: SqlTransaction
+    ) -> tuple[InboxStore, InboxAdmin, OutboxStore, PrivacyStore, TransactionFactory, Transaction]:
+        return store, store, store, store, store, tx
