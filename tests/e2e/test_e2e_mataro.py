@@ -271,7 +271,7 @@ def test_photo_then_location_media_is_downloaded_and_stored(in_hours: Running):
     assert any(p.endswith("/777000111") for p in paths + [r.path for r in in_hours.fake.requests])
     media_dir = in_hours.directory / "media"
     files = wait_until(
-        lambda: [p for p in media_dir.rglob("*") if p.is_file() and not p.name.endswith(".tmp")]
+        lambda: [p for p in media_dir.rglob("*") if p.is_file() and not p.name.startswith(".tmp")]
     )
     assert files[0].read_bytes().startswith(b"\xff\xd8")
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 
@@ -169,7 +170,10 @@ async def test_photo_then_location_media_downloaded_and_stored(service: Service)
 
     def stored() -> list[str]:
         root = blobs.root
-        return [str(p) for p in root.rglob("*") if p.is_file()] if root.exists() else []
+        if not root.exists():
+            return []
+        # Not the blob store's temporary file, only what it renamed into place.
+        return [str(p) for p in root.rglob("*") if p.is_file() and not p.name.startswith(".tmp")]
 
     files = await wait_for(stored)
     assert any("whatsapp/mataro-wa/" in f for f in files)
@@ -197,3 +201,24 @@ async def test_status_for_another_number_of_the_same_app_is_ignored(service: Ser
     )
     assert response.status_code == 200
     assert await _all_counts(service) == 0
+
+
+async def test_live_events_for_the_console_follow_a_conversation(service: Service):
+    seen: list[tuple[str, int | None]] = []
+    async with service.state.live.subscribe("mataro-wa") as events:
+        body = wa_text("wamid.live.1", "hola, tinc un dubte personal", ts=TS)
+        await service.client.post(
+            "/webhooks/whatsapp/mataro-wa", content=body, headers=signed_headers(body)
+        )
+        await wait_for(lambda: len(service.fake.texts()) >= 2)
+        status = wa_status("wamid.out.1", "read", ts=TS + 9)
+        await service.client.post(
+            "/webhooks/whatsapp/mataro-wa", content=status, headers=signed_headers(status)
+        )
+        while not {"message_in", "conversation", "message_out", "status"} <= {k for k, _ in seen}:
+            event = await asyncio.wait_for(anext(events), 5)
+            seen.append((event.kind, event.conversation_id))
+    conversation_ids = {cid for kind, cid in seen if kind != "status"}
+    assert len(conversation_ids) == 1
+    assert None not in conversation_ids
+    assert ("conversation", next(iter(conversation_ids))) in seen  # bot -> queued
