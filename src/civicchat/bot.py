@@ -26,13 +26,15 @@ from typing import Any
 import yaml
 
 from civicchat.channels.base import Channel
-from civicchat.channels.degrade import degrade
+from civicchat.channels.degrade import degrade, match_numbered_reply
 from civicchat.clock import Clock
 from civicchat.exceptions import ConfigError, UnsupportedContentError
 from civicchat.keywords.base import AnswerKind, KeywordAnswer, KeywordResponder
 from civicchat.keywords.engine import KeywordEngine
 from civicchat.messages import (
+    Buttons,
     InboundMessage,
+    ListMenu,
     Media,
     OutboundContent,
     OutboundMessage,
@@ -63,6 +65,7 @@ __all__ = [
 logger = logging.getLogger("civicchat.bot")
 
 HELD_KEY = "held"  # conversation.data: free-form contents waiting for the WhatsApp window
+MENU_KEY = "menu"  # conversation.data: the last menu shown as numbered options
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,9 +298,11 @@ class Bot:
                 recipient_id=message.sender.id,
                 state=ConversationState.BOT.value,
             )
+        data = dict(conv.data or {})
+        routed = _numbered_answer(message, data.pop(MENU_KEY, None))
         view = view_from_conversation(conv)
         _last_answer.set(None)
-        outcome = account.pipeline.decide(view, message, now)
+        outcome = account.pipeline.decide(view, routed, now)
         answer = _last_answer.get()
         new_view = outcome.view
 
@@ -309,7 +314,6 @@ class Bot:
             )
             if notice:
                 contents.append(Text(body=notice))
-        data = dict(conv.data or {})
         held = data.pop(HELD_KEY, None)
         if held and isinstance(held, list):
             # The citizen answered the re-engagement template: the window is open again.
@@ -319,7 +323,7 @@ class Bot:
                 except ValueError:
                     continue
                 contents.append(item)  # type: ignore[arg-type]
-            conv = dataclasses.replace(conv, data=data)
+        conv = dataclasses.replace(conv, data=data)
         for reply in outcome.replies:
             contents.extend(reply.contents)
 
@@ -328,11 +332,15 @@ class Bot:
             await tx.keywords.count_keyword(account.name, keyword_id, now.date())
 
         saved = _apply_view(conv, new_view)
-        messages, held_now = self._outbound(account, saved, contents, now)
-        if held_now:
-            # The window had closed before we got to it: the template went instead, these wait.
+        messages, held_now, menu = self._outbound(account, saved, contents, now)
+        if held_now or menu is not None:
             data = dict(saved.data)
-            data[HELD_KEY] = [c.model_dump_json() for c in held_now]
+            if held_now:
+                # The window had closed before we got to it: the template went instead.
+                data[HELD_KEY] = [c.model_dump_json() for c in held_now]
+            if menu is not None:
+                # Shown as numbered options: the next "2" means its second option.
+                data[MENU_KEY] = menu.model_dump_json()
             saved = dataclasses.replace(saved, data=data)
         await tx.conversations.save(saved)
         for entry in new_view.history[len(view.history) :]:
@@ -384,10 +392,11 @@ class Bot:
         conv: Conversation,
         contents: Sequence[OutboundContent],
         now: datetime,
-    ) -> tuple[list[OutboundMessage], tuple[OutboundContent, ...]]:
-        """The outbound messages, and the contents held until the citizen answers a template."""
+    ) -> tuple[list[OutboundMessage], tuple[OutboundContent, ...], Buttons | ListMenu | None]:
+        """The outbound messages, the contents held until the citizen answers a template, and
+        the last menu that went out as numbered options (the channel could not show it)."""
         if not contents:
-            return [], ()
+            return [], (), None
         view = view_from_conversation(conv)
         held: tuple[OutboundContent, ...] = ()
         try:
@@ -397,6 +406,7 @@ class Bot:
             prepared = tuple(contents)
         language = conv.language or account.default_language
         out: list[OutboundMessage] = []
+        menu: Buttons | ListMenu | None = None
         for content in prepared:
             try:
                 pieces = degrade(content, account.channel.capabilities, language)
@@ -405,6 +415,10 @@ class Bot:
                     "account %s: dropped a %s it cannot show", account.name, content.kind
                 )
                 continue
+            if isinstance(content, Buttons | ListMenu) and not any(
+                isinstance(p, Buttons | ListMenu) for p in pieces
+            ):
+                menu = content
             for piece in pieces:
                 out.append(
                     OutboundMessage(
@@ -414,7 +428,23 @@ class Bot:
                         content=piece,
                     )
                 )
-        return out, held
+        return out, held, menu
+
+
+def _numbered_answer(message: InboundMessage, menu_json: object) -> InboundMessage:
+    """``message`` as the option it picks from the last numbered menu ("2", "opció 2"...)."""
+    if not isinstance(menu_json, str) or not isinstance(message.content, Text):
+        return message
+    try:
+        menu = content_from_json(menu_json)
+    except ValueError:
+        return message
+    if not isinstance(menu, Buttons | ListMenu):
+        return message
+    picked = match_numbered_reply(message.content.body, menu)
+    if picked is None:
+        return message
+    return message.model_copy(update={"content": picked})
 
 
 def _has_text(message: InboundMessage) -> bool:

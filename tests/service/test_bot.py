@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from civicchat.bot import Bot, BotAccount, RecordingResponder, load_account_texts
+from civicchat.channels.base import Capabilities
+from civicchat.channels.fake import FakeChannel
+from civicchat.clock import ManualClock
+from civicchat.keywords import KeywordEngine, load_catalog
+from civicchat.messages import InboundMessage, Sender, Text
+from civicchat.routing import Pipeline, load_office_hours
+from civicchat.storage.engine import create_engine, upgrade
+from civicchat.storage.sql import SqlStore
+from civicchat.storage.workers import InboxProcessor
+
+MATARO = Path(__file__).resolve().parents[2] / "examples" / "mataro"
+NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)  # Monday 10:00 in Mataró
+
+
+@pytest.fixture
+async def store(tmp_path: Path):
+    engine = create_engine(str(tmp_path / "bot.db"))
+    await upgrade(engine)
+    store = SqlStore(engine, clock=ManualClock(NOW))
+    yield store
+    await store.close()
+
+
+def _bot(channel: FakeChannel, clock: ManualClock) -> Bot:
+    engine = KeywordEngine(load_catalog(MATARO / "catalog.yaml"), clock=clock)
+    texts = load_account_texts(MATARO / "templates.yaml")
+    pipeline = Pipeline(
+        account="plain",
+        office_hours=load_office_hours(MATARO / "hours.yaml"),
+        responder=RecordingResponder(engine),
+        texts=texts.routing,
+    )
+    account = BotAccount(
+        "plain", "fake", channel, engine, pipeline, texts, first_contact_notice=False
+    )
+    return Bot({"plain": account}, clock=clock)
+
+
+async def _say(store: SqlStore, processor: InboxProcessor, n: int, text: str) -> list[str]:
+    await store.accept(
+        [
+            InboundMessage(
+                channel="fake",
+                account="plain",
+                provider_message_id=f"m{n}",
+                sender=Sender(id="citizen-1"),
+                timestamp=NOW,
+                content=Text(body=text),
+            )
+        ]
+    )
+    assert await processor.run_once()
+    out = await store.outbound_for_event(n)
+    return [getattr(item.message.content, "body", "") for item in out]
+
+
+async def test_a_numbered_answer_picks_the_option_of_a_menu_the_channel_showed_as_text(
+    store: SqlStore,
+):
+    clock = ManualClock(NOW)
+    plain = FakeChannel("fake", account="plain", capabilities=Capabilities(buttons=False))
+    processor = InboxProcessor(store, _bot(plain, clock).handle, clock)
+    first = await _say(store, processor, 1, "tràmits")
+    assert any("1. Cita prèvia" in body for body in first)  # buttons shown as numbered options
+    second = await _say(store, processor, 2, "1")
+    assert any("cita-previa" in body for body in second)  # "1" is the first option, answered
+    # That answer had its own menu ("On és l'OAC?"): "1" now picks that one.
+    third = await _say(store, processor, 3, "1")
+    assert "La Riera, 48" in third[0]
+    # A text that is not an option goes on to the keyword engine as usual.
+    fourth = await _say(store, processor, 4, "horari bus")
+    assert any("bus" in body.lower() for body in fourth)
+    # A number that is no option is an ordinary message: no keyword, so a person gets it.
+    fifth = await _say(store, processor, 5, "7")
+    assert any("us atendrà una persona" in body for body in fifth)
+
+
+async def test_first_contact_notice_comes_once_before_the_first_answer(store: SqlStore):
+    clock = ManualClock(NOW)
+    channel = FakeChannel("fake", account="plain")
+    bot = _bot(channel, clock)
+    bot.accounts["plain"] = BotAccount(
+        "plain",
+        "fake",
+        channel,
+        bot.accounts["plain"].engine,
+        bot.accounts["plain"].pipeline,
+        bot.accounts["plain"].texts,
+    )
+    processor = InboxProcessor(store, bot.handle, clock)
+    first = await _say(store, processor, 1, "horari bus")
+    assert first[0].startswith("Hola! Ets al canal de missatgeria del 010")
+    second = await _say(store, processor, 2, "horari bus")
+    assert not any("canal de missatgeria" in body for body in second)
