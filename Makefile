@@ -15,7 +15,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 run: install
-	$(BIN)/civicchat keywords chat examples/mataro/catalog.yaml
+	$(BIN)/civicchat serve examples/mataro/config.yaml
 
 test: install
 	$(BIN)/python -m pytest

@@ -31,9 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _registrars() -> list[_Registrar]:
-    from civicchat.cli import db, keywords, privacy
+    from civicchat.cli import db, keywords, privacy, serve
 
-    return [keywords.register, db.register, privacy.register]
+    return [serve.register, keywords.register, db.register, privacy.register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
