@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import re
 
+import pytest
 from console_helpers import World, form_token, login, login_as
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from civicchat.exceptions import CatalogError
@@ -281,12 +282,21 @@ _WORDS = st.text(
 )
 
 
+# Characters YAML treats as line breaks are drawn often, not left to the luck of st.text().
+_BREAK_CHARS = "\n\r\x85\u2028\u2029"
+_REPLY = st.text(
+    alphabet=st.one_of(st.sampled_from(_BREAK_CHARS + " 0a\t'\"#:"), st.characters()), max_size=60
+)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     keyword=st.sampled_from(["a", "b"]),
     aliases=st.lists(_WORDS, max_size=4),
-    reply=st.text(max_size=60),
+    reply=_REPLY,
 )
+@example(keyword="a", aliases=["x"], reply="0\x850")
+@example(keyword="b", aliases=["x"], reply="0\u2028\n0\u2029 0\r")
 def test_replace_keyword_never_corrupts_the_other_keyword(
     keyword: str, aliases: list[str], reply: str
 ) -> None:
@@ -312,3 +322,22 @@ def test_replace_keyword_never_corrupts_the_other_keyword(
     assert {normalize(a) for a in edited.aliases["ca"]} == {normalize(a) for a in wanted}
     assert (kept.aliases, kept.reply) == (before.aliases, before.reply)
     assert parse_catalog(new, source="<catalog>") == catalog
+
+
+@pytest.mark.parametrize("keyword", ["a", "b"])
+@pytest.mark.parametrize("char", list(_BREAK_CHARS))
+def test_replace_keyword_keeps_line_break_characters_in_a_reply(keyword: str, char: str) -> None:
+    reply = f"0{char}0 {char}x"
+    new, catalog = replace_keyword(
+        _SMALL,
+        parse_catalog(_SMALL),
+        keyword,
+        aliases={"ca": [f"alfa{char}beta"], "es": ["zzz"]},
+        reply={"ca": reply, "es": "R"},
+    )
+    edited = catalog.keyword(keyword)
+    assert edited is not None
+    assert edited.reply["ca"] == reply
+    assert parse_catalog(new, source="<catalog>") == catalog
+    if char != "\n":
+        assert char not in new  # written as an escape, so the file's lines stay the YAML lines

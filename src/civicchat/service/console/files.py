@@ -24,8 +24,16 @@ class _BlockDumper(yaml.SafeDumper):
     """Multi-line strings as ``|-`` blocks, like a person writes them."""
 
 
+# YAML reads these as line breaks (and folds them, or turns them into "\n") wherever they stand
+# raw, in plain, quoted and block scalars alike: only a double-quoted escape keeps them.
+_BREAKS = frozenset("\r\x85\u2028\u2029")
+
+
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value else None
+    if not _BREAKS.isdisjoint(value):
+        style: str | None = '"'
+    else:
+        style = "|" if "\n" in value else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
