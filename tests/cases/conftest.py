@@ -1,11 +1,19 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import pytest
+from case_sql_targets import (
+    create_pg_schema,
+    drop_pg_schema,
+    migrate_file,
+    pg_unreachable,
+)
 
 from civicchat.cases.config import CasesConfig, load_cases_config
 from civicchat.cases.flow import CaseFlow
@@ -17,6 +25,7 @@ MATARO_CASES = Path(__file__).resolve().parents[2] / "examples" / "mataro" / "ca
 START = datetime(2026, 3, 27, 9, 0, tzinfo=UTC)
 
 MessageFactory = Callable[..., InboundMessage]
+T = TypeVar("T")
 
 
 class FakeGeocoder:
@@ -84,3 +93,33 @@ def msg(clock: ManualClock) -> MessageFactory:
         )
 
     return make
+
+
+# -- SQL case store targets (tests/cases/test_case_store_contract.py) -------------------------
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to the end, also when a loop is running (fixtures requested lazily)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+@pytest.fixture(scope="session")
+def cases_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test."""
+    path = tmp_path_factory.mktemp("cases-template") / "civicchat.db"
+    _run(migrate_file(str(path)))
+    return path
+
+
+@pytest.fixture(scope="session")
+def cases_pg_schema() -> Iterator[str | None]:
+    """A migrated PostgreSQL schema of this test process, or None when the server is down."""
+    if _run(pg_unreachable()) is not None:
+        yield None
+        return
+    schema = _run(create_pg_schema())
+    try:
+        yield schema
+    finally:
+        _run(drop_pg_schema(schema))

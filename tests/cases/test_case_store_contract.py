@@ -7,11 +7,14 @@ that builds it on a fresh database); every test below then runs against it too.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from case_sql_targets import pg_case_engine, sqlite_case_engine
 
 from civicchat.cases.base import CaseStore, CaseUpkeep
 from civicchat.cases.errors import CaseNotFoundError
@@ -25,21 +28,59 @@ from civicchat.cases.models import (
     NewCase,
     Open311Link,
 )
+from civicchat.cases.sql import SqlCaseStore
 from civicchat.messages import MediaKind
 
 
-async def _memory() -> MemoryCaseStore:
+@dataclass
+class Place:
+    """Where a factory may build its store, and what to clean up after the test."""
+
+    tmp_path: Path
+    sqlite_template: Path
+    pg_schema: str | None
+    engines: list[Any] = field(default_factory=list)
+
+
+async def _memory(place: Place) -> MemoryCaseStore:
     return MemoryCaseStore()
 
 
-STORE_FACTORIES: dict[str, Callable[[], Awaitable[Any]]] = {"memory": _memory}
+async def _sqlite(place: Place) -> SqlCaseStore:
+    engine = await sqlite_case_engine(place.tmp_path, place.sqlite_template)
+    place.engines.append(engine)
+    return SqlCaseStore(engine)
+
+
+async def _postgres(place: Place) -> SqlCaseStore:
+    engine = await pg_case_engine(place.pg_schema)  # fails, not skips, if required and down
+    place.engines.append(engine)
+    return SqlCaseStore(engine)
+
+
+# Each factory builds a store on a fresh database.
+STORE_FACTORIES: dict[str, Callable[[Place], Awaitable[Any]]] = {
+    "memory": _memory,
+    "sqlite": _sqlite,
+    "postgres": _postgres,
+}
 
 T0 = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 
 
 @pytest.fixture(params=sorted(STORE_FACTORIES))
-async def any_store(request: pytest.FixtureRequest) -> Any:
-    return await STORE_FACTORIES[request.param]()
+async def any_store(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    cases_sqlite_template: Path,
+    cases_pg_schema: str | None,
+) -> AsyncIterator[Any]:
+    place = Place(tmp_path, cases_sqlite_template, cases_pg_schema)
+    try:
+        yield await STORE_FACTORIES[request.param](place)
+    finally:
+        for engine in place.engines:
+            await engine.dispose()
 
 
 def draft(**changes: Any) -> NewCase:

@@ -44,7 +44,7 @@ __all__ = [
     "UTCDateTime",
 ]
 
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 
 # SQLite only autoincrements INTEGER PRIMARY KEY, PostgreSQL ids outgrow 32 bits.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -328,3 +328,40 @@ class KeywordCountRow(Base):
     keyword_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# -- cases (complaints and street incidents, ``civicchat.cases``; migration 0003) -------------
+
+
+class CaseSequenceRow(Base):
+    """The last reference number handed out per (prefix, year): never reused, even after delete."""
+
+    __tablename__ = "case_sequences"
+
+    prefix: Mapped[str] = mapped_column(String(8), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last: Mapped[int] = mapped_column(Integer)
+
+
+class CaseRow(Base):
+    """A case; ``data`` holds the whole :class:`civicchat.cases.Case` as JSON text."""
+
+    __tablename__ = "cases"
+    __table_args__ = (
+        UniqueConstraint("reference", name="uq_cases_reference"),
+        Index("ix_cases_account_created", "account", "created_at"),
+        Index("ix_cases_status", "status", "updated_at"),
+        Index("ix_cases_open311_due", "open311_next_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    reference: Mapped[str] = mapped_column(String(32))
+    account: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str] = mapped_column(String(64))
+    department: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    anonymised_at: Mapped[datetime | None]
+    open311_next_at: Mapped[datetime | None]
+    data: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,255 @@
+"""Cases on SQLite or PostgreSQL: :class:`SqlCaseStore` (``CaseStore`` and ``CaseUpkeep``).
+
+The tables are ``cases`` and ``case_sequences`` (``civicchat.storage.schema``, migration 0003).
+A case is stored whole as JSON in ``cases.data``; the columns beside it (account, status,
+category, department, dates) are there to filter and sort. References are numbered with one
+statement on a counter row per ``(prefix, year)``::
+
+    INSERT INTO case_sequences (prefix, year, last) VALUES (:p, :y, 1)
+    ON CONFLICT (prefix, year) DO UPDATE SET last = case_sequences.last + 1 RETURNING last
+
+in the same transaction as the insert of the case, so two workers never get the same number and
+the number of a deleted case is never handed out again.
+
+``open311_next_at`` says when the Open311 worker should look at the case next (forward it, or
+poll its status); it is set to the creation time, so a case not yet forwarded is forwarded after
+a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, delete, select, update
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from civicchat.cases.errors import CaseNotFoundError
+from civicchat.cases.memory import anonymised_copy
+from civicchat.cases.models import (
+    Case,
+    CaseChange,
+    CaseReference,
+    CaseStatus,
+    ChangeKind,
+    NewCase,
+    Open311Link,
+)
+from civicchat.storage.engine import WRITE_OPTION
+from civicchat.storage.schema import CaseRow, CaseSequenceRow
+
+__all__ = ["SqlCaseStore"]
+
+_CASES = cast(Table, CaseRow.__table__)
+_SEQUENCES = cast(Table, CaseSequenceRow.__table__)
+_FINAL = [CaseStatus.RESOLVED.value, CaseStatus.REJECTED.value]
+
+
+def _aware(at: datetime) -> datetime:
+    if at.tzinfo is None:
+        raise ValueError("case times must be zone-aware, e.g. datetime(..., tzinfo=UTC)")
+    return at
+
+
+def _load(data: str) -> Case:
+    return Case.model_validate(json.loads(data))
+
+
+def _columns(case: Case) -> dict[str, Any]:
+    return {
+        "reference": case.reference,
+        "account": case.account,
+        "status": case.status.value,
+        "category": case.category,
+        "department": case.department,
+        "created_at": case.created_at,
+        "updated_at": case.updated_at,
+        "anonymised_at": case.anonymised_at,
+        "data": json.dumps(case.model_dump(mode="json"), ensure_ascii=False),
+    }
+
+
+class SqlCaseStore:
+    """Implements :class:`~civicchat.cases.base.CaseStore` and ``CaseUpkeep`` on an engine.
+
+    ``engine`` is a migrated civicchat database (``civicchat.storage.engine.create_engine``);
+    the store can share it with :class:`~civicchat.storage.sql.SqlStore`.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.is_postgres = engine.dialect.name == "postgresql"
+        self._write_lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def _begin(self) -> AsyncIterator[AsyncConnection]:
+        if self.is_postgres:
+            async with self.engine.begin() as conn:
+                yield conn
+        else:
+            # SQLite has one writer: take the write lock up front (BEGIN IMMEDIATE).
+            async with self._write_lock, self.engine.connect() as conn:
+                await conn.execution_options(**{WRITE_OPTION: True})
+                async with conn.begin():
+                    yield conn
+
+    # ------------------------------------------------------------------ CaseStore
+
+    async def create(self, new: NewCase, *, prefix: str, at: datetime, actor: str) -> Case:
+        at = _aware(at)
+        CaseReference(prefix, at.year, 1)  # validates the prefix before touching the database
+        async with self._begin() as conn:
+            insert = (pg.insert if self.is_postgres else sqlite.insert)(_SEQUENCES)
+            statement = (
+                insert.values(prefix=prefix, year=at.year, last=1)
+                .on_conflict_do_update(
+                    index_elements=[_SEQUENCES.c.prefix, _SEQUENCES.c.year],
+                    set_={"last": _SEQUENCES.c.last + 1},
+                )
+                .returning(_SEQUENCES.c.last)
+            )
+            sequence = (await conn.execute(statement)).scalar_one()
+            case = Case.from_new(new, CaseReference(prefix, at.year, sequence), at=at, actor=actor)
+            await conn.execute(_CASES.insert().values(**_columns(case), open311_next_at=at))
+            return case
+
+    async def get(self, reference: str) -> Case | None:
+        async with self.engine.connect() as conn:
+            data = (
+                await conn.execute(
+                    select(_CASES.c.data).where(_CASES.c.reference == reference.strip().upper())
+                )
+            ).scalar_one_or_none()
+        return None if data is None else _load(data)
+
+    async def list_cases(
+        self,
+        *,
+        status: CaseStatus | None = None,
+        category: str | None = None,
+        department: str | None = None,
+        limit: int = 100,
+        account: str | None = None,
+    ) -> Sequence[Case]:
+        """Cases matching every filter, newest first; ``account`` keeps one account's cases."""
+        query = select(_CASES.c.data)
+        if status is not None:
+            query = query.where(_CASES.c.status == CaseStatus(status).value)
+        if category is not None:
+            query = query.where(_CASES.c.category == category)
+        if department is not None:
+            query = query.where(_CASES.c.department == department)
+        if account is not None:
+            query = query.where(_CASES.c.account == account)
+        query = query.order_by(_CASES.c.created_at.desc(), _CASES.c.reference.desc())
+        query = query.limit(max(limit, 0))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).scalars().all()
+        return [_load(data) for data in rows]
+
+    async def update_status(
+        self, reference: str, status: CaseStatus, *, note: str, actor: str, at: datetime
+    ) -> Case:
+        change = CaseChange(
+            at=_aware(at), kind=ChangeKind.STATUS, actor=actor, note=note, status=status
+        )
+        return await self._change(reference, change, {"status": status})
+
+    async def assign(
+        self, reference: str, department: str, *, note: str, actor: str, at: datetime
+    ) -> Case:
+        change = CaseChange(
+            at=_aware(at), kind=ChangeKind.ASSIGNED, actor=actor, note=note, department=department
+        )
+        return await self._change(reference, change, {"department": department})
+
+    # ------------------------------------------------------------------ CaseUpkeep
+
+    async def record_forwarding(
+        self, reference: str, link: Open311Link, *, note: str, actor: str, at: datetime
+    ) -> Case:
+        kind = ChangeKind.FORWARD_FAILED if link.last_error else ChangeKind.FORWARDED
+        change = CaseChange(at=_aware(at), kind=kind, actor=actor, note=note)
+        return await self._change(reference, change, {"open311": link})
+
+    async def closed_before(
+        self, cutoff: datetime, *, include_anonymised: bool = False, limit: int = 1000
+    ) -> Sequence[Case]:
+        query = select(_CASES.c.data).where(
+            _CASES.c.status.in_(_FINAL), _CASES.c.updated_at < _aware(cutoff)
+        )
+        if not include_anonymised:
+            query = query.where(_CASES.c.anonymised_at.is_(None))
+        query = query.order_by(_CASES.c.updated_at, _CASES.c.reference).limit(max(limit, 0))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).scalars().all()
+        return [_load(data) for data in rows]
+
+    async def anonymise(self, reference: str, *, at: datetime) -> Case:
+        async with self._begin() as conn:
+            case = await self._locked(conn, reference)
+            updated = anonymised_copy(case, at=_aware(at))
+            await self._save(conn, updated)
+            return updated
+
+    async def delete(self, reference: str) -> bool:
+        async with self._begin() as conn:
+            result = await conn.execute(
+                delete(_CASES).where(_CASES.c.reference == reference.strip().upper())
+            )
+            return bool(result.rowcount)
+
+    # ------------------------------------------------------------------ Open311 schedule
+
+    async def open311_due(self, now: datetime, *, limit: int = 20) -> list[str]:
+        """References whose Open311 work (forward or poll) is due at ``now``, oldest first."""
+        query = (
+            select(_CASES.c.reference)
+            .where(_CASES.c.open311_next_at.is_not(None), _CASES.c.open311_next_at <= now)
+            .order_by(_CASES.c.open311_next_at, _CASES.c.id)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(query)).scalars().all())
+
+    async def schedule_open311(self, reference: str, at: datetime | None) -> None:
+        """Look at the case again at ``at`` (None: never, e.g. rejected by the back office)."""
+        async with self._begin() as conn:
+            await conn.execute(
+                update(_CASES)
+                .where(_CASES.c.reference == reference.strip().upper())
+                .values(open311_next_at=None if at is None else _aware(at))
+            )
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _locked(self, conn: AsyncConnection, reference: str) -> Case:
+        query = select(_CASES.c.data).where(_CASES.c.reference == reference.strip().upper())
+        if self.is_postgres:
+            query = query.with_for_update()
+        data = (await conn.execute(query)).scalar_one_or_none()
+        if data is None:
+            raise CaseNotFoundError(reference)
+        return _load(data)
+
+    async def _save(self, conn: AsyncConnection, case: Case) -> None:
+        values = _columns(case)
+        del values["reference"]
+        await conn.execute(
+            update(_CASES).where(_CASES.c.reference == case.reference).values(**values)
+        )
+
+    async def _change(self, reference: str, change: CaseChange, values: dict[str, object]) -> Case:
+        async with self._begin() as conn:
+            case = await self._locked(conn, reference)
+            updated = case.model_copy(
+                update={**values, "history": (*case.history, change), "updated_at": change.at}
+            )
+            await self._save(conn, updated)
+            return updated
