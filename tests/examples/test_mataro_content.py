@@ -542,3 +542,23 @@ def test_getting_started_python_example_prints_what_the_page_says(
     monkeypatch.chdir(ROOT)
     exec(compile(code[1], "docs/getting-started.md", "exec"), {})
     assert capsys.readouterr().out == expected[1]
+
+
+def test_webhook_paths_and_account_names_in_the_docs_are_those_of_the_config() -> None:
+    config = yaml.safe_load((MATARO / "config.yaml").read_text(encoding="utf-8"))
+    accounts = {a["name"]: a["channel"] for a in config["accounts"]}
+    pages = [MATARO / ".env.example"] + [
+        ROOT / "docs" / name for name in ("deployment.md", "operations.md", "privacy.md")
+    ]
+    seen = []
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for channel, name in re.findall(
+            r"/webhooks/(whatsapp|telegram|webchat)/([a-z0-9_-]+)", text
+        ):
+            seen.append(name)
+            assert accounts.get(name) == channel, f"{page.name}: /webhooks/{channel}/{name}"
+        for name in re.findall(r"--account ([a-z0-9_-]+)", text):
+            seen.append(name)
+            assert name in accounts, f"{page.name}: --account {name}"
+    assert {"mataro-wa", "mataro-tg"} <= set(seen)
