@@ -23,7 +23,13 @@
     │       └── MediaExpiredError        the download URL or media id is no longer valid
     ├── StorageError
     │   └── SchemaBehindError            the database needs ``civicchat db upgrade``
-    └── RoutingError                     a forbidden conversation transition, an unknown operator...
+    ├── RoutingError                     a forbidden conversation transition, an unknown operator...
+    └── CaseError                        incident cases; defined in civicchat.cases.errors
+        ├── CaseReferenceError           text that is not a case reference (MTR-2026-000123)
+        ├── CaseNotFoundError            no case with that reference; .reference
+        └── Open311Error                 the city's Open311 endpoint failed; .retryable, .status_code
+            ├── Open311TransientError    5xx, 429, timeouts, connection errors: retry with backoff
+            └── Open311RejectedError     4xx: the request itself is wrong; retrying will not help
 
 Catch :class:`SendError` and look at ``.retryable`` / ``.retry_after`` to decide what to do;
 the subclasses say why.
