@@ -264,3 +264,45 @@ def test_contact_cards_and_unsupported_content_go_to_a_person(pipeline: Pipeline
         out = _say(pipeline, _view(), content, t)
         assert out.view.state is S.QUEUED
         assert _reasons(out) == [ReplyReason.ACK]
+
+
+_SATURDAY_MORNINGS = "timezone: Europe/Madrid\nweekly:\n  saturday: ['09:00-13:00']\n"
+
+
+def test_new_office_hours_take_effect_at_the_next_decision(pipeline: Pipeline) -> None:
+    from civicchat.routing import parse_office_hours
+
+    saturday = local(2026, 3, 28, 10, 0)
+    assert _reasons(_say(pipeline, _view(), "Tinc un problema", saturday)) == [
+        ReplyReason.OUT_OF_HOURS
+    ]
+    pipeline.set_office_hours(parse_office_hours(_SATURDAY_MORNINGS))
+    assert _reasons(_say(pipeline, _view(), "Tinc un problema", saturday)) == [ReplyReason.ACK]
+    friday = _say(pipeline, _view(), "Tinc un problema", local(2026, 3, 27, 10, 0))
+    assert _reasons(friday) == [ReplyReason.OUT_OF_HOURS]
+    body = friday.replies[0].contents[0]
+    assert isinstance(body, Text)
+    assert "dissabte" in body.body  # the out-of-hours text describes the new week
+    assert "de dilluns a divendres" not in body.body
+
+
+def test_office_hours_that_cannot_be_described_are_refused_whole(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from civicchat.routing import parse_office_hours
+
+    before = pipeline.office_hours
+    new = parse_office_hours(_SATURDAY_MORNINGS)
+
+    def no_words(self: OfficeHours, language: str) -> str:
+        raise ValueError(f"no words for {language}")
+
+    monkeypatch.setattr(OfficeHours, "describe", no_words)
+    with pytest.raises(ConfigError, match="wa-010"):
+        pipeline.set_office_hours(new)
+    monkeypatch.undo()
+    assert pipeline.office_hours is before
+    out = _say(pipeline, _view(), "Tinc un problema", local(2026, 3, 27, 19, 1))
+    body = out.replies[0].contents[0]
+    assert isinstance(body, Text)
+    assert "de dilluns a divendres, de 8:00 a 19:00" in body.body

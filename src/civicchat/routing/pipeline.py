@@ -133,6 +133,19 @@ class Pipeline:
     def __repr__(self) -> str:
         return f"Pipeline(account={self.account!r}, languages={self.languages!r})"
 
+    def set_office_hours(self, office_hours: OfficeHours) -> None:
+        """Put new office hours in force (an edit in the admin) for every later decision.
+
+        Raises :class:`~civicchat.exceptions.ConfigError`, leaving the hours in force untouched,
+        when the new hours cannot be described in one of the pipeline's languages.
+        """
+        try:
+            hours_text = {lang: office_hours.describe(lang) for lang in self.languages}
+        except ValueError as exc:
+            raise ConfigError(f"account {self.account}: {exc}") from exc
+        self.office_hours = office_hours
+        self._hours_text = hours_text
+
     # ------------------------------------------------------------------ public
 
     def decide(self, view: ConversationView, message: InboundMessage, now: datetime) -> Outcome:

@@ -203,10 +203,11 @@ class AdminViews:
     ) -> dict[str, str]:
         engine = KeywordEngine(catalog, clock=self.c.ctx.clock)
         out = {}
+        hours, _ = self._hours_of(account)  # the file's, so an edit shows before a restart
         for lang in catalog.languages:
             context: dict[str, object] = {"now": self.c.ctx.clock.now(), "name": "Maria"}
-            if account.office_hours is not None:
-                context["office_hours"] = account.office_hours.describe(lang)
+            if hours is not None:
+                context["office_hours"] = hours.describe(lang)
             try:
                 out[lang] = engine.render_reply(keyword_id, lang, context) or ""
             except Exception as exc:  # shown to the admin, who is fixing exactly that
