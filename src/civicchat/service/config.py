@@ -34,6 +34,7 @@ from civicchat.exceptions import ConfigError
 
 __all__ = [
     "AccountConfig",
+    "AssignmentConfig",
     "ClockConfig",
     "MediaConfig",
     "ServerConfig",
@@ -89,6 +90,43 @@ class WebChatConfig(_Model):
     )
 
 
+# --------------------------------------------------------------------------- automatic assignment
+# (read by civicchat.service.dispatch)
+
+ASSIGNMENT_STRATEGIES = ("sticky", "by_language", "by_team", "least_busy", "round_robin")
+_PICKERS = ("least_busy", "round_robin")
+
+
+class AssignmentConfig(_Model):
+    """How an account's queue is handed to operators (``docs/routing.md``, automatic assignment).
+
+    ``strategy`` is one name or a list composed left to right, filters first and one picker last:
+    ``[sticky, by_language, least_busy]``. A list ending with a filter gets ``least_busy``.
+    """
+
+    strategy: tuple[str, ...] = ("least_busy",)
+    reply_timeout_minutes: float = Field(default=10, gt=0, le=24 * 60)
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _strategy(cls, value: Any) -> tuple[str, ...]:
+        names = [value] if isinstance(value, str) else value
+        if not isinstance(names, list | tuple) or not names:
+            raise ValueError("give a strategy name or a list such as [sticky, least_busy]")
+        out = tuple(str(n).strip() for n in names)
+        for name in out:
+            if name not in ASSIGNMENT_STRATEGIES:
+                raise ValueError(
+                    f"unknown strategy {name!r}; use {', '.join(ASSIGNMENT_STRATEGIES)}"
+                )
+        if any(name in _PICKERS for name in out[:-1]):
+            raise ValueError("least_busy / round_robin pick an operator: put them last")
+        return out if out[-1] in _PICKERS else (*out, "least_busy")
+
+
+# --------------------------------------------------------------------------- accounts
+
+
 class AccountConfig(_Model):
     """One messaging account: a WhatsApp number, a Telegram bot or a web chat.
 
@@ -106,6 +144,7 @@ class AccountConfig(_Model):
     languages: tuple[str, ...] = ("ca", "es")
     reengagement_template: str | None = None
     first_contact_notice: bool = True
+    assignment: AssignmentConfig | None = None  # None: operators take from the queue themselves
     whatsapp: WhatsAppConfig | None = None
     telegram: TelegramConfig | None = None
     webchat: WebChatConfig | None = None

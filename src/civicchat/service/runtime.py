@@ -52,6 +52,7 @@ from civicchat.keywords import KeywordEngine, load_catalog
 from civicchat.messages import MarkRead, OutboundMessage, Template
 from civicchat.routing import DEFAULT_TEXTS, Pipeline, load_office_hours, window_closes_at
 from civicchat.service.config import AccountConfig, ServiceConfig
+from civicchat.service.dispatch import Dispatcher
 from civicchat.service.live import LiveBus, LiveEvent
 from civicchat.service.metrics import ServiceMetrics
 from civicchat.storage.base import InboxEvent, OutboxItem, SendLimiter
@@ -491,6 +492,7 @@ class ServiceRuntime:
                     rng=rng,
                 )
             )
+        self._workers.append(Dispatcher.from_config(self.config, self.store, self.live, self.clock))
         for worker in self._workers:
             self._tasks.append(
                 asyncio.create_task(worker.run_forever(), name=type(worker).__name__)

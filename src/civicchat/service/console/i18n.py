@@ -169,6 +169,11 @@ _T: dict[str, tuple[str, str, str]] = {
     "state_bot": ("amb el bot", "con el bot", "with the bot"),
     "state_queued": ("en espera", "en espera", "waiting"),
     "state_assigned": ("assignada", "asignada", "assigned"),
+    "escalated": (
+        "sense resposta: avisat el supervisor",
+        "sin respuesta: avisado el supervisor",
+        "no reply: supervisor alerted",
+    ),
     "state_closed": ("tancada", "cerrada", "closed"),
     "minutes": ("min", "min", "min"),
     "hours_short": ("h", "h", "h"),

@@ -39,6 +39,7 @@ from civicchat.routing import (
 )
 from civicchat.service.console.context import ConsoleAccount
 from civicchat.service.console.web import Console, Denied, Principal, field
+from civicchat.service.dispatch import is_escalated
 from civicchat.service.live import LiveEvent
 from civicchat.storage.base import (
     AuditEntry,
@@ -152,6 +153,7 @@ class Row:
     waiting: timedelta | None
     window_left: timedelta | None  # None: no window on this channel
     operator_name: str | None
+    escalated: bool = False  # no operator reply in time and nobody free (service.dispatch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +201,7 @@ class ConsoleViews:
                     now - conv.queued_at if conv.queued_at else None,
                     window_left,
                     names.get(conv.assigned_operator) if conv.assigned_operator else None,
+                    is_escalated(conv),
                 )
             )
         return rows
@@ -475,9 +478,14 @@ class ConsoleViews:
         return RedirectResponse(f"/console/conversations/{conv.id}", 303)
 
     async def _publish(self, conv: Conversation, kind: str, data: dict[str, Any]) -> None:
+        await self._publish_account(conv.account, kind, data, conv.id)
+
+    async def _publish_account(
+        self, account: str, kind: str, data: dict[str, Any], conversation_id: int | None = None
+    ) -> None:
         try:
             await self.c.ctx.live.publish(
-                LiveEvent(account=conv.account, kind=kind, conversation_id=conv.id, data=data)
+                LiveEvent(account=account, kind=kind, conversation_id=conversation_id, data=data)
             )
         except Exception as exc:  # live updates are best effort; the change is committed
             log.warning("live event not published: %s", type(exc).__name__)
@@ -573,6 +581,8 @@ class ConsoleViews:
             await tx.operators.save_operator(
                 dataclasses.replace(me.operator, presence=Presence(value))
             )
+        for account in sorted(me.account_names):  # the dispatcher serves the queue
+            await self._publish_account(account, "presence", {"operator": me.id})
         if request.headers.get("x-requested-with") == "fetch":
             return Response(status_code=204)
         return RedirectResponse("/console", 303)

@@ -1,0 +1,617 @@
+"""The dispatcher: automatic operator assignment on SQLite and PostgreSQL.
+
+PostgreSQL tests fail (not skip) when the server is down and ``CIVICCHAT_REQUIRE_POSTGRES=1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import io
+import os
+import random
+import re
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, text
+
+from civicchat.clock import ManualClock
+from civicchat.exceptions import ConfigError
+from civicchat.routing import ByLanguage, LeastBusy, RoundRobin, Sticky
+from civicchat.service.config import AssignmentConfig, load_config
+from civicchat.service.dispatch import (
+    AccountAssignment,
+    Dispatcher,
+    build_strategy,
+    is_escalated,
+)
+from civicchat.service.live import InProcessLiveBus, LiveEvent
+from civicchat.storage import SqlStore
+from civicchat.storage.base import Conversation, Operator, OperatorRole, Presence
+from civicchat.storage.engine import create_engine, upgrade
+from civicchat.storage.schema import AssignmentRow, Base
+
+PG_URL = os.environ.get(
+    "CIVICCHAT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+REQUIRE_PG = os.environ.get("CIVICCHAT_REQUIRE_POSTGRES") == "1"
+T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@dataclass(frozen=True)
+class Target:
+    backend: str
+    url: str
+    schema: str | None = None
+
+
+async def _migrate(url: str, schema: str | None = None) -> None:
+    engine = create_engine(url, schema=schema)
+    try:
+        if schema is not None:
+            async with engine.begin() as conn:
+                await conn.execute(text(f"CREATE SCHEMA {schema}"))
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _pg_error() -> str | None:
+    engine = create_engine(PG_URL)
+    try:
+        async with asyncio.timeout(5), engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return None
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def sqlite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("dispatch") / "template.db"
+    asyncio.run(_migrate(str(path)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def pg_schema() -> Iterator[str | None]:
+    if asyncio.run(_pg_error()) is not None:
+        yield None
+        return
+    schema = f"disp_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_migrate(PG_URL, schema))
+    try:
+        yield schema
+    finally:
+
+        async def drop() -> None:
+            engine = create_engine(PG_URL)
+            async with engine.begin() as conn:
+                await conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            await engine.dispose()
+
+        asyncio.run(drop())
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def target(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_file: Path, pg_schema: str | None
+) -> AsyncIterator[Target]:
+    if request.param == "sqlite":
+        path = tmp_path / "civicchat.db"
+        shutil.copyfile(sqlite_file, path)
+        yield Target("sqlite", str(path))
+        return
+    if pg_schema is None:
+        message = f"PostgreSQL at {PG_URL} is unreachable: {await _pg_error()}"
+        if REQUIRE_PG:
+            pytest.fail(message)
+        pytest.skip(message)
+    engine = create_engine(PG_URL, schema=pg_schema)
+    try:
+        async with engine.begin() as conn:
+            tables = ", ".join(Base.metadata.tables)
+            await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    finally:
+        await engine.dispose()
+    yield Target("postgres", PG_URL, pg_schema)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+@pytest.fixture
+async def store(target: Target, clock: ManualClock) -> AsyncIterator[SqlStore]:
+    s = SqlStore(create_engine(target.url, schema=target.schema), clock=clock)
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+# --------------------------------------------------------------------------- builders
+
+
+async def add_operator(
+    store: SqlStore,
+    name: str,
+    *,
+    account: str = "acc",
+    capacity: int = 3,
+    presence: Presence = Presence.AVAILABLE,
+    languages: tuple[str, ...] = ("ca", "es"),
+    role: OperatorRole = OperatorRole.OPERATOR,
+) -> Operator:
+    async with store.transaction() as tx:
+        op = await tx.operators.add_operator(
+            account=account,
+            name=name,
+            login=f"{name}-{uuid.uuid4().hex[:6]}",
+            password_hash="x",
+            capacity=capacity,
+            languages=languages,
+            role=role,
+        )
+        op = dataclasses.replace(op, presence=presence)
+        await tx.operators.save_operator(op)
+    return op
+
+
+async def set_presence(store: SqlStore, op: Operator, presence: Presence) -> Operator:
+    op = dataclasses.replace(op, presence=presence)
+    async with store.transaction() as tx:
+        await tx.operators.save_operator(op)
+    return op
+
+
+async def queued(
+    store: SqlStore,
+    citizen: str,
+    *,
+    account: str = "acc",
+    channel: str = "telegram",
+    queued_at: datetime = T0,
+    priority: int = 0,
+    language: str | None = "ca",
+    last_inbound_at: datetime | None = None,
+) -> int:
+    async with store.transaction() as tx:
+        contact = await tx.contacts.identify(channel, account, citizen)
+        conv = await tx.conversations.create(
+            channel=channel,
+            account=account,
+            contact_id=contact.id,
+            recipient_id=citizen,
+            state="queued",
+        )
+        await tx.conversations.save(
+            dataclasses.replace(
+                conv,
+                queued_at=queued_at,
+                priority=priority,
+                language=language,
+                last_inbound_at=last_inbound_at or queued_at,
+            )
+        )
+    return conv.id
+
+
+async def conv(store: SqlStore, cid: int) -> Conversation:
+    async with store.transaction() as tx:
+        found = await tx.conversations.get(cid)
+    assert found is not None
+    return found
+
+
+async def open_assignments(store: SqlStore) -> dict[int, int]:
+    """Open assignment rows per conversation (more than one would be a double assignment)."""
+    async with store.transaction() as tx:
+        conn = tx.connection
+        rows = await conn.execute(
+            select(AssignmentRow.conversation_id, func.count())
+            .where(AssignmentRow.released_at.is_(None))
+            .group_by(AssignmentRow.conversation_id)
+        )
+        return {int(c): int(n) for c, n in rows}
+
+
+async def held(store: SqlStore, account: str = "acc") -> dict[int, list[int]]:
+    """Operator id -> conversation ids they hold."""
+    out: dict[int, list[int]] = {}
+    async with store.transaction() as tx:
+        for c in await tx.conversations.list(account, states=["assigned"], limit=1000):
+            assert c.assigned_operator is not None
+            out.setdefault(c.assigned_operator, []).append(c.id)
+    return out
+
+
+async def close(store: SqlStore, cid: int, at: datetime) -> None:
+    async with store.transaction() as tx:
+        c = await tx.conversations.get(cid)
+        assert c is not None
+        await tx.conversations.save(dataclasses.replace(c, state="closed", assigned_operator=None))
+        await tx.assignments.release(cid, at)
+
+
+def dispatcher(
+    store: SqlStore,
+    clock: ManualClock,
+    *names: str,
+    live: InProcessLiveBus | None = None,
+    accounts: tuple[AccountAssignment, ...] | None = None,
+) -> Dispatcher:
+    strategy = build_strategy(names or ("least_busy",))
+    return Dispatcher(
+        store,
+        accounts or (AccountAssignment("acc", strategy),),
+        clock=clock,
+        live=live,
+    )
+
+
+# --------------------------------------------------------------------------- behaviour
+
+
+async def test_backlog_is_assigned_when_an_operator_becomes_available(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    ids = [await queued(store, f"c{i}", queued_at=T0 + timedelta(minutes=i)) for i in range(5)]
+    anna = await add_operator(store, "anna", capacity=3, presence=Presence.OFFLINE)
+    bob = await add_operator(store, "bob", capacity=5, presence=Presence.AWAY)
+    d = dispatcher(store, clock)
+
+    assert (await d.run_round()).assigned == ()  # nobody available: everything waits
+
+    await set_presence(store, anna, Presence.AVAILABLE)
+    result = await d.run_round()
+    assert sorted(c for c, _ in result.assigned) == ids[:3]  # the oldest three, up to capacity
+    assert {op for _, op in result.assigned} == {anna.id}
+    first = await conv(store, ids[0])
+    assert first.state == "assigned"
+    assert first.assigned_operator == anna.id
+    assert first.assigned_at == clock.now()
+    async with store.transaction() as tx:
+        history = await tx.history.entries(ids[0])
+    assert (history[-1].from_state, history[-1].to_state, history[-1].actor) == (
+        "queued",
+        "assigned",
+        "system",
+    )
+
+    await set_presence(store, bob, Presence.AVAILABLE)
+    result = await d.run_round()
+    assert sorted(c for c, _ in result.assigned) == ids[3:]  # nothing left behind
+    assert {op for _, op in result.assigned} == {bob.id}
+    assert await open_assignments(store) == dict.fromkeys(ids, 1)
+
+
+async def test_capacity_is_never_exceeded_and_nothing_is_left_behind(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    rng = random.Random(4)
+    ops = [await add_operator(store, f"op{i}", capacity=rng.randint(1, 4)) for i in range(4)]
+    capacity = {op.id: op.capacity for op in ops}
+    backlog = [
+        await queued(store, f"c{i}", queued_at=T0 + timedelta(seconds=i), priority=i % 3)
+        for i in range(20)
+    ]
+    d = dispatcher(store, clock, "round_robin")
+    for step in range(6):
+        await d.run_round()
+        now_held = await held(store)
+        for op_id, convs in now_held.items():
+            assert len(convs) <= capacity[op_id]
+        busy = sum(len(v) for v in now_held.values())
+        waiting = len(backlog) - busy - step * 2
+        # Every free seat is taken while anyone waits.
+        assert busy == sum(capacity.values()) or waiting == 0
+        # Two conversations end; their seats go to the backlog in the next round.
+        for cid in [c for convs in now_held.values() for c in convs][:2]:
+            await close(store, cid, clock.now())
+        clock.advance(timedelta(seconds=30))
+    assert all(n == 1 for n in (await open_assignments(store)).values())
+
+
+async def test_order_is_window_closing_first_then_priority_then_age(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    old = await queued(store, "old", queued_at=T0 - timedelta(hours=1))
+    urgent = await queued(store, "high", queued_at=T0 - timedelta(minutes=5), priority=2)
+    # The citizen wrote 23.5 hours ago on WhatsApp: 30 minutes left to answer freely.
+    window = await queued(
+        store,
+        "wa",
+        channel="whatsapp",
+        queued_at=T0 - timedelta(minutes=1),
+        last_inbound_at=T0 - timedelta(hours=23, minutes=30),
+    )
+    await add_operator(store, "anna", capacity=1)
+    d = dispatcher(store, clock)
+    order = []
+    for _ in range(3):
+        (got,) = (await d.run_round()).assigned
+        order.append(got[0])
+        await close(store, got[0], clock.now())
+    assert order == [window, urgent, old]
+
+
+async def test_no_reply_after_the_timeout_reassigns_to_another_available_operator(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    cid = await queued(store, "c1")
+    anna = await add_operator(store, "anna", capacity=2)
+    d = dispatcher(store, clock)
+    assert (await d.run_round()).assigned == ((cid, anna.id),)
+    bob = await add_operator(store, "bob", capacity=2)
+
+    clock.advance(timedelta(minutes=9))
+    assert (await d.run_round()).reassigned == ()  # not yet
+
+    clock.advance(timedelta(minutes=2))
+    result = await d.run_round()
+    assert result.reassigned == ((cid, bob.id),)
+    after = await conv(store, cid)
+    assert after.assigned_operator == bob.id
+    assert after.last_operator == anna.id
+    assert await open_assignments(store) == {cid: 1}
+    async with store.transaction() as tx:
+        history = await tx.history.entries(cid)
+        assert [o.id for o in await tx.operators.operators("acc")] == [anna.id, bob.id]
+    assert history[-1].note == f"reassign from {anna.id}"
+    assert (await held(store)) == {bob.id: [cid]}
+
+
+async def test_an_operator_reply_stops_the_timer(store: SqlStore, clock: ManualClock) -> None:
+    cid = await queued(store, "c1")
+    await add_operator(store, "anna")
+    d = dispatcher(store, clock)
+    await d.run_round()
+    clock.advance(timedelta(minutes=3))
+    c = await conv(store, cid)
+    async with store.transaction() as tx:
+        await tx.conversations.save(dataclasses.replace(c, last_operator_reply_at=clock.now()))
+    await add_operator(store, "bob")
+    clock.advance(timedelta(minutes=30))
+    result = await d.run_round()
+    assert result.reassigned == ()
+    assert result.escalated == ()
+
+
+async def test_no_reply_and_nobody_free_escalates_once_with_a_flag_and_a_live_event(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    cid = await queued(store, "c1")
+    anna = await add_operator(store, "anna")
+    live = InProcessLiveBus()
+    d = dispatcher(store, clock, live=live)
+    await d.run_round()
+    assert not is_escalated(await conv(store, cid))
+    clock.advance(timedelta(minutes=11))
+    async with live.subscribe("acc") as events:
+        result = await d.run_round()
+        event = await asyncio.wait_for(anext(events), 1)
+    assert result.escalated == ((cid, anna.id),)
+    assert (event.kind, event.conversation_id, event.data["operator"]) == (
+        "escalated",
+        cid,
+        anna.id,
+    )
+    flagged = await conv(store, cid)
+    assert is_escalated(flagged)
+    assert flagged.assigned_operator == anna.id
+
+    clock.advance(timedelta(minutes=11))
+    assert (await d.run_round()).escalated == ()  # once, not every round
+
+    async with store.transaction() as tx:
+        await tx.conversations.save(
+            dataclasses.replace(flagged, last_operator_reply_at=clock.now())
+        )
+    assert not is_escalated(await conv(store, cid))  # the operator answered
+
+
+async def test_sticky_prefers_the_operator_who_helped_last(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    anna = await add_operator(store, "anna", capacity=3)
+    bob = await add_operator(store, "bob", capacity=3)
+    busy = await queued(store, "other")
+    cid = await queued(store, "citizen")
+    async with store.transaction() as tx:
+        await tx.assignments.assign(cid, bob.id, T0 - timedelta(days=2))
+        await tx.assignments.release(cid, T0 - timedelta(days=2, minutes=-20))
+        # Bob already holds one: least busy alone would pick Anna.
+        c = await tx.conversations.get(busy)
+        assert c is not None
+        await tx.conversations.save(
+            dataclasses.replace(c, state="assigned", assigned_operator=bob.id)
+        )
+        await tx.assignments.assign(busy, bob.id, T0)
+
+    plain = await dispatcher(store, clock).run_round()
+    assert plain.assigned == ((cid, anna.id),)
+
+    await close(store, cid, T0)
+    async with store.transaction() as tx:
+        c = await tx.conversations.get(cid)
+        assert c is not None
+        await tx.conversations.save(dataclasses.replace(c, state="queued", queued_at=T0))
+        await tx.assignments.assign(cid, bob.id, T0)  # Bob helped this citizen last
+        await tx.assignments.release(cid, T0)
+    sticky = await dispatcher(store, clock, "sticky", "by_language", "least_busy").run_round()
+    assert sticky.assigned == ((cid, bob.id),)
+
+
+async def test_two_rounds_at_once_never_double_assign(
+    target: Target, store: SqlStore, clock: ManualClock
+) -> None:
+    ops = [await add_operator(store, f"op{i}", capacity=3) for i in range(3)]
+    ids = [await queued(store, f"c{i}", queued_at=T0 + timedelta(seconds=i)) for i in range(20)]
+    # Two tasks on one store, and two stores (two connections, as two processes would have).
+    other = SqlStore(create_engine(target.url, schema=target.schema), clock=clock)
+    try:
+        rounds = [
+            dispatcher(store, clock).run_round(),
+            dispatcher(store, clock).run_round(),
+            dispatcher(other, clock).run_round(),
+            dispatcher(other, clock).run_round(),
+        ]
+        results = await asyncio.gather(*rounds)
+    finally:
+        await other.close()
+    assigned = [c for r in results for c, _ in r.assigned]
+    assert len(assigned) == len(set(assigned)) == 9
+    assert sorted(assigned) == ids[:9]
+    assert all(n == 1 for n in (await open_assignments(store)).values())
+    assert all(len(v) <= 3 for v in (await held(store)).values())
+    assert set(await held(store)) == {op.id for op in ops}
+    async with store.transaction() as tx:
+        entries = [e for cid in ids for e in await tx.history.entries(cid)]
+    assert len([e for e in entries if e.to_state == "assigned"]) == 9
+
+
+async def test_an_operator_of_one_account_never_gets_another_accounts_conversation(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    mine = await queued(store, "a1", account="acct-a")
+    theirs = await queued(store, "b1", account="acct-b")
+    anna = await add_operator(store, "anna", account="acct-a", capacity=5)
+    d = dispatcher(
+        store,
+        clock,
+        accounts=(
+            AccountAssignment("acct-a", LeastBusy()),
+            AccountAssignment("acct-b", LeastBusy()),
+        ),
+    )
+    result = await d.run_round()
+    assert result.assigned == ((mine, anna.id),)
+    assert (await conv(store, theirs)).state == "queued"
+
+
+async def test_a_group_operator_serves_every_account_of_the_group_within_one_capacity(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    for i in range(2):
+        await queued(store, f"w{i}", account="city-wa", channel="whatsapp")
+        await queued(store, f"t{i}", account="city-tg")
+    anna = await add_operator(store, "anna", account="city", capacity=3)
+    await add_operator(store, "root", account="city", role=OperatorRole.ADMIN)
+    d = dispatcher(
+        store,
+        clock,
+        accounts=(
+            AccountAssignment("city-wa", LeastBusy(), group="city"),
+            AccountAssignment("city-tg", LeastBusy(), group="city"),
+        ),
+    )
+    result = await d.run_round()
+    assert len(result.assigned) == 3
+    assert {op for _, op in result.assigned} == {anna.id}
+    assert (await d.run_round()).assigned == ()  # full: the fourth waits
+
+
+async def test_a_conversation_changed_by_an_operator_meanwhile_is_left_alone(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    cid = await queued(store, "c1")
+    await add_operator(store, "anna")
+    async with store.transaction() as tx:
+        c = await tx.conversations.get(cid)
+        assert c is not None
+        await tx.conversations.save(dataclasses.replace(c, state="bot"))
+    assert (await dispatcher(store, clock).run_round()).assigned == ()
+
+
+async def test_run_forever_runs_a_round_on_a_live_event_and_stops(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    cid = await queued(store, "c1")
+    anna = await add_operator(store, "anna", presence=Presence.AWAY)
+    live = InProcessLiveBus()
+    d = Dispatcher(
+        store, [AccountAssignment("acc", LeastBusy())], clock=clock, live=live, interval=60
+    )
+    task = asyncio.create_task(d.run_forever())
+    try:
+        for _ in range(100):  # the first round and the subscription
+            if live.subscriber_count:
+                break
+            await asyncio.sleep(0.01)
+        await set_presence(store, anna, Presence.AVAILABLE)
+        await live.publish(LiveEvent("acc", "presence", data={"operator": anna.id}))
+        for _ in range(200):
+            if (await conv(store, cid)).state == "assigned":
+                break
+            await asyncio.sleep(0.01)
+        assert (await conv(store, cid)).assigned_operator == anna.id
+    finally:
+        d.stop()
+        await asyncio.wait_for(task, 5)
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def test_strategies_compose_left_to_right() -> None:
+    strategy = build_strategy(["sticky", "by_language", "least_busy"])
+    assert isinstance(strategy, Sticky)
+    assert isinstance(strategy.then, ByLanguage)
+    assert isinstance(strategy.then.then, LeastBusy)
+    assert isinstance(build_strategy(["round_robin"]), RoundRobin)
+    assert isinstance(build_strategy(["sticky"]).then, LeastBusy)  # type: ignore[attr-defined]
+
+
+def test_assignment_config_validates_names_and_order() -> None:
+    assert AssignmentConfig.model_validate({"strategy": "by_team"}).strategy == (
+        "by_team",
+        "least_busy",
+    )
+    assert AssignmentConfig().reply_timeout_minutes == 10
+    with pytest.raises(ValueError, match="unknown strategy 'fastest'"):
+        AssignmentConfig.model_validate({"strategy": ["fastest"]})
+    with pytest.raises(ValueError, match="put them last"):
+        AssignmentConfig.model_validate({"strategy": ["least_busy", "sticky"]})
+    with pytest.raises(ValueError, match="greater than 0"):
+        AssignmentConfig.model_validate({"reply_timeout_minutes": 0})
+    with pytest.raises(ConfigError):
+        build_strategy([])
+
+
+def test_mataro_config_assigns_sticky_then_by_language_then_least_busy(tmp_path: Path) -> None:
+    config = load_config(ROOT / "examples/mataro/config.yaml", env={})
+    web = next(a for a in config.accounts if a.name == "mataro-web")
+    assert web.assignment is not None
+    assert web.assignment.strategy == ("sticky", "by_language", "least_busy")
+    assert web.assignment.reply_timeout_minutes == 10
+    store = SqlStore(create_engine(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"))
+    d = Dispatcher.from_config(config, store, None, ManualClock(T0))
+    assert set(d.accounts) == {a.name for a in config.enabled_accounts}
+    assert d.accounts["mataro-web"].pool == "mataro"
+    assert isinstance(d.accounts["mataro-web"].strategy, Sticky)
+
+
+def test_the_example_of_docs_routing_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = (ROOT / "docs" / "routing.md").read_text(encoding="utf-8")
+    section = text[text.index("## Automatic assignment") :]
+    (block,) = re.findall(r"```py\n(.*?)```", section, flags=re.DOTALL)
+    out = io.StringIO()
+    monkeypatch.chdir(ROOT)
+    with contextlib.redirect_stdout(out):
+        exec(compile(block, "docs/routing.md", "exec"), {"__name__": "docs_example"})
+    assert out.getvalue().splitlines() == ["True"]
