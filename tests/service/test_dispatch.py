@@ -19,13 +19,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
+from argon2 import PasswordHasher
+from console.console_helpers import PASSWORD, SECRET, MemoryBlobs, login_as
 from sqlalchemy import func, select, text
+from starlette.applications import Starlette
 
 from civicchat.clock import ManualClock
 from civicchat.exceptions import ConfigError
 from civicchat.routing import ByLanguage, LeastBusy, RoundRobin, Sticky
 from civicchat.service.config import AssignmentConfig, load_config
+from civicchat.service.console import ConsoleAccount, ConsoleContext, build_console_routes
 from civicchat.service.dispatch import (
     AccountAssignment,
     Dispatcher,
@@ -615,3 +620,77 @@ def test_the_example_of_docs_routing_runs(monkeypatch: pytest.MonkeyPatch) -> No
     with contextlib.redirect_stdout(out):
         exec(compile(block, "docs/routing.md", "exec"), {"__name__": "docs_example"})
     assert out.getvalue().splitlines() == ["True"]
+
+
+# --------------------------------------------------------------------------- console
+
+
+async def test_console_presence_starts_a_round_and_the_queue_shows_the_escalation(
+    tmp_path: Path, sqlite_file: Path
+) -> None:
+    shutil.copyfile(sqlite_file, tmp_path / "console.db")
+    clock = ManualClock(T0)
+    store = SqlStore(create_engine(str(tmp_path / "console.db")), clock=clock)
+    live = InProcessLiveBus()
+    accounts = {"wa-a": ConsoleAccount("wa-a", "whatsapp", "WhatsApp 010", group="city-a")}
+    ctx = ConsoleContext(
+        store=store,
+        accounts=accounts,
+        live=live,
+        blobs=MemoryBlobs(),
+        clock=clock,
+        secret_key=SECRET,
+    )
+    app = Starlette(routes=build_console_routes(ctx))
+    pw = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
+    async with store.transaction() as tx:
+        op = await tx.operators.add_operator(
+            account="city-a", name="Op", login="op", password_hash=pw
+        )
+        await tx.operators.add_operator(
+            account="city-a",
+            name="Sup",
+            login="sup",
+            password_hash=pw,
+            role=OperatorRole.SUPERVISOR,
+        )
+    cid = await queued(store, "34600000001", account="wa-a", channel="whatsapp")
+    d = Dispatcher(
+        store,
+        [AccountAssignment("wa-a", LeastBusy(), group="city-a")],
+        clock=clock,
+        live=live,
+        interval=60,
+    )
+    task = asyncio.create_task(d.run_forever())
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5000))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="https://c.test") as client:
+            for _ in range(100):
+                if live.subscriber_count:
+                    break
+                await asyncio.sleep(0.01)
+            csrf = await login_as(client, "op")
+            for presence in ("away", "available"):  # back from a break
+                response = await client.post(
+                    "/console/presence",
+                    data={"presence": presence},
+                    headers={"X-CSRF-Token": csrf, "X-Requested-With": "fetch"},
+                )
+                assert response.status_code == 204
+            for _ in range(200):
+                if (await conv(store, cid)).state == "assigned":
+                    break
+                await asyncio.sleep(0.01)
+            assert (await conv(store, cid)).assigned_operator == op.id
+
+            clock.advance(timedelta(minutes=11))  # no reply, nobody else available
+            assert (await d.run_round()).escalated == ((cid, op.id),)
+            await login_as(client, "sup")
+            page = (await client.get("/console")).text
+        row = page[page.index(f'data-conversation="{cid}"') :]
+        assert "sense resposta: avisat el supervisor" in row[: row.index("</tr>")]
+    finally:
+        d.stop()
+        await asyncio.wait_for(task, 5)
+        await store.close()
