@@ -180,6 +180,8 @@ def test_edited_messages_and_other_updates_give_no_events(channel: TelegramChann
 def test_account_validation() -> None:
     with pytest.raises(ConfigError, match="secret_token"):
         TelegramAccount(name="b", bot_token="1:a", secret_token="has spaces")
+    with pytest.raises(ConfigError, match="secret_token"):
+        TelegramAccount(name="b", bot_token="1:a", secret_token="ends_in_a_newline\n")
     with pytest.raises(ConfigError, match="BotFather"):
         TelegramAccount(name="b", bot_token="nocolon", secret_token="ok")
 

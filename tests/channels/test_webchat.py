@@ -98,6 +98,9 @@ def test_button_and_location(channel: WebChatChannel) -> None:
         {"visitor": VISITOR, "text": 5},
         {"visitor": VISITOR, "text": "x" * 4097},
         {"visitor": VISITOR, "id": "../../etc", "text": "hola"},
+        # "$" in a pattern matches before a final newline: these ids must still be refused
+        {"visitor": VISITOR + "\n", "text": "hola"},
+        {"visitor": VISITOR, "id": "m1\n", "text": "hola"},
         {"visitor": VISITOR, "location": {"latitude": 100, "longitude": 2}},
         {"visitor": VISITOR, "location": {"latitude": True, "longitude": 2}},
         {"visitor": VISITOR, "location": "here"},

@@ -98,7 +98,7 @@ TELEGRAM_CAPABILITIES = Capabilities(
     mark_read=False,
 )
 
-_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}\Z")
 _SEND_MEDIA = {
     MediaKind.IMAGE: ("sendPhoto", "photo"),
     MediaKind.VIDEO: ("sendVideo", "video"),

@@ -71,8 +71,8 @@ WEBCHAT_CAPABILITIES = Capabilities(
     mark_read=False,
 )
 
-_VISITOR = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
-_CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_VISITOR = re.compile(r"^[A-Za-z0-9_-]{16,128}\Z")  # \Z: "$" would let a final "\n" in
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 
 
 def valid_visitor_id(value: object) -> bool:

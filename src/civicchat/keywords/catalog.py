@@ -56,9 +56,9 @@ INDEX_PHRASES: Mapping[str, tuple[str, ...]] = MappingProxyType(
 _MEDIA_KINDS = ("image", "document", "video", "audio")
 _MAX_BUTTONS = 3
 _MAX_NODES = 500_000  # YAML anchors can expand exponentially; refuse such files
-_LANGUAGE = re.compile(r"^[a-z]{2,3}$")
-_KEYWORD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
-_URL = re.compile(r"^https?://\S+$")
+_LANGUAGE = re.compile(r"^[a-z]{2,3}\Z")
+_KEYWORD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}\Z")
+_URL = re.compile(r"^https?://\S+\Z")
 _NULL_TAG = "tag:yaml.org,2002:null"
 
 Localized = Mapping[str, str]

@@ -58,8 +58,8 @@ __all__ = ["ConsoleViews", "move"]
 
 log = logging.getLogger("civicchat.console")
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9-]{8,64}$")
-_URL = re.compile(r"^https?://[^\s<>\"]+$")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9-]{8,64}\Z")
+_URL = re.compile(r"^https?://[^\s<>\"]+\Z")
 _TICKS = {
     "queued": "🕓",
     "sent": "✓",
@@ -253,8 +253,8 @@ class ConsoleViews:
             if isinstance(content, Media):
                 if content.media_id and record.direction == "in":
                     media_url = f"/console/conversations/{conv.id}/media/{content.media_id}"
-                elif content.link:
-                    media_url = content.link
+                elif content.link and _URL.match(content.link):
+                    media_url = content.link  # never a javascript: or data: address in an href
             status = record.status.value if record.status else None
             shown.append(
                 Shown(

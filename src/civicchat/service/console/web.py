@@ -273,7 +273,7 @@ def _first_timezone(ctx: ConsoleContext) -> ZoneInfo:
     return ZoneInfo("Europe/Madrid")
 
 
-_LOCAL_PATH = re.compile(r"^/(?![/\\])[A-Za-z0-9/_.~%?=&+-]*$")
+_LOCAL_PATH = re.compile(r"^/(?![/\\])[A-Za-z0-9/_.~%?=&+-]*\Z")
 
 
 def safe_next(value: object, default: str = "/console") -> str:
