@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from civicchat.cases.chat import CaseChat
+from civicchat.cases.flow import FlowStep
 from civicchat.channels.base import Channel
 from civicchat.channels.degrade import degrade, match_numbered_reply
 from civicchat.clock import Clock
@@ -45,9 +47,11 @@ from civicchat.routing import (
     ConversationState,
     ConversationView,
     HistoryEntry,
+    Outcome,
     Pipeline,
     ReplyReason,
     RoutingTexts,
+    transition,
 )
 from civicchat.storage.base import Conversation, InboxEvent, LifecycleEntry, Transaction
 from civicchat.storage.workers import Reply
@@ -265,6 +269,7 @@ class Bot:
         *,
         clock: Clock,
         on_handled: Callable[[HandledMessage], None] | None = None,
+        cases: CaseChat | None = None,
     ) -> None:
         for key, account in accounts.items():
             if key != account.name:
@@ -272,6 +277,7 @@ class Bot:
         self.accounts = dict(accounts)
         self.clock = clock
         self.on_handled = on_handled
+        self.cases = cases
 
     async def handle(self, event: InboxEvent, tx: Transaction) -> Reply:
         """Handle one inbound message event (see the module docstring)."""
@@ -302,7 +308,11 @@ class Bot:
         routed = _numbered_answer(message, data.pop(MENU_KEY, None))
         view = view_from_conversation(conv)
         _last_answer.set(None)
-        outcome = account.pipeline.decide(view, routed, now)
+        case_step = await self._case_step(account, view, data, routed, tx)
+        if case_step is not None and case_step.handled:
+            outcome = Outcome(_flow_view(view, routed, case_step, now))
+        else:
+            outcome = account.pipeline.decide(view, routed, now)
         answer = _last_answer.get()
         new_view = outcome.view
 
@@ -324,6 +334,8 @@ class Bot:
                     continue
                 contents.append(item)  # type: ignore[arg-type]
         conv = dataclasses.replace(conv, data=data)
+        if case_step is not None:
+            contents.extend(case_step.contents)
         for reply in outcome.replies:
             contents.extend(reply.contents)
 
@@ -368,6 +380,37 @@ class Bot:
                 )
             )
         return Reply(messages, conversation_id=conv.id)
+
+    # -- cases (civicchat.cases): the report flow answers before the routing pipeline -------
+
+    async def _case_step(
+        self,
+        account: BotAccount,
+        view: ConversationView,
+        data: dict[str, Any],
+        message: InboundMessage,
+        tx: Transaction,
+    ) -> FlowStep | None:
+        """The report flow's step for ``message``, or None when the flow is not asked.
+
+        Asked while the bot answers the conversation (a photo sent to an operator goes to the
+        operator); ``data`` gets the new flow state. ``handled=False``: routing answers too.
+        """
+        cases = self.cases
+        if cases is None or not cases.enabled_for(account.name):
+            return None
+        if view.state not in (ConversationState.BOT, ConversationState.CLOSED):
+            return None
+        connection = getattr(tx, "connection", None)
+        if connection is None:  # a store without SQL transactions cannot keep cases
+            return None
+        return await cases.step(
+            connection,
+            data,
+            message,
+            language=view.language,
+            default_language=account.default_language,
+        )
 
     def _keyword_result(
         self,
@@ -429,6 +472,19 @@ class Bot:
                     )
                 )
         return out, held, menu
+
+
+def _flow_view(
+    view: ConversationView, message: InboundMessage, step: FlowStep, now: datetime
+) -> ConversationView:
+    """The conversation after a message the report flow answered (routing did not see it)."""
+    if view.last_inbound_at is None or message.timestamp > view.last_inbound_at:
+        view = view.replace(last_inbound_at=message.timestamp)
+    if view.state is ConversationState.CLOSED:
+        view = transition(view, ConversationState.BOT, at=now, actor="citizen")
+    if step.state is not None:
+        view = view.replace(language=step.state.language)
+    return view
 
 
 def _numbered_answer(message: InboundMessage, menu_json: object) -> InboundMessage:

@@ -80,16 +80,36 @@ class SqlCaseStore:
 
     ``engine`` is a migrated civicchat database (``civicchat.storage.engine.create_engine``);
     the store can share it with :class:`~civicchat.storage.sql.SqlStore`.
+    :meth:`in_transaction` gives a store working inside an open transaction instead (the bot's
+    handler: a case is created in the same transaction as the message that confirmed it).
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.is_postgres = engine.dialect.name == "postgresql"
         self._write_lock = asyncio.Lock()
+        self._conn: AsyncConnection | None = None
+
+    @classmethod
+    def in_transaction(cls, connection: AsyncConnection) -> SqlCaseStore:
+        """A store whose reads and writes go through ``connection``'s open transaction."""
+        store = cls(connection.engine)
+        store._conn = connection
+        return store
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        if self._conn is not None:
+            yield self._conn
+        else:
+            async with self.engine.connect() as conn:
+                yield conn
 
     @asynccontextmanager
     async def _begin(self) -> AsyncIterator[AsyncConnection]:
-        if self.is_postgres:
+        if self._conn is not None:
+            yield self._conn
+        elif self.is_postgres:
             async with self.engine.begin() as conn:
                 yield conn
         else:
@@ -120,7 +140,7 @@ class SqlCaseStore:
             return case
 
     async def get(self, reference: str) -> Case | None:
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             data = (
                 await conn.execute(
                     select(_CASES.c.data).where(_CASES.c.reference == reference.strip().upper())
@@ -149,7 +169,7 @@ class SqlCaseStore:
             query = query.where(_CASES.c.account == account)
         query = query.order_by(_CASES.c.created_at.desc(), _CASES.c.reference.desc())
         query = query.limit(max(limit, 0))
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             rows = (await conn.execute(query)).scalars().all()
         return [_load(data) for data in rows]
 
@@ -187,7 +207,7 @@ class SqlCaseStore:
         if not include_anonymised:
             query = query.where(_CASES.c.anonymised_at.is_(None))
         query = query.order_by(_CASES.c.updated_at, _CASES.c.reference).limit(max(limit, 0))
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             rows = (await conn.execute(query)).scalars().all()
         return [_load(data) for data in rows]
 
@@ -215,7 +235,7 @@ class SqlCaseStore:
             .order_by(_CASES.c.open311_next_at, _CASES.c.id)
             .limit(limit)
         )
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             return list((await conn.execute(query)).scalars().all())
 
     async def schedule_open311(self, reference: str, at: datetime | None) -> None:

@@ -157,6 +157,8 @@ def create_app(
     console_routes = _console_routes(state)
     state.console = console_routes is not None
     routes += console_routes or []
+    if runtime.cases is not None:
+        routes.append(runtime.cases.media_route())  # cases: the photo link Open311 gets
     first_chat = next(iter(chats), None)
 
     async def home(_request: Request) -> Response:
@@ -267,6 +269,7 @@ def _console_routes(state: ServiceState) -> list[BaseRoute] | None:
         clock=state.clock,
         secret_key=secret,
         secure_cookies=secure,
+        cases=state.runtime.cases,
     )
     routes: list[BaseRoute] = list(build(ctx))
     return routes

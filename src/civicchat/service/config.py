@@ -182,6 +182,19 @@ class MediaConfig(_Model):
     max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
 
 
+class CasesSettings(_Model):
+    """``cases:``: citizens' reports (``docs/cases.md``). Without ``config`` there are none."""
+
+    config: Path | None = None  # the cases file, e.g. cases.yaml (relative to this file)
+    accounts: tuple[str, ...] | None = None  # accounts with the report flow; None: every one
+    retention_days: int | None = Field(default=None, ge=1)  # overrides the cases file's
+    open311_url: str | None = None  # GeoReport v2 endpoint; None or "": no forwarding
+    open311_api_key: str = Field(default="", repr=False)
+    open311_jurisdiction_id: str | None = None
+    poll_minutes: float = Field(default=15, gt=0)
+    media_link_days: int = Field(default=30, ge=1)
+
+
 class ClockConfig(_Model):
     """For tests only: ``fixed`` freezes time, ``start`` makes it run from that instant."""
 
@@ -209,6 +222,7 @@ class ServiceConfig(_Model):
     server: ServerConfig = ServerConfig()
     workers: WorkersConfig = WorkersConfig()
     media: MediaConfig = MediaConfig()
+    cases: CasesSettings = CasesSettings()
     clock: ClockConfig = ClockConfig()
     base_dir: Path = Path(".")
 
@@ -347,6 +361,9 @@ def parse_config(
         accounts.append(filled)
     top["accounts"] = accounts
     top["base_dir"] = base_dir
+    cases = top.get("cases")
+    if isinstance(cases, dict) and cases.get("config"):
+        cases["config"] = base_dir / Path(str(cases["config"]))  # an absolute path stays
     try:
         config = ServiceConfig.model_validate(top)
     except ValidationError as exc:

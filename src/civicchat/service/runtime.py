@@ -51,6 +51,7 @@ from civicchat.exceptions import (
 from civicchat.keywords import KeywordEngine, load_catalog
 from civicchat.messages import MarkRead, OutboundMessage, Template
 from civicchat.routing import DEFAULT_TEXTS, Pipeline, load_office_hours, window_closes_at
+from civicchat.service.cases_worker import CaseServices, open311_worker
 from civicchat.service.config import AccountConfig, ServiceConfig
 from civicchat.service.dispatch import Dispatcher
 from civicchat.service.live import LiveBus, LiveEvent
@@ -425,7 +426,11 @@ class ServiceRuntime:
         self.blobs = blobs
         self.metrics = metrics
         self.clock = clock
-        self.bot = Bot(accounts, clock=clock, on_handled=on_handled(metrics))
+        self.cases = CaseServices.from_config(
+            config, store=store, accounts=accounts, blobs=blobs, clock=clock
+        )
+        chat = None if self.cases is None else self.cases.chat
+        self.bot = Bot(accounts, clock=clock, on_handled=on_handled(metrics), cases=chat)
         self._workers: list[Any] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._listener: asyncio.Task[None] | None = None
@@ -493,6 +498,8 @@ class ServiceRuntime:
                 )
             )
         self._workers.append(Dispatcher.from_config(self.config, self.store, self.live, self.clock))
+        if (open311 := open311_worker(self.cases, self.config)) is not None:
+            self._workers.append(open311)  # cases: Open311 forwarding and status polling
         for worker in self._workers:
             self._tasks.append(
                 asyncio.create_task(worker.run_forever(), name=type(worker).__name__)

@@ -106,6 +106,7 @@ class ConsoleContext:
     login_attempts_per_address: int = 20  # failed logins per client address
     login_window: timedelta = timedelta(minutes=15)
     min_password_length: int = 10
+    cases: Any = None  # civicchat.service.cases_worker.CaseServices, when the service keeps cases
 
     def __post_init__(self) -> None:
         if len(self.secret_key) < _MIN_SECRET:

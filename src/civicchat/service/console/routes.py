@@ -9,6 +9,7 @@ from starlette.staticfiles import StaticFiles
 
 from civicchat.service.console.admin import AdminViews
 from civicchat.service.console.auth import AuthViews
+from civicchat.service.console.cases import case_routes
 from civicchat.service.console.context import ConsoleContext
 from civicchat.service.console.views import ConsoleViews
 from civicchat.service.console.web import Console
@@ -54,6 +55,7 @@ def build_console_routes(ctx: ConsoleContext) -> list[BaseRoute]:
         Route(f"{conv}/media/{{media_id}}", g(views.media), methods=["GET"]),
         Route("/console/contacts/{contact_id:int}", g(views.contact), methods=["GET"]),
         Route("/console/reports", g(views.reports, role=sup), methods=["GET"]),
+        *case_routes(console),
         Route("/admin", g(admin.accounts, role=adm), methods=["GET"]),
         Route("/admin/accounts", g(admin.accounts, role=adm), methods=["GET"]),
         Route(f"{acct}/keywords", g(admin.keywords, role=adm), methods=["GET"]),

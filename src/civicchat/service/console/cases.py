@@ -1,0 +1,222 @@
+"""Cases in the console: the list by status and category, a case page, assign, change status.
+
+Operators see the cases of their accounts only (another account's case answers 404, as its
+conversations do). Every change goes through :class:`~civicchat.service.cases_worker.CaseServices`:
+one transaction with the audit entry and the citizen's notification in the outbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from civicchat.cases.errors import CaseNotFoundError
+from civicchat.cases.models import Case, CaseStatus
+from civicchat.cases.texts import kind_label, status_label
+from civicchat.exceptions import ConfigError
+from civicchat.service.console.web import Console, Denied, Principal, field
+
+if TYPE_CHECKING:
+    from civicchat.service.cases_worker import CaseServices
+
+__all__ = ["CaseViews", "case_routes"]
+
+_LABELS: Mapping[str, Mapping[str, str]] = {
+    "ca": {
+        "cases": "Incidències",
+        "reference": "Número",
+        "status": "Estat",
+        "all": "Totes",
+        "category": "Categoria",
+        "department": "Departament",
+        "created": "Creada",
+        "updated": "Canviada",
+        "filter": "Filtra",
+        "none": "Cap incidència.",
+        "description": "Descripció",
+        "location": "Ubicació",
+        "map": "Mapa",
+        "outside": "fora del terme municipal",
+        "photo": "Foto o vídeo",
+        "pending": "encara no descarregat",
+        "channel": "Canal",
+        "open311": "Open311",
+        "not_forwarded": "no enviada",
+        "error": "Error",
+        "history": "Historial",
+        "note": "Nota per al ciutadà",
+        "change_status": "Canvia l'estat",
+        "assign": "Assigna",
+        "save": "Desa",
+        "notified": "Es notifica al ciutadà pel canal que va fer servir.",
+    },
+    "es": {
+        "cases": "Incidencias",
+        "reference": "Número",
+        "status": "Estado",
+        "all": "Todas",
+        "category": "Categoría",
+        "department": "Departamento",
+        "created": "Creada",
+        "updated": "Cambiada",
+        "filter": "Filtra",
+        "none": "Ninguna incidencia.",
+        "description": "Descripción",
+        "location": "Ubicación",
+        "map": "Mapa",
+        "outside": "fuera del término municipal",
+        "photo": "Foto o vídeo",
+        "pending": "aún no descargado",
+        "channel": "Canal",
+        "open311": "Open311",
+        "not_forwarded": "no enviada",
+        "error": "Error",
+        "history": "Historial",
+        "note": "Nota para el ciudadano",
+        "change_status": "Cambia el estado",
+        "assign": "Asigna",
+        "save": "Guarda",
+        "notified": "Se notifica al ciudadano por el canal que usó.",
+    },
+}
+
+
+class CaseViews:
+    """The case pages; ``services`` is the service's ``CaseServices``."""
+
+    def __init__(self, console: Console, services: CaseServices) -> None:
+        self.c = console
+        self.services = services
+
+    def _values(self, request: Request) -> dict[str, Any]:
+        lang = self.c.language(request)
+        lang = lang if lang in _LABELS else "ca"
+        config = self.services.config
+
+        def category(case_or_id: Case | str) -> str:
+            cid = case_or_id if isinstance(case_or_id, str) else case_or_id.category
+            found = config.category(cid)
+            return cid if found is None else str(found.label(lang))
+
+        def department(did: str | None) -> str:
+            for dep in config.departments:
+                if dep.id == did:
+                    return str(dep.names.get(lang) or dep.names["ca"])
+            return did or "–"
+
+        return {
+            "L": _LABELS[lang],
+            "statuses": list(CaseStatus),
+            "status_name": lambda s, kind=None: status_label(
+                CaseStatus(s), lang, *((kind,) if kind is not None else ())
+            ),
+            "kind_name": lambda k: kind_label(k, lang),
+            "category_name": category,
+            "department_name": department,
+            "categories": config.categories,
+            "departments": config.departments,
+        }
+
+    async def _case(self, request: Request, me: Principal) -> Case:
+        case = await self.services.cases.get(request.path_params["reference"])
+        if case is None or case.account not in me.account_names:
+            raise Denied(404)  # another account's case does not exist for this operator
+        return case
+
+    async def list(self, request: Request, me: Principal) -> Response:
+        status_raw = request.query_params.get("status", "")
+        category = request.query_params.get("category", "") or None
+        try:
+            status = CaseStatus(status_raw) if status_raw else None
+        except ValueError:
+            raise Denied(400, "invalid") from None
+        found: list[Case] = []
+        for account in sorted(me.account_names):
+            found.extend(
+                await self.services.cases.list_cases(
+                    status=status, category=category, account=account, limit=200
+                )
+            )
+        found.sort(key=lambda c: (c.created_at, c.reference), reverse=True)
+        return self.c.render(
+            request,
+            "cases.html",
+            me,
+            cases=found[:200],
+            status_filter=status_raw,
+            category_filter=category or "",
+            **self._values(request),
+        )
+
+    async def page(self, request: Request, me: Principal) -> Response:
+        case = await self._case(request, me)
+        return self.c.render(request, "cases_case.html", me, case=case, **self._values(request))
+
+    async def change_status(self, request: Request, me: Principal) -> Response:
+        case = await self._case(request, me)
+        form = await self.c.form(request)
+        try:
+            status = CaseStatus(field(form, "status", max_length=32))
+        except ValueError:
+            raise Denied(400, "invalid") from None
+        note = field(form, "note", max_length=1000)
+        try:
+            await self.services.change_status(
+                case.reference, status, note=note, actor=f"operator:{me.id}"
+            )
+        except CaseNotFoundError:
+            raise Denied(404) from None
+        return RedirectResponse(f"/console/cases/{case.reference}", 303)
+
+    async def assign(self, request: Request, me: Principal) -> Response:
+        case = await self._case(request, me)
+        form = await self.c.form(request)
+        department = field(form, "department", max_length=64)
+        note = field(form, "note", max_length=1000)
+        try:
+            await self.services.assign(
+                case.reference, department, note=note, actor=f"operator:{me.id}"
+            )
+        except ConfigError:
+            raise Denied(400, "invalid") from None
+        except CaseNotFoundError:
+            raise Denied(404) from None
+        return RedirectResponse(f"/console/cases/{case.reference}", 303)
+
+    async def media(self, request: Request, me: Principal) -> Response:
+        case = await self._case(request, me)
+        found = await self.services.media_bytes(case, request.path_params["index"])
+        if found is None:
+            raise Denied(404, "media_pending")
+        data, mime = found
+        inline = mime.startswith(("image/", "video/"))
+        headers = {
+            "Content-Disposition": "inline" if inline else "attachment",
+            "Cache-Control": "private, max-age=3600",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+        }
+        return Response(
+            data, media_type=mime if inline else "application/octet-stream", headers=headers
+        )
+
+
+def case_routes(console: Console) -> list[BaseRoute]:
+    """The case routes, or none when the service keeps no cases (``ctx.cases`` is None)."""
+    services = getattr(console.ctx, "cases", None)
+    if services is None:
+        return []
+    views = CaseViews(console, services)
+    g = console.guard
+    one = "/console/cases/{reference}"
+    return [
+        Route("/console/cases", g(views.list), methods=["GET"]),
+        Route(one, g(views.page), methods=["GET"]),
+        Route(f"{one}/status", g(views.change_status), methods=["POST"]),
+        Route(f"{one}/assign", g(views.assign), methods=["POST"]),
+        Route(f"{one}/media/{{index:int}}", g(views.media), methods=["GET"]),
+    ]
