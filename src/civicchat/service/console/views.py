@@ -143,6 +143,32 @@ def move(
     )
 
 
+async def assign(
+    tx: Transaction, conv: Conversation, operator: int, *, at: datetime, actor: str, note: str
+) -> tuple[Conversation, LifecycleEntry]:
+    """Move ``conv`` to ``operator`` (take, transfer) and record the assignment."""
+    conv, entry = move(
+        conv, ConversationState.ASSIGNED, at=at, actor=actor, operator=operator, note=note
+    )
+    await tx.assignments.assign(conv.id, operator, at)
+    return conv, entry
+
+
+async def release(
+    tx: Transaction,
+    conv: Conversation,
+    to: ConversationState,
+    *,
+    at: datetime,
+    actor: str,
+    note: str = "",
+) -> tuple[Conversation, LifecycleEntry]:
+    """Move ``conv`` out of its operator's hands (to the queue, or closed) and end the assignment."""
+    conv, entry = move(conv, to, at=at, actor=actor, note=note)
+    await tx.assignments.release(conv.id, at)
+    return conv, entry
+
+
 @dataclass(frozen=True, slots=True)
 class Row:
     """One line of a conversation list."""
@@ -509,29 +535,21 @@ class ConsoleViews:
                     if conv.state == "closed":
                         conv, e0 = move(conv, ConversationState.QUEUED, at=now, actor=actor)
                         await tx.history.record(e0)
-                    conv, entry = move(
-                        conv,
-                        ConversationState.ASSIGNED,
-                        at=now,
-                        actor=actor,
-                        operator=me.id,
-                        note="take",
-                    )
-                    await tx.assignments.assign(conv.id, me.id, now)
+                    conv, entry = await assign(tx, conv, me.id, at=now, actor=actor, note="take")
                 elif action == "close":
                     if not (own or supervisor):
                         raise Denied(403, "forbidden")
-                    conv, entry = move(conv, ConversationState.CLOSED, at=now, actor=actor)
-                    await tx.assignments.release(conv.id, now)
+                    conv, entry = await release(
+                        tx, conv, ConversationState.CLOSED, at=now, actor=actor
+                    )
                 elif action == "transfer":
                     if not (own or supervisor):
                         raise Denied(403, "forbidden")
                     target = field(form, "to", max_length=20)
                     if target == "queue":
-                        conv, entry = move(
-                            conv, ConversationState.QUEUED, at=now, actor=actor, note="transfer"
+                        conv, entry = await release(
+                            tx, conv, ConversationState.QUEUED, at=now, actor=actor, note="transfer"
                         )
-                        await tx.assignments.release(conv.id, now)
                         details["to"] = "queue"
                     else:
                         other = (
@@ -541,15 +559,9 @@ class ConsoleViews:
                         )
                         if other is None or not me.account(conv.account).member_of(other.account):
                             raise Denied(400, "invalid")
-                        conv, entry = move(
-                            conv,
-                            ConversationState.ASSIGNED,
-                            at=now,
-                            actor=actor,
-                            operator=other.id,
-                            note="transfer",
+                        conv, entry = await assign(
+                            tx, conv, other.id, at=now, actor=actor, note="transfer"
                         )
-                        await tx.assignments.assign(conv.id, other.id, now)
                         details["to"] = other.id
                 else:
                     raise Denied(404)
