@@ -58,7 +58,13 @@ from civicchat.storage.base import AuditEntry, BlobStore, MediaState
 from civicchat.storage.schema import MediaRow
 from civicchat.storage.sql import SqlStore, SqlTransaction
 
-__all__ = ["CaseServices", "Open311Worker"]
+__all__ = [
+    "CaseRetentionWorker",
+    "CaseServices",
+    "Open311Worker",
+    "case_workers",
+    "open311_worker",
+]
 
 logger = logging.getLogger("civicchat.cases")
 
@@ -386,6 +392,61 @@ class Open311Worker:
 
     def stop(self) -> None:
         self._stopping.set()
+
+
+class CaseRetentionWorker:
+    """Applies the case retention (``retention_days`` of the cases configuration) once a day.
+
+    Separate from the chat's retention: closed cases older than the period are anonymised (or
+    deleted, per ``retention_mode``); open cases are never touched.
+    """
+
+    def __init__(
+        self,
+        services: CaseServices,
+        *,
+        every: timedelta = timedelta(hours=24),
+        idle_seconds: float = 60.0,
+    ) -> None:
+        self.services = services
+        self.every = every
+        self.idle_seconds = idle_seconds
+        self._next = services.clock.now()
+        self._stopping = asyncio.Event()
+
+    async def run_once(self) -> int:
+        """Apply the retention when due; returns how many cases it anonymised or deleted."""
+        now = self.services.clock.now()
+        if now < self._next:
+            return 0
+        self._next = now + self.every
+        done = await self.services.apply_retention()
+        if done:
+            logger.info("case retention: %d case(s) anonymised or deleted", done)
+        return done
+
+    async def run_forever(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.run_once()
+            except Exception:
+                logger.exception("case retention round failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.idle_seconds)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+
+def case_workers(services: CaseServices | None, service: Any) -> list[Any]:
+    """The background work of cases for the service: retention, and Open311 when configured."""
+    if services is None:
+        return []
+    workers: list[Any] = [CaseRetentionWorker(services)]
+    open311 = open311_worker(services, service)
+    if open311 is not None:
+        workers.append(open311)
+    return workers
 
 
 def open311_worker(

@@ -51,7 +51,7 @@ from civicchat.exceptions import (
 from civicchat.keywords import KeywordEngine, load_catalog
 from civicchat.messages import MarkRead, OutboundMessage, Template
 from civicchat.routing import DEFAULT_TEXTS, Pipeline, load_office_hours, window_closes_at
-from civicchat.service.cases_worker import CaseServices, open311_worker
+from civicchat.service.cases_worker import CaseServices, case_workers
 from civicchat.service.config import AccountConfig, ServiceConfig
 from civicchat.service.dispatch import Dispatcher
 from civicchat.service.live import LiveBus, LiveEvent
@@ -498,8 +498,7 @@ class ServiceRuntime:
                 )
             )
         self._workers.append(Dispatcher.from_config(self.config, self.store, self.live, self.clock))
-        if (open311 := open311_worker(self.cases, self.config)) is not None:
-            self._workers.append(open311)  # cases: Open311 forwarding and status polling
+        self._workers.extend(case_workers(self.cases, self.config))  # cases: Open311, retention
         for worker in self._workers:
             self._tasks.append(
                 asyncio.create_task(worker.run_forever(), name=type(worker).__name__)
