@@ -22,7 +22,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, select, update
@@ -227,16 +227,34 @@ class SqlCaseStore:
 
     # ------------------------------------------------------------------ Open311 schedule
 
-    async def open311_due(self, now: datetime, *, limit: int = 20) -> list[str]:
-        """References whose Open311 work (forward or poll) is due at ``now``, oldest first."""
-        query = (
-            select(_CASES.c.reference)
+    async def claim_open311(self, now: datetime, *, lease: timedelta, limit: int = 20) -> list[str]:
+        """Claim the cases whose Open311 work (forward or poll) is due at ``now``, oldest first.
+
+        Their next look moves to ``now + lease``, so another worker (process) does not take
+        them meanwhile; a worker that dies mid-way leaves them to be taken again after the
+        lease. The worker then sets the real next time with :meth:`schedule_open311`.
+        """
+        now = _aware(now)
+        due = (
+            select(_CASES.c.id)
             .where(_CASES.c.open311_next_at.is_not(None), _CASES.c.open311_next_at <= now)
             .order_by(_CASES.c.open311_next_at, _CASES.c.id)
-            .limit(limit)
+            .limit(max(limit, 0))
         )
-        async with self._read() as conn:
-            return list((await conn.execute(query)).scalars().all())
+        if self.is_postgres:
+            due = due.with_for_update(skip_locked=True)
+        async with self._begin() as conn:
+            ids = list((await conn.execute(due)).scalars().all())
+            if not ids:
+                return []
+            rows = await conn.execute(
+                update(_CASES)
+                .where(_CASES.c.id.in_(ids))
+                .values(open311_next_at=now + lease)
+                .returning(_CASES.c.id, _CASES.c.reference)
+            )
+            order = {case_id: n for n, case_id in enumerate(ids)}
+            return [ref for _, ref in sorted(rows.all(), key=lambda r: order[r[0]])]
 
     async def schedule_open311(self, reference: str, at: datetime | None) -> None:
         """Look at the case again at ``at`` (None: never, e.g. rejected by the back office)."""

@@ -290,7 +290,8 @@ class Open311Worker:
     ``retry_base * 2**n``, capped at an hour; a rejection is kept on the case for the operator);
     a forwarded one is polled (:func:`~civicchat.cases.open311.poll_case`) every
     ``poll_interval`` until it is resolved or rejected, and a changed status is sent to the
-    citizen. Several workers (processes) may run: a case is worked on by whoever claims it.
+    citizen. Several workers (processes) may run: each case is claimed by one of them for
+    ``lease`` (:meth:`~civicchat.cases.sql.SqlCaseStore.claim_open311`).
     """
 
     def __init__(
@@ -302,6 +303,7 @@ class Open311Worker:
         retry_base: timedelta = timedelta(seconds=30),
         idle_seconds: float = 5.0,
         batch: int = 20,
+        lease: timedelta = timedelta(minutes=5),
         rng: random.Random | None = None,
     ) -> None:
         self.services = services
@@ -310,13 +312,16 @@ class Open311Worker:
         self.retry_base = retry_base
         self.idle_seconds = idle_seconds
         self.batch = batch
+        self.lease = lease
         self._rng = rng or random.Random()
         self._stopping = asyncio.Event()
 
     async def run_once(self) -> int:
         """One round; returns how many cases it looked at."""
         cases = self.services.cases
-        due = await cases.open311_due(self.services.clock.now(), limit=self.batch)
+        due = await cases.claim_open311(
+            self.services.clock.now(), lease=self.lease, limit=self.batch
+        )
         for reference in due:
             try:
                 await self.process(reference)
