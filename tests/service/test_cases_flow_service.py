@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
-from cases_service_helpers import case_service
+from cases_service_helpers import FIXED_CLOCK, case_service
 from service_fakes import wait_for
 
 from civicchat.cases.models import CaseKind, CaseStatus
@@ -114,3 +115,20 @@ async def _flow_data(svc) -> dict:
     async with svc.state.store.transaction() as tx:
         rows = await tx.conversations.list(account="mataro-web")
     return dict(rows[0].data or {}) if rows else {}
+
+
+async def test_an_interrupted_report_resumes_politely_and_expires_after_a_day(tmp_path: Path):
+    async with case_service(tmp_path, clock=FIXED_CLOCK) as svc:
+        clock = svc.state.clock
+        await svc.web(1, text="vull posar una queixa")
+        await svc.web(2, text="1")
+        clock.advance(timedelta(hours=2))
+        resumed = await svc.web(3, text="Fa una setmana que no passa l'escombradora")
+        assert resumed[0] == "Continuem amb la teva queixa."
+        assert any("foto o un vídeo" in r for r in resumed)
+        clock.advance(timedelta(hours=25))
+        expired = await svc.web(4, text="horari bus")
+        assert expired[0].startswith("La queixa que havies començat ha caducat")
+        assert len(expired) > 1  # and routing answered the question itself
+        assert "case_flow" not in await _flow_data(svc)
+        assert await svc.state.runtime.cases.cases.list_cases() == []
