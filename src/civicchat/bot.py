@@ -340,6 +340,8 @@ class Bot:
             contents.extend(reply.contents)
 
         keyword, keyword_id = self._keyword_result(message, outcome.replies, answer)
+        if case_step is not None and case_step.handled:
+            keyword = None  # the report flow answered: not a keyword miss
         if keyword_id is not None:
             await tx.keywords.count_keyword(account.name, keyword_id, now.date())
 

@@ -36,6 +36,9 @@ async def test_a_citizen_reports_an_incident_on_the_web_chat_in_catalan(tmp_path
         conv_data = await _flow_data(svc)
         assert "case_flow" not in conv_data  # the flow is over
 
+        misses = svc.state.metrics.keywords.labels("mataro-web", "miss")._value.get()
+        assert misses == 0  # the flow's answers are not keyword misses
+
         status = " ".join(await svc.web(7, text="estat MTR-2026-000001"))
         assert "MTR-2026-000001" in status
         assert "rebuda" in status
