@@ -118,9 +118,15 @@ def open311_worker(svc: CaseService, http: httpx.AsyncClient) -> Open311Worker:
 
 @asynccontextmanager
 async def case_service(
-    tmp_path: Path, *, extra: str = CASES_EXTRA, clock: str | None = None
+    tmp_path: Path,
+    *,
+    extra: str = CASES_EXTRA,
+    clock: str | None = None,
+    database: str | None = None,
 ) -> AsyncIterator[CaseService]:
-    kwargs: dict[str, Any] = {} if clock is None else {"clock": clock}
+    kwargs: dict[str, Any] = {"database": database}
+    if clock is not None:
+        kwargs["clock"] = clock
     app, fake, provider, _path = await start_service(tmp_path, extra=extra, **kwargs)
     try:
         async with running(app):
