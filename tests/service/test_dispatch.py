@@ -455,11 +455,54 @@ async def test_sticky_prefers_the_operator_who_helped_last(
     async with store.transaction() as tx:
         c = await tx.conversations.get(cid)
         assert c is not None
+        await tx.assignments.assign(cid, bob.id, T0 - timedelta(hours=2))  # Bob helped last
+        await tx.assignments.release(cid, T0 - timedelta(hours=1))
+        # The citizen writes again later: a new wait.
         await tx.conversations.save(dataclasses.replace(c, state="queued", queued_at=T0))
-        await tx.assignments.assign(cid, bob.id, T0)  # Bob helped this citizen last
-        await tx.assignments.release(cid, T0)
     sticky = await dispatcher(store, clock, "sticky", "by_language", "least_busy").run_round()
     assert sticky.assigned == ((cid, bob.id),)
+
+
+async def test_an_operator_who_logs_out_gives_their_conversations_to_the_queue(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    first = await queued(store, "c1", queued_at=T0 - timedelta(minutes=30))
+    second = await queued(store, "c2", queued_at=T0 - timedelta(minutes=20))
+    anna = await add_operator(store, "anna", capacity=2)
+    d = dispatcher(store, clock)
+    await d.run_round()
+    bob = await add_operator(store, "bob", capacity=1)
+    await set_presence(store, anna, Presence.OFFLINE)
+    clock.advance(timedelta(minutes=1))
+
+    result = await d.run_round()
+    assert sorted(result.requeued) == [(first, anna.id), (second, anna.id)]
+    assert result.assigned == ((first, bob.id),)  # the older one, to whoever is free
+    waiting = await conv(store, second)
+    assert waiting.state == "queued"
+    assert waiting.queued_at == T0 - timedelta(minutes=20)  # keeps its age
+    assert waiting.last_operator == anna.id
+    assert await open_assignments(store) == {first: 1}
+    async with store.transaction() as tx:
+        notes = [e.note for e in await tx.history.entries(second)]
+    assert notes[-1] == "operator_offline"
+
+
+async def test_a_conversation_sent_back_to_the_queue_goes_to_someone_else(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    cid = await queued(store, "c1")
+    anna = await add_operator(store, "anna")
+    d = dispatcher(store, clock, "sticky", "least_busy")
+    assert (await d.run_round()).assigned == ((cid, anna.id),)
+    bob = await add_operator(store, "bob")
+    clock.advance(timedelta(minutes=2))
+    async with store.transaction() as tx:  # what the console's "transfer to the queue" does
+        c = await tx.conversations.get(cid)
+        assert c is not None
+        await tx.conversations.save(dataclasses.replace(c, state="queued", assigned_operator=None))
+        await tx.assignments.release(cid, clock.now())
+    assert (await d.run_round()).assigned == ((cid, bob.id),)  # not straight back to Anna
 
 
 async def test_two_rounds_at_once_never_double_assign(

@@ -8,7 +8,8 @@ decide, and writes the decisions back in the same transaction:
   then priority, then age) while an available operator has room, never above capacity;
 - an assigned conversation without an operator reply after ``reply_timeout_minutes`` is
   reassigned to another free operator, or escalated once (a ``conversation.data["escalated"]``
-  flag the console shows, and an ``escalated`` live event for supervisors).
+  flag the console shows, and an ``escalated`` live event for supervisors);
+- an operator who logged out holding conversations gives them back to the queue.
 
 A round runs under a database-level guard so two processes never assign the same conversation
 twice: a PostgreSQL advisory transaction lock per operator pool (the account's group, else the
@@ -46,8 +47,10 @@ from civicchat.routing import (
     ByTeam,
     ConversationState,
     ConversationView,
+    Decision,
     Escalate,
     LeastBusy,
+    Requeue,
     RoundRobin,
     Sticky,
     WaitingConversation,
@@ -82,7 +85,7 @@ log = logging.getLogger("civicchat.service.dispatch")
 ESCALATED_KEY = "escalated"  # conversation.data: {"operator", "at", "waited_seconds"}
 EXCLUDED_KEY = "dispatch_excluded"  # conversation.data: operators who let it time out
 DISPATCH_MARK = "dispatch"  # LiveEvent.data key on the dispatcher's own events
-TRIGGER_KINDS = frozenset({"conversation", "presence", "message_in"})
+TRIGGER_KINDS = frozenset({"conversation", "presence"})
 BACKLOG_LIMIT = 2000  # queued conversations read per account and round
 
 
@@ -137,12 +140,14 @@ class RoundResult:
     assigned: tuple[tuple[int, int], ...] = ()
     reassigned: tuple[tuple[int, int], ...] = ()
     escalated: tuple[tuple[int, int], ...] = ()
+    requeued: tuple[tuple[int, int], ...] = ()  # their operator went offline
 
     def __add__(self, other: RoundResult) -> RoundResult:
         return RoundResult(
             self.assigned + other.assigned,
             self.reassigned + other.reassigned,
             self.escalated + other.escalated,
+            self.requeued + other.requeued,
         )
 
 
@@ -369,13 +374,20 @@ class Dispatcher:
                 replied_at = _parse_time(flag.get("at")) or now
             assigner.adopt(_item(row, now, None), holder, assigned_at, replied_at=replied_at)
 
-        last = await _last_operators(conn, [r.id for r in queued])
+        history = await _assignment_history(conn, [r.id for r in queued])
         for row in queued:
-            assigner.enqueue(_item(row, now, last.get(row.id)), now)
+            last, released = _previous_operators(row, history.get(row.id, []))
+            item = _item(row, now, last)
+            assigner.enqueue(dataclasses.replace(item, excluded=item.excluded | released), now)
+        decisions: list[Decision] = []
         for ro in presence.values():
             assigner.add_operator(ro)
+        for ro in presence.values():
+            if ro.presence is RoutingPresence.OFFLINE and assigner.load(ro.id):
+                # Logged out holding conversations: back to the queue, keeping their age.
+                decisions.extend(assigner.set_presence(ro.id, RoutingPresence.OFFLINE, now))
 
-        decisions = [
+        decisions += [
             *assigner.dispatch(now),
             *assigner.check_timeouts(now),
             *assigner.dispatch(now),
@@ -386,7 +398,52 @@ class Dispatcher:
                 await self._apply_assign(tx, acct, decision, now, out)
             elif isinstance(decision, Escalate):
                 await self._apply_escalate(tx, acct, decision, now, out)
+            elif isinstance(decision, Requeue):
+                await self._apply_requeue(tx, decision, now, out)
         return out
+
+    async def _apply_requeue(
+        self, tx: Transaction, decision: Requeue, now: datetime, out: _Round
+    ) -> None:
+        conv = await tx.conversations.get(int(decision.conversation_id))
+        operator = int(decision.operator_id)
+        if conv is None or conv.state != "assigned" or conv.assigned_operator != operator:
+            return
+        view = transition(
+            _view(conv), ConversationState.QUEUED, at=now, actor="system", note=decision.reason
+        )
+        data = dict(conv.data or {})
+        data.pop(ESCALATED_KEY, None)
+        moved = dataclasses.replace(
+            conv,
+            state=view.state.value,
+            assigned_operator=None,
+            assigned_at=None,
+            queued_at=view.queued_at,
+            last_operator=operator,
+            data=data,
+        )
+        await tx.conversations.save(moved)
+        entry = view.history[-1]
+        await tx.history.record(
+            LifecycleEntry(conv.id, now, "system", "assigned", "queued", entry.note or None)
+        )
+        await tx.assignments.release(conv.id, now)
+        await tx.audit.audit(
+            AuditEntry(
+                now,
+                "system",
+                "requeue",
+                conv.account,
+                {"conversation": conv.id, "from": operator, "reason": decision.reason},
+            )
+        )
+        out.result = out.result + RoundResult(requeued=((conv.id, operator),))
+        out.events.append(
+            LiveEvent(
+                conv.account, "conversation", conv.id, {"state": "queued", DISPATCH_MARK: "requeue"}
+            )
+        )
 
     async def _apply_assign(
         self, tx: Transaction, acct: AccountAssignment, decision: Assign, now: datetime, out: _Round
@@ -401,8 +458,10 @@ class Dispatcher:
         moved, entry = _move(conv, operator, now, note)
         data = dict(moved.data or {})
         data.pop(ESCALATED_KEY, None)
-        if previous is not None:
-            data[EXCLUDED_KEY] = sorted({*_excluded(conv), previous})
+        if previous is None:
+            data.pop(EXCLUDED_KEY, None)  # a new wait starts with a clean slate
+        else:
+            data[EXCLUDED_KEY] = sorted({*_excluded(conv), str(previous)})
         moved = dataclasses.replace(moved, data=data)
         await tx.conversations.save(moved)
         await tx.history.record(entry)
@@ -560,16 +619,36 @@ async def _open_assignment_times(
     return out
 
 
-async def _last_operators(conn: AsyncConnection, conversation_ids: Sequence[int]) -> dict[int, str]:
-    """Who last held each conversation (sticky assignment), from the assignment history."""
+async def _assignment_history(
+    conn: AsyncConnection, conversation_ids: Sequence[int]
+) -> dict[int, list[tuple[str, datetime | None]]]:
+    """Each conversation's past holders, oldest first, with when they let it go."""
     if not conversation_ids:
         return {}
     rows = await conn.execute(
-        select(AssignmentRow.conversation_id, AssignmentRow.operator_id)
+        select(AssignmentRow.conversation_id, AssignmentRow.operator_id, AssignmentRow.released_at)
         .where(AssignmentRow.conversation_id.in_(list(conversation_ids)))
         .order_by(AssignmentRow.id)
     )
-    return {int(cid): str(op) for cid, op in rows}
+    out: dict[int, list[tuple[str, datetime | None]]] = {}
+    for cid, op, released in rows:
+        out.setdefault(int(cid), []).append((str(op), released))
+    return out
+
+
+def _previous_operators(
+    row: Any, history: Sequence[tuple[str, datetime | None]]
+) -> tuple[str | None, frozenset[str]]:
+    """The operator for sticky assignment, and those who gave the conversation back to the
+    queue during this wait (sent it back or went offline): they are avoided, not preferred."""
+    queued_at = row.queued_at
+    released_now = frozenset(
+        op for op, released in history if released and queued_at and released >= queued_at
+    )
+    last = history[-1][0] if history else None
+    if last is None and row.last_operator is not None:
+        last = str(row.last_operator)
+    return (None if last in released_now else last), released_now
 
 
 def _aware(value: object) -> datetime:
@@ -589,8 +668,6 @@ def _excluded(row: Any) -> frozenset[str]:
 def _item(row: Any, now: datetime, last_operator: str | None) -> WaitingConversation:
     closes = window_closes_at(row.last_inbound_at) if row.channel in WINDOW_CHANNELS else None
     last = last_operator
-    if last is None and row.last_operator is not None:
-        last = str(row.last_operator)
     return WaitingConversation(
         conversation_id=str(row.id),
         queued_at=row.queued_at or row.created_at or now,
@@ -607,23 +684,13 @@ def _move(
     conv: Conversation, operator: int, now: datetime, note: str
 ) -> tuple[Conversation, LifecycleEntry]:
     """``conv`` assigned to ``operator`` through routing's :func:`transition`."""
-    view = ConversationView(
-        id=str(conv.id),
-        account=conv.account,
-        channel=conv.channel,
-        citizen_id=conv.recipient_id,
-        state=ConversationState(conv.state),
-        language=conv.language,
-        assigned_operator=None if conv.assigned_operator is None else str(conv.assigned_operator),
-        assigned_at=conv.assigned_at,
-        queued_at=conv.queued_at,
-        last_inbound_at=conv.last_inbound_at,
-        last_operator_reply_at=conv.last_operator_reply_at,
-        priority=conv.priority,
-        team=conv.team,
-    )
     new = transition(
-        view, ConversationState.ASSIGNED, at=now, actor="system", note=note, operator=str(operator)
+        _view(conv),
+        ConversationState.ASSIGNED,
+        at=now,
+        actor="system",
+        note=note,
+        operator=str(operator),
     )
     entry = new.history[-1]
     last = new.last_operator
@@ -638,4 +705,22 @@ def _move(
     )
     return updated, LifecycleEntry(
         conv.id, now, "system", entry.from_state.value, entry.to_state.value, entry.note or None
+    )
+
+
+def _view(conv: Conversation) -> ConversationView:
+    return ConversationView(
+        id=str(conv.id),
+        account=conv.account,
+        channel=conv.channel,
+        citizen_id=conv.recipient_id,
+        state=ConversationState(conv.state),
+        language=conv.language,
+        assigned_operator=None if conv.assigned_operator is None else str(conv.assigned_operator),
+        assigned_at=conv.assigned_at,
+        queued_at=conv.queued_at,
+        last_inbound_at=conv.last_inbound_at,
+        last_operator_reply_at=conv.last_operator_reply_at,
+        priority=conv.priority,
+        team=conv.team,
     )
