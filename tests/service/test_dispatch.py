@@ -23,12 +23,14 @@ import httpx
 import pytest
 from argon2 import PasswordHasher
 from console.console_helpers import PASSWORD, SECRET, MemoryBlobs, login_as
+from service_fakes import FakeProviders, running, signed_headers, wa_text, wait_for, write_config
 from sqlalchemy import func, select, text
 from starlette.applications import Starlette
 
 from civicchat.clock import ManualClock
 from civicchat.exceptions import ConfigError
 from civicchat.routing import ByLanguage, LeastBusy, RoundRobin, Sticky
+from civicchat.service.app import create_app
 from civicchat.service.config import AssignmentConfig, load_config
 from civicchat.service.console import ConsoleAccount, ConsoleContext, build_console_routes
 from civicchat.service.dispatch import (
@@ -737,3 +739,41 @@ async def test_console_presence_starts_a_round_and_the_queue_shows_the_escalatio
         d.stop()
         await asyncio.wait_for(task, 5)
         await store.close()
+
+
+# --------------------------------------------------------------------------- the service
+
+
+async def test_the_service_assigns_a_message_queued_by_the_bot_to_an_available_operator(
+    tmp_path: Path,
+) -> None:
+    path = write_config(tmp_path, provider_base="http://fake")
+    text_ = path.read_text(encoding="utf-8").replace(
+        "    group: mataro\n", "    group: mataro\n    assignment: {strategy: [by_language]}\n"
+    )
+    path.write_text(text_, encoding="utf-8")
+    fake = FakeProviders()
+    provider = httpx.AsyncClient(transport=httpx.ASGITransport(fake.app()), base_url="http://fake")
+    app = create_app(load_config(path, env={}), client=provider, announce=lambda _l: None)
+    state = app.state.civicchat
+    transport = httpx.ASGITransport(app)
+    try:
+        async with running(app), httpx.AsyncClient(transport=transport, base_url="http://s") as c:
+            anna = await add_operator(state.store, "anna", account="mataro", capacity=2)
+            # Monday 30 November 2026, 10:00 in Mataró: the office is open.
+            ts = int(datetime(2026, 11, 30, 9, 0, tzinfo=UTC).timestamp())
+            body = wa_text("wamid.disp.1", "hola, tinc un dubte personal", ts=ts)
+            response = await c.post(
+                "/webhooks/whatsapp/mataro-wa", content=body, headers=signed_headers(body)
+            )
+            assert response.status_code == 200
+
+            async def assigned() -> Conversation | None:
+                async with state.store.transaction() as tx:
+                    found = await tx.conversations.list("mataro-wa", states=["assigned"])
+                return found[0] if found else None
+
+            got = await wait_for(assigned)
+            assert got.assigned_operator == anna.id
+    finally:
+        await provider.aclose()
