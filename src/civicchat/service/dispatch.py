@@ -230,7 +230,7 @@ class Dispatcher:
                 account=a.name,
                 strategy=build_strategy(a.assignment.strategy),
                 reply_timeout=timedelta(minutes=a.assignment.reply_timeout_minutes),
-                group=a.group or config.operator_group,
+                group=a.group,  # as the console: operators of the group work on it
             )
             for a in config.enabled_accounts
             if a.assignment is not None
