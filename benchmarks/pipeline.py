@@ -129,6 +129,31 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by process ``pid`` and its children (Linux only).
+
+    On a shared, busy machine wall-clock latencies swing widely; the CPU the service spends per
+    message is the steadier figure to compare two versions with.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def one(p: int) -> float:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    total = one(pid)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                total += one(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 # ----------------------------------------------------------------------------- load
 
 
@@ -140,6 +165,7 @@ class Result:
     elapsed: float
     latencies: list[float]
     reply_latencies: list[float]
+    cpu_ms_per_message: float | None = None
 
     @property
     def rps(self) -> float:
@@ -389,16 +415,26 @@ def _start_service(config: Path, port: int, processes: int) -> subprocess.Popen[
 
 
 async def measure(
-    name: str, url: str, graph: str | None, rates: Sequence[float], duration: float
+    name: str,
+    url: str,
+    graph: str | None,
+    rates: Sequence[float],
+    duration: float,
+    pid: int | None = None,
 ) -> list[Result]:
     results = []
     for rate in rates:
         if graph:
             async with httpx.AsyncClient() as client:
                 await client.post(f"{graph}/reset")
+        cpu_before = cpu_seconds(pid) if pid else 0.0
         result, sent_at = await open_loop(url, rate, duration)
         if graph:
             result.reply_latencies = await replies(graph, sent_at, wait=15)
+        if pid and result.reply_latencies:
+            # Webhook, processing and sending of every message that was answered.
+            used = cpu_seconds(pid) - cpu_before
+            result.cpu_ms_per_message = used * 1000 / len(result.reply_latencies)
         results.append(result)
         print(_line(name, result), flush=True)
     ceiling = await closed_loop(url, 64, duration)
@@ -416,6 +452,8 @@ def _line(name: str, r: Result) -> str:
             f"  reply p50 {r.pct(r.reply_latencies, 0.5):7.1f} ms"
             f" p99 {r.pct(r.reply_latencies, 0.99):7.1f} ms ({got}/{r.sent})"
         )
+    if r.cpu_ms_per_message is not None:
+        reply += f"  service CPU {r.cpu_ms_per_message:5.1f} ms/message"
     return (
         f"{name:<26} {rate} -> {r.rps:8.1f} req/s  p50 {r.pct(r.latencies, 0.5):6.1f} ms"
         f"  p99 {r.pct(r.latencies, 0.99):7.1f} ms  ok {r.ok}/{r.sent}{reply}"
@@ -466,7 +504,7 @@ async def run(args: argparse.Namespace) -> int:
                         _wait_up(f"http://127.0.0.1:{port}/healthz", proc)
                         url = f"http://127.0.0.1:{port}/webhooks/whatsapp/bench-wa"
                         results = await measure(
-                            f"service {backend} x{n}", url, graph, rates, args.duration
+                            f"service {backend} x{n}", url, graph, rates, args.duration, proc.pid
                         )
                     finally:
                         _stop(proc)
@@ -475,10 +513,12 @@ async def run(args: argparse.Namespace) -> int:
                     ratio = results[-1].rps / bare_ceiling[n] if bare_ceiling[n] else 0.0
                     at200 = next((r for r in results if r.offered == 200), None)
                     p99 = at200.pct(at200.reply_latencies, 0.99) if at200 else float("nan")
+                    cpu = at200.cpu_ms_per_message if at200 else None
                     summary.append(
                         f"service {backend} x{n}: {ratio:5.1%} of bare x{n} throughput "
                         f"({results[-1].rps:.0f} vs {bare_ceiling[n]:.0f} req/s); "
                         f"reply p99 at 200/s: {p99:.0f} ms"
+                        + (f"; service CPU {cpu:.1f} ms/message" if cpu is not None else "")
                     )
     finally:
         for proc in procs:

@@ -21,7 +21,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -49,7 +49,7 @@ from civicchat.exceptions import (
     WindowClosedError,
 )
 from civicchat.keywords import KeywordEngine, load_catalog
-from civicchat.messages import MarkRead, OutboundMessage, Template
+from civicchat.messages import MarkRead, OutboundMessage, StatusUpdate, Template
 from civicchat.routing import DEFAULT_TEXTS, Pipeline, load_office_hours, window_closes_at
 from civicchat.service.cases_worker import CaseServices, case_workers
 from civicchat.service.config import AccountConfig, ServiceConfig
@@ -76,6 +76,7 @@ logger = logging.getLogger("civicchat.service")
 
 WEBCHAT_EVENT = "webchat"  # LiveEvent.data key of an outbound web chat message
 WEBCHAT_MAX_TEXT = 2000  # characters per web chat message, either way
+INBOX_BATCH = 16  # events (of as many conversations) an inbox processor handles per transaction
 
 
 class RelayHub(WebChatHub):
@@ -310,36 +311,46 @@ class LiveInboxProcessor(InboxProcessor):
         super().__init__(store, bot.handle, **kwargs)
         self.live = live
         self.metrics = metrics
+        self._pending: list[LiveEvent] = []
+        self._handled = 0
 
     async def run_once(self) -> bool:
-        pending: list[LiveEvent] = []
-        token = _pending_live.set(pending)
+        # The bot's callback queues live events here; they are published only after a commit.
+        token = _pending_live.set(self._pending)
         started = time.perf_counter()
+        self._handled = 0
         try:
             busy = await super().run_once()
         finally:
             _pending_live.reset(token)
-        if busy:
-            self.metrics.processing.labels("event").observe(time.perf_counter() - started)
-        for event in pending:
-            await self.live.publish(event)
+            self._pending.clear()
+        if busy and self._handled:
+            per_event = (time.perf_counter() - started) / self._handled
+            for _ in range(self._handled):
+                self.metrics.processing.labels("event").observe(per_event)
         return busy
 
-    async def _status(self, event: InboxEvent) -> None:
-        await super()._status(event)
-        update = event.payload
-        pending = _pending_live.get()
-        if pending is not None:
-            pending.append(
-                LiveEvent(
-                    account=event.account,
-                    kind="status",
-                    data={
-                        "provider_message_id": update.provider_message_id,
-                        "status": getattr(update, "status", ""),
-                    },
+    async def after_commit(self, events: Sequence[InboxEvent]) -> None:
+        self._handled += len(events)
+        for event in events:
+            update = event.payload
+            if isinstance(update, StatusUpdate):
+                self._pending.append(
+                    LiveEvent(
+                        account=event.account,
+                        kind="status",
+                        data={
+                            "provider_message_id": update.provider_message_id,
+                            "status": update.status,
+                        },
+                    )
                 )
-            )
+        pending, self._pending[:] = list(self._pending), []
+        for live_event in pending:
+            await self.live.publish(live_event)
+
+    def after_rollback(self, events: Sequence[InboxEvent]) -> None:
+        self._pending.clear()
 
 
 def on_handled(metrics: ServiceMetrics) -> Any:
@@ -376,8 +387,7 @@ class LiveOutboxSender(OutboxSender):
         self.live = live
         self.metrics = metrics
 
-    async def _send(self, item: OutboxItem) -> None:
-        await super()._send(item)
+    async def after_send(self, item: OutboxItem, provider_message_id: str) -> None:
         if item.conversation_id is None:
             return
         await self.live.publish(
@@ -459,6 +469,7 @@ class ServiceRuntime:
                     self.metrics,
                     clock=self.clock,
                     idle_seconds=wc.idle_seconds,
+                    batch_size=INBOX_BATCH,
                     rng=rng,
                 )
             )

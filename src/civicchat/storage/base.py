@@ -423,6 +423,10 @@ class MediaRepository(Protocol):
         """Record a failed download, retried at ``retry_at`` or given up when ``None``."""
         ...
 
+    async def get_media(self, channel: str, account: str, media_id: str) -> MediaRef | None:
+        """The media with this provider id, or None when it was never recorded."""
+        ...
+
 
 class Download(Protocol):
     """A media download in progress (``civicchat.channels.base.MediaDownload`` is one)."""

@@ -69,7 +69,9 @@ def create_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> Asyn
             raise ConfigError(f"invalid schema name {schema!r}")
         connect_args.setdefault("server_settings", {})["search_path"] = schema
     kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("pool_pre_ping", True)
+    # No pre-ping: it costs a round trip per transaction. A connection the server closed fails
+    # its statement, is discarded by the pool, and the worker loops retry.
+    kwargs.setdefault("pool_recycle", 1800)
     return create_async_engine(full, connect_args=connect_args, **kwargs)
 
 

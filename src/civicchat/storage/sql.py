@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     String,
     and_,
     bindparam,
@@ -348,11 +349,15 @@ def _claim_update() -> Any:
 
 
 _E = InboxRow.__table__.alias("e")
-_SQLITE_CLAIM = (
+_SQLITE_CLAIM_MANY = (
     _claim_update()
     .where(
-        InboxRow.id
-        == select(_E.c.id).where(_claimable(_E)).order_by(_E.c.id).limit(1).scalar_subquery()
+        InboxRow.id.in_(
+            select(_E.c.id)
+            .where(_claimable(_E))
+            .order_by(_E.c.id)
+            .limit(bindparam("n", type_=Integer()))
+        )
     )
     .returning(*InboxRow.__table__.c)
 )
@@ -365,7 +370,7 @@ _PG_CANDIDATES = (
     select(_E.c.id, _E.c.conversation_key)
     .where(_claimable(_E))
     .order_by(_E.c.id)
-    .limit(8)
+    .limit(bindparam("n", type_=Integer()))
     .with_for_update(skip_locked=True, of=_E)
 )
 # Advisory locks are per database: the schema keeps two deployments sharing one apart.
@@ -376,8 +381,27 @@ _PG_TRY_LOCK = select(
 )
 _PG_CLAIM = (
     _claim_update()
-    .where(InboxRow.id == bindparam("eid"), _claimable(InboxRow.__table__))
+    .where(InboxRow.id.in_(bindparam("eids", expanding=True)), _claimable(InboxRow.__table__))
     .returning(*InboxRow.__table__.c)
+)
+_SENT = (
+    update(OutboxRow)
+    .where(
+        OutboxRow.id == bindparam("item_id"),
+        OutboxRow.worker_id == bindparam("w_id"),
+        OutboxRow.status == DeliveryStatus.QUEUED,
+    )
+    .values(
+        lease_until=None,
+        worker_id=None,
+        status=DeliveryStatus.SENT.value,
+        provider_message_id=bindparam("provider_id"),
+        sent_at=bindparam("now", type_=UTCDateTime()),
+        status_at=bindparam("now", type_=UTCDateTime()),
+        next_attempt_at=None,
+        last_error=None,
+    )
+    .returning(OutboxRow.id)
 )
 
 
@@ -396,6 +420,10 @@ class SqlStore:
         self.clock: Clock = clock or SystemClock()
         self.is_postgres = engine.dialect.name == "postgresql"
         self._write_lock = asyncio.Lock()
+        self.inbox_signal = asyncio.Event()
+        """Set when this process accepted events: wakes idle inbox processors at once."""
+        self.outbox_signal = asyncio.Event()
+        """Set when this process wrote outbox messages: wakes idle senders at once."""
 
     async def close(self) -> None:
         """Close every pooled connection."""
@@ -420,7 +448,10 @@ class SqlStore:
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[SqlTransaction]:
         async with self._begin() as conn:
-            yield SqlTransaction(conn, self.clock)
+            tx = SqlTransaction(conn, self.clock)
+            yield tx
+        if tx.wrote_outbox:
+            self.outbox_signal.set()
 
     # ------------------------------------------------------------------ inbox
 
@@ -450,6 +481,8 @@ class SqlStore:
                     raise
                 _log.info("accept: deadlock, retrying (%d)", attempt)
         duplicates = len(events) - accepted - revived
+        if accepted or revived:
+            self.inbox_signal.set()
         if revived:
             _log.info("re-delivery revived %d failed event(s)", revived)
         return AcceptResult(accepted=accepted, duplicates=duplicates, revived=revived)
@@ -491,19 +524,32 @@ class SqlStore:
         The claim lasts ``lease_seconds``; after that (a crashed worker) another worker may take
         the event over. Each claim counts as an attempt.
         """
-        while True:
-            row = await self._claim_row(worker_id, lease_seconds)
-            if row is None:
-                return None
-            try:
-                return _event(row)
-            except ValueError as exc:
-                # Unreadable (a payload from an incompatible version): park it, or it would
-                # block the head of the queue forever.
-                _log.error("event %d is unreadable (%s): parked", row.id, type(exc).__name__)
-                await self.fail_event(row.id, worker_id, f"unreadable: {exc}", retry_at=None)
+        events = await self.claim_events(worker_id, limit=1, lease_seconds=lease_seconds)
+        return events[0] if events else None
 
-    async def _claim_row(self, worker_id: str, lease_seconds: float) -> Any:
+    async def claim_events(
+        self, worker_id: str, *, limit: int, lease_seconds: float
+    ) -> list[InboxEvent]:
+        """Claim up to ``limit`` due events in one transaction, oldest first, each the head of a
+        different conversation (see :meth:`claim_event`)."""
+        while True:
+            rows = await self._claim_rows(worker_id, max(1, limit), lease_seconds)
+            events: list[InboxEvent] = []
+            unreadable = False
+            for row in rows:
+                try:
+                    events.append(_event(row))
+                except ValueError as exc:
+                    # Unreadable (a payload from an incompatible version): park it, or it would
+                    # block the head of the queue forever.
+                    _log.error("event %d is unreadable (%s): parked", row.id, type(exc).__name__)
+                    await self.fail_event(row.id, worker_id, f"unreadable: {exc}", retry_at=None)
+                    unreadable = True
+            if events or not unreadable:
+                events.sort(key=lambda e: e.id)
+                return events
+
+    async def _claim_rows(self, worker_id: str, limit: int, lease_seconds: float) -> list[Any]:
         now = self.clock.now()
         params = {
             "now": now,
@@ -512,17 +558,22 @@ class SqlStore:
         }
         async with self._begin() as conn:
             if not self.is_postgres:
-                return (await conn.execute(_SQLITE_CLAIM, params)).first()
+                return list(await conn.execute(_SQLITE_CLAIM_MANY, {**params, "n": limit}))
             await conn.execute(_PG_ORDERED_SCAN)
-            candidates = (await conn.execute(_PG_CANDIDATES, params)).all()
+            candidates = (await conn.execute(_PG_CANDIDATES, {**params, "n": limit + 7})).all()
+            locked: list[int] = []
+            keys: set[str] = set()
             for event_id, key in candidates:
-                if not await conn.scalar(_PG_TRY_LOCK, {"key": key}):
+                if key in keys or not await conn.scalar(_PG_TRY_LOCK, {"key": key}):
                     continue
-                # A fresh snapshot, now that no other claimer of this conversation runs.
-                claimed = (await conn.execute(_PG_CLAIM, {**params, "eid": event_id})).first()
-                if claimed is not None:
-                    return claimed
-            return None
+                keys.add(key)
+                locked.append(event_id)
+                if len(locked) == limit:
+                    break
+            if not locked:
+                return []
+            # A fresh snapshot, now that no other claimer of these conversations runs.
+            return list(await conn.execute(_PG_CLAIM, {**params, "eids": locked}))
 
     async def fail_event(
         self, event_id: int, worker_id: str, error: str, *, retry_at: datetime | None
@@ -734,6 +785,30 @@ class SqlStore:
             next_attempt_at=None,
             last_error=None,
         )
+
+    async def mark_sent_many(self, worker_id: str, sent: Sequence[tuple[int, str]]) -> set[int]:
+        """Record several successful sends ``(item id, provider message id)`` in one
+        transaction; returns the ids still claimed by ``worker_id`` (the others were lost)."""
+        if not sent:
+            return set()
+        now = self.clock.now()
+        done: set[int] = set()
+        async with self._begin() as conn:
+            for item_id, provider_id in sent:
+                row = (
+                    await conn.execute(
+                        _SENT,
+                        {
+                            "item_id": item_id,
+                            "w_id": worker_id,
+                            "provider_id": provider_id,
+                            "now": now,
+                        },
+                    )
+                ).first()
+                if row is not None:
+                    done.add(item_id)
+        return done
 
     async def mark_retry(
         self, item_id: int, worker_id: str, error: str, retry_at: datetime
@@ -1403,6 +1478,12 @@ class SqlMedia(_Repo):
             )
             .on_conflict_do_nothing(index_elements=["channel", "account", "media_id"])
         )
+        found = await self.get_media(channel, account, media_id)
+        assert found is not None
+        return found
+
+    async def get_media(self, channel: str, account: str, media_id: str) -> MediaRef | None:
+        """The media with this provider id, or None when it was never recorded."""
         row = (
             await self._conn.execute(
                 select(MediaRow).where(
@@ -1411,8 +1492,8 @@ class SqlMedia(_Repo):
                     MediaRow.media_id == media_id,
                 )
             )
-        ).one()
-        return _media(row)
+        ).first()
+        return None if row is None else _media(row)
 
     async def claim_media(
         self, worker_id: str, *, limit: int, lease_seconds: float
@@ -1487,6 +1568,8 @@ class SqlTransaction:
     def __init__(self, conn: AsyncConnection, clock: Clock) -> None:
         self.connection = conn
         self._clock = clock
+        self.wrote_outbox = False
+        """True once :meth:`enqueue` wrote a message (the store wakes its senders on commit)."""
         self.contacts: ContactRepository = SqlContacts(conn, clock)
         self.conversations: ConversationRepository = SqlConversations(conn, clock)
         self.history: ConversationHistory = SqlHistory(conn, clock)
@@ -1533,7 +1616,9 @@ class SqlTransaction:
             .returning(OutboxRow.id)
         )
         result = await self.connection.execute(stmt, rows)
-        return sorted(r[0] for r in result)
+        ids = sorted(r[0] for r in result)
+        self.wrote_outbox = self.wrote_outbox or bool(ids)
+        return ids
 
     async def complete_event(
         self, event_id: int, worker_id: str, *, conversation_id: int | None = None
@@ -1564,22 +1649,28 @@ class SqlTransaction:
         self, conversation_id: int, limit: int = 200
     ) -> list[MessageRecord]:
         """Inbound and outbound messages of a conversation, oldest first."""
-        records: list[MessageRecord] = []
+        # Sorted by (time, direction, row id): equal timestamps keep their insertion order.
+        keyed: list[tuple[datetime, int, int, MessageRecord]] = []
         for row in await self.connection.execute(
-            select(InboxRow.payload)
+            select(InboxRow.id, InboxRow.payload)
             .where(InboxRow.conversation_id == conversation_id, InboxRow.kind == EventKind.MESSAGE)
             .order_by(InboxRow.id.desc())
             .limit(limit)
         ):
             msg = InboundMessage.model_validate_json(row.payload)
-            records.append(
-                MessageRecord(
-                    "in",
+            keyed.append(
+                (
                     msg.timestamp,
-                    msg.channel,
-                    msg.account,
-                    msg.provider_message_id,
-                    msg.content.model_dump_json(),
+                    0,
+                    row.id,
+                    MessageRecord(
+                        "in",
+                        msg.timestamp,
+                        msg.channel,
+                        msg.account,
+                        msg.provider_message_id,
+                        msg.content.model_dump_json(),
+                    ),
                 )
             )
         for orow in await self.connection.execute(
@@ -1589,19 +1680,24 @@ class SqlTransaction:
             .limit(limit)
         ):
             out = OutboundMessage.model_validate_json(orow.payload)
-            records.append(
-                MessageRecord(
-                    "out",
+            keyed.append(
+                (
                     orow.sent_at or orow.created_at,
-                    out.channel,
-                    out.account,
-                    orow.provider_message_id,
-                    out.content.model_dump_json(),
-                    DeliveryStatus(orow.status),
+                    1,
+                    orow.id,
+                    MessageRecord(
+                        "out",
+                        orow.sent_at or orow.created_at,
+                        out.channel,
+                        out.account,
+                        orow.provider_message_id,
+                        out.content.model_dump_json(),
+                        DeliveryStatus(orow.status),
+                    ),
                 )
             )
-        records.sort(key=lambda r: r.at)
-        return records[-limit:]
+        keyed.sort(key=lambda k: k[:3])
+        return [k[3] for k in keyed[-limit:]]
 
 
 if TYPE_CHECKING:  # mypy proves that the implementation satisfies the protocols

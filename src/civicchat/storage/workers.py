@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from civicchat.clock import Clock, SystemClock
-from civicchat.exceptions import SendError, ThrottledError
+from civicchat.exceptions import SendError, StorageError, ThrottledError
 from civicchat.messages import InboundMessage, Media, OutboundMessage, StatusUpdate
 from civicchat.storage.base import (
     EventKind,
@@ -75,9 +75,10 @@ def backoff(
 
 
 class _Loop:
-    def __init__(self, idle_seconds: float) -> None:
+    def __init__(self, idle_seconds: float, signal: asyncio.Event | None = None) -> None:
         self._stop = asyncio.Event()
         self._idle = idle_seconds
+        self._signal = signal
 
     def stop(self) -> None:
         """Ask ``run_forever`` to return after the current item."""
@@ -91,24 +92,45 @@ class _Loop:
         raise NotImplementedError
 
     async def run_forever(self) -> None:
-        """Work until :meth:`stop` is called; sleeps ``idle_seconds`` when there is nothing to do."""
+        """Work until :meth:`stop` is called; when there is nothing to do, sleeps
+        ``idle_seconds`` or until the store signals new work written by this process."""
         while not self._stop.is_set():
+            if self._signal is not None:
+                self._signal.clear()  # before looking: work written from now on wakes us
             try:
                 busy = await self.run_once()
             except Exception:  # a database hiccup must not kill the worker
                 _log.exception("%s: unexpected error, pausing", type(self).__name__)
-                busy = False
+                await self._idle_wait(None)
+                continue
             if not busy:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), self._idle)
+                await self._idle_wait(self._signal)
+
+    async def _idle_wait(self, signal: asyncio.Event | None) -> None:
+        waits = [asyncio.ensure_future(self._stop.wait())]
+        if signal is not None:
+            waits.append(asyncio.ensure_future(signal.wait()))
+        try:
+            await asyncio.wait(waits, timeout=self._idle, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
 
 
 class InboxProcessor(_Loop):
     """Processes inbox events one at a time per conversation, in the order they were accepted.
 
-    A handler error is retried with :func:`backoff`; after ``max_attempts`` the event is parked
-    (see :meth:`SqlStore.parked_events`). A delivery status updates the stored outbound message;
-    a status for a message not yet recorded as sent is retried a few times, then dropped.
+    Each round claims up to ``batch_size`` events (the heads of as many conversations; the
+    service uses 16) and handles their messages in one transaction; when one of them fails, the batch is rolled back
+    and each event is handled again in its own transaction, so a failing event delays the others
+    but never blocks them (a handler may thus run twice for one event: it must keep its
+    effects inside the transaction). A handler error is retried with :func:`backoff`; after
+    ``max_attempts`` the event is parked (see :meth:`SqlStore.parked_events`). A delivery status
+    updates the stored outbound message; a status for a message not yet recorded as sent is
+    retried a few times, then dropped.
+
+    Subclasses observe commits through :meth:`after_commit` and rollbacks through
+    :meth:`after_rollback` (public hooks: override them, not the private methods).
     """
 
     def __init__(
@@ -124,9 +146,10 @@ class InboxProcessor(_Loop):
         backoff_cap: float = 600.0,
         status_attempts: int = 5,
         idle_seconds: float = 0.2,
+        batch_size: int = 1,
         rng: random.Random | None = None,
     ) -> None:
-        super().__init__(idle_seconds)
+        super().__init__(idle_seconds, getattr(store, "inbox_signal", None))
         self.store = store
         self.handler = handler
         self.clock: Clock = clock or store.clock or SystemClock()
@@ -136,55 +159,97 @@ class InboxProcessor(_Loop):
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.status_attempts = status_attempts
+        self.batch_size = max(1, batch_size)
         self._rng = rng or random.Random()
 
+    async def after_commit(self, events: Sequence[InboxEvent]) -> None:
+        """Called after a transaction that completed ``events`` committed (messages handled,
+        or delivery statuses applied). The default does nothing."""
+
+    def after_rollback(self, events: Sequence[InboxEvent]) -> None:
+        """Called when handling ``events`` was rolled back (they will be retried or handled
+        again one by one): forget anything gathered for them. The default does nothing."""
+
     async def run_once(self) -> bool:
-        """Claim and process one event; False when nothing was due."""
-        event = await self.store.claim_event(self.worker_id, lease_seconds=self.lease_seconds)
-        if event is None:
+        """Claim and process a batch of events; False when nothing was due."""
+        events = await self.store.claim_events(
+            self.worker_id, limit=self.batch_size, lease_seconds=self.lease_seconds
+        )
+        if not events:
             return False
-        if event.kind is EventKind.STATUS:
-            await self._status(event)
-        else:
-            await self._message(event)
+        messages = [e for e in events if e.kind is not EventKind.STATUS]
+        try:
+            for event in events:
+                if event.kind is EventKind.STATUS:
+                    await self._status(event)
+            if len(messages) == 1:
+                await self._message(messages[0])
+            elif messages and not await self._batch(messages):
+                for event in messages:
+                    await self._message(event)
+        except asyncio.CancelledError:
+            # Shut down mid-batch: hand back what is still ours now, not after the lease.
+            for event in events:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.store.release_event(event.id, self.worker_id))
+            raise
+        return True
+
+    async def _handle(self, event: InboxEvent, tx: Transaction) -> Reply:
+        assert isinstance(event.payload, InboundMessage)
+        message = event.payload
+        content = message.content
+        if isinstance(content, Media) and content.media_id:
+            await tx.media.add_media(
+                message.channel,
+                message.account,
+                content.media_id,
+                mime_type=content.mime_type,
+                event_id=event.id,
+            )
+        result = await self.handler(event, tx)
+        reply = result if isinstance(result, Reply) else Reply(tuple(result))
+        await tx.enqueue(
+            reply.messages,
+            key_prefix=f"in:{event.id}",
+            conversation_id=reply.conversation_id,
+            inbound_event_id=event.id,
+        )
+        await tx.complete_event(event.id, self.worker_id, conversation_id=reply.conversation_id)
+        return reply
+
+    async def _batch(self, events: Sequence[InboxEvent]) -> bool:
+        """Handle ``events`` in one transaction; False (rolled back) when any of them failed."""
+        try:
+            async with self.store.transaction() as tx:
+                for event in events:
+                    await self._handle(event, tx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.after_rollback(events)
+            _log.debug("batch of %d rolled back (%s)", len(events), type(exc).__name__)
+            return False
+        _log.debug("events %d..%d done", events[0].id, events[-1].id)
+        await self.after_commit(events)
         return True
 
     async def _message(self, event: InboxEvent) -> None:
-        assert isinstance(event.payload, InboundMessage)
-        message = event.payload
         try:
             async with self.store.transaction() as tx:
-                content = message.content
-                if isinstance(content, Media) and content.media_id:
-                    await tx.media.add_media(
-                        message.channel,
-                        message.account,
-                        content.media_id,
-                        mime_type=content.mime_type,
-                        event_id=event.id,
-                    )
-                result = await self.handler(event, tx)
-                reply = result if isinstance(result, Reply) else Reply(tuple(result))
-                await tx.enqueue(
-                    reply.messages,
-                    key_prefix=f"in:{event.id}",
-                    conversation_id=reply.conversation_id,
-                    inbound_event_id=event.id,
-                )
-                await tx.complete_event(
-                    event.id, self.worker_id, conversation_id=reply.conversation_id
-                )
+                reply = await self._handle(event, tx)
         except LeaseLostError:
+            self.after_rollback([event])
             _log.warning("event %d was taken over by another worker; dropped our result", event.id)
         except asyncio.CancelledError:
-            # Shut down mid-event: hand it back now rather than after the lease expires.
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self.store.release_event(event.id, self.worker_id))
+            self.after_rollback([event])
             raise
         except Exception as exc:
+            self.after_rollback([event])
             await self._failed(event, exc)
         else:
             _log.debug("event %d done, %d reply(ies)", event.id, len(reply.messages))
+            await self.after_commit([event])
 
     async def _failed(self, event: InboxEvent, exc: Exception) -> None:
         park = event.attempts >= self.max_attempts
@@ -225,7 +290,40 @@ class InboxProcessor(_Loop):
             async with self.store.transaction() as tx:
                 await tx.complete_event(event.id, self.worker_id)
         except LeaseLostError:
-            pass
+            return
+        await self.after_commit([event])
+
+
+class _SentRecorder:
+    """Group commit of successful sends: each is recorded as soon as it completes, together
+    with the others that completed while the previous commit was running."""
+
+    def __init__(self, store: SqlStore, worker_id: str) -> None:
+        self._store = store
+        self._worker_id = worker_id
+        self._pending: list[tuple[int, str, asyncio.Future[bool]]] = []
+        self._lock = asyncio.Lock()
+
+    async def record(self, item_id: int, provider_id: str) -> bool:
+        """True once the send is committed; False when the claim was lost meanwhile."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((item_id, provider_id, future))
+        async with self._lock:
+            if not future.done():
+                batch, self._pending = self._pending, []
+                try:
+                    kept = await self._store.mark_sent_many(
+                        self._worker_id, [(i, p) for i, p, _ in batch]
+                    )
+                except BaseException as exc:
+                    for _, _, f in batch:
+                        if f is not future and not f.done():
+                            f.set_exception(exc if isinstance(exc, Exception) else StorageError())
+                    raise
+                for i, _, f in batch:
+                    if not f.done():
+                        f.set_result(i in kept)
+        return await future
 
 
 class OutboxSender(_Loop):
@@ -234,6 +332,10 @@ class OutboxSender(_Loop):
     Each send first waits for the account's limiter (``limiters[(channel, account)]``, if any).
     A retryable :class:`~civicchat.exceptions.SendError` is retried after ``retry_after`` or
     :func:`backoff`, up to ``max_attempts``; any other failure is recorded on the message.
+
+    Each round claims up to ``batch_size`` messages (one per recipient), sends them
+    concurrently and records the successful sends in one transaction; :meth:`after_send` is
+    called for each of those after that commit (a public hook for subclasses).
     """
 
     def __init__(
@@ -252,7 +354,7 @@ class OutboxSender(_Loop):
         idle_seconds: float = 0.2,
         rng: random.Random | None = None,
     ) -> None:
-        super().__init__(idle_seconds)
+        super().__init__(idle_seconds, getattr(store, "outbox_signal", None))
         self.store = store
         self.channels = channels
         self.limiters = limiters or {}
@@ -264,6 +366,10 @@ class OutboxSender(_Loop):
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self._rng = rng or random.Random()
+        self._recorder = _SentRecorder(store, self.worker_id)
+
+    async def after_send(self, item: OutboxItem, provider_message_id: str) -> None:
+        """Called once ``item`` is recorded as sent. The default does nothing."""
 
     async def run_once(self) -> bool:
         """Claim a batch (one message per recipient) and send it; False when nothing was due."""
@@ -272,10 +378,23 @@ class OutboxSender(_Loop):
         )
         if not items:
             return False
-        await asyncio.gather(*(self._send(item) for item in items))
+        await asyncio.gather(*(self._send_and_record(item) for item in items))
         return True
 
-    async def _send(self, item: OutboxItem) -> None:
+    async def _send_and_record(self, item: OutboxItem) -> None:
+        provider_id = await self._send(item)
+        if provider_id is None:
+            return
+        if not await self._recorder.record(item.id, provider_id):
+            _log.warning("outbox %d: sent, but our claim had expired", item.id)
+            return
+        try:
+            await self.after_send(item, provider_id)
+        except Exception:
+            _log.exception("outbox %d: after_send failed", item.id)
+
+    async def _send(self, item: OutboxItem) -> str | None:
+        """Send one message; its provider id, or None when the failure was recorded."""
         message = item.message
         route = (message.channel, message.account)
         channel = self.channels.get(route)
@@ -284,12 +403,12 @@ class OutboxSender(_Loop):
                 item.id, self.worker_id, f"no channel configured for {route[0]}/{route[1]}"
             )
             _log.error("outbox %d: no channel for %s/%s", item.id, *route)
-            return
+            return None
         limiter = self.limiters.get(route)
         try:
             if limiter is not None:
                 await limiter.acquire(message.recipient_id)
-            provider_id = await channel.send(message, last_inbound_at=item.last_inbound_at)
+            return await channel.send(message, last_inbound_at=item.last_inbound_at)
         except SendError as exc:
             pause = getattr(limiter, "pause", None)
             if isinstance(exc, ThrottledError) and callable(pause):
@@ -297,9 +416,7 @@ class OutboxSender(_Loop):
             await self._send_failed(item, exc, exc.retryable, exc.retry_after)
         except Exception as exc:  # an unwrapped network error: assume it is transient
             await self._send_failed(item, exc, True, None)
-        else:
-            if not await self.store.mark_sent(item.id, self.worker_id, provider_id):
-                _log.warning("outbox %d: sent, but our claim had expired", item.id)
+        return None
 
     async def _send_failed(
         self, item: OutboxItem, exc: Exception, retryable: bool, retry_after: float | None

@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
@@ -52,7 +51,6 @@ from civicchat.storage.base import (
     Presence,
     Transaction,
 )
-from civicchat.storage.schema import MediaRow
 
 __all__ = ["ConsoleViews", "move"]
 
@@ -612,17 +610,8 @@ class ConsoleViews:
             )
             if not in_conversation:
                 raise Denied(404)
-            # The storage protocol has no lookup by provider media id yet; read the row directly.
-            row = (
-                await tx.connection.execute(
-                    select(MediaRow).where(
-                        MediaRow.channel == conv.channel,
-                        MediaRow.account == conv.account,
-                        MediaRow.media_id == media_id,
-                    )
-                )
-            ).first()
-        if row is None or row.state != MediaState.STORED.value or not row.blob_key:
+            row = await tx.media.get_media(conv.channel, conv.account, media_id)
+        if row is None or row.state is not MediaState.STORED or not row.blob_key:
             raise Denied(404, "media_pending")
         try:
             data = await self.c.ctx.blobs.get(row.blob_key)
