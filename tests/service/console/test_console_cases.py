@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cases_service_helpers import CaseService, case_service
-from console_helpers import PASSWORD, form_token, login
+from console_helpers import PASSWORD, form_token, login, login_as
 
 from civicchat.cases.models import CaseLocation, CaseStatus, MediaRef, NewCase
 from civicchat.messages import MediaKind
@@ -207,3 +207,15 @@ async def test_on_whatsapp_with_the_window_closed_the_status_goes_as_a_template(
     row = (await svc.outbox())[before]
     assert row["content"]["kind"] == "text", json.dumps(row)
     assert ref in row["content"]["body"]
+
+
+async def test_the_console_navigation_links_to_the_cases(svc: CaseService, world):
+    await login(svc.client, "anna")
+    queue = await svc.client.get("/console")
+    assert 'href="/console/cases"' in queue.text
+    # A console whose service keeps no cases shows no such link.
+    async with world.client() as client:
+        await login_as(client, next(iter(world.ops.values())).login)
+        page = await client.get("/console")
+        assert page.status_code == 200
+        assert 'href="/console/cases"' not in page.text

@@ -24,6 +24,7 @@ _T: dict[str, tuple[str, str, str]] = {
     "mine": ("Les meves converses", "Mis conversaciones", "My conversations"),
     "all": ("Totes", "Todas", "All"),
     "reports": ("Informes", "Informes", "Reports"),
+    "cases_nav": ("Incidències", "Incidencias", "Cases"),
     "admin": ("Administració", "Administración", "Admin"),
     "waiting": ("Espera", "Espera", "Waiting"),
     "window_left": ("Finestra 24 h", "Ventana 24 h", "24 h window"),

@@ -226,6 +226,7 @@ class Console:
             csrf=principal.session.csrf if principal else values.pop("csrf", ""),
             path=request.url.path,
             roles=OperatorRole,
+            cases_enabled=self.ctx.cases is not None,
             **values,
         )
         return HTMLResponse(html, status_code=status)
