@@ -41,8 +41,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = args.handler
-    status = handler(args)
+    try:
+        status = handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except EOFError:
+        print(
+            f"civicchat {args.command}: no answer on standard input; nothing was done "
+            "(pass --yes to confirm without a prompt)",
+            file=sys.stderr,
+        )
+        return 2
+    except Exception as exc:
+        # A command-line user gets one clear line, not a traceback, for what they can fix:
+        # a wrong option, an unreachable database, a missing directory.
+        if not _is_user_error(exc):
+            raise
+        print(f"civicchat {args.command}: error: {_describe(exc)}", file=sys.stderr)
+        return 2
     return int(status or 0)
+
+
+def _is_user_error(exc: Exception) -> bool:
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    from civicchat.exceptions import CivicchatError
+
+    return isinstance(exc, CivicchatError | OSError | OperationalError | DBAPIError)
+
+
+def _describe(exc: Exception) -> str:
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError):
+        # The driver's own message, without SQLAlchemy's statement dump and help link.
+        return f"database: {exc.orig}"
+    return str(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover
