@@ -82,3 +82,16 @@ async def test_a_store_in_a_transaction_rolls_back_with_it(engine: Any):
     assert await outside.get(case.reference) is None
     again = await outside.create(draft(), prefix="MTR", at=T0, actor="citizen")
     assert again.reference == "MTR-2026-000001"  # the rolled-back number was not spent
+
+
+async def test_a_citizens_cases_are_found_for_privacy_requests(engine: Any):
+    store = SqlCaseStore(engine)
+    first = await store.create(draft(1), prefix="MTR", at=T0, actor="citizen")
+    await store.create(draft(2), prefix="MTR", at=T0, actor="citizen")
+    again = await store.create(draft(1), prefix="MTR", at=T0 + timedelta(hours=1), actor="citizen")
+    found = await store.citizen_cases("webchat", "mataro-web", f"visitor_{1:016d}")
+    assert [case.reference for case in found] == [first.reference, again.reference]
+    assert await store.citizen_cases("whatsapp", "mataro-web", f"visitor_{1:016d}") == []
+    await store.anonymise(first.reference, at=T0 + timedelta(days=1))
+    found = await store.citizen_cases("webchat", "mataro-web", f"visitor_{1:016d}")
+    assert [case.reference for case in found] == [again.reference]

@@ -225,6 +225,24 @@ class SqlCaseStore:
             )
             return bool(result.rowcount)
 
+    # ------------------------------------------------------------------ privacy requests
+
+    async def citizen_cases(self, channel: str, account: str, citizen_id: str) -> list[Case]:
+        """The not yet anonymised cases one citizen reported on one account.
+
+        For erasure and export requests. The citizen's id lives inside each case's JSON, so
+        this reads the account's open records: fine for a rare privacy request, not a hot path.
+        """
+        query = (
+            select(_CASES.c.data)
+            .where(_CASES.c.account == account, _CASES.c.anonymised_at.is_(None))
+            .order_by(_CASES.c.created_at, _CASES.c.reference)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).scalars().all()
+        cases = (_load(data) for data in rows)
+        return [c for c in cases if c.channel == channel and c.citizen_id == citizen_id]
+
     # ------------------------------------------------------------------ Open311 schedule
 
     async def claim_open311(self, now: datetime, *, lease: timedelta, limit: int = 20) -> list[str]:

@@ -16,9 +16,11 @@ import json
 import os
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from civicchat.cases.sql import SqlCaseStore
 from civicchat.cli.db import DEFAULT_URL
 from civicchat.exceptions import CivicchatError
 from civicchat.storage.base import RetentionMode
@@ -115,7 +117,8 @@ def register(subparsers: Any) -> None:
 async def _with_privacy(db: _Database, work: Any) -> Any:
     store = await open_store(db.url, schema=db.schema)
     try:
-        return await work(Privacy(store, LocalBlobStore(db.media) if db.media else None))
+        privacy = Privacy(store, LocalBlobStore(db.media) if db.media else None)
+        return await work(privacy, SqlCaseStore(store.engine))
     finally:
         await store.close()
 
@@ -138,23 +141,33 @@ def _erase(args: argparse.Namespace) -> int:
             print("cancel·lat / cancelado")
             return 1
 
-    async def work(privacy: Privacy) -> Any:
-        return await privacy.erase(args.channel, args.account, args.citizen, actor=args.actor)
+    async def work(privacy: Privacy, cases: SqlCaseStore) -> Any:
+        # A reported incident stays a public record (a broken streetlight is still broken):
+        # the citizen's side of it is anonymised, as case retention does, not deleted.
+        now = datetime.now(UTC)
+        reported = await cases.citizen_cases(args.channel, args.account, args.citizen)
+        for case in reported:
+            await cases.anonymise(case.reference, at=now)
+        erased = await privacy.erase(args.channel, args.account, args.citizen, actor=args.actor)
+        return erased, len(reported)
 
-    ok, result = _run("erase", args, work)
+    ok, outcome = _run("erase", args, work)
     if not ok:
         return 2
+    result, anonymised_cases = outcome
     print(
         f"esborrat / borrado {who}: {result.contacts} contact(s), "
         f"{result.conversations} conversation(s), {result.messages} message(s), "
-        f"{result.media} media"
+        f"{result.media} media, {anonymised_cases} case(s) anonymised"
     )
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    async def work(privacy: Privacy) -> Any:
-        return await privacy.export(args.channel, args.account, args.citizen, actor=args.actor)
+    async def work(privacy: Privacy, cases: SqlCaseStore) -> Any:
+        data = await privacy.export(args.channel, args.account, args.citizen, actor=args.actor)
+        reported = await cases.citizen_cases(args.channel, args.account, args.citizen)
+        return {**data, "cases": [case.model_dump(mode="json") for case in reported]}
 
     ok, data = _run("export", args, work)
     if not ok:
@@ -174,7 +187,7 @@ def _retention(args: argparse.Namespace) -> int:
         print(f"civicchat privacy retention: {exc}", file=sys.stderr)
         return 2
 
-    async def work(privacy: Privacy) -> Any:
+    async def work(privacy: Privacy, cases: SqlCaseStore) -> Any:
         return await privacy.apply_retention({args.account: policy})
 
     ok, done = _run("retention", args, work)
