@@ -350,11 +350,14 @@ def _service_config(directory: Path, graph: str, db_url: str, schema: str | None
     schema_line = f"database_schema: {schema}" if schema else ""
     # SQLite has one writer: more workers only queue on its lock. PostgreSQL claims in parallel.
     n = 1 if schema is None else 2
+    # The workers are woken when this process accepts events or writes replies; the idle poll
+    # only catches work written by other processes. Older versions polled: keep them fast.
+    idle = os.environ.get("CIVICCHAT_BENCH_IDLE", "0.2")
     text = f"""
 database_url: "{db_url}"
 {schema_line}
 demo_operators: false
-workers: {{inbox: {n}, outbox: {n}, media: 0, idle_seconds: 0.01}}
+workers: {{inbox: {n}, outbox: {n}, media: 0, idle_seconds: {idle}}}
 accounts:
   - name: bench-wa
     channel: whatsapp

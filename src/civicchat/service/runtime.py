@@ -469,7 +469,8 @@ class ServiceRuntime:
                     self.metrics,
                     clock=self.clock,
                     idle_seconds=wc.idle_seconds,
-                    batch_size=INBOX_BATCH,
+                    # SQLite has one writer: a long batch would hold webhooks' commits back.
+                    batch_size=INBOX_BATCH if self.store.is_postgres else 1,
                     rng=rng,
                 )
             )

@@ -19,12 +19,13 @@ import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import (
     ColumnElement,
     Integer,
     String,
+    Table,
     and_,
     bindparam,
     delete,
@@ -40,7 +41,6 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.orm import aliased
 
 from civicchat.clock import Clock, SystemClock
 from civicchat.exceptions import StorageError
@@ -405,6 +405,136 @@ _SENT = (
 )
 
 
+# Hot-path statements, built once per dialect (building and cache-keying a statement per call
+# costs about as much CPU as running it).
+_DIALECTS: dict[str, dict[str, Any]] = {}
+
+
+def _stmts(conn: AsyncConnection) -> dict[str, Any]:
+    name = conn.dialect.name
+    found = _DIALECTS.get(name)
+    if found is None:
+        found = _DIALECTS[name] = _build_stmts(name == "postgresql")
+    return found
+
+
+def _build_stmts(postgres: bool) -> dict[str, Any]:
+    ins = pg.insert if postgres else sqlite.insert
+    o = cast(Table, OutboxRow.__table__)
+    d = o.alias("d")
+    p = o.alias("p")
+    earlier = exists().where(
+        _is(p.c.status, DeliveryStatus.QUEUED),
+        p.c.channel == d.c.channel,
+        p.c.account == d.c.account,
+        p.c.recipient_id == d.c.recipient_id,
+        p.c.id < d.c.id,
+    )
+    now = bindparam("now", type_=UTCDateTime())
+    due = (
+        select(d.c.id)
+        .where(
+            _is(d.c.status, DeliveryStatus.QUEUED),
+            d.c.next_attempt_at <= now,
+            or_(d.c.lease_until.is_(None), d.c.lease_until <= now),
+            ~earlier,
+        )
+        .order_by(d.c.id)
+        .limit(bindparam("n", type_=Integer()))
+    )
+    if postgres:
+        due = due.with_for_update(skip_locked=True, of=d)
+    claim_outbox = (
+        update(o)
+        .where(o.c.id.in_(due.scalar_subquery()))
+        .values(
+            worker_id=bindparam("w_id"),
+            lease_until=bindparam("lease_to", type_=UTCDateTime()),
+            attempts=o.c.attempts + 1,
+        )
+        .returning(*o.c)
+    )
+    conv = cast(Table, ConversationRow.__table__)
+    inbox = cast(Table, InboxRow.__table__)
+    last_inbound = (
+        select(o.c.id, conv.c.last_inbound_at, inbox.c.payload)
+        .select_from(
+            o.outerjoin(conv, conv.c.id == o.c.conversation_id).outerjoin(
+                inbox, and_(inbox.c.id == o.c.inbound_event_id, inbox.c.kind == EventKind.MESSAGE)
+            )
+        )
+        .where(o.c.id.in_(bindparam("ids", expanding=True)))
+    )
+    enqueue = ins(o).on_conflict_do_nothing(index_elements=["key"]).returning(o.c.id)
+    complete = (
+        update(inbox)
+        .where(
+            inbox.c.id == bindparam("e_id"),
+            inbox.c.worker_id == bindparam("w_id"),
+            inbox.c.state == EventState.PROCESSING,
+        )
+        .values(
+            state=EventState.DONE.value,
+            processed_at=bindparam("now", type_=UTCDateTime()),
+            lease_until=None,
+            worker_id=None,
+            last_error=None,
+            conversation_id=func.coalesce(
+                bindparam("conv_id", type_=Integer()), inbox.c.conversation_id
+            ),
+        )
+    )
+    ct, it = cast(Table, ContactRow.__table__), cast(Table, IdentityRow.__table__)
+    identify = (
+        select(ct)
+        .join(it, it.c.contact_id == ct.c.id)
+        .where(
+            it.c.channel == bindparam("channel"),
+            it.c.account == bindparam("account"),
+            it.c.external_id == bindparam("external_id"),
+        )
+    )
+    latest = (
+        select(conv)
+        .where(
+            conv.c.channel == bindparam("channel"),
+            conv.c.account == bindparam("account"),
+            conv.c.contact_id == bindparam("contact_id"),
+        )
+        .order_by(conv.c.id.desc())
+        .limit(1)
+    )
+    save_conv = (
+        update(conv)
+        .where(conv.c.id == bindparam("c_id"))
+        .values({f: bindparam(f"v_{f}", type_=conv.c[f].type) for f in (*_CONV_FIELDS, "data")})
+    )
+    kc = cast(Table, KeywordCountRow.__table__)
+    count_keyword = (
+        ins(kc)
+        .values(
+            account=bindparam("account"),
+            keyword_id=bindparam("keyword_id"),
+            day=bindparam("day", type_=kc.c.day.type),
+            count=bindparam("by", type_=Integer()),
+        )
+        .on_conflict_do_update(
+            index_elements=["account", "keyword_id", "day"],
+            set_={"count": kc.c.count + bindparam("by", type_=Integer())},
+        )
+    )
+    return {
+        "claim_outbox": claim_outbox,
+        "last_inbound": last_inbound,
+        "enqueue": enqueue,
+        "complete": complete,
+        "identify": identify,
+        "latest": latest,
+        "save_conv": save_conv,
+        "count_keyword": count_keyword,
+    }
+
+
 # --------------------------------------------------------------------------- the store
 
 
@@ -671,44 +801,16 @@ class SqlStore:
         replies arrive in the order they were written.
         """
         now = self.clock.now()
-        o = OutboxRow.__table__
-        p = aliased(OutboxRow)
-        earlier = exists().where(
-            _is(p.status, DeliveryStatus.QUEUED),
-            p.channel == o.c.channel,
-            p.account == o.c.account,
-            p.recipient_id == o.c.recipient_id,
-            p.id < o.c.id,
-        )
-        query = (
-            select(o.c.id)
-            .where(
-                _is(o.c.status, DeliveryStatus.QUEUED),
-                o.c.next_attempt_at <= now,
-                or_(o.c.lease_until.is_(None), o.c.lease_until <= now),
-                ~earlier,
-            )
-            .order_by(o.c.id)
-            .limit(limit)
-        )
-        if self.is_postgres:
-            query = query.with_for_update(skip_locked=True, of=o)
+        params = {
+            "now": now,
+            "n": limit,
+            "w_id": worker_id,
+            "lease_to": now + timedelta(seconds=lease_seconds),
+        }
         async with self._begin() as conn:
             if self.is_postgres:
                 await conn.execute(_PG_ORDERED_SCAN)
-            ids = [r[0] for r in await conn.execute(query)]
-            if not ids:
-                return []
-            rows = await conn.execute(
-                update(OutboxRow)
-                .where(OutboxRow.id.in_(ids))
-                .values(
-                    worker_id=worker_id,
-                    lease_until=now + timedelta(seconds=lease_seconds),
-                    attempts=OutboxRow.attempts + 1,
-                )
-                .returning(*o.c)
-            )
+            rows = await conn.execute(_stmts(conn)["claim_outbox"], params)
             items: list[OutboxItem] = []
             unreadable: list[tuple[int, str]] = []
             for r in rows:
@@ -716,6 +818,8 @@ class SqlStore:
                     items.append(_outbox_item(r))
                 except ValueError as exc:
                     unreadable.append((r.id, f"unreadable: {exc}"))
+            if not items and not unreadable:
+                return []
             items.sort(key=lambda i: i.id)
             items = await self._with_last_inbound(conn, items)
         for item_id, error in unreadable:
@@ -726,38 +830,23 @@ class SqlStore:
     async def _with_last_inbound(
         self, conn: AsyncConnection, items: list[OutboxItem]
     ) -> list[OutboxItem]:
-        conv_ids = {i.conversation_id for i in items if i.conversation_id is not None}
-        event_ids = {i.inbound_event_id for i in items if i.inbound_event_id is not None}
-        by_conv: dict[int, datetime] = {}
-        by_event: dict[int, datetime] = {}
-        if conv_ids:
-            for cid, at in await conn.execute(
-                select(ConversationRow.id, ConversationRow.last_inbound_at).where(
-                    ConversationRow.id.in_(conv_ids), ConversationRow.last_inbound_at.is_not(None)
-                )
-            ):
-                if at is not None:
-                    by_conv[cid] = at
-        if event_ids:
-            for eid, payload in await conn.execute(
-                select(InboxRow.id, InboxRow.payload).where(
-                    InboxRow.id.in_(event_ids), InboxRow.kind == EventKind.MESSAGE
-                )
-            ):
+        wanted = [i.id for i in items if i.conversation_id or i.inbound_event_id]
+        if not wanted:
+            return items
+        latest: dict[int, datetime] = {}
+        for item_id, conv_at, payload in await conn.execute(
+            _stmts(conn)["last_inbound"], {"ids": wanted}
+        ):
+            known = [conv_at] if conv_at is not None else []
+            if payload is not None:
                 with contextlib.suppress(ValueError):
-                    by_event[eid] = InboundMessage.model_validate_json(payload).timestamp
-        out = []
-        for item in items:
-            known = [
-                t
-                for t in (
-                    by_conv.get(item.conversation_id or -1),
-                    by_event.get(item.inbound_event_id or -1),
-                )
-                if t is not None
-            ]
-            out.append(dataclasses.replace(item, last_inbound_at=max(known)) if known else item)
-        return out
+                    known.append(InboundMessage.model_validate_json(payload).timestamp)
+            if known:
+                latest[item_id] = max(known)
+        return [
+            dataclasses.replace(i, last_inbound_at=latest[i.id]) if i.id in latest else i
+            for i in items
+        ]
 
     async def _finish_outbound(self, item_id: int, worker_id: str, **values: Any) -> bool:
         async with self._begin() as conn:
@@ -1127,13 +1216,8 @@ class SqlContacts(_Repo):
         """The contact with this identity, created if new (``name`` fills an empty name)."""
         row = (
             await self._conn.execute(
-                select(ContactRow)
-                .join(IdentityRow, IdentityRow.contact_id == ContactRow.id)
-                .where(
-                    IdentityRow.channel == channel,
-                    IdentityRow.account == account,
-                    IdentityRow.external_id == external_id,
-                )
+                _stmts(self._conn)["identify"],
+                {"channel": channel, "account": account, "external_id": external_id},
             )
         ).first()
         if row is not None:
@@ -1208,14 +1292,8 @@ class SqlConversations(_Repo):
     async def latest_for(self, channel: str, account: str, contact_id: int) -> Conversation | None:
         row = (
             await self._conn.execute(
-                select(ConversationRow)
-                .where(
-                    ConversationRow.channel == channel,
-                    ConversationRow.account == account,
-                    ConversationRow.contact_id == contact_id,
-                )
-                .order_by(ConversationRow.id.desc())
-                .limit(1)
+                _stmts(self._conn)["latest"],
+                {"channel": channel, "account": account, "contact_id": contact_id},
             )
         ).first()
         return None if row is None else _conversation(row)
@@ -1250,11 +1328,10 @@ class SqlConversations(_Repo):
         )
 
     async def save(self, conversation: Conversation) -> None:
-        values = {f: getattr(conversation, f) for f in _CONV_FIELDS}
-        values["data"] = dict(conversation.data)
-        result = await self._conn.execute(
-            update(ConversationRow).where(ConversationRow.id == conversation.id).values(**values)
-        )
+        values = {f"v_{f}": getattr(conversation, f) for f in _CONV_FIELDS}
+        values["v_data"] = dict(conversation.data)
+        values["c_id"] = conversation.id
+        result = await self._conn.execute(_stmts(self._conn)["save_conv"], values)
         if result.rowcount != 1:
             raise StorageError(f"conversation {conversation.id} does not exist")
 
@@ -1430,14 +1507,10 @@ class SqlAudit(_Repo):
 
 class SqlKeywordStats(_Repo):
     async def count_keyword(self, account: str, keyword_id: str, day: date, by: int = 1) -> None:
-        stmt = _insert(self._conn, KeywordCountRow).values(
-            account=account, keyword_id=keyword_id, day=day, count=by
+        await self._conn.execute(
+            _stmts(self._conn)["count_keyword"],
+            {"account": account, "keyword_id": keyword_id, "day": day, "by": by},
         )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["account", "keyword_id", "day"],
-            set_={"count": KeywordCountRow.count + by},
-        )
-        await self._conn.execute(stmt)
 
     async def keyword_counts(self, account: str, since: date, until: date) -> list[KeywordCount]:
         rows = await self._conn.execute(
@@ -1610,12 +1683,7 @@ class SqlTransaction:
             }
             for n, m in enumerate(messages)
         ]
-        stmt = (
-            _insert(self.connection, OutboxRow)
-            .on_conflict_do_nothing(index_elements=["key"])
-            .returning(OutboxRow.id)
-        )
-        result = await self.connection.execute(stmt, rows)
+        result = await self.connection.execute(_stmts(self.connection)["enqueue"], rows)
         ids = sorted(r[0] for r in result)
         self.wrote_outbox = self.wrote_outbox or bool(ids)
         return ids
@@ -1624,23 +1692,14 @@ class SqlTransaction:
         self, event_id: int, worker_id: str, *, conversation_id: int | None = None
     ) -> None:
         """Mark a claimed event done; :class:`LeaseLostError` if another worker took it over."""
-        values: dict[str, Any] = {
-            "state": EventState.DONE.value,
-            "processed_at": self._clock.now(),
-            "lease_until": None,
-            "worker_id": None,
-            "last_error": None,
-        }
-        if conversation_id is not None:
-            values["conversation_id"] = conversation_id
         result = await self.connection.execute(
-            update(InboxRow)
-            .where(
-                InboxRow.id == event_id,
-                InboxRow.worker_id == worker_id,
-                InboxRow.state == EventState.PROCESSING,
-            )
-            .values(**values)
+            _stmts(self.connection)["complete"],
+            {
+                "e_id": event_id,
+                "w_id": worker_id,
+                "now": self._clock.now(),
+                "conv_id": conversation_id,
+            },
         )
         if result.rowcount != 1:
             raise LeaseLostError(f"event {event_id} is no longer claimed by {worker_id}")
