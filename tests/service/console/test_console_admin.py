@@ -55,6 +55,7 @@ async def test_saving_a_keyword_takes_effect_without_restart_and_is_audited(worl
     before = world.catalog_path.read_text()
     async with world.live.subscribe("wa-a") as events, world.client() as client:
         await login_as(client, "admin_a")
+        assert (await asyncio.wait_for(anext(events), 2)).kind == "presence"  # came online
         data = await _keyword_form(client, url)
         response = await client.post(url, data={**data, "action": "save"})
         assert response.status_code == 303

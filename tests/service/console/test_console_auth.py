@@ -187,3 +187,22 @@ async def test_login_never_redirects_to_another_site(world: World, target: str) 
     assert response.headers["location"] == "/console"
     assert safe_next(target) == "/console"
     assert safe_next("/console/conversations/7") == "/console/conversations/7"
+
+
+async def test_logging_in_and_out_announces_the_presence_to_every_process(world: World) -> None:
+    # The dispatcher (any process) assigns the queue as soon as an operator comes online.
+    import asyncio
+
+    operator = world.ops["op_a"]
+    async with world.live.subscribe("wa-a") as events, world.client() as client:
+        csrf = await login_as(client, "op_a")
+        came = await asyncio.wait_for(anext(events), 2)
+        assert (came.kind, dict(came.data)) == ("presence", {"operator": operator.id})
+        response = await client.post("/logout", data={"csrf_token": csrf})
+        assert response.status_code == 303
+        went = await asyncio.wait_for(anext(events), 2)
+        assert (went.kind, dict(went.data)) == ("presence", {"operator": operator.id})
+    async with world.store.transaction() as tx:
+        stored = await tx.operators.get_operator(operator.id)
+    assert stored is not None
+    assert stored.presence.value == "offline"

@@ -32,6 +32,7 @@ async def test_text_reply_writes_outbox_assigns_audits_and_publishes(world: Worl
     me = world.ops["op_a"]
     async with world.live.subscribe("wa-a") as events, world.client() as client:
         csrf = await login_as(client, "op_a")
+        assert (await asyncio.wait_for(anext(events), 2)).kind == "presence"  # came online
         response = await client.post(
             f"/console/conversations/{conv.id}/reply",
             data={

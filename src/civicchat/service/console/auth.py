@@ -103,13 +103,16 @@ class AuthViews:
             t = translator(self.c.language(request))
             return self._login_page(request, error=t("bad_login"), status=401, login=login)
         self.c.limiter.succeeded(login)
+        came_online = operator.presence is Presence.OFFLINE
         async with self.c.ctx.store.transaction() as tx:
-            if operator.presence is Presence.OFFLINE:
+            if came_online:
                 operator = dataclasses.replace(operator, presence=Presence.AVAILABLE)
                 await tx.operators.save_operator(operator)
             await tx.audit.audit(
                 AuditEntry(now, f"operator:{operator.id}", "login", operator.account)
             )
+        if came_online:
+            await self.c.announce_presence(operator)
         log.info("operator %d logged in", operator.id)
         target = form.get("next")
         response = RedirectResponse(safe_next(target), 303)
@@ -126,6 +129,7 @@ class AuthViews:
             await tx.audit.audit(
                 AuditEntry(now, f"operator:{me.id}", "logout", me.operator.account)
             )
+        await self.c.announce_presence(me.operator)
         response = RedirectResponse("/login", 303)
         self.c.clear_session(response)
         return response

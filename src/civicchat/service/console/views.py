@@ -591,8 +591,7 @@ class ConsoleViews:
             await tx.operators.save_operator(
                 dataclasses.replace(me.operator, presence=Presence(value))
             )
-        for account in sorted(me.account_names):  # the dispatcher serves the queue
-            await self._publish_account(account, "presence", {"operator": me.id})
+        await self.c.announce_presence(me.operator)
         if request.headers.get("x-requested-with") == "fetch":
             return Response(status_code=204)
         return RedirectResponse("/console", 303)

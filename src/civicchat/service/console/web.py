@@ -26,6 +26,7 @@ from civicchat.service.console.security import (
     password_fingerprint,
     tokens_match,
 )
+from civicchat.service.live import LiveEvent
 from civicchat.storage.base import Conversation, Operator, OperatorRole
 
 __all__ = ["Console", "Denied", "Principal"]
@@ -145,6 +146,16 @@ class Console:
 
     def accounts_of(self, operator: Operator) -> tuple[ConsoleAccount, ...]:
         return tuple(a for a in self.ctx.accounts.values() if a.member_of(operator.account))
+
+    async def announce_presence(self, operator: Operator) -> None:
+        """Tell every process that ``operator``'s presence changed: the dispatcher serves the
+        queue at once instead of at its next periodic round. Best effort: the change is stored."""
+        for account in sorted(a.name for a in self.accounts_of(operator)):
+            event = LiveEvent(account=account, kind="presence", data={"operator": operator.id})
+            try:
+                await self.ctx.live.publish(event)
+            except Exception as exc:
+                log.warning("live event not published: %s", type(exc).__name__)
 
     async def principal(self, request: Request) -> Principal | None:
         session = self.signer.load(request.cookies.get(SESSION_COOKIE))
