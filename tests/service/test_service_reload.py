@@ -8,7 +8,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from service_fakes import start_service
+from service_fakes import running, start_service, wait_for
 
 from civicchat.service.config import ServiceConfig
 from civicchat.service.live import LiveEvent
@@ -81,4 +81,23 @@ async def test_other_events_are_left_to_the_runtime(tmp_path: Path) -> None:
     ]:
         assert not on_office_hours_changed(event, account, state.config)
     assert account.pipeline.office_hours is before
+    await provider.aclose()
+
+
+async def test_the_running_service_puts_edited_hours_in_force(tmp_path: Path) -> None:
+    # What the admin page does (write the file, publish on the live bus) reaches the pipeline
+    # of every process through the runtime's live listener.
+    app, _fake, provider, _ = await start_service(tmp_path)
+    state = app.state.civicchat
+    pipeline = state.accounts["mataro-web"].pipeline
+    config, hours_file = _own_hours_file(state.config, tmp_path)
+    state.runtime.config = config
+    async with running(app):
+        assert not pipeline.office_hours.is_open(SATURDAY_10)
+        hours_file.write_text(
+            "timezone: Europe/Madrid\nweekly:\n  saturday: ['09:00-13:00']\n", encoding="utf-8"
+        )
+        await state.live.publish(_hours_event("mataro-web"))
+        await wait_for(lambda: pipeline.office_hours.is_open(SATURDAY_10))
+    assert not pipeline.office_hours.is_open(MONDAY_10)
     await provider.aclose()

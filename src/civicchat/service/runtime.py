@@ -56,6 +56,7 @@ from civicchat.service.config import AccountConfig, ServiceConfig
 from civicchat.service.dispatch import Dispatcher
 from civicchat.service.live import LiveBus, LiveEvent
 from civicchat.service.metrics import ServiceMetrics
+from civicchat.service.reload import on_office_hours_changed
 from civicchat.storage.base import InboxEvent, OutboxItem, SendLimiter
 from civicchat.storage.media import LocalBlobStore, MediaDownloader
 from civicchat.storage.sql import SqlStore
@@ -544,6 +545,8 @@ class ServiceRuntime:
     def _on_live(self, event: LiveEvent) -> None:
         account = self.accounts.get(event.account)
         if account is None:
+            return
+        if on_office_hours_changed(event, account, self.config):
             return
         if event.kind == "catalog_changed" and account.catalog_path is not None:
             try:
