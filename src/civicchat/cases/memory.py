@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 
+from civicchat.cases._changes import ChangeMethods, aware, with_change
 from civicchat.cases.errors import CaseNotFoundError
 from civicchat.cases.models import (
     Case,
@@ -15,16 +16,9 @@ from civicchat.cases.models import (
     CaseStatus,
     ChangeKind,
     NewCase,
-    Open311Link,
 )
 
 __all__ = ["MemoryCaseStore", "anonymised_copy"]
-
-
-def _aware(at: datetime) -> datetime:
-    if at.tzinfo is None:
-        raise ValueError("case times must be zone-aware, e.g. datetime(..., tzinfo=UTC)")
-    return at
 
 
 def anonymised_copy(case: Case, *, at: datetime) -> Case:
@@ -57,7 +51,7 @@ def anonymised_copy(case: Case, *, at: datetime) -> Case:
     )
 
 
-class MemoryCaseStore:
+class MemoryCaseStore(ChangeMethods):
     """Implements :class:`~civicchat.cases.base.CaseStore` and ``CaseUpkeep`` in a dict."""
 
     def __init__(self) -> None:
@@ -66,7 +60,7 @@ class MemoryCaseStore:
         self._lock = asyncio.Lock()
 
     async def create(self, new: NewCase, *, prefix: str, at: datetime, actor: str) -> Case:
-        at = _aware(at)
+        at = aware(at)
         async with self._lock:
             key = (prefix, at.year)
             sequence = self._sequences.get(key, 0) + 1
@@ -97,33 +91,10 @@ class MemoryCaseStore:
         found.sort(key=lambda c: (c.created_at, c.reference), reverse=True)
         return found[: max(limit, 0)]
 
-    async def update_status(
-        self, reference: str, status: CaseStatus, *, note: str, actor: str, at: datetime
-    ) -> Case:
-        change = CaseChange(
-            at=_aware(at), kind=ChangeKind.STATUS, actor=actor, note=note, status=status
-        )
-        return await self._change(reference, change, {"status": status})
-
-    async def assign(
-        self, reference: str, department: str, *, note: str, actor: str, at: datetime
-    ) -> Case:
-        change = CaseChange(
-            at=_aware(at), kind=ChangeKind.ASSIGNED, actor=actor, note=note, department=department
-        )
-        return await self._change(reference, change, {"department": department})
-
-    async def record_forwarding(
-        self, reference: str, link: Open311Link, *, note: str, actor: str, at: datetime
-    ) -> Case:
-        kind = ChangeKind.FORWARD_FAILED if link.last_error else ChangeKind.FORWARDED
-        change = CaseChange(at=_aware(at), kind=kind, actor=actor, note=note)
-        return await self._change(reference, change, {"open311": link})
-
     async def closed_before(
         self, cutoff: datetime, *, include_anonymised: bool = False, limit: int = 1000
     ) -> Sequence[Case]:
-        cutoff = _aware(cutoff)
+        cutoff = aware(cutoff)
         found = sorted(
             (
                 c
@@ -139,7 +110,7 @@ class MemoryCaseStore:
     async def anonymise(self, reference: str, *, at: datetime) -> Case:
         async with self._lock:
             case = self._require(reference)
-            updated = anonymised_copy(case, at=_aware(at))
+            updated = anonymised_copy(case, at=aware(at))
             self._cases[case.reference] = updated
             return updated
 
@@ -156,8 +127,6 @@ class MemoryCaseStore:
     async def _change(self, reference: str, change: CaseChange, update: dict[str, object]) -> Case:
         async with self._lock:
             case = self._require(reference)
-            updated = case.model_copy(
-                update={**update, "history": (*case.history, change), "updated_at": change.at}
-            )
+            updated = with_change(case, change, update)
             self._cases[case.reference] = updated
             return updated

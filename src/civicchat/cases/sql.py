@@ -30,6 +30,7 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from civicchat.cases._changes import ChangeMethods, aware, with_change
 from civicchat.cases.errors import CaseNotFoundError
 from civicchat.cases.memory import anonymised_copy
 from civicchat.cases.models import (
@@ -37,9 +38,7 @@ from civicchat.cases.models import (
     CaseChange,
     CaseReference,
     CaseStatus,
-    ChangeKind,
     NewCase,
-    Open311Link,
 )
 from civicchat.storage.engine import WRITE_OPTION
 from civicchat.storage.schema import CaseRow, CaseSequenceRow
@@ -49,12 +48,6 @@ __all__ = ["SqlCaseStore"]
 _CASES = cast(Table, CaseRow.__table__)
 _SEQUENCES = cast(Table, CaseSequenceRow.__table__)
 _FINAL = [CaseStatus.RESOLVED.value, CaseStatus.REJECTED.value]
-
-
-def _aware(at: datetime) -> datetime:
-    if at.tzinfo is None:
-        raise ValueError("case times must be zone-aware, e.g. datetime(..., tzinfo=UTC)")
-    return at
 
 
 def _load(data: str) -> Case:
@@ -75,7 +68,7 @@ def _columns(case: Case) -> dict[str, Any]:
     }
 
 
-class SqlCaseStore:
+class SqlCaseStore(ChangeMethods):
     """Implements :class:`~civicchat.cases.base.CaseStore` and ``CaseUpkeep`` on an engine.
 
     ``engine`` is a migrated civicchat database (``civicchat.storage.engine.create_engine``);
@@ -122,7 +115,7 @@ class SqlCaseStore:
     # ------------------------------------------------------------------ CaseStore
 
     async def create(self, new: NewCase, *, prefix: str, at: datetime, actor: str) -> Case:
-        at = _aware(at)
+        at = aware(at)
         CaseReference(prefix, at.year, 1)  # validates the prefix before touching the database
         async with self._begin() as conn:
             insert = (pg.insert if self.is_postgres else sqlite.insert)(_SEQUENCES)
@@ -173,36 +166,13 @@ class SqlCaseStore:
             rows = (await conn.execute(query)).scalars().all()
         return [_load(data) for data in rows]
 
-    async def update_status(
-        self, reference: str, status: CaseStatus, *, note: str, actor: str, at: datetime
-    ) -> Case:
-        change = CaseChange(
-            at=_aware(at), kind=ChangeKind.STATUS, actor=actor, note=note, status=status
-        )
-        return await self._change(reference, change, {"status": status})
-
-    async def assign(
-        self, reference: str, department: str, *, note: str, actor: str, at: datetime
-    ) -> Case:
-        change = CaseChange(
-            at=_aware(at), kind=ChangeKind.ASSIGNED, actor=actor, note=note, department=department
-        )
-        return await self._change(reference, change, {"department": department})
-
     # ------------------------------------------------------------------ CaseUpkeep
-
-    async def record_forwarding(
-        self, reference: str, link: Open311Link, *, note: str, actor: str, at: datetime
-    ) -> Case:
-        kind = ChangeKind.FORWARD_FAILED if link.last_error else ChangeKind.FORWARDED
-        change = CaseChange(at=_aware(at), kind=kind, actor=actor, note=note)
-        return await self._change(reference, change, {"open311": link})
 
     async def closed_before(
         self, cutoff: datetime, *, include_anonymised: bool = False, limit: int = 1000
     ) -> Sequence[Case]:
         query = select(_CASES.c.data).where(
-            _CASES.c.status.in_(_FINAL), _CASES.c.updated_at < _aware(cutoff)
+            _CASES.c.status.in_(_FINAL), _CASES.c.updated_at < aware(cutoff)
         )
         if not include_anonymised:
             query = query.where(_CASES.c.anonymised_at.is_(None))
@@ -214,7 +184,7 @@ class SqlCaseStore:
     async def anonymise(self, reference: str, *, at: datetime) -> Case:
         async with self._begin() as conn:
             case = await self._locked(conn, reference)
-            updated = anonymised_copy(case, at=_aware(at))
+            updated = anonymised_copy(case, at=aware(at))
             await self._save(conn, updated)
             return updated
 
@@ -252,7 +222,7 @@ class SqlCaseStore:
         them meanwhile; a worker that dies mid-way leaves them to be taken again after the
         lease. The worker then sets the real next time with :meth:`schedule_open311`.
         """
-        now = _aware(now)
+        now = aware(now)
         due = (
             select(_CASES.c.id)
             .where(_CASES.c.open311_next_at.is_not(None), _CASES.c.open311_next_at <= now)
@@ -280,7 +250,7 @@ class SqlCaseStore:
             await conn.execute(
                 update(_CASES)
                 .where(_CASES.c.reference == reference.strip().upper())
-                .values(open311_next_at=None if at is None else _aware(at))
+                .values(open311_next_at=None if at is None else aware(at))
             )
 
     # ------------------------------------------------------------------ helpers
@@ -304,8 +274,6 @@ class SqlCaseStore:
     async def _change(self, reference: str, change: CaseChange, values: dict[str, object]) -> Case:
         async with self._begin() as conn:
             case = await self._locked(conn, reference)
-            updated = case.model_copy(
-                update={**values, "history": (*case.history, change), "updated_at": change.at}
-            )
+            updated = with_change(case, change, values)
             await self._save(conn, updated)
             return updated
