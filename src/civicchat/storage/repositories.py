@@ -1,0 +1,616 @@
+"""The repositories of a :class:`~civicchat.storage.sql.SqlTransaction`: contacts,
+conversations, history, operators, assignments, audit, keyword counts and media."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from civicchat.clock import Clock
+from civicchat.exceptions import StorageError
+from civicchat.messages import (
+    DeliveryStatus,
+    InboundMessage,
+    OutboundMessage,
+)
+from civicchat.storage.base import (
+    Assignment,
+    AssignmentRepository,
+    AuditEntry,
+    AuditLog,
+    Contact,
+    ContactRepository,
+    Conversation,
+    ConversationHistory,
+    ConversationRepository,
+    EventKind,
+    Identity,
+    KeywordCount,
+    KeywordStats,
+    LifecycleEntry,
+    MediaRef,
+    MediaRepository,
+    MediaState,
+    MessageRecord,
+    Operator,
+    OperatorRepository,
+    OperatorRole,
+    Presence,
+)
+from civicchat.storage.schema import (
+    AssignmentRow,
+    AuditRow,
+    ContactRow,
+    ConversationRow,
+    HistoryRow,
+    IdentityRow,
+    InboxRow,
+    KeywordCountRow,
+    MediaRow,
+    OperatorRow,
+    OutboxRow,
+)
+from civicchat.storage.statements import (
+    _CONV_FIELDS,
+    LeaseLostError,
+    _clip,
+    _contact,
+    _conversation,
+    _insert,
+    _media,
+    _operator,
+    _stmts,
+)
+
+
+class _Repo:
+    def __init__(self, conn: AsyncConnection, clock: Clock) -> None:
+        self._conn = conn
+        self._clock = clock
+
+
+class SqlContacts(_Repo):
+    async def identify(
+        self,
+        channel: str,
+        account: str,
+        external_id: str,
+        *,
+        name: str | None = None,
+        language: str | None = None,
+    ) -> Contact:
+        """The contact with this identity, created if new (``name`` fills an empty name)."""
+        row = (
+            await self._conn.execute(
+                _stmts(self._conn)["identify"],
+                {"channel": channel, "account": account, "external_id": external_id},
+            )
+        ).first()
+        if row is not None:
+            contact = _contact(row)
+            if name and not contact.name:
+                await self._conn.execute(
+                    update(ContactRow).where(ContactRow.id == contact.id).values(name=name)
+                )
+                contact = Contact(contact.id, name, contact.language, contact.created_at)
+            return contact
+        now = self._clock.now()
+        contact_id = await self._conn.scalar(
+            _insert(self._conn, ContactRow)
+            .values(name=name, language=language, created_at=now)
+            .returning(ContactRow.id)
+        )
+        assert contact_id is not None
+        await self._conn.execute(
+            _insert(self._conn, IdentityRow).values(
+                contact_id=contact_id, channel=channel, account=account, external_id=external_id
+            )
+        )
+        return Contact(contact_id, name, language, now)
+
+    async def get(self, contact_id: int) -> Contact | None:
+        row = (
+            await self._conn.execute(select(ContactRow).where(ContactRow.id == contact_id))
+        ).first()
+        return None if row is None else _contact(row)
+
+    async def update(self, contact: Contact) -> None:
+        await self._conn.execute(
+            update(ContactRow)
+            .where(ContactRow.id == contact.id)
+            .values(name=contact.name, language=contact.language)
+        )
+
+    async def identities(self, contact_id: int) -> list[Identity]:
+        rows = await self._conn.execute(
+            select(IdentityRow).where(IdentityRow.contact_id == contact_id).order_by(IdentityRow.id)
+        )
+        return [Identity(r.contact_id, r.channel, r.account, r.external_id) for r in rows]
+
+
+class SqlConversations(_Repo):
+    async def get(self, conversation_id: int) -> Conversation | None:
+        row = (
+            await self._conn.execute(
+                select(ConversationRow).where(ConversationRow.id == conversation_id)
+            )
+        ).first()
+        return None if row is None else _conversation(row)
+
+    async def latest_for(self, channel: str, account: str, contact_id: int) -> Conversation | None:
+        row = (
+            await self._conn.execute(
+                _stmts(self._conn)["latest"],
+                {"channel": channel, "account": account, "contact_id": contact_id},
+            )
+        ).first()
+        return None if row is None else _conversation(row)
+
+    async def create(
+        self, *, channel: str, account: str, contact_id: int, recipient_id: str, state: str
+    ) -> Conversation:
+        now = self._clock.now()
+        new_id = await self._conn.scalar(
+            _insert(self._conn, ConversationRow)
+            .values(
+                channel=channel,
+                account=account,
+                contact_id=contact_id,
+                recipient_id=recipient_id,
+                state=state,
+                created_at=now,
+                priority=0,
+                data={},
+            )
+            .returning(ConversationRow.id)
+        )
+        assert new_id is not None
+        return Conversation(
+            id=new_id,
+            account=account,
+            channel=channel,
+            contact_id=contact_id,
+            recipient_id=recipient_id,
+            state=state,
+            created_at=now,
+        )
+
+    async def save(self, conversation: Conversation) -> None:
+        values = {f"v_{f}": getattr(conversation, f) for f in _CONV_FIELDS}
+        values["v_data"] = dict(conversation.data)
+        values["c_id"] = conversation.id
+        result = await self._conn.execute(_stmts(self._conn)["save_conv"], values)
+        if result.rowcount != 1:
+            raise StorageError(f"conversation {conversation.id} does not exist")
+
+    async def list(
+        self, account: str, *, states: Sequence[str] | None = None, limit: int = 100
+    ) -> list[Conversation]:
+        stmt = select(ConversationRow).where(ConversationRow.account == account)
+        if states is not None:
+            stmt = stmt.where(ConversationRow.state.in_(list(states)))
+        stmt = stmt.order_by(
+            func.coalesce(ConversationRow.last_inbound_at, ConversationRow.created_at).desc(),
+            ConversationRow.id.desc(),
+        ).limit(limit)
+        return [_conversation(r) for r in await self._conn.execute(stmt)]
+
+
+class SqlHistory(_Repo):
+    async def record(self, entry: LifecycleEntry) -> None:
+        await self._conn.execute(
+            _insert(self._conn, HistoryRow).values(
+                conversation_id=entry.conversation_id,
+                at=entry.at,
+                actor=entry.actor,
+                from_state=entry.from_state,
+                to_state=entry.to_state,
+                note=entry.note,
+            )
+        )
+
+    async def entries(self, conversation_id: int) -> list[LifecycleEntry]:
+        rows = await self._conn.execute(
+            select(HistoryRow)
+            .where(HistoryRow.conversation_id == conversation_id)
+            .order_by(HistoryRow.id)
+        )
+        return [
+            LifecycleEntry(r.conversation_id, r.at, r.actor, r.from_state, r.to_state, r.note)
+            for r in rows
+        ]
+
+
+class SqlOperators(_Repo):
+    async def add_operator(
+        self,
+        *,
+        account: str,
+        name: str,
+        login: str,
+        password_hash: str,
+        role: OperatorRole = OperatorRole.OPERATOR,
+        languages: Sequence[str] = ("ca", "es"),
+        teams: Sequence[str] = (),
+        capacity: int = 5,
+        email: str | None = None,
+    ) -> Operator:
+        for item in (*languages, *teams):
+            if "," in item:
+                raise ValueError(f"a language or team name cannot contain a comma: {item!r}")
+        values = {
+            "account": account,
+            "name": name,
+            "login": login,
+            "email": email,
+            "password_hash": password_hash,
+            "role": OperatorRole(role).value,
+            "languages": ",".join(languages),
+            "teams": ",".join(teams),
+            "capacity": capacity,
+            "presence": Presence.OFFLINE.value,
+        }
+        new_id = await self._conn.scalar(
+            _insert(self._conn, OperatorRow).values(**values).returning(OperatorRow.id)
+        )
+        assert new_id is not None
+        return _operator(_Values(id=new_id, **values))
+
+    async def get_operator(self, operator_id: int) -> Operator | None:
+        row = (
+            await self._conn.execute(select(OperatorRow).where(OperatorRow.id == operator_id))
+        ).first()
+        return None if row is None else _operator(row)
+
+    async def by_login(self, login: str) -> Operator | None:
+        row = (
+            await self._conn.execute(select(OperatorRow).where(OperatorRow.login == login))
+        ).first()
+        return None if row is None else _operator(row)
+
+    async def operators(self, account: str) -> list[Operator]:
+        rows = await self._conn.execute(
+            select(OperatorRow).where(OperatorRow.account == account).order_by(OperatorRow.id)
+        )
+        return [_operator(r) for r in rows]
+
+    async def save_operator(self, operator: Operator) -> None:
+        await self._conn.execute(
+            update(OperatorRow)
+            .where(OperatorRow.id == operator.id)
+            .values(
+                account=operator.account,
+                name=operator.name,
+                login=operator.login,
+                email=operator.email,
+                password_hash=operator.password_hash,
+                role=operator.role.value,
+                languages=",".join(operator.languages),
+                teams=",".join(operator.teams),
+                capacity=operator.capacity,
+                presence=operator.presence.value,
+            )
+        )
+
+
+class _Values:
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+
+class SqlAssignments(_Repo):
+    async def assign(self, conversation_id: int, operator_id: int, at: datetime) -> Assignment:
+        await self.release(conversation_id, at)
+        await self._conn.execute(
+            _insert(self._conn, AssignmentRow).values(
+                conversation_id=conversation_id, operator_id=operator_id, assigned_at=at
+            )
+        )
+        return Assignment(conversation_id, operator_id, at)
+
+    async def release(self, conversation_id: int, at: datetime) -> None:
+        await self._conn.execute(
+            update(AssignmentRow)
+            .where(
+                AssignmentRow.conversation_id == conversation_id,
+                AssignmentRow.released_at.is_(None),
+            )
+            .values(released_at=at)
+        )
+
+    async def open_assignments(self, operator_id: int) -> list[Assignment]:
+        rows = await self._conn.execute(
+            select(AssignmentRow)
+            .where(AssignmentRow.operator_id == operator_id, AssignmentRow.released_at.is_(None))
+            .order_by(AssignmentRow.id)
+        )
+        return [Assignment(r.conversation_id, r.operator_id, r.assigned_at) for r in rows]
+
+
+class SqlAudit(_Repo):
+    async def audit(self, entry: AuditEntry) -> None:
+        await self._conn.execute(
+            _insert(self._conn, AuditRow).values(
+                at=entry.at,
+                actor=entry.actor,
+                action=entry.action,
+                account=entry.account,
+                details=dict(entry.details),
+            )
+        )
+
+    async def audit_entries(
+        self, account: str | None = None, *, since: datetime | None = None, limit: int = 100
+    ) -> list[AuditEntry]:
+        stmt = select(AuditRow).order_by(AuditRow.at.desc(), AuditRow.id.desc()).limit(limit)
+        if account is not None:
+            stmt = stmt.where(AuditRow.account == account)
+        if since is not None:
+            stmt = stmt.where(AuditRow.at >= since)
+        return [
+            AuditEntry(r.at, r.actor, r.action, r.account, dict(r.details), r.id)
+            for r in await self._conn.execute(stmt)
+        ]
+
+
+class SqlKeywordStats(_Repo):
+    async def count_keyword(self, account: str, keyword_id: str, day: date, by: int = 1) -> None:
+        await self._conn.execute(
+            _stmts(self._conn)["count_keyword"],
+            {"account": account, "keyword_id": keyword_id, "day": day, "by": by},
+        )
+
+    async def keyword_counts(self, account: str, since: date, until: date) -> list[KeywordCount]:
+        rows = await self._conn.execute(
+            select(KeywordCountRow)
+            .where(
+                KeywordCountRow.account == account,
+                KeywordCountRow.day >= since,
+                KeywordCountRow.day <= until,
+            )
+            .order_by(KeywordCountRow.day, KeywordCountRow.keyword_id)
+        )
+        return [KeywordCount(r.account, r.keyword_id, r.day, r._mapping["count"]) for r in rows]
+
+
+class SqlMedia(_Repo):
+    async def add_media(
+        self,
+        channel: str,
+        account: str,
+        media_id: str,
+        *,
+        mime_type: str | None,
+        event_id: int | None,
+    ) -> MediaRef:
+        now = self._clock.now()
+        await self._conn.execute(
+            _insert(self._conn, MediaRow)
+            .values(
+                channel=channel,
+                account=account,
+                media_id=media_id,
+                event_id=event_id,
+                state=MediaState.PENDING.value,
+                attempts=0,
+                created_at=now,
+                next_attempt_at=now,
+                mime_type=mime_type,
+            )
+            .on_conflict_do_nothing(index_elements=["channel", "account", "media_id"])
+        )
+        found = await self.get_media(channel, account, media_id)
+        assert found is not None
+        return found
+
+    async def get_media(self, channel: str, account: str, media_id: str) -> MediaRef | None:
+        """The media with this provider id, or None when it was never recorded."""
+        row = (
+            await self._conn.execute(
+                select(MediaRow).where(
+                    MediaRow.channel == channel,
+                    MediaRow.account == account,
+                    MediaRow.media_id == media_id,
+                )
+            )
+        ).first()
+        return None if row is None else _media(row)
+
+    async def claim_media(
+        self, worker_id: str, *, limit: int, lease_seconds: float
+    ) -> list[MediaRef]:
+        now = self._clock.now()
+        m = MediaRow.__table__
+        query = (
+            select(m.c.id)
+            .where(
+                m.c.state == MediaState.PENDING,
+                m.c.next_attempt_at <= now,
+                or_(m.c.lease_until.is_(None), m.c.lease_until <= now),
+            )
+            .order_by(m.c.id)
+            .limit(limit)
+        )
+        if self._conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True, of=m)
+        ids = list(await self._conn.scalars(query))
+        if not ids:
+            return []
+        rows = await self._conn.execute(
+            update(MediaRow)
+            .where(MediaRow.id.in_(ids))
+            .values(
+                worker_id=worker_id,
+                lease_until=now + timedelta(seconds=lease_seconds),
+                attempts=MediaRow.attempts + 1,
+            )
+            .returning(*m.c)
+        )
+        return sorted((_media(r) for r in rows), key=lambda r: r.id)
+
+    async def media_stored(
+        self, media_ref_id: int, *, blob_key: str, size: int, sha256: str, mime_type: str | None
+    ) -> None:
+        await self._conn.execute(
+            update(MediaRow)
+            .where(MediaRow.id == media_ref_id)
+            .values(
+                state=MediaState.STORED.value,
+                blob_key=blob_key,
+                size=size,
+                sha256=sha256,
+                mime_type=mime_type,
+                lease_until=None,
+                worker_id=None,
+                next_attempt_at=None,
+                last_error=None,
+            )
+        )
+
+    async def media_failed(
+        self, media_ref_id: int, error: str, *, retry_at: datetime | None
+    ) -> None:
+        await self._conn.execute(
+            update(MediaRow)
+            .where(MediaRow.id == media_ref_id)
+            .values(
+                state=(MediaState.PENDING if retry_at else MediaState.FAILED).value,
+                next_attempt_at=retry_at,
+                lease_until=None,
+                worker_id=None,
+                last_error=_clip(error),
+            )
+        )
+
+
+class SqlTransaction:
+    """One database transaction with every repository (see :class:`~.base.Transaction`)."""
+
+    def __init__(self, conn: AsyncConnection, clock: Clock) -> None:
+        self.connection = conn
+        self._clock = clock
+        self.wrote_outbox = False
+        """True once :meth:`enqueue` wrote a message (the store wakes its senders on commit)."""
+        self.contacts: ContactRepository = SqlContacts(conn, clock)
+        self.conversations: ConversationRepository = SqlConversations(conn, clock)
+        self.history: ConversationHistory = SqlHistory(conn, clock)
+        self.operators: OperatorRepository = SqlOperators(conn, clock)
+        self.assignments: AssignmentRepository = SqlAssignments(conn, clock)
+        self.audit: AuditLog = SqlAudit(conn, clock)
+        self.keywords: KeywordStats = SqlKeywordStats(conn, clock)
+        self.media: MediaRepository = SqlMedia(conn, clock)
+
+    async def enqueue(
+        self,
+        messages: Sequence[OutboundMessage],
+        *,
+        key_prefix: str,
+        conversation_id: int | None = None,
+        inbound_event_id: int | None = None,
+    ) -> list[int]:
+        """Write ``messages`` to the outbox as ``<key_prefix>:<n>``; existing keys are kept.
+
+        Returns the ids of the rows written now (none when they were all there already).
+        """
+        if not messages:
+            return []
+        now = self._clock.now()
+        rows = [
+            {
+                "key": f"{key_prefix}:{n}",
+                "inbound_event_id": inbound_event_id,
+                "conversation_id": conversation_id,
+                "channel": m.channel,
+                "account": m.account,
+                "recipient_id": m.recipient_id,
+                "payload": m.model_dump_json(),
+                "status": DeliveryStatus.QUEUED.value,
+                "attempts": 0,
+                "created_at": now,
+                "next_attempt_at": now,
+            }
+            for n, m in enumerate(messages)
+        ]
+        result = await self.connection.execute(_stmts(self.connection)["enqueue"], rows)
+        ids = sorted(r[0] for r in result)
+        self.wrote_outbox = self.wrote_outbox or bool(ids)
+        return ids
+
+    async def complete_event(
+        self, event_id: int, worker_id: str, *, conversation_id: int | None = None
+    ) -> None:
+        """Mark a claimed event done; :class:`LeaseLostError` if another worker took it over."""
+        result = await self.connection.execute(
+            _stmts(self.connection)["complete"],
+            {
+                "e_id": event_id,
+                "w_id": worker_id,
+                "now": self._clock.now(),
+                "conv_id": conversation_id,
+            },
+        )
+        if result.rowcount != 1:
+            raise LeaseLostError(f"event {event_id} is no longer claimed by {worker_id}")
+
+    async def conversation_messages(
+        self, conversation_id: int, limit: int = 200
+    ) -> list[MessageRecord]:
+        """Inbound and outbound messages of a conversation, oldest first."""
+        # Sorted by (time, direction, row id): equal timestamps keep their insertion order.
+        keyed: list[tuple[datetime, int, int, MessageRecord]] = []
+        for row in await self.connection.execute(
+            select(InboxRow.id, InboxRow.payload)
+            .where(InboxRow.conversation_id == conversation_id, InboxRow.kind == EventKind.MESSAGE)
+            .order_by(InboxRow.id.desc())
+            .limit(limit)
+        ):
+            msg = InboundMessage.model_validate_json(row.payload)
+            keyed.append(
+                (
+                    msg.timestamp,
+                    0,
+                    row.id,
+                    MessageRecord(
+                        "in",
+                        msg.timestamp,
+                        msg.channel,
+                        msg.account,
+                        msg.provider_message_id,
+                        msg.content.model_dump_json(),
+                    ),
+                )
+            )
+        for orow in await self.connection.execute(
+            select(OutboxRow)
+            .where(OutboxRow.conversation_id == conversation_id)
+            .order_by(OutboxRow.id.desc())
+            .limit(limit)
+        ):
+            out = OutboundMessage.model_validate_json(orow.payload)
+            keyed.append(
+                (
+                    orow.sent_at or orow.created_at,
+                    1,
+                    orow.id,
+                    MessageRecord(
+                        "out",
+                        orow.sent_at or orow.created_at,
+                        out.channel,
+                        out.account,
+                        orow.provider_message_id,
+                        out.content.model_dump_json(),
+                        DeliveryStatus(orow.status),
+                    ),
+                )
+            )
+        keyed.sort(key=lambda k: k[:3])
+        return [k[3] for k in keyed[-limit:]]

@@ -1,0 +1,479 @@
+"""Shared SQL building blocks of the storage: row conversions and the hot statements.
+
+Hot statements are built once (per dialect where they differ): building and cache-keying a
+statement per call costs about as much CPU as running it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    String,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from civicchat.exceptions import StorageError
+from civicchat.messages import (
+    DeliveryStatus,
+    InboundMessage,
+    OutboundMessage,
+    StatusUpdate,
+)
+from civicchat.storage.base import (
+    Contact,
+    Conversation,
+    EventKind,
+    EventState,
+    InboxEvent,
+    MediaRef,
+    MediaState,
+    Operator,
+    OperatorRole,
+    OutboxItem,
+    Presence,
+    conversation_key,
+)
+from civicchat.storage.schema import (
+    ContactRow,
+    ConversationRow,
+    IdentityRow,
+    InboxRow,
+    KeywordCountRow,
+    OutboxRow,
+    UTCDateTime,
+)
+
+_OPEN = (EventState.PENDING, EventState.PROCESSING, EventState.FAILED)
+
+
+def _is(column: Any, *values: str) -> ColumnElement[bool]:
+    """``column IN ('a', 'b')`` with literals, not parameters, so that the planners can use the
+    partial indexes (a bound parameter cannot prove a partial index's WHERE clause)."""
+    return column.in_([literal_column(f"'{v}'") for v in values])  # type: ignore[no-any-return]
+
+
+_ERROR_MAX = 2000
+_DEADLOCK_RETRIES = 3
+
+
+def _is_deadlock(exc: DBAPIError) -> bool:
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return code == "40P01"
+
+
+_CHUNK = 500
+ANONYMISED = "anonymised"
+
+
+class LeaseLostError(StorageError):
+    """The worker's claim on an event or message expired and another worker took it over."""
+
+
+_CONV_FIELDS = (
+    "state",
+    "language",
+    "assigned_operator",
+    "queued_at",
+    "last_inbound_at",
+    "last_operator_reply_at",
+    "last_ack_period",
+    "last_out_of_hours_period",
+    "priority",
+    "team",
+    "recipient_id",
+    "assigned_at",
+    "last_operator",
+    "topic",
+)
+
+
+def _insert(conn: AsyncConnection, table: Any) -> Any:
+    """An INSERT that knows ``ON CONFLICT`` on both dialects."""
+    if conn.dialect.name == "postgresql":
+        return pg.insert(table)
+    return sqlite.insert(table)
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _clip(error: str) -> str:
+    return error if len(error) <= _ERROR_MAX else error[: _ERROR_MAX - 1] + "…"
+
+
+# --------------------------------------------------------------------------- row -> record
+
+
+def _event(row: Any) -> InboxEvent:
+    kind = EventKind(row.kind)
+    payload: InboundMessage | StatusUpdate
+    if kind is EventKind.MESSAGE:
+        payload = InboundMessage.model_validate_json(row.payload)
+    else:
+        payload = StatusUpdate.model_validate_json(row.payload)
+    return InboxEvent(
+        id=row.id,
+        kind=kind,
+        channel=row.channel,
+        account=row.account,
+        key=row.key,
+        conversation_key=row.conversation_key,
+        payload=payload,
+        state=EventState(row.state),
+        attempts=row.attempts,
+        received_at=row.received_at,
+        next_attempt_at=row.next_attempt_at,
+        last_error=row.last_error,
+        conversation_id=row.conversation_id,
+    )
+
+
+def _outbox_item(row: Any) -> OutboxItem:
+    return OutboxItem(
+        id=row.id,
+        key=row.key,
+        message=OutboundMessage.model_validate_json(row.payload),
+        status=DeliveryStatus(row.status),
+        attempts=row.attempts,
+        created_at=row.created_at,
+        next_attempt_at=row.next_attempt_at,
+        provider_message_id=row.provider_message_id,
+        last_error=row.last_error,
+        inbound_event_id=row.inbound_event_id,
+        conversation_id=row.conversation_id,
+        sent_at=row.sent_at,
+        status_at=row.status_at,
+    )
+
+
+def _contact(row: Any) -> Contact:
+    return Contact(id=row.id, name=row.name, language=row.language, created_at=row.created_at)
+
+
+def _conversation(row: Any) -> Conversation:
+    return Conversation(
+        id=row.id,
+        account=row.account,
+        channel=row.channel,
+        contact_id=row.contact_id,
+        recipient_id=row.recipient_id,
+        state=row.state,
+        created_at=row.created_at,
+        language=row.language,
+        assigned_operator=row.assigned_operator,
+        queued_at=row.queued_at,
+        last_inbound_at=row.last_inbound_at,
+        last_operator_reply_at=row.last_operator_reply_at,
+        last_ack_period=row.last_ack_period,
+        last_out_of_hours_period=row.last_out_of_hours_period,
+        priority=row.priority,
+        team=row.team,
+        data=dict(row.data or {}),
+        assigned_at=row.assigned_at,
+        last_operator=row.last_operator,
+        topic=row.topic,
+    )
+
+
+def _operator(row: Any) -> Operator:
+    return Operator(
+        id=row.id,
+        account=row.account,
+        name=row.name,
+        login=row.login,
+        email=row.email,
+        password_hash=row.password_hash,
+        role=OperatorRole(row.role),
+        languages=tuple(x for x in row.languages.split(",") if x),
+        teams=tuple(x for x in row.teams.split(",") if x),
+        capacity=row.capacity,
+        presence=Presence(row.presence),
+    )
+
+
+def _media(row: Any) -> MediaRef:
+    return MediaRef(
+        id=row.id,
+        channel=row.channel,
+        account=row.account,
+        media_id=row.media_id,
+        state=MediaState(row.state),
+        attempts=row.attempts,
+        created_at=row.created_at,
+        event_id=row.event_id,
+        mime_type=row.mime_type,
+        blob_key=row.blob_key,
+        size=row.size,
+        sha256=row.sha256,
+        last_error=row.last_error,
+    )
+
+
+def _event_values(event: InboundMessage | StatusUpdate, now: datetime) -> dict[str, Any]:
+    if isinstance(event, InboundMessage):
+        kind, key, sender = EventKind.MESSAGE, event.provider_message_id, event.sender.id
+        conv = conversation_key(event.channel, event.account, sender)
+    elif isinstance(event, StatusUpdate):
+        kind, sender = EventKind.STATUS, event.recipient_id
+        key = f"{event.provider_message_id}:{event.status.value}"
+        # Statuses of one outbound message are ordered among themselves, never behind a message.
+        conv = f"status:{event.channel}:{event.account}:{event.provider_message_id}"
+    else:
+        raise TypeError(
+            f"accept() takes InboundMessage or StatusUpdate, not {type(event).__name__}"
+        )
+    return {
+        "kind": kind.value,
+        "channel": event.channel,
+        "account": event.account,
+        "key": key,
+        "sender_id": sender,
+        "conversation_key": conv,
+        "payload": event.model_dump_json(),
+        "state": EventState.PENDING.value,
+        "attempts": 0,
+        "received_at": now,
+        "next_attempt_at": now,
+    }
+
+
+# --------------------------------------------------------------------------- claim statements
+# Built once: they are complex, and building them per call costs more than running them.
+
+
+def _claimable(e: Any) -> ColumnElement[bool]:
+    """Event ``e`` is due and first in line in its conversation (nothing earlier open, nothing
+    else in progress). ``now`` is a bound parameter."""
+    p = InboxRow.__table__.alias("p")
+    now = bindparam("now", type_=UTCDateTime())
+    due = or_(
+        and_(_is(e.c.state, EventState.PENDING, EventState.FAILED), e.c.next_attempt_at <= now),
+        and_(_is(e.c.state, EventState.PROCESSING), e.c.lease_until <= now),
+    )
+    earlier_open = exists().where(
+        p.c.conversation_key == e.c.conversation_key,
+        p.c.id < e.c.id,
+        _is(p.c.state, *_OPEN),
+    )
+    in_progress = exists().where(
+        p.c.conversation_key == e.c.conversation_key,
+        _is(p.c.state, *_OPEN),
+        _is(p.c.state, EventState.PROCESSING),
+        p.c.id != e.c.id,
+        p.c.lease_until > now,
+    )
+    return and_(_is(e.c.state, *_OPEN), due, ~earlier_open, ~in_progress)
+
+
+def _claim_update() -> Any:
+    return update(InboxRow).values(
+        state=EventState.PROCESSING.value,
+        worker_id=bindparam("w_id"),
+        lease_until=bindparam("lease_to", type_=UTCDateTime()),
+        attempts=InboxRow.attempts + 1,
+    )
+
+
+_E = InboxRow.__table__.alias("e")
+_SQLITE_CLAIM_MANY = (
+    _claim_update()
+    .where(
+        InboxRow.id.in_(
+            select(_E.c.id)
+            .where(_claimable(_E))
+            .order_by(_E.c.id)
+            .limit(bindparam("n", type_=Integer()))
+        )
+    )
+    .returning(*InboxRow.__table__.c)
+)
+# Walk the open events in id order and stop at the first heads found. Without this the planner,
+# misled by a fast-changing queue, reads every open event, anti-joins and sorts: O(backlog).
+_PG_ORDERED_SCAN = select(
+    func.set_config("enable_sort", "off", True), func.set_config("enable_bitmapscan", "off", True)
+)
+_PG_CANDIDATES = (
+    select(_E.c.id, _E.c.conversation_key)
+    .where(_claimable(_E))
+    .order_by(_E.c.id)
+    .limit(bindparam("n", type_=Integer()))
+    .with_for_update(skip_locked=True, of=_E)
+)
+# Advisory locks are per database: the schema keeps two deployments sharing one apart.
+_PG_TRY_LOCK = select(
+    func.pg_try_advisory_xact_lock(
+        func.hashtextextended(func.current_schema() + ":" + bindparam("key", type_=String()), 0)
+    )
+)
+_PG_CLAIM = (
+    _claim_update()
+    .where(InboxRow.id.in_(bindparam("eids", expanding=True)), _claimable(InboxRow.__table__))
+    .returning(*InboxRow.__table__.c)
+)
+_SENT = (
+    update(OutboxRow)
+    .where(
+        OutboxRow.id == bindparam("item_id"),
+        OutboxRow.worker_id == bindparam("w_id"),
+        OutboxRow.status == DeliveryStatus.QUEUED,
+    )
+    .values(
+        lease_until=None,
+        worker_id=None,
+        status=DeliveryStatus.SENT.value,
+        provider_message_id=bindparam("provider_id"),
+        sent_at=bindparam("now", type_=UTCDateTime()),
+        status_at=bindparam("now", type_=UTCDateTime()),
+        next_attempt_at=None,
+        last_error=None,
+    )
+    .returning(OutboxRow.id)
+)
+
+
+# Hot-path statements, built once per dialect (building and cache-keying a statement per call
+# costs about as much CPU as running it).
+_DIALECTS: dict[str, dict[str, Any]] = {}
+
+
+def _stmts(conn: AsyncConnection) -> dict[str, Any]:
+    name = conn.dialect.name
+    found = _DIALECTS.get(name)
+    if found is None:
+        found = _DIALECTS[name] = _build_stmts(name == "postgresql")
+    return found
+
+
+def _build_stmts(postgres: bool) -> dict[str, Any]:
+    ins = pg.insert if postgres else sqlite.insert
+    o = cast(Table, OutboxRow.__table__)
+    d = o.alias("d")
+    p = o.alias("p")
+    earlier = exists().where(
+        _is(p.c.status, DeliveryStatus.QUEUED),
+        p.c.channel == d.c.channel,
+        p.c.account == d.c.account,
+        p.c.recipient_id == d.c.recipient_id,
+        p.c.id < d.c.id,
+    )
+    now = bindparam("now", type_=UTCDateTime())
+    due = (
+        select(d.c.id)
+        .where(
+            _is(d.c.status, DeliveryStatus.QUEUED),
+            d.c.next_attempt_at <= now,
+            or_(d.c.lease_until.is_(None), d.c.lease_until <= now),
+            ~earlier,
+        )
+        .order_by(d.c.id)
+        .limit(bindparam("n", type_=Integer()))
+    )
+    if postgres:
+        due = due.with_for_update(skip_locked=True, of=d)
+    claim_outbox = (
+        update(o)
+        .where(o.c.id.in_(due.scalar_subquery()))
+        .values(
+            worker_id=bindparam("w_id"),
+            lease_until=bindparam("lease_to", type_=UTCDateTime()),
+            attempts=o.c.attempts + 1,
+        )
+        .returning(*o.c)
+    )
+    conv = cast(Table, ConversationRow.__table__)
+    inbox = cast(Table, InboxRow.__table__)
+    last_inbound = (
+        select(o.c.id, conv.c.last_inbound_at, inbox.c.payload)
+        .select_from(
+            o.outerjoin(conv, conv.c.id == o.c.conversation_id).outerjoin(
+                inbox, and_(inbox.c.id == o.c.inbound_event_id, inbox.c.kind == EventKind.MESSAGE)
+            )
+        )
+        .where(o.c.id.in_(bindparam("ids", expanding=True)))
+    )
+    enqueue = ins(o).on_conflict_do_nothing(index_elements=["key"]).returning(o.c.id)
+    complete = (
+        update(inbox)
+        .where(
+            inbox.c.id == bindparam("e_id"),
+            inbox.c.worker_id == bindparam("w_id"),
+            inbox.c.state == EventState.PROCESSING,
+        )
+        .values(
+            state=EventState.DONE.value,
+            processed_at=bindparam("now", type_=UTCDateTime()),
+            lease_until=None,
+            worker_id=None,
+            last_error=None,
+            conversation_id=func.coalesce(
+                bindparam("conv_id", type_=Integer()), inbox.c.conversation_id
+            ),
+        )
+    )
+    ct, it = cast(Table, ContactRow.__table__), cast(Table, IdentityRow.__table__)
+    identify = (
+        select(ct)
+        .join(it, it.c.contact_id == ct.c.id)
+        .where(
+            it.c.channel == bindparam("channel"),
+            it.c.account == bindparam("account"),
+            it.c.external_id == bindparam("external_id"),
+        )
+    )
+    latest = (
+        select(conv)
+        .where(
+            conv.c.channel == bindparam("channel"),
+            conv.c.account == bindparam("account"),
+            conv.c.contact_id == bindparam("contact_id"),
+        )
+        .order_by(conv.c.id.desc())
+        .limit(1)
+    )
+    save_conv = (
+        update(conv)
+        .where(conv.c.id == bindparam("c_id"))
+        .values({f: bindparam(f"v_{f}", type_=conv.c[f].type) for f in (*_CONV_FIELDS, "data")})
+    )
+    kc = cast(Table, KeywordCountRow.__table__)
+    count_keyword = (
+        ins(kc)
+        .values(
+            account=bindparam("account"),
+            keyword_id=bindparam("keyword_id"),
+            day=bindparam("day", type_=kc.c.day.type),
+            count=bindparam("by", type_=Integer()),
+        )
+        .on_conflict_do_update(
+            index_elements=["account", "keyword_id", "day"],
+            set_={"count": kc.c.count + bindparam("by", type_=Integer())},
+        )
+    )
+    return {
+        "claim_outbox": claim_outbox,
+        "last_inbound": last_inbound,
+        "enqueue": enqueue,
+        "complete": complete,
+        "identify": identify,
+        "latest": latest,
+        "save_conv": save_conv,
+        "count_keyword": count_keyword,
+    }
