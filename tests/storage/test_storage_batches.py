@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+from sqlalchemy.exc import DBAPIError
 from storage_helpers import inbound, reply_to, status
 
 from civicchat.messages import DeliveryStatus, Media, MediaKind, OutboundMessage, Text
@@ -266,3 +268,60 @@ async def test_get_media_finds_recorded_media_only(store):
     assert found is not None
     assert (found.media_id, found.state, found.event_id) == ("m1", MediaState.PENDING, 1)
     assert found.mime_type == "image/jpeg"
+
+
+async def test_a_cancelled_batch_hands_every_claimed_event_back(store, clock):
+    await store.accept([inbound(1, A), inbound(1, B), inbound(1, C)])
+    started = asyncio.Event()
+
+    async def slow(event, tx):
+        if event.payload.sender.id == B:
+            started.set()
+            await asyncio.sleep(3600)
+        return [reply_to(event.payload, "ok")]
+
+    proc = InboxProcessor(store, slow, clock, worker_id="w1", lease_seconds=600, batch_size=8)
+    task = asyncio.create_task(proc.run_forever())
+    await asyncio.wait_for(started.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    again = await store.claim_events("w2", limit=8, lease_seconds=30)  # no need to wait 600 s
+    assert sorted(e.payload.sender.id for e in again) == [A, B, C]
+    assert all(e.attempts == 1 for e in again)  # the interrupted attempt does not count
+    assert [await store.outbound_for_event(e.id) for e in again] == [[], [], []]
+
+
+async def test_a_read_transaction_does_not_queue_behind_a_writer(store):
+    await store.accept([inbound(1, A)])
+    writing = asyncio.Event()
+    release = asyncio.Event()
+
+    async def writer():
+        async with store.transaction() as tx:
+            await tx.contacts.identify("whatsapp", "acc1", B)
+            writing.set()
+            await release.wait()
+
+    task = asyncio.create_task(writer())
+    try:
+        await asyncio.wait_for(writing.wait(), 10)
+        async with asyncio.timeout(5), store.read_transaction() as tx:
+            assert await tx.contacts.get(1) is None  # the writer's contact is not visible yet
+            assert await tx.conversations.list("acc1") == []
+    finally:
+        release.set()
+        await task
+    async with store.read_transaction() as tx:
+        assert await tx.contacts.get(1) is not None
+
+
+async def test_a_read_transaction_refuses_writes(store):
+    with pytest.raises(DBAPIError):
+        async with store.read_transaction() as tx:
+            await tx.contacts.identify("whatsapp", "acc1", A)
+    # The connection goes back to the pool writable.
+    async with store.transaction() as tx:
+        await tx.contacts.identify("whatsapp", "acc1", A)
+    async with store.read_transaction() as tx:
+        assert await tx.contacts.get(1) is not None

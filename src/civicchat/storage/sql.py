@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import (
     func,
     select,
+    text,
     tuple_,
     update,
 )
@@ -156,6 +157,33 @@ class SqlStore(SqlPrivacyMixin):
             yield tx
         if tx.wrote_outbox:
             self.outbox_signal.set()
+
+    def read_transaction(self) -> AbstractAsyncContextManager[SqlTransaction]:
+        """A transaction for reading only (console pages, exports).
+
+        On SQLite it neither waits for nor blocks the single writer (a snapshot, in WAL mode),
+        unlike :meth:`transaction`, which queues behind the workers' writes. A write through it
+        raises (``READ ONLY`` on PostgreSQL, ``query_only`` on SQLite).
+        """
+        return self._read_transaction()
+
+    @asynccontextmanager
+    async def _read_transaction(self) -> AsyncIterator[SqlTransaction]:
+        async with self.engine.connect() as conn:
+            if self.is_postgres:
+                async with conn.begin():
+                    await conn.execute(text("SET TRANSACTION READ ONLY"))
+                    yield SqlTransaction(conn, self.clock)
+                return
+            # Deferred BEGINs around the pragmas: no lock is taken.
+            await conn.execute(text("PRAGMA query_only = 1"))
+            await conn.commit()
+            try:
+                async with conn.begin():
+                    yield SqlTransaction(conn, self.clock)
+            finally:
+                await conn.execute(text("PRAGMA query_only = 0"))
+                await conn.commit()
 
     # ------------------------------------------------------------------ inbox
 
