@@ -274,3 +274,55 @@ async def test_the_longest_web_chat_piece_fits_in_one_postgres_notification(serv
     await asyncio.sleep(0.05)
     assert len(published) == len(pieces)
     assert max(len(e.to_json().encode()) for e in published) < 7900
+
+
+async def test_live_events_are_published_only_for_what_committed(tmp_path: Path):
+    from civicchat.bot import HandledMessage
+    from civicchat.messages import InboundMessage, Sender
+    from civicchat.service.metrics import ServiceMetrics
+    from civicchat.service.runtime import LiveInboxProcessor, on_handled
+    from civicchat.storage.engine import upgrade
+    from civicchat.storage.workers import Reply
+
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/live.db")
+    await upgrade(engine)
+    store = SqlStore(engine)
+    await store.accept(
+        [
+            InboundMessage(
+                channel="whatsapp",
+                account="mataro-wa",
+                provider_message_id=f"wamid.{who}",
+                sender=Sender(id=who),
+                timestamp=MONDAY_10,
+                content=Text(body="hola"),
+            )
+            for who in ("34600000001", "34600000002")
+        ]
+    )
+    published: list[LiveEvent] = []
+
+    class Bus:
+        async def publish(self, event: LiveEvent) -> None:
+            published.append(event)
+
+        def subscribe(self, account):  # pragma: no cover - not used
+            raise NotImplementedError
+
+    metrics = ServiceMetrics()
+    callback = on_handled(metrics)
+
+    class Handler:
+        async def handle(self, event, tx):
+            callback(HandledMessage("mataro-wa", "whatsapp", event.id, "bot", "bot", None, None, 0))
+            if event.payload.sender.id == "34600000002":
+                raise RuntimeError("broken")
+            return Reply()
+
+    proc = LiveInboxProcessor(store, Handler(), Bus(), metrics, worker_id="w", batch_size=8)
+    try:
+        assert await proc.run_once()
+    finally:
+        await store.close()
+    # The batch of two rolled back, then each ran alone: only the one that committed is told.
+    assert [(e.kind, e.conversation_id) for e in published] == [("message_in", 1)]
