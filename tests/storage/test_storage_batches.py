@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 from sqlalchemy.exc import DBAPIError
@@ -10,6 +11,8 @@ from storage_helpers import inbound, reply_to, status
 
 from civicchat.messages import DeliveryStatus, Media, MediaKind, OutboundMessage, Text
 from civicchat.storage.base import EventKind, EventState, MediaState
+from civicchat.storage.engine import create_engine
+from civicchat.storage.sql import SqlStore
 from civicchat.storage.workers import InboxProcessor, OutboxSender, Reply
 
 A, B, C = "34600000001", "34600000002", "34600000003"
@@ -325,3 +328,30 @@ async def test_a_read_transaction_refuses_writes(store):
         await tx.contacts.identify("whatsapp", "acc1", A)
     async with store.read_transaction() as tx:
         assert await tx.contacts.get(1) is not None
+
+
+async def test_work_written_by_another_process_wakes_the_workers(store, target):
+    other = SqlStore(create_engine(target.url, schema=target.schema), clock=store.clock)
+    ready = asyncio.Event()
+    task = asyncio.create_task(other.listen_for_work(ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 10)
+        if not store.is_postgres:
+            await asyncio.wait_for(task, 5)  # one process on SQLite: nothing to listen to
+            assert not other.inbox_signal.is_set()
+            return
+        await store.accept([inbound(1, A)])
+        await asyncio.wait_for(other.inbox_signal.wait(), 5)
+        assert not other.outbox_signal.is_set()
+        async with store.transaction() as tx:
+            await tx.contacts.identify("whatsapp", "acc1", B)
+        await asyncio.sleep(0.2)
+        assert not other.outbox_signal.is_set()  # a commit without outbox writes says nothing
+        async with store.transaction() as tx:
+            await tx.enqueue([reply_to(inbound(1, A), "x")], key_prefix="other")
+        await asyncio.wait_for(other.outbox_signal.wait(), 5)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await other.close()

@@ -445,6 +445,7 @@ class ServiceRuntime:
         self._workers: list[Any] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._listener: asyncio.Task[None] | None = None
+        self._work_listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
 
     def senders(self) -> dict[tuple[str, str], ChannelSender]:
@@ -516,6 +517,11 @@ class ServiceRuntime:
             self._tasks.append(
                 asyncio.create_task(worker.run_forever(), name=type(worker).__name__)
             )
+        if self.store.is_postgres:
+            # Work written by other processes (a web-only process, another worker) wakes ours.
+            self._work_listener = asyncio.create_task(
+                self.store.listen_for_work(), name="civicchat-work"
+            )
         logger.info("started %d worker(s)", len(self._workers))
 
     async def stop(self) -> None:
@@ -528,6 +534,11 @@ class ServiceRuntime:
                 task.cancel()
         self._tasks.clear()
         self._workers.clear()
+        if self._work_listener is not None:
+            self._work_listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._work_listener
+            self._work_listener = None
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -65,10 +65,12 @@ from civicchat.storage.statements import (
     _DEADLOCK_RETRIES,
     _PG_CANDIDATES,
     _PG_CLAIM,
+    _PG_NOTIFY_WORK,
     _PG_ORDERED_SCAN,
     _PG_TRY_LOCK,
     _SENT,
     _SQLITE_CLAIM_MANY,
+    _WORK_CHANNEL,
     LeaseLostError,
     _chunks,
     _clip,
@@ -155,8 +157,53 @@ class SqlStore(SqlPrivacyMixin):
         async with self._begin() as conn:
             tx = SqlTransaction(conn, self.clock)
             yield tx
+            if tx.wrote_outbox and self.is_postgres:
+                await conn.execute(_PG_NOTIFY_WORK, {"what": "outbox"})  # delivered on commit
         if tx.wrote_outbox:
             self.outbox_signal.set()
+
+    async def listen_for_work(self, ready: asyncio.Event | None = None) -> None:
+        """Set :attr:`inbox_signal` / :attr:`outbox_signal` when *other* processes write work.
+
+        PostgreSQL only (``LISTEN``, on one pooled connection, per schema); runs until cancelled.
+        On SQLite (one process) it returns at once. ``ready`` is set once listening.
+        """
+        if not self.is_postgres:
+            if ready is not None:
+                ready.set()
+            return
+        while True:
+            try:
+                await self._listen_for_work(ready)
+            except Exception as exc:  # a lost connection: idle polling covers until we are back
+                _log.warning("work listener: %s, reconnecting", type(exc).__name__)
+                await asyncio.sleep(1.0)
+
+    async def _listen_for_work(self, ready: asyncio.Event | None) -> None:
+        async with self.engine.connect() as conn:
+            schema = await conn.scalar(text("SELECT current_schema()"))
+            await conn.commit()  # hold no transaction open while listening
+            driver: Any = (await conn.get_raw_connection()).driver_connection
+            channel = f"{_WORK_CHANNEL}{schema}"
+            lost = asyncio.Event()
+
+            def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+                (self.inbox_signal if payload == "inbox" else self.outbox_signal).set()
+
+            def on_lost(_conn: Any) -> None:
+                lost.set()
+
+            await driver.add_listener(channel, on_notify)
+            driver.add_termination_listener(on_lost)
+            try:
+                if ready is not None:
+                    ready.set()
+                await lost.wait()
+                raise ConnectionError("listening connection closed")
+            finally:
+                driver.remove_termination_listener(on_lost)
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(driver.remove_listener(channel, on_notify))
 
     def read_transaction(self) -> AbstractAsyncContextManager[SqlTransaction]:
         """A transaction for reading only (console pages, exports).
@@ -248,6 +295,8 @@ class SqlStore(SqlPrivacyMixin):
                         )
                     )
                     revived += result.rowcount
+            if self.is_postgres and (accepted or revived):
+                await conn.execute(_PG_NOTIFY_WORK, {"what": "inbox"})  # delivered on commit
         return accepted, revived
 
     async def claim_event(self, worker_id: str, *, lease_seconds: float) -> InboxEvent | None:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql as pg
@@ -310,6 +311,10 @@ _SQLITE_CLAIM_MANY = (
 _PG_ORDERED_SCAN = select(
     func.set_config("enable_sort", "off", True), func.set_config("enable_bitmapscan", "off", True)
 )
+# Wakes the idle workers of other processes (see SqlStore.listen_for_work); per schema, so that
+# two deployments sharing a database stay apart.
+_WORK_CHANNEL = "civicchat_work:"
+_PG_NOTIFY_WORK = text(f"SELECT pg_notify('{_WORK_CHANNEL}' || current_schema(), :what)")
 _PG_CANDIDATES = (
     select(_E.c.id, _E.c.conversation_key)
     .where(_claimable(_E))
