@@ -111,6 +111,9 @@ _T: dict[str, tuple[str, str, str]] = {
     "accounts": ("Comptes", "Cuentas", "Accounts"),
     "templates": ("Plantilles", "Plantillas", "Templates"),
     "role": ("Rol", "Rol", "Role"),
+    "role_operator": ("operador/a", "operador/a", "operator"),
+    "role_supervisor": ("supervisor/a", "supervisor/a", "supervisor"),
+    "role_admin": ("administrador/a", "administrador/a", "admin"),
     "capacity": ("Capacitat", "Capacidad", "Capacity"),
     "teams": (
         "Equips (separats per comes)",

@@ -1,0 +1,36 @@
+"""What operators read: the console's words are in the operator's language, roles included."""
+
+from __future__ import annotations
+
+import pytest
+from console_helpers import World, login_as
+
+
+@pytest.mark.parametrize(
+    ("lang", "expected", "english"),
+    [("ca", "Op A · operador/a", "· operator<"), ("es", "Op A · operador/a", "· operator<")],
+)
+async def test_top_bar_names_the_role_in_the_operators_language(
+    world: World, lang: str, expected: str, english: str
+) -> None:
+    async with world.client() as client:
+        await login_as(client, "op_a")
+        await client.get(f"/lang/{lang}")
+        page = await client.get("/console")
+        assert page.status_code == 200
+        assert expected in page.text
+        assert english not in page.text.replace("</span>", "<")
+
+
+async def test_operators_admin_lists_roles_in_the_admins_language(world: World) -> None:
+    async with world.client() as client:
+        await login_as(client, "admin_a")
+        await client.get("/lang/es")
+        page = await client.get("/admin/operators")
+        assert page.status_code == 200
+        assert '<option value="supervisor">supervisor/a</option>' in page.text
+        assert '<option value="admin">administrador/a</option>' in page.text
+        assert ">admin</option>" not in page.text
+        await client.get("/lang/en")
+        page = await client.get("/admin/operators")
+        assert '<option value="admin">admin</option>' in page.text
