@@ -204,7 +204,7 @@ def test_in_hours_queued_then_an_operator_answer_reaches_the_graph_api(in_hours:
         wa_text("wamid.e2e.4", "hola, tinc un dubte personal", ts=MONDAY_10, sender=who)
     )
     texts = wait_until(lambda: len(in_hours.texts_to(who)) >= 2 and in_hours.texts_to(who))
-    assert "us atendrà una persona" in texts[1]
+    assert "t'atendrà una persona" in texts[1]
 
     async def conversation_id() -> int:
         store = await open_store(in_hours.db_url)

@@ -80,7 +80,7 @@ async def test_a_numbered_answer_picks_the_option_of_a_menu_the_channel_showed_a
     assert any("bus" in body.lower() for body in fourth)
     # A number that is no option is an ordinary message: no keyword, so a person gets it.
     fifth = await _say(store, processor, 5, "7")
-    assert any("us atendrà una persona" in body for body in fifth)
+    assert any("t'atendrà una persona" in body for body in fifth)
 
 
 async def test_first_contact_notice_comes_once_before_the_first_answer(store: SqlStore):
