@@ -1,0 +1,43 @@
+"""In a real browser: what a citizen sees in the web chat (formatting, language switch)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from browser_helpers import Service
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def test_keyword_list_is_bold_not_starred_and_the_language_switch_sticks(
+    service: Service, browser: Any
+) -> None:
+    context = browser.new_context(viewport={"width": 420, "height": 720}, locale="ca-ES")
+    failed: list[str] = []
+    chat = context.new_page()
+    chat.on("response", lambda r: failed.append(r.url) if r.status >= 400 else None)
+    chat.goto(f"{service.base}/chat/mataro-web")
+    assert "PARAULES CLAU" in chat.inner_text(".note.hello")
+    chat.fill("#text", "PARAULES CLAU")
+    chat.click("#send")
+
+    # WhatsApp's *bold* is shown bold, without the stars.
+    title = chat.wait_for_selector(".msg.them strong", timeout=15_000)
+    assert title.inner_text() == "Paraules clau"
+    answers = chat.inner_text("#log")
+    assert "*Paraules clau*" not in answers
+    assert "*Mobilitat*" not in answers
+    assert chat.locator(".msg.them strong", has_text="Mobilitat").count() == 1
+
+    # Switching to Spanish translates the greeting too, and is remembered on the next visit.
+    chat.click("#lang")
+    assert "PALABRAS CLAVE" in chat.inner_text(".note.hello")
+    assert chat.get_attribute("html", "lang") == "es"
+    chat.goto(f"{service.base}/chat/mataro-web")
+    assert chat.inner_text("#lang") == "Català"
+    assert "PALABRAS CLAVE" in chat.inner_text(".note.hello")
+    assert chat.get_attribute("#text", "placeholder") == "Escribe tu mensaje…"
+    # No request of the page fails (not even the tab's icon).
+    assert failed == []
+    context.close()
