@@ -34,3 +34,22 @@ async def test_operators_admin_lists_roles_in_the_admins_language(world: World) 
         await client.get("/lang/en")
         page = await client.get("/admin/operators")
         assert '<option value="admin">admin</option>' in page.text
+
+
+async def test_conversation_history_speaks_the_operators_language(world: World) -> None:
+    conv = await world.conversation("wa-a")
+    base = f"/console/conversations/{conv.id}"
+    async with world.client() as client:
+        csrf = await login_as(client, "op_a")
+        assert (await client.post(f"{base}/take", data={"csrf_token": csrf})).status_code == 303
+        await client.get("/lang/es")
+        page = await client.get(base)
+        assert page.status_code == 200
+        history = page.text.split('class="history"', 1)[1].split("</ul>", 1)[0]
+        assert "en espera → asignada" in history
+        assert "tomada" in history
+        assert "queued" not in history
+        assert "assigned" not in history
+        await client.get("/lang/ca")
+        history = (await client.get(base)).text.split('class="history"', 1)[1]
+        assert "en espera → assignada" in history.split("</ul>", 1)[0]

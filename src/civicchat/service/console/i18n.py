@@ -179,6 +179,23 @@ _T: dict[str, tuple[str, str, str]] = {
         "no reply: supervisor alerted",
     ),
     "state_closed": ("tancada", "cerrada", "closed"),
+    # The conversation's history (audit): who moved it and why, in the operator's language.
+    "actor_bot": ("bot", "bot", "bot"),
+    "actor_system": ("sistema", "sistema", "system"),
+    "actor_citizen": ("ciutadà", "ciudadano", "citizen"),
+    "actor_retention": ("conservació de dades", "conservación de datos", "retention"),
+    "note_handoff": ("demana una persona", "pide una persona", "handoff"),
+    "note_dispatch": ("assignació automàtica", "asignación automática", "dispatch"),
+    "note_sticky": ("el seu darrer operador", "su último operador", "sticky"),
+    "note_take": ("agafada", "tomada", "take"),
+    "note_transfer": ("transferida", "transferida", "transfer"),
+    "note_reply": ("resposta", "respuesta", "reply"),
+    "note_operator_offline": ("operador desconnectat", "operador desconectado", "operator offline"),
+    "note_keyword_answered": (
+        "resposta automàtica",
+        "respuesta automática",
+        "keyword answered",
+    ),
     "minutes": ("min", "min", "min"),
     "hours_short": ("h", "h", "h"),
 }
