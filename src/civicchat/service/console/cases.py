@@ -53,6 +53,15 @@ _LABELS: Mapping[str, Mapping[str, str]] = {
         "assign": "Assigna",
         "save": "Desa",
         "notified": "Es notifica al ciutadà pel canal que va fer servir.",
+        "kind_created": "registrada",
+        "kind_status": "canvi d'estat",
+        "kind_assigned": "assignada",
+        "kind_forwarded": "enviada al back office",
+        "kind_forward_failed": "error en enviar-la",
+        "kind_anonymised": "anonimitzada",
+        "actor_citizen": "ciutadà",
+        "actor_retention": "conservació de dades",
+        "actor_system": "sistema",
     },
     "es": {
         "cases": "Incidencias",
@@ -63,7 +72,7 @@ _LABELS: Mapping[str, Mapping[str, str]] = {
         "department": "Departamento",
         "created": "Creada",
         "updated": "Cambiada",
-        "filter": "Filtra",
+        "filter": "Filtrar",
         "none": "Ninguna incidencia.",
         "description": "Descripción",
         "location": "Ubicación",
@@ -77,10 +86,56 @@ _LABELS: Mapping[str, Mapping[str, str]] = {
         "error": "Error",
         "history": "Historial",
         "note": "Nota para el ciudadano",
-        "change_status": "Cambia el estado",
-        "assign": "Asigna",
-        "save": "Guarda",
+        "change_status": "Cambiar el estado",
+        "assign": "Asignar",
+        "save": "Guardar",
         "notified": "Se notifica al ciudadano por el canal que usó.",
+        "kind_created": "registrada",
+        "kind_status": "cambio de estado",
+        "kind_assigned": "asignada",
+        "kind_forwarded": "enviada al back office",
+        "kind_forward_failed": "error al enviarla",
+        "kind_anonymised": "anonimizada",
+        "actor_citizen": "ciudadano",
+        "actor_retention": "conservación de datos",
+        "actor_system": "sistema",
+    },
+    "en": {
+        "cases": "Cases",
+        "reference": "Reference",
+        "status": "Status",
+        "all": "All",
+        "category": "Category",
+        "department": "Department",
+        "created": "Created",
+        "updated": "Changed",
+        "filter": "Filter",
+        "none": "No cases.",
+        "description": "Description",
+        "location": "Location",
+        "map": "Map",
+        "outside": "outside the municipality",
+        "photo": "Photo or video",
+        "pending": "not downloaded yet",
+        "channel": "Channel",
+        "open311": "Open311",
+        "not_forwarded": "not sent",
+        "error": "Error",
+        "history": "History",
+        "note": "Note for the citizen",
+        "change_status": "Change the status",
+        "assign": "Assign",
+        "save": "Save",
+        "notified": "The citizen is told on the channel they used.",
+        "kind_created": "created",
+        "kind_status": "status changed",
+        "kind_assigned": "assigned",
+        "kind_forwarded": "sent to the back office",
+        "kind_forward_failed": "sending failed",
+        "kind_anonymised": "anonymised",
+        "actor_citizen": "citizen",
+        "actor_retention": "retention",
+        "actor_system": "system",
     },
 }
 
@@ -154,7 +209,36 @@ class CaseViews:
 
     async def page(self, request: Request, me: Principal) -> Response:
         case = await self._case(request, me)
-        return self.c.render(request, "cases_case.html", me, case=case, **self._values(request))
+        values = self._values(request)
+        labels: Mapping[str, str] = values["L"]
+        names: dict[str, str] = {}
+        async with self.c.ctx.store.transaction() as tx:
+            for change in case.history:
+                actor = change.actor
+                if actor in names:
+                    continue
+                if actor.startswith("operator:") and actor[9:].isdigit():
+                    operator = await tx.operators.get_operator(int(actor[9:]))
+                    # Only a colleague of this operator's accounts is named; others stay a number.
+                    if operator is not None and any(
+                        a.member_of(operator.account) for a in me.accounts
+                    ):
+                        names[actor] = operator.name
+                        continue
+                names[actor] = labels.get(f"actor_{actor}", actor)
+
+        def history_kind(kind: str) -> str:
+            return labels.get(f"kind_{kind}", kind)
+
+        return self.c.render(
+            request,
+            "cases_case.html",
+            me,
+            case=case,
+            actor_name=names,
+            history_kind=history_kind,
+            **values,
+        )
 
     async def change_status(self, request: Request, me: Principal) -> Response:
         case = await self._case(request, me)
