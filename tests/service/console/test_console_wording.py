@@ -53,3 +53,20 @@ async def test_conversation_history_speaks_the_operators_language(world: World) 
         await client.get("/lang/ca")
         history = (await client.get(base)).text.split('class="history"', 1)[1]
         assert "en espera → assignada" in history.split("</ul>", 1)[0]
+
+
+async def test_office_hours_page_names_weekdays_in_the_admins_language(world: World) -> None:
+    async with world.client() as client:
+        await login_as(client, "admin_a")
+        await client.get("/lang/es")
+        page = await client.get("/admin/accounts/wa-a/hours")
+        assert page.status_code == 200
+        table = page.text.split('<table class="list small">', 1)[1].split("</table>", 1)[0]
+        assert "<td>lunes</td>" in table
+        assert "<td>domingo</td>" in table
+        assert "monday" not in table
+        # An expected holiday not published yet is explained, not just a bare question mark.
+        assert "fecha por confirmar" in page.text
+        await client.get("/lang/ca")
+        page = await client.get("/admin/accounts/wa-a/hours")
+        assert "<td>dimecres</td>" in page.text

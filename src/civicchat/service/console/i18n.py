@@ -179,6 +179,18 @@ _T: dict[str, tuple[str, str, str]] = {
         "no reply: supervisor alerted",
     ),
     "state_closed": ("tancada", "cerrada", "closed"),
+    "day_monday": ("dilluns", "lunes", "Monday"),
+    "day_tuesday": ("dimarts", "martes", "Tuesday"),
+    "day_wednesday": ("dimecres", "miércoles", "Wednesday"),
+    "day_thursday": ("dijous", "jueves", "Thursday"),
+    "day_friday": ("divendres", "viernes", "Friday"),
+    "day_saturday": ("dissabte", "sábado", "Saturday"),
+    "day_sunday": ("diumenge", "domingo", "Sunday"),
+    "tentative": (
+        "data per confirmar (festiu previst, encara no publicat)",
+        "fecha por confirmar (festivo previsto, aún no publicado)",
+        "date to be confirmed (expected holiday, not published yet)",
+    ),
     # The conversation's history (audit): who moved it and why, in the operator's language.
     "actor_bot": ("bot", "bot", "bot"),
     "actor_system": ("sistema", "sistema", "system"),
