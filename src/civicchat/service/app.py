@@ -35,6 +35,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import BaseRoute, Route
 
 from civicchat.bot import BotAccount
+from civicchat.channels._http import provider_client
 from civicchat.channels.webchat import WebChatHub
 from civicchat.clock import Clock
 from civicchat.exceptions import ConfigError
@@ -118,7 +119,7 @@ def create_app(
     store = SqlStore(engine, clock=clock)
     live = _live_bus(config)
     hub = WebChatHub()
-    http = client or httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0))
+    http = client or provider_client()
     accounts = build_accounts(config, client=http, clock=clock, relay_hub=RelayHub(live))
     blobs = LocalBlobStore(config.media.directory)
     metrics = ServiceMetrics()
