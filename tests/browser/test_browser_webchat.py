@@ -41,3 +41,25 @@ def test_keyword_list_is_bold_not_starred_and_the_language_switch_sticks(
     # No request of the page fails (not even the tab's icon).
     assert failed == []
     context.close()
+
+
+def test_a_question_is_answered_once_its_buttons_then_stop(service: Service, browser: Any) -> None:
+    context = browser.new_context(viewport={"width": 420, "height": 720}, locale="ca-ES")
+    chat = context.new_page()
+    chat.goto(f"{service.base}/chat/mataro-web?lang=ca")
+    chat.fill("#text", "horari de la deixalleria")
+    chat.click("#send")
+    question = chat.wait_for_selector(".msg.them:has-text('Volia dir') .buttons", timeout=15_000)
+    buttons = question.query_selector_all("button")
+    assert len(buttons) >= 2
+    assert not any(b.is_disabled() for b in buttons)
+    buttons[0].click()
+    chat.wait_for_selector(".msg.them:has-text('deixalleria pots portar')", timeout=15_000)
+    assert all(b.is_disabled() for b in buttons)
+    assert buttons[0].get_attribute("class") == "chosen"
+    answers = chat.locator(".msg.them:has-text('deixalleria pots portar')").count()
+    buttons[1].click(force=True)  # a disabled button sends nothing
+    chat.wait_for_timeout(500)
+    assert chat.locator(".msg.me").count() == 2
+    assert chat.locator(".msg.them:has-text('deixalleria pots portar')").count() == answers
+    context.close()
