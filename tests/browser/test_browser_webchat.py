@@ -63,3 +63,15 @@ def test_a_question_is_answered_once_its_buttons_then_stop(service: Service, bro
     assert chat.locator(".msg.me").count() == 2
     assert chat.locator(".msg.them:has-text('deixalleria pots portar')").count() == answers
     context.close()
+
+
+def test_a_lost_live_connection_is_said_until_it_is_back(service: Service, browser: Any) -> None:
+    context = browser.new_context(viewport={"width": 420, "height": 720}, locale="es-ES")
+    context.route("**/events?*", lambda route: route.abort())
+    chat = context.new_page()
+    chat.goto(f"{service.base}/chat/mataro-web")
+    note = chat.wait_for_selector(".note.offline", timeout=10_000)
+    assert note.inner_text() == "Conexión perdida; reconectando…"
+    context.unroute("**/events?*")
+    chat.wait_for_selector(".note.offline", state="detached", timeout=15_000)
+    context.close()
