@@ -1,11 +1,11 @@
-"""In a real browser: what a citizen sees in the web chat (formatting, language switch)."""
+"""In a real browser: what a citizen sees in the web chat, and the console's top bar on a laptop."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from browser_helpers import Service
+from browser_helpers import Service, login
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -74,4 +74,26 @@ def test_a_lost_live_connection_is_said_until_it_is_back(service: Service, brows
     assert note.inner_text() == "Conexión perdida; reconectando…"
     context.unroute("**/events?*")
     chat.wait_for_selector(".note.offline", state="detached", timeout=15_000)
+    context.close()
+
+
+def test_console_top_bar_fits_one_line_of_a_laptop_in_spanish(
+    service: Service, browser: Any
+) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 720}, locale="es-ES")
+    page = context.new_page()
+    login(page, service.base, "admin", service.passwords["admin"])
+    for path in ("/console", "/admin"):
+        page.goto(f"{service.base}/lang/es?next={path}")
+        page.wait_for_selector("header.top .langs")
+        bar = page.locator("header.top").bounding_box()
+        langs = page.locator("header.top .langs").bounding_box()
+        brand = page.locator("header.top .brand").bounding_box()
+        assert bar is not None
+        assert langs is not None
+        assert brand is not None
+        assert bar["height"] < 70, path  # one row of links, not two
+        assert abs(langs["y"] - brand["y"]) < 20, path
+        who = page.locator("header.top .who")
+        assert "Administración" in (who.get_attribute("title") or "")
     context.close()
