@@ -32,6 +32,8 @@ _TITLES = {
     "es": "Chat del 010 · Ayuntamiento de Mataró",
 }
 
+_NO_CHAT = "Aquest xat no existeix: revisa l'enllaç.\nEste chat no existe: revisa el enlace.\n"
+
 
 def _asset(name: str) -> str:
     return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
@@ -61,7 +63,8 @@ def webchat_routes(hub: WebChatHub, accounts: Mapping[str, str]) -> list[Route]:
     async def chat_page(request: Request) -> Response:
         name = known(request)
         if name is None:
-            return PlainTextResponse("no such chat", 404)
+            # A citizen who followed an old or mistyped link: tell them in both languages.
+            return PlainTextResponse(_NO_CHAT, 404)
         lang = _language(request)
         config = {"account": name, "lang": lang, "title": accounts[name] or _TITLES[lang]}
         html = page.replace("__CONFIG__", json.dumps(config).replace("<", "\\u003c"))
