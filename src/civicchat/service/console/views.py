@@ -494,11 +494,17 @@ class ConsoleViews:
             await self._publish(conv, "message_out", {"outbox": written})
             if entries:
                 await self._publish(conv, "conversation", {"state": conv.state})
-        return self._back(request, conv)
+        return self._back(request, conv, me)
 
-    def _back(self, request: Request, conv: Conversation) -> Response:
+    def _back(self, request: Request, conv: Conversation, me: Principal) -> Response:
         if request.headers.get("x-requested-with") == "fetch":
             return Response(status_code=204)
+        try:
+            me.check_conversation(conv)
+        except Denied:
+            # Closed, or handed to a colleague: the operator may not open it any more, so the
+            # queue is where they go next, not a "no permission" page.
+            return RedirectResponse("/console", 303)
         return RedirectResponse(f"/console/conversations/{conv.id}", 303)
 
     async def _publish(self, conv: Conversation, kind: str, data: dict[str, Any]) -> None:
@@ -571,7 +577,7 @@ class ConsoleViews:
             await tx.audit.audit(AuditEntry(now, actor, action, conv.account, details))
         log.info("operator %d: %s conversation %d", me.id, action, conv.id)
         await self._publish(conv, "conversation", {"state": conv.state})
-        return self._back(request, conv)
+        return self._back(request, conv, me)
 
     async def take(self, request: Request, me: Principal) -> Response:
         return await self._act(request, me, "take")
