@@ -59,11 +59,16 @@ bare_app = Starlette(routes=[Route("/webhooks/whatsapp/{account}", _bare, method
 
 _arrivals: dict[str, float] = {}
 _count = 0
+# The real Graph API answers in ~0.1-0.3 s, so a sender keeps dozens of requests in flight;
+# --graph-delay makes the fake provider as slow (the default answers at once).
+_GRAPH_DELAY = float(os.environ.get("CIVICCHAT_BENCH_GRAPH_DELAY", "0"))
 
 
 async def _graph_send(request: Request) -> Response:
     global _count
     body = await request.json()
+    if _GRAPH_DELAY:
+        await asyncio.sleep(_GRAPH_DELAY)
     _arrivals.setdefault(str(body.get("to")), time.time())
     _count += 1
     return JSONResponse({"messages": [{"id": f"wamid.bench.{_count}"}]})
@@ -466,6 +471,7 @@ def _line(name: str, r: Result) -> str:
 async def run(args: argparse.Namespace) -> int:
     rates = [float(r) for r in args.rates.split(",")]
     processes = [int(p) for p in args.processes.split(",")]
+    os.environ["CIVICCHAT_BENCH_GRAPH_DELAY"] = str(args.graph_delay)
     graph_port = free_port()
     graph_proc = _uvicorn("pipeline:fake_graph_app", graph_port)
     graph = f"http://127.0.0.1:{graph_port}"
@@ -544,6 +550,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=os.environ.get(
             "CIVICCHAT_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
         ),
+    )
+    parser.add_argument(
+        "--graph-delay",
+        type=float,
+        default=0.0,
+        help="seconds the fake Graph API takes to answer a send (the real one: ~0.1-0.3)",
     )
     args = parser.parse_args(argv)
     return asyncio.run(run(args))
