@@ -173,3 +173,14 @@ async def test_closing_the_client_closes_idle_connections() -> None:
 def test_a_pool_needs_a_connection() -> None:
     with pytest.raises(ValueError, match="max_connections"):
         LeanPool(max_connections=0)
+
+
+async def test_a_proxy_from_the_environment_is_still_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with serving() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        async with provider_client() as client:
+            response = await client.get("http://graph.example.invalid/v21.0/1/messages")
+        assert response.json() == {"ok": True}
+        assert proxy.connections == 1

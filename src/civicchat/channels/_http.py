@@ -143,13 +143,19 @@ def provider_client(
     instead of ~0.7 ms. This client uses :class:`LeanPool` (constant work a request) behind
     httpx's own transport, so requests, responses, timeouts and errors stay httpx's.
     """
-    transport = httpx.AsyncHTTPTransport()
-    transport._pool = LeanPool(  # type: ignore[assignment]
-        ssl_context=httpx.create_ssl_context(),
-        max_connections=max_connections,
-        keepalive_expiry=keepalive_expiry,
-    )
-    return httpx.AsyncClient(transport=transport, timeout=timeout)
+    client = httpx.AsyncClient(timeout=timeout)
+    # Only the default transport's pool is swapped: proxies from the environment (HTTPS_PROXY)
+    # keep their own transports, as with a plain client.
+    transport = client._transport
+    if isinstance(transport, httpx.AsyncHTTPTransport) and isinstance(
+        getattr(transport, "_pool", None), httpcore.AsyncConnectionPool
+    ):
+        transport._pool = LeanPool(  # type: ignore[assignment]
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=max_connections,
+            keepalive_expiry=keepalive_expiry,
+        )
+    return client
 
 
 _Key = tuple[bytes, bytes, int]
