@@ -7,82 +7,14 @@ server fails the tests instead of skipping them.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import text
 
-from civicchat.storage.engine import create_engine, upgrade
-
-PG_URL = os.environ.get(
-    "CIVICCHAT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
-REQUIRE_PG = os.environ.get("CIVICCHAT_REQUIRE_POSTGRES") == "1"
-
-_state: dict[str, str | None] = {}
-
-
-async def pg_unreachable() -> str | None:
-    """None when PostgreSQL answers, else why not (checked once per run)."""
-    if "error" not in _state:
-        engine = create_engine(PG_URL)
-        try:
-            async with asyncio.timeout(5), engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-            _state["error"] = None
-        except Exception as exc:
-            _state["error"] = f"{type(exc).__name__}: {exc}"
-        finally:
-            await engine.dispose()
-    return _state["error"]
-
-
-async def require_postgres() -> None:
-    error = await pg_unreachable()
-    if error is None:
-        return
-    message = f"PostgreSQL at {PG_URL} is unreachable: {error}"
-    if REQUIRE_PG:
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-async def create_pg_schema() -> str:
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    engine = create_engine(PG_URL)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text(f"CREATE SCHEMA {schema}"))
-    finally:
-        await engine.dispose()
-    engine = create_engine(PG_URL, schema=schema)
-    try:
-        await upgrade(engine)
-    finally:
-        await engine.dispose()
-    return schema
-
-
-async def drop_pg_schema(schema: str) -> None:
-    engine = create_engine(PG_URL)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-    finally:
-        await engine.dispose()
-
-
-async def migrate_file(path: str) -> None:
-    engine = create_engine(path)
-    try:
-        await upgrade(engine)
-    finally:
-        await engine.dispose()
+from civicchat.storage.engine import create_engine
+from pg_helpers import PG_URL, require_postgres
 
 
 async def sqlite_case_engine(tmp_path: Path, template: Path) -> Any:

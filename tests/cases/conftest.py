@@ -8,18 +8,18 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import pytest
-from case_sql_targets import (
-    create_pg_schema,
-    drop_pg_schema,
-    migrate_file,
-    pg_unreachable,
-)
 
 from civicchat.cases.config import CasesConfig, load_cases_config
 from civicchat.cases.flow import CaseFlow
 from civicchat.cases.memory import MemoryCaseStore
 from civicchat.clock import ManualClock
 from civicchat.messages import InboundContent, InboundMessage, Sender
+from pg_helpers import (
+    create_pg_schema,
+    drop_pg_schema,
+    migrate_file,
+    pg_unreachable,
+)
 
 MATARO_CASES = Path(__file__).resolve().parents[2] / "examples" / "mataro" / "cases.yaml"
 START = datetime(2026, 3, 27, 9, 0, tzinfo=UTC)

@@ -7,9 +7,7 @@ empties its tables first, so parallel and repeated runs never collide. With ``CI
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,41 +17,17 @@ import pytest
 from sqlalchemy import text
 
 from civicchat.clock import ManualClock
-from civicchat.storage.engine import create_engine, upgrade
+from civicchat.storage.engine import create_engine
 from civicchat.storage.schema import Base
 from civicchat.storage.sql import SqlStore
-
-PG_URL = os.environ.get(
-    "CIVICCHAT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+from pg_helpers import (
+    PG_URL,
+    create_pg_schema,
+    drop_pg_schema,
+    migrate_file,
+    pg_unreachable,
+    require_postgres,
 )
-REQUIRE_PG = os.environ.get("CIVICCHAT_REQUIRE_POSTGRES") == "1"
-
-_pg_state: dict[str, str | None] = {}
-
-
-async def _pg_unreachable() -> str | None:
-    """None when PostgreSQL answers, else why not (checked once per run)."""
-    if "error" not in _pg_state:
-        engine = create_engine(PG_URL)
-        try:
-            async with asyncio.timeout(5), engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-            _pg_state["error"] = None
-        except Exception as exc:
-            _pg_state["error"] = f"{type(exc).__name__}: {exc}"
-        finally:
-            await engine.dispose()
-    return _pg_state["error"]
-
-
-async def require_postgres() -> None:
-    error = await _pg_unreachable()
-    if error is None:
-        return
-    message = f"PostgreSQL at {PG_URL} is unreachable: {error}"
-    if REQUIRE_PG:
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @dataclass(frozen=True)
@@ -69,54 +43,25 @@ _BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 _TABLES = ", ".join(Base.metadata.tables)
 
 
-async def _create_schema(schema: str, *, migrate: bool) -> None:
-    engine = create_engine(PG_URL, schema=schema)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text(f"CREATE SCHEMA {schema}"))
-        if migrate:
-            await upgrade(engine)
-    finally:
-        await engine.dispose()
-
-
-async def _drop_schema(schema: str) -> None:
-    engine = create_engine(PG_URL)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-    finally:
-        await engine.dispose()
-
-
-async def _migrate_file(path: str) -> None:
-    engine = create_engine(path)
-    try:
-        await upgrade(engine)
-    finally:
-        await engine.dispose()  # closing the last connection checkpoints the WAL into the file
-
-
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite file, copied for each test (faster than migrating each time)."""
     path = tmp_path_factory.mktemp("template") / "civicchat.db"
-    asyncio.run(_migrate_file(str(path)))
+    asyncio.run(migrate_file(str(path)))
     return path
 
 
 @pytest.fixture(scope="session")
 def pg_schema() -> Iterator[str | None]:
     """A migrated schema of this test process; each test empties its tables first."""
-    if asyncio.run(_pg_unreachable()) is not None:
+    if asyncio.run(pg_unreachable()) is not None:
         yield None
         return
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    asyncio.run(_create_schema(schema, migrate=True))
+    schema = asyncio.run(create_pg_schema())
     try:
         yield schema
     finally:
-        asyncio.run(_drop_schema(schema))
+        asyncio.run(drop_pg_schema(schema))
 
 
 @pytest.fixture(params=_BACKENDS)
@@ -147,12 +92,11 @@ async def empty_target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         yield Target("sqlite", str(tmp_path / "empty.db"))
         return
     await require_postgres()
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    await _create_schema(schema, migrate=False)
+    schema = await create_pg_schema(migrate=False)
     try:
         yield Target("postgres", PG_URL, schema)
     finally:
-        await _drop_schema(schema)
+        await drop_pg_schema(schema)
 
 
 @pytest.fixture

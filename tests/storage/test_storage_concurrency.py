@@ -13,7 +13,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from conftest import PG_URL, require_postgres
 from sqlalchemy import func, select, text
 from storage_helpers import inbound
 from test_storage_crash import lines, wait_for
@@ -23,6 +22,7 @@ from civicchat.storage.base import EventKind, EventState
 from civicchat.storage.engine import create_engine, upgrade
 from civicchat.storage.schema import ConversationRow, InboxRow, OutboxRow
 from civicchat.storage.sql import SqlStore
+from pg_helpers import PG_URL, require_postgres
 
 WORKER = Path(__file__).with_name("storage_worker.py")
 PROCESSES = 4

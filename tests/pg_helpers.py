@@ -1,0 +1,81 @@
+"""The real PostgreSQL for tests: where it is, whether it answers, and a fresh schema per process.
+
+With ``CIVICCHAT_REQUIRE_POSTGRES=1`` (CI) an unreachable server fails the tests that need it;
+otherwise they skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from civicchat.storage.engine import create_engine, upgrade
+
+PG_URL = os.environ.get(
+    "CIVICCHAT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+REQUIRE_PG = os.environ.get("CIVICCHAT_REQUIRE_POSTGRES") == "1"
+
+_state: dict[str, str | None] = {}
+
+
+async def pg_unreachable() -> str | None:
+    """None when PostgreSQL answers, else why not (checked once per run)."""
+    if "error" not in _state:
+        engine = create_engine(PG_URL)
+        try:
+            async with asyncio.timeout(5), engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            _state["error"] = None
+        except Exception as exc:
+            _state["error"] = f"{type(exc).__name__}: {exc}"
+        finally:
+            await engine.dispose()
+    return _state["error"]
+
+
+async def require_postgres() -> None:
+    """Fail (CI) or skip (locally) the calling test when PostgreSQL does not answer."""
+    error = await pg_unreachable()
+    if error is None:
+        return
+    message = f"PostgreSQL at {PG_URL} is unreachable: {error}"
+    if REQUIRE_PG:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+async def create_pg_schema(*, migrate: bool = True) -> str:
+    """A new schema with a random name, migrated to the head revision unless told not to."""
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    engine = create_engine(PG_URL, schema=schema)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"CREATE SCHEMA {schema}"))
+        if migrate:
+            await upgrade(engine)
+    finally:
+        await engine.dispose()
+    return schema
+
+
+async def drop_pg_schema(schema: str) -> None:
+    engine = create_engine(PG_URL)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+    finally:
+        await engine.dispose()
+
+
+async def migrate_file(path: str) -> None:
+    """Migrate a SQLite file to the head revision."""
+    engine = create_engine(path)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()  # closing the last connection checkpoints the WAL into the file
