@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,6 +25,7 @@ from service_fakes import (
 )
 
 from civicchat.storage.sql import open_store
+from service_process import serve_process
 
 pytestmark = pytest.mark.slow
 
@@ -107,45 +105,8 @@ def _start(directory: Path, fake: FakeProviders, base: str, clock: str) -> Itera
         config.read_text().replace("demo_operators: false", "demo_operators: true"),
         encoding="utf-8",
     )
-    port = free_port()
-    log = directory / "service.log"
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(directory)}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "civicchat.cli.serve",
-                "serve",
-                str(config),
-                "--port",
-                str(port),
-            ],
-            cwd=directory,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    running = Running(f"http://127.0.0.1:{port}", fake, directory, db_url, log)
-    try:
-
-        def ready() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"the service exited:\n{log.read_text()}")
-            try:
-                return httpx.get(f"{running.base}/readyz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(ready, within=30)
-        yield running
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    with serve_process(config, directory) as process:
+        yield Running(process.base, fake, directory, db_url, process.log)
 
 
 @pytest.fixture(scope="module")
