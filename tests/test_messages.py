@@ -15,6 +15,7 @@ from civicchat.messages import (
     Sender,
     Text,
     content_from_json,
+    split_text,
 )
 
 
@@ -73,3 +74,67 @@ def test_envelopes_are_frozen_and_typed() -> None:
 def test_status_rank_orders_out_of_order_statuses() -> None:
     assert DeliveryStatus.READ.rank > DeliveryStatus.DELIVERED.rank > DeliveryStatus.SENT.rank
     assert DeliveryStatus.FAILED.rank > DeliveryStatus.PLAYED.rank
+
+
+# --------------------------------------------------------------------------- Buttons.media
+
+
+def _bus_buttons(**kwargs: object) -> Buttons:
+    return Buttons(body="Bus urbà", buttons=(ReplyButton(id="kw:tren", title="Tren"),), **kwargs)  # type: ignore[arg-type]
+
+
+def test_buttons_carry_a_media_header_and_round_trip() -> None:
+    doc = Media(media_kind=MediaKind.DOCUMENT, link="https://example.org/x.pdf", filename="x.pdf")
+    content = _bus_buttons(media=doc)
+    assert content.media == doc
+    assert content_from_json(content.model_dump_json()) == content
+    image = Media(media_kind=MediaKind.IMAGE, media_id="123")
+    assert _bus_buttons(media=image, footer="010").media == image
+
+
+def test_buttons_refuse_a_text_header_and_a_media_header_together() -> None:
+    doc = Media(media_kind=MediaKind.DOCUMENT, link="https://example.org/x.pdf")
+    with pytest.raises(ValidationError, match="text header or a media header, not both"):
+        _bus_buttons(header="Mataró Bus", media=doc)
+
+
+@pytest.mark.parametrize("kind", [MediaKind.AUDIO, MediaKind.VOICE, MediaKind.STICKER])
+def test_buttons_refuse_a_media_header_that_is_not_image_video_or_document(
+    kind: MediaKind,
+) -> None:
+    with pytest.raises(ValidationError, match="image, a video or a document"):
+        _bus_buttons(media=Media(media_kind=kind, media_id="1"))
+
+
+def test_a_media_header_still_needs_a_source() -> None:
+    with pytest.raises(ValidationError, match="media_id or a link"):
+        Buttons.model_validate(
+            {
+                "body": "x",
+                "buttons": [{"id": "a", "title": "A"}],
+                "media": {"media_kind": "image"},
+            }
+        )
+
+
+# --------------------------------------------------------------------------- split_text
+
+
+def test_split_text_is_one_function_for_keywords_and_channels() -> None:
+    import importlib
+
+    for module in ("civicchat.channels.degrade", "civicchat.keywords.index"):
+        assert importlib.import_module(module).split_text is split_text
+
+
+def test_split_text_prefers_paragraphs_then_lines_then_sentences_then_spaces() -> None:
+    assert split_text("abc", 10) == ["abc"]
+    assert split_text("aaa bbb\n\nccc", 7) == ["aaa bbb", "ccc"]
+    assert split_text("Primer. Segon tros", 12) == ["Primer.", "Segon tros"]
+    assert split_text("x" * 25, 10) == ["x" * 10, "x" * 10, "x" * 5]
+    assert split_text("  \n ", 10) == []
+
+
+def test_split_text_refuses_a_limit_below_one() -> None:
+    with pytest.raises(ValueError, match="positive limit"):
+        split_text("abc", 0)

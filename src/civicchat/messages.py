@@ -21,11 +21,13 @@ No I/O happens in this module.
 from __future__ import annotations
 
 import enum
+import re
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 __all__ = [
+    "HEADER_MEDIA_KINDS",
     "Buttons",
     "ContactCard",
     "Contacts",
@@ -55,6 +57,7 @@ __all__ = [
     "Text",
     "Unsupported",
     "content_from_json",
+    "split_text",
 ]
 
 
@@ -214,14 +217,43 @@ class ReplyButton(_Frozen):
     title: str = Field(min_length=1)
 
 
+#: The media kinds that can head a message with buttons (WhatsApp's interactive header).
+HEADER_MEDIA_KINDS = frozenset({MediaKind.IMAGE, MediaKind.VIDEO, MediaKind.DOCUMENT})
+
+
 class Buttons(_Frozen):
-    """Text with reply buttons. Channels without buttons show numbered options instead."""
+    """Text with reply buttons. Channels without buttons show numbered options instead.
+
+    ``header`` is a short text above the body; ``media`` an image, video or document shown above
+    it instead (one or the other, not both), so a keyword's text, file and buttons travel as one
+    message::
+
+        >>> doc = Media(media_kind=MediaKind.DOCUMENT, link="https://example.org/plànol.pdf")
+        >>> Buttons(body="Bus urbà", media=doc, buttons=(ReplyButton(id="kw:tren", title="Tren"),)).media.media_kind
+        <MediaKind.DOCUMENT: 'document'>
+    """
 
     kind: Literal["buttons"] = "buttons"
     body: str
     buttons: tuple[ReplyButton, ...] = Field(min_length=1)
     header: str | None = None
     footer: str | None = None
+    media: Media | None = None
+
+    @model_validator(mode="after")
+    def _one_header(self) -> Buttons:
+        if self.media is None:
+            return self
+        if self.header:
+            raise ValueError(
+                "Buttons takes a text header or a media header, not both: drop 'header' or 'media'"
+            )
+        if self.media.media_kind not in HEADER_MEDIA_KINDS:
+            raise ValueError(
+                f"a Buttons media header is an image, a video or a document, "
+                f"not {self.media.media_kind.value}"
+            )
+        return self
 
 
 class ListRow(_Frozen):
@@ -311,6 +343,56 @@ _CONTENT_ADAPTER: TypeAdapter[Content] = TypeAdapter(Content)
 def content_from_json(data: str | bytes) -> Content:
     """Read back any content serialised with ``model_dump_json()``."""
     return _CONTENT_ADAPTER.validate_json(data)
+
+
+# --------------------------------------------------------------------------- text
+
+
+_SENTENCE_END = re.compile(r"([.!?…:;][\"'»)\]]*)\s+")
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Split ``text`` into pieces of at most ``limit`` characters, at the best boundary.
+
+    Prefers a paragraph break, then a line break, then the end of a sentence, then a space, and
+    cuts a word only when nothing else fits. Whitespace at the cut is dropped; nothing else is.
+    Used for long keyword replies, the keyword index and a channel's text limit alike::
+
+        >>> split_text("Bus urbà.\\n\\nTren i rodalies.", 12)
+        ['Bus urbà.', 'Tren i', 'rodalies.']
+    """
+    if limit < 1:
+        raise ValueError("split_text needs a positive limit")
+    pieces: list[str] = []
+    rest = text.strip()
+    while len(rest) > limit:
+        cut = _best_cut(rest, limit)
+        piece = rest[:cut].rstrip()
+        if piece:
+            pieces.append(piece)
+        rest = rest[cut:].lstrip()
+    if rest:
+        pieces.append(rest)
+    return pieces
+
+
+def _best_cut(text: str, limit: int) -> int:
+    window = text[: limit + 1]  # a boundary just after the limit still gives a piece <= limit
+    floor = limit // 3
+    for sep in ("\n\n", "\n"):
+        at = window.rfind(sep)
+        if at > floor:
+            return at + len(sep)
+    best = 0
+    for match in _SENTENCE_END.finditer(window):
+        if match.start() + len(match.group(1)) <= limit:
+            best = match.end()
+    if best > floor:
+        return best
+    at = window.rfind(" ")
+    if at > 0:
+        return at + 1
+    return limit
 
 
 # --------------------------------------------------------------------------- envelopes

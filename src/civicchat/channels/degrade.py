@@ -49,6 +49,7 @@ from civicchat.messages import (
     ReplyButton,
     Template,
     Text,
+    split_text,
 )
 
 __all__ = ["degrade", "match_numbered_reply", "numbered_text", "split_text"]
@@ -66,7 +67,6 @@ _WORDING = {
     },
 }
 
-_SENTENCE_END = re.compile(r"([.!?…:;][\"'»)\]]*)\s+")
 _NUMBER_ANSWER = re.compile(r"^\s*(?:(?:opci[oó]n?|n[uú]m(?:ero)?\.?)\s*)?(\d{1,3})\s*[.)]?\s*$")
 
 
@@ -164,46 +164,6 @@ def numbered_text(
     parts = [p for p in (header, body, "\n".join(lines), footer) if p]
     parts.append(_WORDING[_lang(language)]["choose"])
     return "\n\n".join(parts)
-
-
-def split_text(text: str, limit: int) -> list[str]:
-    """Split ``text`` into pieces of at most ``limit`` characters, at the best boundary.
-
-    Prefers a paragraph break, then a line break, then the end of a sentence, then a space, and
-    cuts a word only when nothing else fits. Whitespace at the cut is dropped; nothing else is.
-    """
-    if limit < 1:
-        raise ValueError("split_text needs a positive limit")
-    pieces: list[str] = []
-    rest = text.strip()
-    while len(rest) > limit:
-        cut = _best_cut(rest, limit)
-        piece = rest[:cut].rstrip()
-        if piece:
-            pieces.append(piece)
-        rest = rest[cut:].lstrip()
-    if rest:
-        pieces.append(rest)
-    return pieces
-
-
-def _best_cut(text: str, limit: int) -> int:
-    window = text[: limit + 1]  # a boundary just after the limit still gives a piece <= limit
-    floor = limit // 3
-    for sep in ("\n\n", "\n"):
-        at = window.rfind(sep)
-        if at > floor:
-            return at + len(sep)
-    best = 0
-    for match in _SENTENCE_END.finditer(window):
-        if match.start() + len(match.group(1)) <= limit:
-            best = match.end()
-    if best > floor:
-        return best
-    at = window.rfind(" ")
-    if at > 0:
-        return at + 1
-    return limit
 
 
 def _fold(value: str) -> str:

@@ -14,6 +14,7 @@ from rapidfuzz.distance import OSA
 from civicchat.keywords.catalog import Catalog
 from civicchat.keywords.matcher import typo_tolerance
 from civicchat.keywords.normalize import content_tokens, normalize
+from civicchat.messages import split_text
 
 __all__ = ["IndexRequest", "build_index", "parse_index_request", "split_text"]
 
@@ -95,53 +96,6 @@ def _find_topic(tokens: Sequence[str], catalog: Catalog) -> str | None:
             if words and OSA.distance(" ".join(words), name) <= typo_tolerance(len(name)):
                 return topic
     return None
-
-
-def split_text(text: str, max_length: int) -> list[str]:
-    """Split ``text`` into pieces of at most ``max_length`` characters, at blank lines, then
-    lines, then spaces, cutting a word only when one word alone is too long."""
-    max_length = max(1, max_length)
-    if len(text) <= max_length:
-        return [text]
-    pieces: list[str] = []
-    current = ""
-    for part in text.split("\n\n"):
-        candidate = part if not current else current + "\n\n" + part
-        if len(candidate) <= max_length:
-            current = candidate
-            continue
-        if current:
-            pieces.append(current)
-        if len(part) <= max_length:
-            current = part
-        else:
-            sub = _split_lines(part, max_length)
-            pieces.extend(sub[:-1])
-            current = sub[-1]
-    if current:
-        pieces.append(current)
-    return pieces
-
-
-def _split_lines(text: str, max_length: int) -> list[str]:
-    pieces: list[str] = []
-    current = ""
-    for line in text.split("\n"):
-        candidate = line if not current else current + "\n" + line
-        if len(candidate) <= max_length:
-            current = candidate
-            continue
-        if current:
-            pieces.append(current)
-        current = ""
-        while len(line) > max_length:
-            cut = line.rfind(" ", 0, max_length + 1)
-            cut = cut if cut > 0 else max_length
-            pieces.append(line[:cut].rstrip())
-            line = line[cut:].lstrip()
-        current = line
-    pieces.append(current)
-    return [p for p in pieces if p] or [""]
 
 
 def build_index(
