@@ -1,5 +1,6 @@
 import asyncio
 import contextlib
+import hashlib
 import json
 from typing import Any
 
@@ -7,9 +8,22 @@ import pytest
 from channels_helpers import NOW
 
 from civicchat.channels.base import WebhookRequest
-from civicchat.channels.webchat import WebChatChannel, WebChatHub
+from civicchat.channels.webchat import (
+    WebChatChannel,
+    WebChatHub,
+    is_heif,
+    sniff_image,
+    upload_blob_key,
+)
 from civicchat.clock import ManualClock
-from civicchat.exceptions import MediaError, PayloadError, UnsupportedContentError, WebhookError
+from civicchat.exceptions import (
+    MediaError,
+    MediaExpiredError,
+    MediaTooLargeError,
+    PayloadError,
+    UnsupportedContentError,
+    WebhookError,
+)
 from civicchat.messages import (
     Buttons,
     InboundMessage,
@@ -103,6 +117,10 @@ def test_button_and_location(channel: WebChatChannel) -> None:
         {"visitor": VISITOR, "id": "m1\n", "text": "hola"},
         {"visitor": VISITOR, "location": {"latitude": 100, "longitude": 2}},
         {"visitor": VISITOR, "location": {"latitude": True, "longitude": 2}},
+        {"visitor": VISITOR, "location": {"latitude": 41.5, "longitude": -181}},
+        {"visitor": VISITOR, "location": {"latitude": "41.5", "longitude": 2.4}},
+        {"visitor": VISITOR, "location": {"latitude": 41.5}},
+        {"visitor": VISITOR, "location": {"latitude": 10**400, "longitude": 2}},
         {"visitor": VISITOR, "location": "here"},
         {"visitor": VISITOR, "reply_id": ""},
     ],
@@ -110,6 +128,19 @@ def test_button_and_location(channel: WebChatChannel) -> None:
 def test_bad_posts_are_refused_cleanly(channel: WebChatChannel, data: dict[str, Any]) -> None:
     with pytest.raises(PayloadError):
         channel.handle_webhook(post(data))
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e400"])
+def test_a_location_that_is_not_a_finite_number_is_refused(
+    channel: WebChatChannel, number: bytes
+) -> None:
+    # json.loads reads these (Python's JSON accepts NaN and Infinity); none is a place.
+    body = b'{"visitor": "%s", "location": {"latitude": %s, "longitude": 2.44}}' % (
+        VISITOR.encode(),
+        number,
+    )
+    with pytest.raises(PayloadError, match=r"finite|range"):
+        channel.handle_webhook(post(body))
 
 
 def test_content_type_and_size_are_checked(channel: WebChatChannel) -> None:
@@ -160,6 +191,126 @@ async def test_send_refuses_what_the_page_cannot_show(
 async def test_fetch_media_is_refused(channel: WebChatChannel) -> None:
     with pytest.raises(MediaError):
         await channel.fetch_media("web", "x", max_bytes=10)
+
+
+JPEG = bytes.fromhex("ffd8ffe000104a46494600010100000100010000") + b"\x00" * 40 + b"\xff\xd9"
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 30
+WEBP = b"RIFF\x24\x00\x00\x00WEBPVP8 " + b"\x00" * 30
+HEIC = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 30
+
+
+@pytest.mark.parametrize(
+    ("data", "mime"),
+    [
+        (JPEG, "image/jpeg"),
+        (PNG, "image/png"),
+        (WEBP, "image/webp"),
+        (HEIC, None),
+        (b"%PDF-1.7\n", None),
+        (b"GIF89a" + b"\x00" * 10, None),
+        (b"<svg xmlns='http://www.w3.org/2000/svg'/>", None),
+        (b"RIFF\x24\x00\x00\x00WAVEfmt ", None),  # RIFF, but a sound
+        (b"\xff\xd8", None),  # too short to be a JPEG
+        (b"", None),
+    ],
+)
+def test_the_image_type_comes_from_the_bytes(data: bytes, mime: str | None) -> None:
+    assert sniff_image(data[:16]) == mime
+
+
+def test_heic_is_recognised_to_be_refused_by_name() -> None:
+    assert is_heif(HEIC[:16])
+    assert not is_heif(JPEG[:16])
+    assert not is_heif(b"\x00\x00\x00\x18ftypisom\x00\x00\x00\x00")  # an MP4 video
+
+
+class DictBlobs:
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+
+    async def get(self, key: str) -> bytes:
+        return self.blobs[key]
+
+
+def test_an_uploaded_photo_is_an_image_message_with_its_caption(channel: WebChatChannel) -> None:
+    message = channel.upload_message(
+        visitor=VISITOR,
+        data=JPEG,
+        mime_type="image/jpeg",
+        client_id="p1",
+        caption="  Fanal trencat  ",
+        language="es",
+    )
+    assert message.channel == "webchat"
+    assert message.account == "web"
+    assert message.provider_message_id == f"{VISITOR}:p1"
+    assert message.sender.id == VISITOR
+    assert message.sender.language_hint == "es"
+    assert message.timestamp == NOW
+    media = message.content
+    assert isinstance(media, Media)
+    assert media.media_kind is MediaKind.IMAGE
+    assert media.mime_type == "image/jpeg"
+    assert media.caption == "Fanal trencat"
+    assert media.size == len(JPEG)
+    digest = hashlib.sha256(JPEG).hexdigest()
+    assert media.sha256 == digest
+    assert media.media_id is not None
+    assert media.media_id.startswith(digest + "-")
+    assert VISITOR not in media.media_id  # it shows in console links
+    # A retried upload (same client id) is the same message and the same media ...
+    again = channel.upload_message(
+        visitor=VISITOR, data=JPEG, mime_type="image/jpeg", client_id="p1"
+    )
+    assert again.provider_message_id == message.provider_message_id
+    assert isinstance(again.content, Media)
+    assert again.content.media_id == media.media_id
+    assert again.content.caption is None
+    # ... the same photo sent again is another media (one media row per message).
+    other = channel.upload_message(
+        visitor=VISITOR, data=JPEG, mime_type="image/jpeg", client_id="p2"
+    )
+    assert isinstance(other.content, Media)
+    assert other.content.media_id != media.media_id
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"visitor": "short"},
+        {"visitor": VISITOR + "\n"},
+        {"client_id": "../x"},
+        {"mime_type": "image/heic"},
+        {"mime_type": "application/pdf"},
+        {"data": b""},
+        {"caption": "x" * 1025},
+    ],
+)
+def test_a_bad_upload_is_refused(channel: WebChatChannel, change: dict[str, Any]) -> None:
+    args: dict[str, Any] = {"visitor": VISITOR, "data": JPEG, "mime_type": "image/jpeg"}
+    with pytest.raises(PayloadError):
+        channel.upload_message(**{**args, **change})
+
+
+async def test_fetch_media_reads_an_upload_back_from_the_blob_store(hub: WebChatHub) -> None:
+    blobs = DictBlobs()
+    channel = WebChatChannel(hub, account="web", clock=ManualClock(NOW), uploads=blobs)
+    message = channel.upload_message(visitor=VISITOR, data=PNG, mime_type="image/png")
+    assert isinstance(message.content, Media)
+    media_id = message.content.media_id
+    assert media_id is not None
+    with pytest.raises(MediaExpiredError):  # the service stores the bytes before the event
+        await channel.fetch_media("web", media_id, max_bytes=10_000)
+    blobs.blobs[upload_blob_key("web", hashlib.sha256(PNG).hexdigest())] = PNG
+    download = await channel.fetch_media("web", media_id, max_bytes=10_000)
+    assert download.mime_type == "image/png"
+    assert await download.read() == PNG
+    with pytest.raises(MediaTooLargeError):
+        await channel.fetch_media("web", media_id, max_bytes=10)
+    # Only ids the page made, and only of this account.
+    for account, wrong in (("web", "123"), ("web", "../" + media_id), ("other", media_id)):
+        with pytest.raises(MediaError):
+            await channel.fetch_media(account, wrong, max_bytes=10_000)
 
 
 async def test_subscriber_gets_backlog_then_live_events(hub: WebChatHub) -> None:

@@ -8,6 +8,12 @@ cannot send that without a CORS preflight, so the content type doubles as CSRF p
      "reply_id": "kw:bus", "text": "Bus"                         # a button pressed, or
      "location": {"latitude": 41.54, "longitude": 2.44}          # a shared location
 
+A photo is not JSON: the service reads its bytes (bounded), checks the real type with
+:func:`sniff_image`, stores them in the blob store under :func:`upload_blob_key` and accepts the
+event of :meth:`WebChatChannel.upload_message`; the media worker then takes the bytes back
+through :meth:`WebChatChannel.fetch_media` (``uploads=`` the same blob store), as it downloads a
+WhatsApp photo, so the console and the cases show it the same way.
+
 The visitor id is the page's random, unguessable id (kept in a cookie by the service); knowing it
 is being that visitor. ``id``, when the page gives one, makes a retried POST a duplicate of the
 first (same ``provider_message_id``) instead of a second message.
@@ -21,15 +27,17 @@ The hub lives in one process: with several app processes, put a pub/sub in front
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
+import math
 import re
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from civicchat.channels._http import load_json_object
 from civicchat.channels.base import Capabilities, MediaDownload, WebhookRequest, WebhookResult
@@ -37,6 +45,8 @@ from civicchat.clock import Clock, SystemClock
 from civicchat.exceptions import (
     ConfigError,
     MediaError,
+    MediaExpiredError,
+    MediaTooLargeError,
     PayloadError,
     UnsupportedContentError,
     WebhookError,
@@ -48,12 +58,24 @@ from civicchat.messages import (
     InteractiveReply,
     Location,
     Media,
+    MediaKind,
     OutboundMessage,
     Sender,
     Text,
 )
 
-__all__ = ["WEBCHAT_CAPABILITIES", "WebChatChannel", "WebChatHub", "valid_visitor_id"]
+__all__ = [
+    "MAX_CAPTION",
+    "UPLOAD_TYPES",
+    "WEBCHAT_CAPABILITIES",
+    "UploadReader",
+    "WebChatChannel",
+    "WebChatHub",
+    "is_heif",
+    "sniff_image",
+    "upload_blob_key",
+    "valid_visitor_id",
+]
 
 logger = logging.getLogger("civicchat.channels")
 
@@ -73,6 +95,50 @@ WEBCHAT_CAPABILITIES = Capabilities(
 
 _VISITOR = re.compile(r"^[A-Za-z0-9_-]{16,128}\Z")  # \Z: "$" would let a final "\n" in
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+_UPLOAD_ID = re.compile(r"^([0-9a-f]{64})-[0-9a-f]{16,32}\Z")
+
+UPLOAD_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "image/webp")
+"""What a citizen may upload from the page (decided from the bytes, never the browser's claim)."""
+
+MAX_CAPTION = 1024  # WhatsApp's caption limit: the same photo and text fit every channel
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"})
+
+
+def sniff_image(head: bytes) -> str | None:
+    """The image type of a file from its first bytes (magic number), or None.
+
+    Only the types of :data:`UPLOAD_TYPES`: JPEG, PNG and WebP, which every browser shows.
+
+    >>> sniff_image(bytes.fromhex("ffd8ffe0") + b"JFIF")
+    'image/jpeg'
+    >>> sniff_image(b"%PDF-1.7") is None
+    True
+    """
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def is_heif(head: bytes) -> bool:
+    """True for a HEIC/HEIF photo (an iPhone's own format, which browsers cannot show)."""
+    return head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
+
+
+class UploadReader(Protocol):
+    """Where the channel reads uploaded photos back (a :class:`~civicchat.storage.base.BlobStore`)."""
+
+    async def get(self, key: str) -> bytes:
+        """The bytes, or :class:`KeyError` when there is no such blob."""
+        ...
+
+
+def upload_blob_key(account: str, sha256_hex: str) -> str:
+    """Where an uploaded photo's bytes live: the media worker's own content-addressed key."""
+    return f"{CHANNEL}/{account}/{sha256_hex[:2]}/{sha256_hex}"
 
 
 def valid_visitor_id(value: object) -> bool:
@@ -185,7 +251,9 @@ class WebChatHub:
 class WebChatChannel:
     """The web chat adapter for one account (usually one per city website).
 
-    ``new_id`` makes message ids (a seam for tests); ``clock`` stamps inbound messages.
+    ``new_id`` makes message ids (a seam for tests); ``clock`` stamps inbound messages;
+    ``uploads`` is the blob store the service writes the citizens' photos to (without it the
+    channel has no inbound media and :meth:`fetch_media` refuses).
     """
 
     def __init__(
@@ -197,10 +265,12 @@ class WebChatChannel:
         capabilities: Capabilities = WEBCHAT_CAPABILITIES,
         max_body_bytes: int = 16_384,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        uploads: UploadReader | None = None,
     ) -> None:
         if not account:
             raise ConfigError("WebChatChannel needs an account name")
         self.hub = hub
+        self.uploads = uploads
         self.account = account
         self._clock = clock or SystemClock()
         self._capabilities = capabilities
@@ -288,9 +358,82 @@ class WebChatChannel:
         logger.info("webchat %s published on %s", content.kind, self.account)
         return event_id
 
+    def upload_message(
+        self,
+        *,
+        visitor: str,
+        data: bytes,
+        mime_type: str,
+        client_id: str | None = None,
+        caption: str | None = None,
+        language: str | None = None,
+    ) -> InboundMessage:
+        """The inbound message of a photo the page uploaded (its bytes already checked).
+
+        ``mime_type`` is what :func:`sniff_image` found. The media id holds the bytes' SHA-256
+        (so :meth:`fetch_media` finds them) and, like a text's id, is the same for a retried
+        upload with the same ``client_id``. Raises :class:`PayloadError` for a bad visitor id,
+        client id or caption, or a type outside :data:`UPLOAD_TYPES`.
+        """
+        if not valid_visitor_id(visitor):
+            raise PayloadError("visitor must be 16-128 of A-Z a-z 0-9 _ -", channel=CHANNEL)
+        if client_id is not None and not _CLIENT_ID.match(client_id):
+            raise PayloadError("id must be 1-64 of A-Z a-z 0-9 _ -", channel=CHANNEL)
+        if mime_type not in UPLOAD_TYPES:
+            raise PayloadError(f"uploads are {', '.join(UPLOAD_TYPES)}", channel=CHANNEL)
+        if not data:
+            raise PayloadError("the upload is empty", channel=CHANNEL)
+        if caption is not None and len(caption) > MAX_CAPTION:
+            raise PayloadError(f"caption has more than {MAX_CAPTION} characters", channel=CHANNEL)
+        digest = hashlib.sha256(data).hexdigest()
+        local = client_id or self._new_id()
+        # Unique per message (the same photo sent twice is two media), never the visitor id.
+        suffix = hashlib.sha256(f"{visitor}:{local}".encode()).hexdigest()[:24]
+        message_id = f"{visitor}:{local}"
+        return InboundMessage(
+            channel=CHANNEL,
+            account=self.account,
+            provider_message_id=message_id,
+            sender=Sender(id=visitor, language_hint=_language(language)),
+            timestamp=self._clock.now(),
+            content=Media(
+                media_kind=MediaKind.IMAGE,
+                media_id=f"{digest}-{suffix}",
+                mime_type=mime_type,
+                sha256=digest,
+                size=len(data),
+                caption=caption.strip() if caption and caption.strip() else None,
+            ),
+        )
+
     async def fetch_media(self, account: str, media_id: str, *, max_bytes: int) -> MediaDownload:
-        """The web chat takes no uploads: always raises :class:`MediaError`."""
-        raise MediaError("the web chat has no inbound media", channel=CHANNEL, account=account)
+        """The bytes of a photo the page uploaded, from the ``uploads`` blob store.
+
+        Raises :class:`MediaError` without an upload store or for an id the page did not make,
+        :class:`MediaExpiredError` when the bytes are gone, :class:`MediaTooLargeError` over
+        ``max_bytes``.
+        """
+        found = _UPLOAD_ID.match(media_id)
+        if self.uploads is None or found is None or account != self.account:
+            raise MediaError("no such web chat upload", channel=CHANNEL, account=account)
+        try:
+            data = await self.uploads.get(upload_blob_key(account, found.group(1)))
+        except KeyError:
+            raise MediaExpiredError(
+                "the uploaded bytes are gone", channel=CHANNEL, account=account
+            ) from None
+        if len(data) > max_bytes:
+            raise MediaTooLargeError(
+                f"upload is {len(data)} bytes, over {max_bytes}", channel=CHANNEL, account=account
+            )
+        mime = sniff_image(data[:16])
+        if mime is None:
+            raise MediaError("the stored upload is not an image", channel=CHANNEL, account=account)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield data
+
+        return MediaDownload(mime_type=mime, chunks=chunks(), max_bytes=max_bytes, size=len(data))
 
 
 def _language(value: object) -> str | None:
@@ -317,6 +460,9 @@ def _content(data: Mapping[str, Any], max_text: int) -> InboundContent:
         lat, lon = location.get("latitude"), location.get("longitude")
         if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (lat, lon)):
             raise PayloadError("location needs numeric latitude and longitude", channel=CHANNEL)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in (lat, lon)):
+            # json.loads reads NaN and Infinity: neither is a place.
+            raise PayloadError("latitude and longitude must be finite numbers", channel=CHANNEL)
         try:
             return Location(latitude=lat, longitude=lon)
         except ValueError:
