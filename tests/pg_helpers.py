@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import pytest
 from sqlalchemy import text
@@ -56,11 +58,20 @@ async def create_pg_schema(*, migrate: bool = True) -> str:
     try:
         async with engine.begin() as conn:
             await conn.execute(text(f"CREATE SCHEMA {schema}"))
-        if migrate:
-            await upgrade(engine)
     finally:
         await engine.dispose()
+    if migrate:
+        await migrate_pg_schema(schema)
     return schema
+
+
+async def migrate_pg_schema(schema: str) -> None:
+    """Migrate an existing schema to the head revision."""
+    engine = create_engine(PG_URL, schema=schema)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
 
 
 async def drop_pg_schema(schema: str) -> None:
@@ -79,3 +90,26 @@ async def migrate_file(path: str) -> None:
         await upgrade(engine)
     finally:
         await engine.dispose()  # closing the last connection checkpoints the WAL into the file
+
+
+@asynccontextmanager
+async def fresh_pg_schema(*, migrate: bool = True) -> AsyncIterator[str]:
+    """A fresh schema for one test, dropped afterwards; fails (CI) or skips the test first when
+    PostgreSQL does not answer (see ``require_postgres``)."""
+    await require_postgres()
+    schema = await create_pg_schema(migrate=migrate)
+    try:
+        yield schema
+    finally:
+        await drop_pg_schema(schema)
+
+
+@contextmanager
+def fresh_pg_schema_sync(*, migrate: bool = True) -> Iterator[str]:
+    """``fresh_pg_schema`` for synchronous tests and fixtures (no event loop may be running)."""
+    asyncio.run(require_postgres())
+    schema = asyncio.run(create_pg_schema(migrate=migrate))
+    try:
+        yield schema
+    finally:
+        asyncio.run(drop_pg_schema(schema))
