@@ -2,46 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from cases_service_helpers import CASES_EXTRA, case_service
-from sqlalchemy import text
 
-from civicchat.storage.engine import create_engine, upgrade
+from pg_helpers import PG_URL, fresh_pg_schema
 
 pytestmark = pytest.mark.postgres
-
-PG_URL = os.environ.get(
-    "CIVICCHAT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
 
 
 @pytest.fixture
 async def schema() -> AsyncIterator[str]:
-    name = f"svc_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(PG_URL)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text(f"CREATE SCHEMA {name}"))
-    except Exception as exc:
-        await engine.dispose()
-        message = f"PostgreSQL at {PG_URL} is unreachable: {type(exc).__name__}"
-        if os.environ.get("CIVICCHAT_REQUIRE_POSTGRES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
-        migrating = create_engine(PG_URL, schema=name)
-        await upgrade(migrating)
-        await migrating.dispose()
+    async with fresh_pg_schema() as name:
         yield name
-    finally:
-        async with engine.begin() as conn:
-            await conn.execute(text(f"DROP SCHEMA {name} CASCADE"))
-        await engine.dispose()
 
 
 async def test_a_report_on_postgres_gets_its_reference_and_answers_its_status(

@@ -1,5 +1,4 @@
 import asyncio
-import os
 import uuid
 
 import pytest
@@ -11,6 +10,7 @@ from civicchat.service.live import (
     PostgresLiveBus,
     asyncpg_dsn,
 )
+from pg_helpers import PG_URL, require_postgres
 
 
 async def test_subscriber_of_an_account_gets_only_that_accounts_events():
@@ -48,27 +48,9 @@ def test_asyncpg_dsn_from_sqlalchemy_url():
         asyncpg_dsn("sqlite+aiosqlite:///x.db")
 
 
-PG_URL = os.environ.get(
-    "CIVICCHAT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
-
-
-async def _pg_or_skip() -> None:
-    import asyncpg
-
-    try:
-        conn = await asyncio.wait_for(asyncpg.connect(asyncpg_dsn(PG_URL)), 5)
-    except Exception as exc:
-        message = f"PostgreSQL at {PG_URL} is unreachable: {type(exc).__name__}"
-        if os.environ.get("CIVICCHAT_REQUIRE_POSTGRES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    await conn.close()
-
-
 @pytest.mark.postgres
 async def test_postgres_bus_delivers_an_event_published_by_another_process_connection():
-    await _pg_or_skip()
+    await require_postgres()
     channel = f"civicchat_test_{uuid.uuid4().hex[:12]}"
     one = PostgresLiveBus(PG_URL, channel=channel)
     two = PostgresLiveBus(PG_URL, channel=channel)

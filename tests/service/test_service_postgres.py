@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -9,41 +7,23 @@ from pathlib import Path
 import httpx
 import pytest
 from service_fakes import FakeProviders, running, signed_headers, wa_text, wait_for, write_config
-from sqlalchemy import text
 
 from civicchat.exceptions import SchemaBehindError
 from civicchat.service.app import create_app
 from civicchat.service.config import load_config
 from civicchat.service.live import PostgresLiveBus
-from civicchat.storage.engine import create_engine, upgrade
+from pg_helpers import PG_URL, fresh_pg_schema, migrate_pg_schema
 
 pytestmark = pytest.mark.postgres
 
-PG_URL = os.environ.get(
-    "CIVICCHAT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
 TS = int(datetime(2026, 11, 30, 9, 0, tzinfo=UTC).timestamp())
 
 
 @pytest.fixture
 async def schema() -> AsyncIterator[str]:
-    name = f"svc_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(PG_URL)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text(f"CREATE SCHEMA {name}"))
-    except Exception as exc:
-        await engine.dispose()
-        message = f"PostgreSQL at {PG_URL} is unreachable: {type(exc).__name__}"
-        if os.environ.get("CIVICCHAT_REQUIRE_POSTGRES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
+    """An empty schema: the first test checks that the service refuses it until `db upgrade`."""
+    async with fresh_pg_schema(migrate=False) as name:
         yield name
-    finally:
-        async with engine.begin() as conn:
-            await conn.execute(text(f"DROP SCHEMA {name} CASCADE"))
-        await engine.dispose()
 
 
 def _config(tmp_path: Path, schema: str) -> Path:
@@ -63,9 +43,7 @@ async def test_postgres_needs_db_upgrade_before_the_service_starts(tmp_path: Pat
 
 
 async def test_service_on_postgres_answers_and_uses_listen_notify(tmp_path: Path, schema: str):
-    engine = create_engine(PG_URL, schema=schema)
-    await upgrade(engine)
-    await engine.dispose()
+    await migrate_pg_schema(schema)
     fake = FakeProviders()
     provider = httpx.AsyncClient(transport=httpx.ASGITransport(fake.app()), base_url="http://fake")
     app = create_app(
