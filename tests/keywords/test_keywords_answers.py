@@ -265,3 +265,105 @@ def test_a_template_failing_at_run_time_still_answers(template: str) -> None:
     assert isinstance(content, Text)
     assert content.body.startswith("Obert de 9 a 14 h.")
     assert "{{" not in content.body
+
+
+# --------------------------------------------------------------------------- one bubble
+
+RICH = """\
+languages: [ca, es]
+texts:
+  see_also: {ca: "Mira també:", es: "Mira también:"}
+keywords:
+  - id: planol
+    topic: t
+    aliases: {ca: [plànol], es: [plano]}
+    reply: {ca: "El plànol", es: "El plano"}
+    media: {kind: image, url: "https://example.org/p.png", caption: "Plànol"}
+    buttons: [{keyword: tren}]
+  - id: tren
+    topic: t
+    aliases: {ca: [tren], es: [tren]}
+    reply: "Rodalies"
+  - id: oac
+    topic: t
+    aliases: {ca: [oac], es: [oac]}
+    reply: {ca: "L'OAC", es: "La OAC"}
+    location: {latitude: 41.5, longitude: 2.4}
+    media: {kind: document, url: "https://example.org/oac.pdf"}
+    buttons: [{keyword: tren}]
+  - id: audio
+    topic: t
+    aliases: {ca: [audioguia], es: [audioguía]}
+    reply: "Escolta"
+    media: {kind: audio, url: "https://example.org/a.mp3"}
+    buttons: [{keyword: tren}]
+"""
+
+
+def test_the_mataro_bus_is_one_message_with_its_plan_and_buttons() -> None:
+    from civicchat.keywords import load_catalog
+
+    engine = KeywordEngine(load_catalog("examples/mataro/catalog.yaml"))
+    answer = engine.answer("horari bus")
+    assert answer is not None
+    (bubble,) = answer.contents
+    assert isinstance(bubble, Buttons)
+    assert bubble.body.startswith("🚌 Línies, horaris i parades de Mataró Bus")
+    assert bubble.header is None
+    assert bubble.media == Media(
+        media_kind=MediaKind.DOCUMENT,
+        link="https://www.mataro.cat/ca/la-ciutat/mobilitat/transport-public/mataro-bus/planol-xarxa-mataro-bus.pdf",
+        caption="Plànol de la xarxa de Mataró Bus",
+        filename="planol-xarxa-mataro-bus.pdf",
+    )
+    assert [(b.id, b.title) for b in bubble.buttons] == [
+        ("kw:targetes_transport", "Targetes i tarifes"),
+        ("kw:bus_interurba", "Bus interurbà"),
+        ("kw:tren", "Tren"),
+    ]
+
+
+def test_an_image_with_buttons_is_one_message_and_a_long_text_keeps_the_split() -> None:
+    engine = KeywordEngine(parse_catalog(RICH))
+    answer = engine.answer("plànol")
+    assert answer is not None
+    (bubble,) = answer.contents
+    assert isinstance(bubble, Buttons)
+    assert bubble.body == "El plànol"
+    assert bubble.media is not None
+    assert bubble.media.media_kind is MediaKind.IMAGE
+    # Over the 1,024 characters a message with buttons may carry: text, media, "see also".
+    long_engine = KeywordEngine(parse_catalog(RICH.replace('"El plànol"', '"' + "x " * 600 + '"')))
+    answer = long_engine.answer("plànol")
+    assert answer is not None
+    kinds = [c.kind for c in answer.contents]
+    assert kinds == ["text", "media", "buttons"]
+    last = answer.contents[-1]
+    assert isinstance(last, Buttons)
+    assert last.body == "Mira també:"
+    assert last.media is None
+
+
+def test_a_location_or_an_audio_keeps_todays_split() -> None:
+    engine = KeywordEngine(parse_catalog(RICH))
+    oac = engine.answer("oac")
+    assert oac is not None
+    assert [c.kind for c in oac.contents] == ["text", "location", "media", "buttons"]
+    audio = engine.answer("audioguia")
+    assert audio is not None
+    assert [c.kind for c in audio.contents] == ["text", "media", "buttons"]
+    see_also = audio.contents[-1]
+    assert isinstance(see_also, Buttons)
+    assert see_also.body == "Mira també:"
+
+
+def test_the_split_uses_the_library_words_when_the_catalog_has_none() -> None:
+    catalog = parse_catalog(
+        RICH.replace('texts:\n  see_also: {ca: "Mira també:", es: "Mira también:"}\n', "")
+    )
+    for language, words in (("ca", "Vegeu també:"), ("es", "Ver también:")):
+        answer = KeywordEngine(catalog).answer_choice("audio", language=language)
+        assert answer is not None
+        see_also = answer.contents[-1]
+        assert isinstance(see_also, Buttons)
+        assert see_also.body == words

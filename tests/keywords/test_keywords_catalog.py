@@ -317,3 +317,60 @@ def test_text_is_taken_as_written_not_as_yaml_numbers_or_booleans() -> None:
     assert bus.aliases["ca"] == ("bus", "010", "on", "1:20", "yes")
     found = problems(VALID.replace("[bus, autobús, busos]", "[bus, ~]"))
     assert any("an alias [ca] must be text" in p for p in found)
+
+
+# --------------------------------------------------------------------------- texts:
+
+
+def test_texts_override_the_library_words_per_language() -> None:
+    text = VALID.replace(
+        "keywords:\n",
+        "texts:\n"
+        '  did_you_mean: {ca: "Volies dir...?", es: "¿Querías decir...?"}\n'
+        '  see_also: "Mira:"\n'
+        "keywords:\n",
+    )
+    catalog = parse_catalog(text)
+    assert catalog.text("did_you_mean", "ca") == "Volies dir...?"
+    assert catalog.text("did_you_mean", "es") == "¿Querías decir...?"
+    assert catalog.text("see_also", "es") == "Mira:"
+    # What the catalog does not set stays the library's.
+    assert catalog.text("index_header", "es").startswith("*Palabras clave*")
+    assert parse_catalog(VALID).text("did_you_mean", "ca") == "Volia dir...?"
+
+
+def test_texts_problems_have_file_and_line() -> None:
+    text = VALID.replace(
+        "keywords:\n",
+        "texts:\n"
+        '  did_you_mean: {ca: "Volies dir...?"}\n'
+        '  vegeu: {ca: "x", es: "y"}\n'
+        '  see_also: {ca: "Mira:", es: "Mira:", fr: "Voir :"}\n'
+        '  index_footer: {ca: "PARAULES CLAU {tema}", es: "PALABRAS CLAVE {topic}"}\n'
+        "keywords:\n",
+    )
+    assert problems(text) == [
+        "city.yaml:4: 'texts': unknown field 'vegeu' (known fields: did_you_mean, see_also, "
+        "index_header, index_footer)",
+        "city.yaml:3: 'texts' did_you_mean has no text in es",
+        "city.yaml:5: 'texts' see_also: 'fr' is not a catalog language ['ca', 'es']",
+        "city.yaml:6: 'texts' index_footer [ca] uses {tema}; fields it may use: {topic} "
+        "(write {{ and }} for a literal brace)",
+    ]
+
+
+def test_texts_must_be_a_mapping_of_texts() -> None:
+    found = problems(VALID.replace("keywords:\n", "texts: [hola]\nkeywords:\n"))
+    assert found == ["city.yaml:2: 'texts' must be a mapping"]
+    found = problems(
+        VALID.replace("keywords:\n", "texts:\n  see_also: {ca: '', es: x}\nkeywords:\n")
+    )
+    assert found == ["city.yaml:3: 'texts' see_also [ca] is empty"]
+
+
+def test_the_mataro_catalog_speaks_as_tu_around_its_answers() -> None:
+    catalog = load_catalog(Path(__file__).parents[2] / "examples" / "mataro" / "catalog.yaml")
+    assert catalog.text("did_you_mean", "ca") == "Volies dir...?"
+    assert catalog.text("did_you_mean", "es") == "¿Querías decir...?"
+    assert catalog.text("see_also", "ca") == "Mira també:"
+    assert catalog.text("see_also", "es") == "Mira también:"

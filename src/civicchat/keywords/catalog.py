@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from civicchat.keywords.normalize import STOP_WORDS, content_tokens, normalize
 from civicchat.keywords.replies import TemplateRenderer
 
 __all__ = [
+    "DEFAULT_TEXTS",
     "INDEX_PHRASES",
     "Catalog",
     "Keyword",
@@ -51,6 +53,37 @@ INDEX_PHRASES: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "ca": ("paraules clau", "paraula clau"),
         "es": ("palabras clave", "palabra clave"),
     }
+)
+
+#: The library's own words around the answers, per language; a catalog's ``texts:`` overrides
+#: them (a city that addresses citizens as «tu» says "Volies dir...?"). ``index_footer`` may
+#: use ``{topic}``.
+DEFAULT_TEXTS: Mapping[str, Mapping[str, str]] = MappingProxyType(
+    {
+        "did_you_mean": MappingProxyType({"ca": "Volia dir...?", "es": "¿Quería decir...?"}),
+        "see_also": MappingProxyType({"ca": "Vegeu també:", "es": "Ver también:"}),
+        "index_header": MappingProxyType(
+            {
+                "ca": "*Paraules clau*\nEscriu una d'aquestes paraules i et respondrem de seguida:",
+                "es": "*Palabras clave*\nEscribe una de estas palabras y te responderemos enseguida:",
+            }
+        ),
+        "index_footer": MappingProxyType(
+            {
+                "ca": (
+                    "Per veure'n només un tema, escriu PARAULES CLAU i el tema "
+                    "(per exemple: PARAULES CLAU {topic})."
+                ),
+                "es": (
+                    "Para ver solo un tema, escribe PALABRAS CLAVE y el tema "
+                    "(por ejemplo: PALABRAS CLAVE {topic})."
+                ),
+            }
+        ),
+    }
+)
+_TEXT_FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
+    {"index_footer": frozenset({"topic"})}
 )
 
 _MEDIA_KINDS = ("image", "document", "video", "audio")
@@ -133,6 +166,7 @@ class Catalog:
     topics: Mapping[str, Localized] = field(default_factory=dict)
     stop_words: frozenset[str] = STOP_WORDS
     source: str = "<string>"
+    texts: Mapping[str, Localized] = field(default_factory=dict)
     _by_id: Mapping[str, Keyword] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -148,6 +182,22 @@ class Catalog:
         """The display name of ``topic`` in ``language`` (its id, capitalised, if none)."""
         names = self.topics.get(topic, {})
         return names.get(language) or names.get(self.default_language) or topic.capitalize()
+
+    def text(self, key: str, language: str) -> str:
+        """The library text ``key`` (see :data:`DEFAULT_TEXTS`) in ``language``: the catalog's
+        own ``texts:`` first, then the library's, then either in the default language.
+
+        Raises ``KeyError`` for a key that is not in :data:`DEFAULT_TEXTS`.
+        """
+        default = DEFAULT_TEXTS[key]
+        own = self.texts.get(key, {})
+        return (
+            own.get(language)
+            or default.get(language)
+            or own.get(self.default_language)
+            or default.get(self.default_language)
+            or default["ca"]
+        )
 
     def topic_order(self) -> list[str]:
         """Topics in display order: those declared under ``topics`` first, then in file order."""
@@ -313,7 +363,10 @@ class _Parser:
             self.problem(None, None, "the file is empty")
             return None
         top = self.mapping(
-            root, None, "the catalog", ("languages", "topics", "keywords", "stop_words")
+            root,
+            None,
+            "the catalog",
+            ("languages", "topics", "texts", "keywords", "stop_words"),
         )
         if top is None:
             return None
@@ -322,6 +375,7 @@ class _Parser:
             return None
         topics = self._topics(top, languages)
         stop_words = self._stop_words(top)
+        texts = self._texts(top, languages)
         if "keywords" not in top:
             self.problem(root, None, "'keywords' is missing")
             return None
@@ -346,6 +400,7 @@ class _Parser:
             topics=MappingProxyType(topics or {}),
             stop_words=stop_words,
             source=self.source,
+            texts=MappingProxyType(texts),
             _by_id=MappingProxyType(by_id),
         )
 
@@ -385,6 +440,44 @@ class _Parser:
             names = self.localized(value_node, None, f"topic '{topic}'", languages)
             topics[topic] = names or {}
         return topics
+
+    def _texts(
+        self, top: dict[str, tuple[yaml.Node, yaml.Node]], languages: tuple[str, ...]
+    ) -> dict[str, Localized]:
+        if "texts" not in top:
+            return {}
+        entries = self.mapping(top["texts"][1], None, "'texts'", tuple(DEFAULT_TEXTS))
+        texts: dict[str, Localized] = {}
+        for key, (_, value_node) in (entries or {}).items():
+            what = f"'texts' {key}"
+            found = self.localized(value_node, None, what, languages)
+            if found is None:
+                continue
+            allowed = _TEXT_FIELDS.get(key, frozenset())
+            lang_nodes: dict[str, yaml.Node] = {}
+            if isinstance(value_node, yaml.MappingNode):
+                lang_nodes = {str(k.value): v for k, v in value_node.value}
+                missing = [lang for lang in languages if lang not in lang_nodes]
+                if missing:
+                    self.problem(value_node, None, f"{what} has no text in {', '.join(missing)}")
+            for lang, text in found.items():
+                node = lang_nodes.get(lang, value_node)
+                try:
+                    names = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+                except ValueError as exc:
+                    self.problem(node, None, f"{what} [{lang}]: {exc}")
+                    continue
+                if not names <= allowed:
+                    unknown = ", ".join("{" + n + "}" for n in sorted(names - allowed))
+                    usable = ", ".join("{" + n + "}" for n in sorted(allowed)) or "none"
+                    self.problem(
+                        node,
+                        None,
+                        f"{what} [{lang}] uses {unknown}; fields it may use: {usable} "
+                        "(write {{ and }} for a literal brace)",
+                    )
+            texts[key] = MappingProxyType(found)
+        return texts
 
     def _stop_words(self, top: dict[str, tuple[yaml.Node, yaml.Node]]) -> frozenset[str]:
         if "stop_words" not in top:

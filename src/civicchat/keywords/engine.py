@@ -29,12 +29,13 @@ from zoneinfo import ZoneInfo
 from civicchat.clock import Clock, SystemClock
 from civicchat.keywords.base import AnswerKind, KeywordAnswer, KeywordMatch
 from civicchat.keywords.catalog import Catalog, Keyword
-from civicchat.keywords.index import build_index, parse_index_request, split_text
+from civicchat.keywords.index import build_index, parse_index_request
 from civicchat.keywords.language import decide_language, language_evidence
 from civicchat.keywords.matcher import AliasIndex, Candidate
 from civicchat.keywords.normalize import normalize
 from civicchat.keywords.replies import TemplateRenderer
 from civicchat.messages import (
+    HEADER_MEDIA_KINDS,
     Buttons,
     Location,
     Media,
@@ -42,6 +43,7 @@ from civicchat.messages import (
     OutboundContent,
     ReplyButton,
     Text,
+    split_text,
 )
 
 __all__ = ["KW_REPLY_PREFIX", "KeywordEngine"]
@@ -57,9 +59,6 @@ MIN_SCORE = 60.0
 _BUTTON_TITLE_MAX = 20  # WhatsApp's limit for a reply button title
 _BUTTON_BODY_MAX = 1024  # WhatsApp's limit for the body of an interactive message
 _ALIAS_LANGUAGE_WEIGHT = 0.75  # less than one telling word: "horario del bus" is Spanish
-
-_CLARIFY = {"ca": "Volia dir...?", "es": "¿Quería decir...?"}
-_MORE = {"ca": "Vegeu també:", "es": "Ver también:"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,36 +293,36 @@ class KeywordEngine:
             )
             for b in kw.buttons
         )
-        extras: list[OutboundContent] = []
+        location: Location | None = None
         if kw.location is not None:
             loc = kw.location
-            extras.append(
-                Location(
-                    latitude=loc.latitude,
-                    longitude=loc.longitude,
-                    name=loc.name.get(lang) or None,
-                    address=loc.address,
-                )
+            location = Location(
+                latitude=loc.latitude,
+                longitude=loc.longitude,
+                name=loc.name.get(lang) or None,
+                address=loc.address,
             )
+        media: Media | None = None
         if kw.media is not None:
-            media = kw.media
-            extras.append(
-                Media(
-                    media_kind=MediaKind(media.kind),
-                    link=media.url,
-                    caption=media.caption.get(lang) or None,
-                    filename=media.filename,
-                )
+            media = Media(
+                media_kind=MediaKind(kw.media.kind),
+                link=kw.media.url,
+                caption=kw.media.caption.get(lang) or None,
+                filename=kw.media.filename,
             )
         contents: list[OutboundContent] = []
-        pieces = split_text(text, max_length)
-        if buttons and not extras and len(pieces) == 1 and len(text) <= _BUTTON_BODY_MAX:
-            contents.append(Buttons(body=text, buttons=buttons))
+        fits = len(text) <= min(_BUTTON_BODY_MAX, max_length)
+        if buttons and location is None and fits and (media is None or _can_head(media)):
+            # Text, buttons and at most one file as ONE message: one provider call, one bubble.
+            contents.append(Buttons(body=text, buttons=buttons, media=media))
         else:
-            contents.extend(Text(body=p, preview_url=preview) for p in pieces)
-            contents.extend(extras)
+            contents.extend(Text(body=p, preview_url=preview) for p in split_text(text, max_length))
+            if location is not None:
+                contents.append(location)
+            if media is not None:
+                contents.append(media)
             if buttons:
-                contents.append(Buttons(body=_MORE.get(lang, _MORE["ca"]), buttons=buttons))
+                contents.append(Buttons(body=catalog.text("see_also", lang), buttons=buttons))
         return KeywordAnswer(AnswerKind.KEYWORD, lang, tuple(contents), found)
 
     def _clarify(self, catalog: Catalog, found: KeywordMatch) -> KeywordAnswer:
@@ -335,10 +334,15 @@ class KeywordEngine:
             ReplyButton(id=f"{KW_REPLY_PREFIX}{kw_id}", title=_short(_label(catalog, kw_id, lang)))
             for kw_id in options
         )
-        body = _CLARIFY.get(lang, _CLARIFY["ca"])
+        body = catalog.text("did_you_mean", lang)
         return KeywordAnswer(
             AnswerKind.CLARIFY, lang, (Buttons(body=body, buttons=buttons),), found
         )
+
+
+def _can_head(media: Media) -> bool:
+    """Whether ``media`` can be the header of a message with buttons (audio cannot)."""
+    return media.media_kind in HEADER_MEDIA_KINDS
 
 
 def _label(catalog: Catalog, keyword_id: str, lang: str) -> str:

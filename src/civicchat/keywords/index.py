@@ -18,14 +18,6 @@ from civicchat.messages import split_text
 
 __all__ = ["IndexRequest", "build_index", "parse_index_request", "split_text"]
 
-_HEADER = {
-    "ca": "*Paraules clau*\nEscriu una d'aquestes paraules i et respondrem de seguida:",
-    "es": "*Palabras clave*\nEscribe una de estas palabras y te responderemos enseguida:",
-}
-_FOOTER = {
-    "ca": "Per veure'n només un tema, escriu PARAULES CLAU i el tema (per exemple: PARAULES CLAU {topic}).",
-    "es": "Para ver solo un tema, escribe PALABRAS CLAVE y el tema (por ejemplo: PALABRAS CLAVE {topic}).",
-}
 _FIRST_WORDS = {"ca": ("paraules", "paraula"), "es": ("palabras", "palabra")}
 _SECOND_WORDS = {"ca": ("clau", "claus"), "es": ("clave", "claves")}
 
@@ -112,7 +104,7 @@ def build_index(
         if topic not in topics:
             return []
         topics = [topic]
-    blocks: list[str] = [_HEADER.get(language, _HEADER["ca"])]
+    blocks: list[str] = [catalog.text("index_header", language)]
     for name in topics:
         lines = [f"*{catalog.topic_name(name, language)}*"]
         for kw in catalog.keywords:
@@ -128,6 +120,6 @@ def build_index(
         if len(lines) > 1:
             blocks.append("\n".join(lines))
     if topic is None and topics:
-        footer = _FOOTER.get(language, _FOOTER["ca"])
+        footer = catalog.text("index_footer", language)
         blocks.append(footer.format(topic=catalog.topic_name(topics[0], language).upper()))
     return split_text("\n\n".join(blocks), max_length)
