@@ -4,6 +4,7 @@ conversations, history, operators, assignments, audit, keyword counts and media.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -61,6 +62,7 @@ from civicchat.storage.schema import (
 )
 from civicchat.storage.statements import (
     _CONV_FIELDS,
+    _PG_COMPLETE_MANY,
     LeaseLostError,
     _clip,
     _contact,
@@ -363,13 +365,33 @@ class SqlAudit(_Repo):
 
 
 class SqlKeywordStats(_Repo):
+    """Keyword counts. Counting is buffered and written, summed per keyword and day, when the
+    transaction commits (:meth:`SqlStore.transaction` calls :meth:`flush`): a batch of messages
+    costs one statement per keyword instead of one per message."""
+
+    def __init__(self, conn: AsyncConnection, clock: Clock) -> None:
+        super().__init__(conn, clock)
+        self._pending: dict[tuple[str, str, date], int] = {}
+
     async def count_keyword(self, account: str, keyword_id: str, day: date, by: int = 1) -> None:
+        key = (account, keyword_id, day)
+        self._pending[key] = self._pending.get(key, 0) + by
+
+    async def flush(self) -> None:
+        """Write the buffered counts (part of the transaction)."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
         await self._conn.execute(
             _stmts(self._conn)["count_keyword"],
-            {"account": account, "keyword_id": keyword_id, "day": day, "by": by},
+            [
+                {"account": account, "keyword_id": keyword_id, "day": day, "by": by}
+                for (account, keyword_id, day), by in sorted(pending.items())
+            ],
         )
 
     async def keyword_counts(self, account: str, since: date, until: date) -> list[KeywordCount]:
+        await self.flush()
         rows = await self._conn.execute(
             select(KeywordCountRow)
             .where(
@@ -492,6 +514,38 @@ class SqlMedia(_Repo):
         )
 
 
+@dataclass(frozen=True, slots=True)
+class PendingReply:
+    """The replies to one inbound event, for :meth:`SqlTransaction.enqueue_many`."""
+
+    messages: Sequence[OutboundMessage]
+    key_prefix: str
+    conversation_id: int | None = None
+    inbound_event_id: int | None = None
+
+
+def _outbox_values(
+    m: OutboundMessage,
+    key: str,
+    conversation_id: int | None,
+    inbound_event_id: int | None,
+    now: datetime,
+) -> dict[str, Any]:
+    return {
+        "key": key,
+        "inbound_event_id": inbound_event_id,
+        "conversation_id": conversation_id,
+        "channel": m.channel,
+        "account": m.account,
+        "recipient_id": m.recipient_id,
+        "payload": m.model_dump_json(),
+        "status": DeliveryStatus.QUEUED.value,
+        "attempts": 0,
+        "created_at": now,
+        "next_attempt_at": now,
+    }
+
+
 class SqlTransaction:
     """One database transaction with every repository (see :class:`~.base.Transaction`)."""
 
@@ -506,8 +560,13 @@ class SqlTransaction:
         self.operators: OperatorRepository = SqlOperators(conn, clock)
         self.assignments: AssignmentRepository = SqlAssignments(conn, clock)
         self.audit: AuditLog = SqlAudit(conn, clock)
-        self.keywords: KeywordStats = SqlKeywordStats(conn, clock)
+        self._keywords = SqlKeywordStats(conn, clock)
+        self.keywords: KeywordStats = self._keywords
         self.media: MediaRepository = SqlMedia(conn, clock)
+
+    async def flush(self) -> None:
+        """Write what the repositories buffered (keyword counts); called before the commit."""
+        await self._keywords.flush()
 
     async def enqueue(
         self,
@@ -525,25 +584,49 @@ class SqlTransaction:
             return []
         now = self._clock.now()
         rows = [
-            {
-                "key": f"{key_prefix}:{n}",
-                "inbound_event_id": inbound_event_id,
-                "conversation_id": conversation_id,
-                "channel": m.channel,
-                "account": m.account,
-                "recipient_id": m.recipient_id,
-                "payload": m.model_dump_json(),
-                "status": DeliveryStatus.QUEUED.value,
-                "attempts": 0,
-                "created_at": now,
-                "next_attempt_at": now,
-            }
+            _outbox_values(m, f"{key_prefix}:{n}", conversation_id, inbound_event_id, now)
             for n, m in enumerate(messages)
         ]
         result = await self.connection.execute(_stmts(self.connection)["enqueue"], rows)
         ids = sorted(r[0] for r in result)
         self.wrote_outbox = self.wrote_outbox or bool(ids)
         return ids
+
+    async def enqueue_many(self, replies: Sequence[PendingReply]) -> list[int]:
+        """:meth:`enqueue` for several inbound events at once: one statement for all their rows."""
+        now = self._clock.now()
+        rows = [
+            _outbox_values(m, f"{r.key_prefix}:{n}", r.conversation_id, r.inbound_event_id, now)
+            for r in replies
+            for n, m in enumerate(r.messages)
+        ]
+        if not rows:
+            return []
+        result = await self.connection.execute(_stmts(self.connection)["enqueue"], rows)
+        ids = sorted(r[0] for r in result)
+        self.wrote_outbox = self.wrote_outbox or bool(ids)
+        return ids
+
+    async def complete_events(self, worker_id: str, done: Sequence[tuple[int, int | None]]) -> None:
+        """:meth:`complete_event` for several ``(event id, conversation id)`` at once;
+        :class:`LeaseLostError` (and nothing completed) if any of them was taken over."""
+        if len(done) == 1 or self.connection.dialect.name != "postgresql":
+            for event_id, conversation_id in done:
+                await self.complete_event(event_id, worker_id, conversation_id=conversation_id)
+            return
+        result = await self.connection.execute(
+            _PG_COMPLETE_MANY,
+            {
+                "ids": [event_id for event_id, _ in done],
+                "convs": [conversation_id for _, conversation_id in done],
+                "w_id": worker_id,
+                "now": self._clock.now(),
+            },
+        )
+        completed = set(result.scalars())
+        lost = [event_id for event_id, _ in done if event_id not in completed]
+        if lost:
+            raise LeaseLostError(f"events {lost} are no longer claimed by {worker_id}")
 
     async def complete_event(
         self, event_id: int, worker_id: str, *, conversation_id: int | None = None

@@ -67,7 +67,8 @@ from civicchat.storage.statements import (
     _PG_CLAIM,
     _PG_NOTIFY_WORK,
     _PG_ORDERED_SCAN,
-    _PG_TRY_LOCK,
+    _PG_SENT_MANY,
+    _PG_TRY_LOCKS,
     _SENT,
     _SQLITE_CLAIM_MANY,
     _WORK_CHANNEL,
@@ -157,6 +158,7 @@ class SqlStore(SqlPrivacyMixin):
         async with self._begin() as conn:
             tx = SqlTransaction(conn, self.clock)
             yield tx
+            await tx.flush()
             if tx.wrote_outbox and self.is_postgres:
                 await conn.execute(_PG_NOTIFY_WORK, {"what": "outbox"})  # delivered on commit
         if tx.wrote_outbox:
@@ -342,15 +344,20 @@ class SqlStore(SqlPrivacyMixin):
                 return list(await conn.execute(_SQLITE_CLAIM_MANY, {**params, "n": limit}))
             await conn.execute(_PG_ORDERED_SCAN)
             candidates = (await conn.execute(_PG_CANDIDATES, {**params, "n": limit + 7})).all()
-            locked: list[int] = []
-            keys: set[str] = set()
+            heads: dict[str, int] = {}
             for event_id, key in candidates:
-                if key in keys or not await conn.scalar(_PG_TRY_LOCK, {"key": key}):
-                    continue
-                keys.add(key)
-                locked.append(event_id)
-                if len(locked) == limit:
-                    break
+                heads.setdefault(key, event_id)
+            if not heads:
+                return []
+            # One statement tries the conversations' locks in order and stops at ``limit``.
+            locked = list(
+                (
+                    await conn.execute(
+                        _PG_TRY_LOCKS,
+                        {"ids": list(heads.values()), "keys": list(heads), "n": limit},
+                    )
+                ).scalars()
+            )
             if not locked:
                 return []
             # A fresh snapshot, now that no other claimer of these conversations runs.
@@ -534,6 +541,17 @@ class SqlStore(SqlPrivacyMixin):
         now = self.clock.now()
         done: set[int] = set()
         async with self._begin() as conn:
+            if self.is_postgres:
+                rows = await conn.execute(
+                    _PG_SENT_MANY,
+                    {
+                        "ids": [i for i, _ in sent],
+                        "pids": [p for _, p in sent],
+                        "w_id": worker_id,
+                        "now": now,
+                    },
+                )
+                return set(rows.scalars())
             for item_id, provider_id in sent:
                 row = (
                     await conn.execute(

@@ -13,7 +13,6 @@ from typing import Any, cast
 from sqlalchemy import (
     ColumnElement,
     Integer,
-    String,
     Table,
     and_,
     bindparam,
@@ -322,11 +321,13 @@ _PG_CANDIDATES = (
     .limit(bindparam("n", type_=Integer()))
     .with_for_update(skip_locked=True, of=_E)
 )
-# Advisory locks are per database: the schema keeps two deployments sharing one apart.
-_PG_TRY_LOCK = select(
-    func.pg_try_advisory_xact_lock(
-        func.hashtextextended(func.current_schema() + ":" + bindparam("key", type_=String()), 0)
-    )
+# Advisory locks are per database: the schema keeps two deployments sharing one apart. The
+# function scan yields the candidates in order and LIMIT stops it, so no lock is taken beyond the
+# ``n`` granted (each is a conversation that no other worker is claiming right now).
+_PG_TRY_LOCKS = text(
+    "SELECT t.id FROM unnest(CAST(:ids AS bigint[]), CAST(:keys AS text[])) AS t(id, key)"
+    " WHERE pg_try_advisory_xact_lock(hashtextextended(current_schema() || ':' || t.key, 0))"
+    " LIMIT :n"
 )
 _PG_CLAIM = (
     _claim_update()
@@ -351,6 +352,34 @@ _SENT = (
         last_error=None,
     )
     .returning(OutboxRow.id)
+)
+
+# Several sends recorded in one statement (PostgreSQL).
+_PG_SENT_MANY = text(
+    "UPDATE outbox AS o SET lease_until = NULL, worker_id = NULL, status = :sent,"
+    " provider_message_id = t.pid, sent_at = :now, status_at = :now, next_attempt_at = NULL,"
+    " last_error = NULL"
+    " FROM unnest(CAST(:ids AS bigint[]), CAST(:pids AS text[])) AS t(id, pid)"
+    " WHERE o.id = t.id AND o.worker_id = :w_id AND o.status = :queued"
+    " RETURNING o.id"
+).bindparams(
+    bindparam("now", type_=UTCDateTime()),
+    sent=DeliveryStatus.SENT.value,
+    queued=DeliveryStatus.QUEUED.value,
+)
+
+# Several claimed events completed in one statement (PostgreSQL).
+_PG_COMPLETE_MANY = text(
+    "UPDATE inbox_events AS e SET state = :done, processed_at = :now, lease_until = NULL,"
+    " worker_id = NULL, last_error = NULL,"
+    " conversation_id = coalesce(t.conv, e.conversation_id)"
+    " FROM unnest(CAST(:ids AS bigint[]), CAST(:convs AS bigint[])) AS t(id, conv)"
+    " WHERE e.id = t.id AND e.worker_id = :w_id AND e.state = :processing"
+    " RETURNING e.id"
+).bindparams(
+    bindparam("now", type_=UTCDateTime()),
+    done=EventState.DONE.value,
+    processing=EventState.PROCESSING.value,
 )
 
 

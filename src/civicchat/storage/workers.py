@@ -33,6 +33,7 @@ from civicchat.storage.base import (
     SendLimiter,
     Transaction,
 )
+from civicchat.storage.repositories import PendingReply, SqlTransaction
 from civicchat.storage.sql import LeaseLostError, SqlStore
 
 __all__ = ["Handler", "InboxProcessor", "OutboxSender", "Reply", "backoff", "worker_name"]
@@ -208,22 +209,29 @@ class InboxProcessor(_Loop):
                 event_id=event.id,
             )
         result = await self.handler(event, tx)
-        reply = result if isinstance(result, Reply) else Reply(tuple(result))
-        await tx.enqueue(
-            reply.messages,
-            key_prefix=f"in:{event.id}",
-            conversation_id=reply.conversation_id,
-            inbound_event_id=event.id,
+        return result if isinstance(result, Reply) else Reply(tuple(result))
+
+    async def _handle_all(self, events: Sequence[InboxEvent], tx: SqlTransaction) -> list[Reply]:
+        """Run the handler on each event, then write all their replies and mark them all done
+        (one statement each on PostgreSQL, whatever the number of events)."""
+        replies = [await self._handle(event, tx) for event in events]
+        await tx.enqueue_many(
+            [
+                PendingReply(r.messages, f"in:{e.id}", r.conversation_id, e.id)
+                for e, r in zip(events, replies, strict=True)
+            ]
         )
-        await tx.complete_event(event.id, self.worker_id, conversation_id=reply.conversation_id)
-        return reply
+        await tx.complete_events(
+            self.worker_id,
+            [(e.id, r.conversation_id) for e, r in zip(events, replies, strict=True)],
+        )
+        return replies
 
     async def _batch(self, events: Sequence[InboxEvent]) -> bool:
         """Handle ``events`` in one transaction; False (rolled back) when any of them failed."""
         try:
             async with self.store.transaction() as tx:
-                for event in events:
-                    await self._handle(event, tx)
+                await self._handle_all(events, tx)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -237,7 +245,7 @@ class InboxProcessor(_Loop):
     async def _message(self, event: InboxEvent) -> None:
         try:
             async with self.store.transaction() as tx:
-                reply = await self._handle(event, tx)
+                (reply,) = await self._handle_all([event], tx)
         except LeaseLostError:
             self.after_rollback([event])
             _log.warning("event %d was taken over by another worker; dropped our result", event.id)
