@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
+from civicchat.cli._options import add_command_group
 from civicchat.exceptions import CivicchatError
 from civicchat.keywords import (
     Catalog,
@@ -36,11 +37,9 @@ _WELCOME = {
 
 def register(subparsers: Any) -> None:
     """Add ``keywords check``, ``keywords match`` and ``keywords chat``."""
-    parser = subparsers.add_parser(
-        "keywords", help="keyword catalog tools", description="Keyword catalog tools."
+    sub = add_command_group(
+        subparsers, "keywords", help="keyword catalog tools", description="Keyword catalog tools."
     )
-    sub = parser.add_subparsers(dest="keywords_command", metavar="COMMAND")
-    sub.required = True
 
     check = sub.add_parser("check", help="validate a catalog and summarise it")
     check.add_argument("catalog", metavar="CATALOG", help="the catalog YAML file")

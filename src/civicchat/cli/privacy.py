@@ -13,15 +13,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from civicchat.cases.sql import SqlCaseStore
-from civicchat.cli.db import DEFAULT_URL
+from civicchat.cli._options import (
+    Database,
+    add_command_group,
+    add_database_arguments,
+    database_of,
+)
 from civicchat.exceptions import CivicchatError
 from civicchat.storage.base import RetentionMode
 from civicchat.storage.media import LocalBlobStore
@@ -31,24 +34,8 @@ from civicchat.storage.sql import open_store
 __all__ = ["register"]
 
 
-def _database_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "config",
-        nargs="?",
-        default=None,
-        help="the service configuration file: its database and media directory are used",
-    )
-    parser.add_argument(
-        "--url",
-        default=None,
-        help="the database (default: the configuration's, else $CIVICCHAT_DATABASE_URL, "
-        "else civicchat.db)",
-    )
-    parser.add_argument("--schema", default=None, help="PostgreSQL schema (search_path)")
-
-
 def _citizen_arguments(parser: argparse.ArgumentParser) -> None:
-    _database_arguments(parser)
+    add_database_arguments(parser, config=True)
     parser.add_argument("--channel", required=True, help="whatsapp, telegram, webchat...")
     parser.add_argument("--account", required=True, help="the account the citizen wrote to")
     parser.add_argument(
@@ -61,33 +48,14 @@ def _citizen_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--actor", default="cli", help="who asks, for the audit log")
 
 
-@dataclass(frozen=True)
-class _Database:
-    url: str
-    schema: str | None
-    media: str | None
-
-
-def _database(args: argparse.Namespace) -> _Database:
-    """The database to use: ``--url``, else the configuration's, else the environment's."""
-    url, schema, media = args.url, args.schema, getattr(args, "blobs", None)
-    if args.config is not None:
-        from civicchat.service.config import load_config
-
-        config = load_config(args.config)
-        url = url or config.database_url
-        schema = schema or config.database_schema
-        media = media or str(config.media.directory)
-    return _Database(url or os.environ.get("CIVICCHAT_DATABASE_URL", DEFAULT_URL), schema, media)
-
-
 def register(subparsers: Any) -> None:
     """Add ``privacy erase``, ``privacy export`` and ``privacy retention``."""
-    parser = subparsers.add_parser(
-        "privacy", help="erase or export a citizen's data", description="Privacy requests."
+    sub = add_command_group(
+        subparsers,
+        "privacy",
+        help="erase or export a citizen's data",
+        description="Privacy requests.",
     )
-    sub = parser.add_subparsers(dest="privacy_command", metavar="COMMAND")
-    sub.required = True
 
     erase = sub.add_parser("erase", help="delete everything about one citizen")
     _citizen_arguments(erase)
@@ -105,7 +73,7 @@ def register(subparsers: Any) -> None:
     retention = sub.add_parser(
         "retention", help="delete or anonymise an account's conversations older than N days"
     )
-    _database_arguments(retention)
+    add_database_arguments(retention, config=True)
     retention.add_argument("--account", required=True)
     retention.add_argument("--days", type=int, required=True)
     retention.add_argument(
@@ -114,7 +82,7 @@ def register(subparsers: Any) -> None:
     retention.set_defaults(handler=_retention)
 
 
-async def _with_privacy(db: _Database, work: Any) -> Any:
+async def _with_privacy(db: Database, work: Any) -> Any:
     store = await open_store(db.url, schema=db.schema)
     try:
         privacy = Privacy(store, LocalBlobStore(db.media) if db.media else None)
@@ -125,7 +93,7 @@ async def _with_privacy(db: _Database, work: Any) -> Any:
 
 def _run(command: str, args: argparse.Namespace, work: Any) -> tuple[bool, Any]:
     try:
-        return True, asyncio.run(_with_privacy(_database(args), work))
+        return True, asyncio.run(_with_privacy(database_of(args), work))
     except CivicchatError as exc:
         print(f"civicchat privacy {command}: {exc}", file=sys.stderr)
         return False, None
