@@ -26,15 +26,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
-
-from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from civicchat.clock import Clock
 from civicchat.exceptions import ConfigError, RoutingError
@@ -62,7 +58,9 @@ from civicchat.routing import Presence as RoutingPresence
 from civicchat.service.config import ServiceConfig
 from civicchat.service.live import LiveBus, LiveEvent
 from civicchat.storage import SqlStore
+from civicchat.storage.assignment_sql import assignment_queries
 from civicchat.storage.base import (
+    Assignment,
     AuditEntry,
     Conversation,
     LifecycleEntry,
@@ -70,14 +68,16 @@ from civicchat.storage.base import (
     OperatorRole,
     Transaction,
 )
-from civicchat.storage.schema import AssignmentRow, ConversationRow
 
 __all__ = [
     "AccountAssignment",
     "Dispatcher",
     "RoundResult",
     "build_strategy",
+    "commit_move",
     "is_escalated",
+    "lock_pool",
+    "move",
 ]
 
 log = logging.getLogger("civicchat.service.dispatch")
@@ -173,11 +173,6 @@ def _parse_time(value: object) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo is not None else None
-
-
-def _lock_key(pool: str) -> int:
-    digest = hashlib.blake2b(f"civicchat:dispatch:{pool}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
 
 
 @dataclass
@@ -303,7 +298,7 @@ class Dispatcher:
         for pool, members in sorted(pools.items()):
             done: list[_Round] = []
             async with self.store.transaction() as tx:
-                await _guard(tx, pool)
+                await lock_pool(tx, pool)
                 for acct in members:
                     done.append(await self._account_round(tx, acct))
             for part in done:
@@ -324,13 +319,13 @@ class Dispatcher:
 
     async def _account_round(self, tx: Transaction, acct: AccountAssignment) -> _Round:
         now = self.clock.now()
-        conn = _connection(tx)
+        queries = assignment_queries(tx)
         staff = await _operators(tx, acct)
         if not staff:
             return _Round()
-        loads = await _loads(conn, [op.id for op in staff])
-        held = await _rows(conn, acct.account, "assigned", for_update=True)
-        queued = await _rows(conn, acct.account, "queued", for_update=True)
+        loads = await queries.loads([op.id for op in staff])
+        held = await queries.conversations(acct.account, "assigned", lock=True)
+        queued = await queries.conversations(acct.account, "queued", limit=BACKLOG_LIMIT, lock=True)
         own_load: dict[int, int] = {}
         for row in held:
             if row.assigned_operator is not None:
@@ -356,7 +351,7 @@ class Dispatcher:
             # Offline while the state is rebuilt: nothing is dispatched before it is complete.
             assigner.add_operator(dataclasses.replace(ro, presence=RoutingPresence.OFFLINE))
 
-        opened = await _open_assignment_times(conn, [r.id for r in held])
+        opened = _open_since(await queries.assignments([r.id for r in held]))
         for row in held:
             holder = str(row.assigned_operator) if row.assigned_operator is not None else None
             if holder not in presence:
@@ -374,7 +369,7 @@ class Dispatcher:
                 replied_at = _parse_time(flag.get("at")) or now
             assigner.adopt(_item(row, now, None), holder, assigned_at, replied_at=replied_at)
 
-        history = await _assignment_history(conn, [r.id for r in queued])
+        history = await queries.assignments([r.id for r in queued])
         for row in queued:
             last, released = _previous_operators(row, history.get(row.id, []))
             item = _item(row, now, last)
@@ -409,26 +404,17 @@ class Dispatcher:
         operator = int(decision.operator_id)
         if conv is None or conv.state != "assigned" or conv.assigned_operator != operator:
             return
-        view = transition(
-            _view(conv), ConversationState.QUEUED, at=now, actor="system", note=decision.reason
-        )
         data = dict(conv.data or {})
         data.pop(ESCALATED_KEY, None)
-        moved = dataclasses.replace(
+        await commit_move(
+            tx,
             conv,
-            state=view.state.value,
-            assigned_operator=None,
-            assigned_at=None,
-            queued_at=view.queued_at,
-            last_operator=operator,
+            ConversationState.QUEUED,
+            at=now,
+            actor="system",
+            note=decision.reason,
             data=data,
         )
-        await tx.conversations.save(moved)
-        entry = view.history[-1]
-        await tx.history.record(
-            LifecycleEntry(conv.id, now, "system", "assigned", "queued", entry.note or None)
-        )
-        await tx.assignments.release(conv.id, now)
         await tx.audit.audit(
             AuditEntry(
                 now,
@@ -455,17 +441,22 @@ class Dispatcher:
         if conv is None or conv.state != expected or conv.assigned_operator != previous:
             return  # changed under us (an operator acted outside the guard): leave it
         note = decision.reason if previous is None else f"{decision.reason} from {previous}"
-        moved, entry = _move(conv, operator, now, note)
-        data = dict(moved.data or {})
+        data = dict(conv.data or {})
         data.pop(ESCALATED_KEY, None)
         if previous is None:
             data.pop(EXCLUDED_KEY, None)  # a new wait starts with a clean slate
         else:
             data[EXCLUDED_KEY] = sorted({*_excluded(conv), str(previous)})
-        moved = dataclasses.replace(moved, data=data)
-        await tx.conversations.save(moved)
-        await tx.history.record(entry)
-        await tx.assignments.assign(conv.id, operator, now)
+        await commit_move(
+            tx,
+            conv,
+            ConversationState.ASSIGNED,
+            at=now,
+            actor="system",
+            operator=operator,
+            note=note,
+            data=data,
+        )
         await tx.audit.audit(
             AuditEntry(
                 now,
@@ -539,23 +530,83 @@ class Dispatcher:
         )
 
 
-# --------------------------------------------------------------------------- storage helpers
-# The storage API has no queries for these yet; they belong in civicchat.storage.
+# --------------------------------------------------------------------------- moves
 
 
-def _connection(tx: Transaction) -> AsyncConnection:
-    conn = getattr(tx, "connection", None)
-    if not isinstance(conn, AsyncConnection):
-        raise RoutingError("the dispatcher needs an SQL transaction (civicchat.storage.SqlStore)")
-    return conn
+async def lock_pool(tx: Transaction, pool: str) -> None:
+    """Hold the assignment lock of operator ``pool`` (an account's group, else the account)
+    until ``tx`` ends: dispatcher rounds and console moves of one pool never overlap, in any
+    process. Read the conversation again after taking it."""
+    await assignment_queries(tx).lock_pool(pool)
 
 
-async def _guard(tx: Transaction, pool: str) -> None:
-    """Serialise rounds of one operator pool across processes until the transaction ends."""
-    conn = _connection(tx)
-    if conn.dialect.name == "postgresql":
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(pool)})
-    # SQLite: the store opened this transaction with BEGIN IMMEDIATE, the one writer.
+def move(
+    conv: Conversation,
+    to: ConversationState,
+    *,
+    at: datetime,
+    actor: str,
+    operator: int | None = None,
+    note: str = "",
+) -> tuple[Conversation, LifecycleEntry]:
+    """``conv`` moved to ``to`` through routing's :func:`~civicchat.routing.transition`, and the
+    history entry of the move; nothing is written.
+
+    Raises :class:`~civicchat.exceptions.RoutingError` for a move the lifecycle forbids.
+    """
+    new = transition(
+        _view(conv),
+        to,
+        at=at,
+        actor=actor,
+        note=note,
+        operator=None if operator is None else str(operator),
+    )
+    entry = new.history[-1]
+    last = new.last_operator
+    updated = dataclasses.replace(
+        conv,
+        state=new.state.value,
+        assigned_operator=None if new.assigned_operator is None else int(new.assigned_operator),
+        assigned_at=new.assigned_at,
+        queued_at=new.queued_at,
+        last_operator_reply_at=new.last_operator_reply_at,
+        last_operator=int(last) if last is not None and last.isdigit() else conv.last_operator,
+    )
+    return updated, LifecycleEntry(
+        conv.id, at, actor, entry.from_state.value, entry.to_state.value, entry.note or None
+    )
+
+
+async def commit_move(
+    tx: Transaction,
+    conv: Conversation,
+    to: ConversationState,
+    *,
+    at: datetime,
+    actor: str,
+    operator: int | None = None,
+    note: str = "",
+    data: Mapping[str, Any] | None = None,
+) -> Conversation:
+    """:func:`move`, then write it in ``tx``: the conversation (with ``data`` if given), its
+    history entry, and the assignment opened (to ``assigned``) or released (from it).
+
+    Take the pool's lock (:func:`lock_pool`) and read ``conv`` after it first.
+    """
+    moved, entry = move(conv, to, at=at, actor=actor, operator=operator, note=note)
+    if data is not None:
+        moved = dataclasses.replace(moved, data=dict(data))
+    await tx.conversations.save(moved)
+    await tx.history.record(entry)
+    if moved.state == ConversationState.ASSIGNED.value and moved.assigned_operator is not None:
+        await tx.assignments.assign(conv.id, moved.assigned_operator, at)
+    elif conv.state == ConversationState.ASSIGNED.value:
+        await tx.assignments.release(conv.id, at)
+    return moved
+
+
+# --------------------------------------------------------------------------- helpers
 
 
 async def _operators(tx: Transaction, acct: AccountAssignment) -> list[Operator]:
@@ -568,104 +619,41 @@ async def _operators(tx: Transaction, acct: AccountAssignment) -> list[Operator]
     return list(found.values())
 
 
-async def _loads(conn: AsyncConnection, operator_ids: Sequence[int]) -> dict[int, int]:
-    """Conversations each operator holds, in every account."""
-    if not operator_ids:
-        return {}
-    rows = await conn.execute(
-        select(ConversationRow.assigned_operator, func.count())
-        .where(
-            ConversationRow.state == "assigned",
-            ConversationRow.assigned_operator.in_(list(operator_ids)),
-        )
-        .group_by(ConversationRow.assigned_operator)
-    )
-    return {int(op): int(n) for op, n in rows if op is not None}
-
-
-async def _rows(conn: AsyncConnection, account: str, state: str, *, for_update: bool) -> list[Any]:
-    stmt = select(ConversationRow).where(
-        ConversationRow.account == account, ConversationRow.state == state
-    )
-    if state == "queued":
-        stmt = stmt.order_by(
-            ConversationRow.priority.desc(),
-            func.coalesce(ConversationRow.queued_at, ConversationRow.created_at),
-            ConversationRow.id,
-        ).limit(BACKLOG_LIMIT)
-    if for_update and conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    return list(await conn.execute(stmt))
-
-
-async def _open_assignment_times(
-    conn: AsyncConnection, conversation_ids: Sequence[int]
-) -> dict[int, datetime]:
-    if not conversation_ids:
-        return {}
-    rows = await conn.execute(
-        select(AssignmentRow.conversation_id, func.max(AssignmentRow.assigned_at))
-        .where(
-            AssignmentRow.conversation_id.in_(list(conversation_ids)),
-            AssignmentRow.released_at.is_(None),
-        )
-        .group_by(AssignmentRow.conversation_id)
-    )
+def _open_since(history: Mapping[int, Sequence[Assignment]]) -> dict[int, datetime]:
+    """When each conversation's open assignment began."""
     out: dict[int, datetime] = {}
-    for cid, at in rows:
-        if at is not None:
-            # MAX() bypasses the column type on SQLite: normalise to an aware datetime.
-            out[int(cid)] = _aware(at)
-    return out
-
-
-async def _assignment_history(
-    conn: AsyncConnection, conversation_ids: Sequence[int]
-) -> dict[int, list[tuple[str, datetime | None]]]:
-    """Each conversation's past holders, oldest first, with when they let it go."""
-    if not conversation_ids:
-        return {}
-    rows = await conn.execute(
-        select(AssignmentRow.conversation_id, AssignmentRow.operator_id, AssignmentRow.released_at)
-        .where(AssignmentRow.conversation_id.in_(list(conversation_ids)))
-        .order_by(AssignmentRow.id)
-    )
-    out: dict[int, list[tuple[str, datetime | None]]] = {}
-    for cid, op, released in rows:
-        out.setdefault(int(cid), []).append((str(op), released))
+    for cid, entries in history.items():
+        opened = [a.assigned_at for a in entries if a.released_at is None]
+        if opened:
+            out[cid] = max(opened)
     return out
 
 
 def _previous_operators(
-    row: Any, history: Sequence[tuple[str, datetime | None]]
+    row: Conversation, history: Sequence[Assignment]
 ) -> tuple[str | None, frozenset[str]]:
     """The operator for sticky assignment, and those who gave the conversation back to the
     queue during this wait (sent it back or went offline): they are avoided, not preferred."""
     queued_at = row.queued_at
     released_now = frozenset(
-        op for op, released in history if released and queued_at and released >= queued_at
+        str(a.operator_id)
+        for a in history
+        if a.released_at and queued_at and a.released_at >= queued_at
     )
-    last = history[-1][0] if history else None
+    last = str(history[-1].operator_id) if history else None
     if last is None and row.last_operator is not None:
         last = str(row.last_operator)
     return (None if last in released_now else last), released_now
 
 
-def _aware(value: object) -> datetime:
-    parsed = datetime.fromisoformat(value) if isinstance(value, str) else value
-    if not isinstance(parsed, datetime):
-        raise RoutingError(f"unexpected time value {value!r}")
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def _excluded(row: Any) -> frozenset[str]:
+def _excluded(row: Conversation) -> frozenset[str]:
     raw = (row.data or {}).get(EXCLUDED_KEY)
     if not isinstance(raw, list):
         return frozenset()
     return frozenset(str(x) for x in raw)
 
 
-def _item(row: Any, now: datetime, last_operator: str | None) -> WaitingConversation:
+def _item(row: Conversation, now: datetime, last_operator: str | None) -> WaitingConversation:
     closes = window_closes_at(row.last_inbound_at) if row.channel in WINDOW_CHANNELS else None
     last = last_operator
     return WaitingConversation(
@@ -680,47 +668,25 @@ def _item(row: Any, now: datetime, last_operator: str | None) -> WaitingConversa
     )
 
 
-def _move(
-    conv: Conversation, operator: int, now: datetime, note: str
-) -> tuple[Conversation, LifecycleEntry]:
-    """``conv`` assigned to ``operator`` through routing's :func:`transition`."""
-    new = transition(
-        _view(conv),
-        ConversationState.ASSIGNED,
-        at=now,
-        actor="system",
-        note=note,
-        operator=str(operator),
-    )
-    entry = new.history[-1]
-    last = new.last_operator
-    updated = dataclasses.replace(
-        conv,
-        state=new.state.value,
-        assigned_operator=operator,
-        assigned_at=new.assigned_at,
-        queued_at=new.queued_at,
-        last_operator_reply_at=new.last_operator_reply_at,
-        last_operator=int(last) if last is not None and last.isdigit() else conv.last_operator,
-    )
-    return updated, LifecycleEntry(
-        conv.id, now, "system", entry.from_state.value, entry.to_state.value, entry.note or None
-    )
-
-
 def _view(conv: Conversation) -> ConversationView:
+    try:
+        state = ConversationState(conv.state)
+    except ValueError:
+        raise RoutingError(f"conversation {conv.id} has an unknown state {conv.state!r}") from None
     return ConversationView(
         id=str(conv.id),
         account=conv.account,
         channel=conv.channel,
         citizen_id=conv.recipient_id,
-        state=ConversationState(conv.state),
+        state=state,
         language=conv.language,
         assigned_operator=None if conv.assigned_operator is None else str(conv.assigned_operator),
         assigned_at=conv.assigned_at,
+        last_operator=None if conv.last_operator is None else str(conv.last_operator),
         queued_at=conv.queued_at,
         last_inbound_at=conv.last_inbound_at,
         last_operator_reply_at=conv.last_operator_reply_at,
         priority=conv.priority,
         team=conv.team,
+        topic=conv.topic,
     )

@@ -84,6 +84,12 @@ class ConsoleAccount:
         """Whether an operator whose ``account`` is ``scope`` works on this account."""
         return scope in (self.name, self.group)
 
+    @property
+    def pool(self) -> str:
+        """The operator pool of this account (its group, else itself): the key of the
+        assignment lock shared with the dispatcher (``AccountAssignment.pool``)."""
+        return self.group or self.name
+
 
 @dataclass(frozen=True, slots=True)
 class ConsoleContext:

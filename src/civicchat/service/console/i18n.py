@@ -208,6 +208,25 @@ _T: dict[str, tuple[str, str, str]] = {
         "respuesta automática",
         "keyword answered",
     ),
+    "answered": ("respost", "respondido", "answered"),
+    "taken": (
+        "Un altre operador ja té aquesta conversa.",
+        "Otro operador ya tiene esta conversación.",
+        "Another operator has this conversation already.",
+    ),
+    "keyword_removed": (
+        "ja no és al catàleg",
+        "ya no está en el catálogo",
+        "no longer in the catalog",
+    ),
+    "account_state": ("Estat", "Estado", "State"),
+    "account_enabled": ("actiu", "activo", "enabled"),
+    "account_disabled": ("desactivat", "desactivado", "disabled"),
+    "secrets_missing": (
+        "secrets no configurats: {names}",
+        "secretos no configurados: {names}",
+        "secrets not configured: {names}",
+    ),
     "minutes": ("min", "min", "min"),
     "hours_short": ("h", "h", "h"),
 }

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from civicchat.exceptions import RoutingError
+from civicchat.keywords import Catalog
 from civicchat.messages import (
     Content,
     Location,
@@ -29,22 +30,20 @@ from civicchat.messages import (
     Text,
     content_from_json,
 )
-from civicchat.routing import (
-    WINDOW_CHANNELS,
-    ConversationState,
-    ConversationView,
-    transition,
-    window_closes_at,
-)
+from civicchat.routing import WINDOW_CHANNELS, ConversationState, window_closes_at
 from civicchat.service.console.context import ConsoleAccount
 from civicchat.service.console.web import Console, Denied, Principal, field
-from civicchat.service.dispatch import is_escalated
+from civicchat.service.dispatch import commit_move, is_escalated, lock_pool
 from civicchat.service.live import LiveEvent
+from civicchat.storage.assignment_sql import (
+    OPERATOR_REPLY_PREFIX,
+    ReplyTimes,
+    assignment_queries,
+)
 from civicchat.storage.base import (
     AuditEntry,
     Contact,
     Conversation,
-    LifecycleEntry,
     MediaState,
     Operator,
     OperatorRole,
@@ -52,7 +51,7 @@ from civicchat.storage.base import (
     Transaction,
 )
 
-__all__ = ["ConsoleViews", "move"]
+__all__ = ["ConsoleViews", "waiting_since"]
 
 log = logging.getLogger("civicchat.console")
 
@@ -89,82 +88,22 @@ SSE_HEARTBEAT = 15.0
 SSE_MAX_SECONDS = 300.0  # the browser reconnects by itself; bounded streams ease shutdowns
 
 
-def move(
-    conv: Conversation,
-    to: ConversationState,
-    *,
-    at: datetime,
-    actor: str,
-    operator: int | None = None,
-    note: str = "",
-) -> tuple[Conversation, LifecycleEntry]:
-    """Apply routing's :func:`~civicchat.routing.transition` to a stored conversation.
-
-    Raises :class:`~civicchat.exceptions.RoutingError` for a move the lifecycle forbids.
-    """
-    try:
-        state = ConversationState(conv.state)
-    except ValueError:
-        raise RoutingError(f"conversation {conv.id} has an unknown state {conv.state!r}") from None
-    view = ConversationView(
-        id=str(conv.id),
-        account=conv.account,
-        channel=conv.channel,
-        citizen_id=conv.recipient_id,
-        state=state,
-        language=conv.language,
-        assigned_operator=None if conv.assigned_operator is None else str(conv.assigned_operator),
-        queued_at=conv.queued_at,
-        last_inbound_at=conv.last_inbound_at,
-        last_operator_reply_at=conv.last_operator_reply_at,
-        priority=conv.priority,
-        team=conv.team,
+def waiting_since(conv: Conversation, replies: ReplyTimes | None) -> datetime | None:
+    """Since when the citizen waits for an operator: their first message that no operator has
+    answered yet (for a conversation nobody answered, since it entered the queue). ``None``
+    once an operator answered everything the citizen wrote."""
+    last_reply = max(
+        (t for t in (replies and replies.last_reply, conv.last_operator_reply_at) if t),
+        default=None,
     )
-    new = transition(
-        view,
-        to,
-        at=at,
-        actor=actor,
-        note=note,
-        operator=None if operator is None else str(operator),
-    )
-    entry = new.history[-1]
-    updated = dataclasses.replace(
-        conv,
-        state=new.state.value,
-        assigned_operator=None if new.assigned_operator is None else int(new.assigned_operator),
-        queued_at=new.queued_at,
-        last_operator_reply_at=new.last_operator_reply_at,
-    )
-    return updated, LifecycleEntry(
-        conv.id, at, actor, entry.from_state.value, entry.to_state.value, entry.note or None
-    )
-
-
-async def assign(
-    tx: Transaction, conv: Conversation, operator: int, *, at: datetime, actor: str, note: str
-) -> tuple[Conversation, LifecycleEntry]:
-    """Move ``conv`` to ``operator`` (take, transfer) and record the assignment."""
-    conv, entry = move(
-        conv, ConversationState.ASSIGNED, at=at, actor=actor, operator=operator, note=note
-    )
-    await tx.assignments.assign(conv.id, operator, at)
-    return conv, entry
-
-
-async def release(
-    tx: Transaction,
-    conv: Conversation,
-    to: ConversationState,
-    *,
-    at: datetime,
-    actor: str,
-    note: str = "",
-) -> tuple[Conversation, LifecycleEntry]:
-    """Move ``conv`` out of its operator's hands (to the queue, or closed) and end the assignment."""
-    conv, entry = move(conv, to, at=at, actor=actor, note=note)
-    await tx.assignments.release(conv.id, at)
-    return conv, entry
+    first = replies.first_unanswered if replies else None
+    if last_reply is None:
+        return conv.queued_at or first or conv.last_inbound_at
+    if first is not None and first > last_reply:
+        return first
+    if conv.last_inbound_at is not None and conv.last_inbound_at > last_reply:
+        return conv.last_inbound_at  # the message is not linked to the conversation (yet)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,10 +113,22 @@ class Row:
     conv: Conversation
     contact: Contact | None
     account: ConsoleAccount
-    waiting: timedelta | None
+    waiting: timedelta | None  # None: nothing unanswered
     window_left: timedelta | None  # None: no window on this channel
     operator_name: str | None
     escalated: bool = False  # no operator reply in time and nobody free (service.dispatch)
+    answered: bool = False  # an operator answered the citizen's last message
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordLine:
+    """One keyword of the reports: its title in the operator's language, or its id if the
+    catalog no longer has it."""
+
+    keyword_id: str
+    title: str
+    count: int
+    removed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,30 +153,48 @@ class ConsoleViews:
 
     # ------------------------------------------------------------------ lists
 
+    def _row(
+        self,
+        me: Principal,
+        conv: Conversation,
+        contact: Contact | None,
+        replies: ReplyTimes | None,
+        operator_name: str | None = None,
+    ) -> Row:
+        now = self.now
+        window_left = None
+        if conv.channel in WINDOW_CHANNELS:
+            closes = window_closes_at(conv.last_inbound_at)
+            window_left = max(closes - now, timedelta(0)) if closes else timedelta(0)
+        since = waiting_since(conv, replies)
+        return Row(
+            conv,
+            contact,
+            me.account(conv.account),
+            None if since is None else now - since,
+            window_left,
+            operator_name,
+            is_escalated(conv),
+            answered=since is None,
+        )
+
     async def _rows(
         self, tx: Transaction, me: Principal, convs: Sequence[Conversation]
     ) -> list[Row]:
-        now = self.now
         names: dict[int, str] = {}
+        replies = await assignment_queries(tx).reply_times([c.id for c in convs])
         rows = []
         for conv in convs:
-            account = me.account(conv.account)
             if conv.assigned_operator is not None and conv.assigned_operator not in names:
                 other = await tx.operators.get_operator(conv.assigned_operator)
                 names[conv.assigned_operator] = other.name if other else "?"
-            window_left = None
-            if conv.channel in WINDOW_CHANNELS:
-                closes = window_closes_at(conv.last_inbound_at)
-                window_left = max(closes - now, timedelta(0)) if closes else timedelta(0)
             rows.append(
-                Row(
+                self._row(
+                    me,
                     conv,
                     await tx.contacts.get(conv.contact_id),
-                    account,
-                    now - conv.queued_at if conv.queued_at else None,
-                    window_left,
+                    replies.get(conv.id),
                     names.get(conv.assigned_operator) if conv.assigned_operator else None,
-                    is_escalated(conv),
                 )
             )
         return rows
@@ -234,7 +203,7 @@ class ConsoleViews:
         queued: list[Conversation] = []
         mine: list[Conversation] = []
         others: list[Conversation] = []
-        async with self.c.ctx.store.transaction() as tx:
+        async with self.c.ctx.store.read_transaction() as tx:
             for account in me.accounts:
                 for conv in await tx.conversations.list(
                     account.name, states=["queued", "assigned"], limit=200
@@ -266,6 +235,25 @@ class ConsoleViews:
         conv = await tx.conversations.get(raw) if isinstance(raw, int) else None
         return me.check_conversation(conv)
 
+    async def _load_locked(self, tx: Transaction, me: Principal, request: Request) -> Conversation:
+        """The conversation read again under its operator pool's assignment lock (the one the
+        dispatcher takes): whatever this request changes, nobody else is changing it too.
+
+        A plain operator whose conversation a colleague (or the dispatcher) took meanwhile gets
+        a 409 that says so."""
+        first = await self._load(tx, me, request)
+        await lock_pool(tx, me.account(first.account).pool)
+        conv = await tx.conversations.get(first.id)
+        if conv is None:
+            raise Denied(404)
+        if (
+            conv.state == "assigned"
+            and conv.assigned_operator != me.id
+            and not me.at_least(OperatorRole.SUPERVISOR)
+        ):
+            raise Denied(409, "taken")
+        return conv
+
     async def _messages(self, tx: Transaction, conv: Conversation) -> list[Shown]:
         shown = []
         for record in await tx.conversation_messages(conv.id, limit=300):
@@ -293,7 +281,7 @@ class ConsoleViews:
         return shown
 
     async def conversation(self, request: Request, me: Principal) -> Response:
-        async with self.c.ctx.store.transaction() as tx:
+        async with self.c.ctx.store.read_transaction() as tx:
             conv = await self._load(tx, me, request)
             account = me.account(conv.account)
             contact = await tx.contacts.get(conv.contact_id)
@@ -305,7 +293,8 @@ class ConsoleViews:
                 if conv.assigned_operator
                 else None
             )
-        row = await self._rows_single(me, conv, contact)
+            replies = await assignment_queries(tx).reply_times([conv.id])
+        row = self._row(me, conv, contact, replies.get(conv.id))
         lang = conv.language or "ca"
         suggestions = self._suggestions(account, messages, lang, me)
         canned = [
@@ -338,21 +327,6 @@ class ConsoleViews:
         scopes = [account.name] + ([account.group] if account.group else [])
         return [o for scope in scopes for o in await tx.operators.operators(scope)]
 
-    async def _rows_single(self, me: Principal, conv: Conversation, contact: Contact | None) -> Row:
-        now = self.now
-        window_left = None
-        if conv.channel in WINDOW_CHANNELS:
-            closes = window_closes_at(conv.last_inbound_at)
-            window_left = max(closes - now, timedelta(0)) if closes else timedelta(0)
-        return Row(
-            conv,
-            contact,
-            me.account(conv.account),
-            now - conv.queued_at if conv.queued_at else None,
-            window_left,
-            None,
-        )
-
     def _suggestions(
         self, account: ConsoleAccount, messages: Sequence[Shown], lang: str, me: Principal
     ) -> list[tuple[str, str, float]]:
@@ -382,7 +356,7 @@ class ConsoleViews:
         return out
 
     async def messages_partial(self, request: Request, me: Principal) -> Response:
-        async with self.c.ctx.store.transaction() as tx:
+        async with self.c.ctx.store.read_transaction() as tx:
             conv = await self._load(tx, me, request)
             messages = await self._messages(tx, conv)
         return self.c.render(
@@ -441,13 +415,7 @@ class ConsoleViews:
         now = self.now
         actor = f"operator:{me.id}"
         async with self.c.ctx.store.transaction() as tx:
-            conv = await self._load(tx, me, request)
-            if not (
-                me.at_least(OperatorRole.SUPERVISOR)
-                or conv.state == "queued"
-                or conv.assigned_operator == me.id
-            ):
-                raise Denied(403, "forbidden")
+            conv = await self._load_locked(tx, me, request)
             message = OutboundMessage(
                 channel=conv.channel,
                 account=conv.account,
@@ -455,16 +423,20 @@ class ConsoleViews:
                 content=content,
             )
             written = await tx.enqueue(
-                [message], key_prefix=f"op:{request_id}", conversation_id=conv.id
+                [message],
+                key_prefix=f"{OPERATOR_REPLY_PREFIX}{request_id}",
+                conversation_id=conv.id,
             )
+            moved = False
             if written:  # a re-submitted form changes nothing twice
-                entries = []
                 try:
                     if conv.state == "closed":
-                        conv, entry = move(conv, ConversationState.QUEUED, at=now, actor=actor)
-                        entries.append(entry)
+                        conv = await commit_move(
+                            tx, conv, ConversationState.QUEUED, at=now, actor=actor
+                        )
                     if conv.state in ("queued", "bot"):
-                        conv, entry = move(
+                        conv = await commit_move(
+                            tx,
                             conv,
                             ConversationState.ASSIGNED,
                             at=now,
@@ -472,14 +444,11 @@ class ConsoleViews:
                             operator=me.id,
                             note="reply",
                         )
-                        entries.append(entry)
-                        await tx.assignments.assign(conv.id, me.id, now)
+                        moved = True
                 except RoutingError:
                     raise Denied(409, "invalid") from None
                 conv = dataclasses.replace(conv, last_operator_reply_at=now)
                 await tx.conversations.save(conv)
-                for entry in entries:
-                    await tx.history.record(entry)
                 await tx.audit.audit(
                     AuditEntry(
                         now,
@@ -492,7 +461,7 @@ class ConsoleViews:
         if written:
             log.info("operator %d replied in conversation %d (%s)", me.id, conv.id, content.kind)
             await self._publish(conv, "message_out", {"outbox": written})
-            if entries:
+            if moved:
                 await self._publish(conv, "conversation", {"state": conv.state})
         return self._back(request, conv, me)
 
@@ -523,56 +492,62 @@ class ConsoleViews:
     # ------------------------------------------------------------------ actions
 
     async def _act(self, request: Request, me: Principal, action: str) -> Response:
+        if action not in ("take", "close", "transfer"):
+            raise Denied(404)
         form = await self.c.form(request)
         now = self.now
         actor = f"operator:{me.id}"
         async with self.c.ctx.store.transaction() as tx:
-            conv = await self._load(tx, me, request)
+            conv = await self._load_locked(tx, me, request)
             supervisor = me.at_least(OperatorRole.SUPERVISOR)
             own = conv.assigned_operator == me.id
-            before = conv.state
-            details: dict[str, Any] = {"conversation": conv.id, "from": before}
+            if action == "take" and own:
+                return self._back(request, conv, me)  # taken already (a second click): no-op
+            if action != "take" and not (own or supervisor):
+                raise Denied(403, "forbidden")
+            details: dict[str, Any] = {"conversation": conv.id, "from": conv.state}
             try:
                 if action == "take":
-                    if conv.state == "assigned" and not (own or supervisor):
-                        raise Denied(403, "forbidden")
                     if conv.state == "closed":
-                        conv, e0 = move(conv, ConversationState.QUEUED, at=now, actor=actor)
-                        await tx.history.record(e0)
-                    conv, entry = await assign(tx, conv, me.id, at=now, actor=actor, note="take")
+                        conv = await commit_move(
+                            tx, conv, ConversationState.QUEUED, at=now, actor=actor
+                        )
+                    conv = await commit_move(
+                        tx,
+                        conv,
+                        ConversationState.ASSIGNED,
+                        at=now,
+                        actor=actor,
+                        operator=me.id,
+                        note="take",
+                    )
                 elif action == "close":
-                    if not (own or supervisor):
-                        raise Denied(403, "forbidden")
-                    conv, entry = await release(
+                    conv = await commit_move(
                         tx, conv, ConversationState.CLOSED, at=now, actor=actor
                     )
-                elif action == "transfer":
-                    if not (own or supervisor):
-                        raise Denied(403, "forbidden")
-                    target = field(form, "to", max_length=20)
-                    if target == "queue":
-                        conv, entry = await release(
-                            tx, conv, ConversationState.QUEUED, at=now, actor=actor, note="transfer"
-                        )
-                        details["to"] = "queue"
-                    else:
-                        other = (
-                            await tx.operators.get_operator(int(target))
-                            if target.isdigit()
-                            else None
-                        )
-                        if other is None or not me.account(conv.account).member_of(other.account):
-                            raise Denied(400, "invalid")
-                        conv, entry = await assign(
-                            tx, conv, other.id, at=now, actor=actor, note="transfer"
-                        )
-                        details["to"] = other.id
+                elif (target := field(form, "to", max_length=20)) == "queue":
+                    conv = await commit_move(
+                        tx, conv, ConversationState.QUEUED, at=now, actor=actor, note="transfer"
+                    )
+                    details["to"] = "queue"
                 else:
-                    raise Denied(404)
+                    other = (
+                        await tx.operators.get_operator(int(target)) if target.isdigit() else None
+                    )
+                    if other is None or not me.account(conv.account).member_of(other.account):
+                        raise Denied(400, "invalid")
+                    conv = await commit_move(
+                        tx,
+                        conv,
+                        ConversationState.ASSIGNED,
+                        at=now,
+                        actor=actor,
+                        operator=other.id,
+                        note="transfer",
+                    )
+                    details["to"] = other.id
             except RoutingError:
                 raise Denied(409, "invalid") from None
-            await tx.conversations.save(conv)
-            await tx.history.record(entry)
             details["to_state"] = conv.state
             await tx.audit.audit(AuditEntry(now, actor, action, conv.account, details))
         log.info("operator %d: %s conversation %d", me.id, action, conv.id)
@@ -658,7 +633,8 @@ class ConsoleViews:
         since = today - timedelta(days=6)
         states: dict[str, dict[str, int]] = {}
         keywords: dict[str, int] = {}
-        async with self.c.ctx.store.transaction() as tx:
+        catalogs: list[Catalog] = []
+        async with self.c.ctx.store.read_transaction() as tx:
             for account in me.accounts:
                 counts: dict[str, int] = {}
                 for conv in await tx.conversations.list(account.name, limit=1000):
@@ -666,9 +642,13 @@ class ConsoleViews:
                 states[account.name] = counts
                 for kc in await tx.keywords.keyword_counts(account.name, since, today):
                     keywords[kc.keyword_id] = keywords.get(kc.keyword_id, 0) + kc.count
-        top = sorted(keywords.items(), key=lambda kv: -kv[1])[:20]
+                if account.engine is not None:
+                    catalogs.append(account.engine.catalog)
+        top = sorted(keywords.items(), key=lambda kv: (-kv[1], kv[0]))[:20]
+        lang = self.c.language(request)
+        lines = [_keyword_line(catalogs, keyword_id, n, lang) for keyword_id, n in top]
         return self.c.render(
-            request, "reports.html", me, states=states, top=top, since=since, until=today
+            request, "reports.html", me, states=states, top=lines, since=since, until=today
         )
 
     # ------------------------------------------------------------------ live
@@ -720,3 +700,16 @@ class ConsoleViews:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _keyword_line(
+    catalogs: Sequence[Catalog], keyword_id: str, count: int, lang: str
+) -> KeywordLine:
+    """The keyword's title in ``lang`` (the catalog's default language if it has none in
+    ``lang``, English included); an id no catalog knows any more is shown as it is."""
+    for catalog in catalogs:
+        kw = catalog.keyword(keyword_id)
+        if kw is not None:
+            language = lang if lang in catalog.languages else catalog.default_language
+            return KeywordLine(keyword_id, kw.label(language), count)
+    return KeywordLine(keyword_id, keyword_id, count, removed=True)

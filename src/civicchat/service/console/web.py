@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from civicchat.service.console.context import UI_LANGUAGES, ConsoleAccount, ConsoleContext
+from civicchat.service.console.formatting import whatsapp_html
 from civicchat.service.console.i18n import LANG_COOKIE, translator
 from civicchat.service.console.security import (
     SESSION_COOKIE,
@@ -120,6 +121,7 @@ class Console:
         )
         self.env.filters["ago"] = self.ago
         self.env.filters["local"] = self.local
+        self.env.filters["whatsapp"] = whatsapp_html
         self.tz = _first_timezone(ctx)
 
     # ------------------------------------------------------------------ formatting
