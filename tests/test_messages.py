@@ -79,8 +79,9 @@ def test_status_rank_orders_out_of_order_statuses() -> None:
 # --------------------------------------------------------------------------- Buttons.media
 
 
-def _bus_buttons(**kwargs: object) -> Buttons:
-    return Buttons(body="Bus urbà", buttons=(ReplyButton(id="kw:tren", title="Tren"),), **kwargs)  # type: ignore[arg-type]
+def _bus_buttons(header: str | None = None, media: Media | None = None, **kw: str) -> Buttons:
+    buttons = (ReplyButton(id="kw:tren", title="Tren"),)
+    return Buttons(body="Bus urbà", buttons=buttons, header=header, media=media, **kw)
 
 
 def test_buttons_carry_a_media_header_and_round_trip() -> None:

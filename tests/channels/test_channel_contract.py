@@ -45,6 +45,8 @@ from civicchat.messages import (
     Location,
     LocationRequest,
     MarkRead,
+    Media,
+    MediaKind,
     OutboundContent,
     OutboundMessage,
     ReplyButton,
@@ -282,6 +284,16 @@ RICH: list[OutboundContent] = [
         sections=(
             ListSection(rows=tuple(ListRow(id=f"r{i}", title=f"Tràmit {i}") for i in range(25))),
         ),
+    ),
+    Buttons(
+        body="🚌 Mataró Bus: https://www.mataro.cat/bus",
+        media=Media(media_kind=MediaKind.DOCUMENT, link="https://x.test/planol.pdf"),
+        buttons=(ReplyButton(id="kw:tren", title="Tren"),),
+    ),
+    Buttons(
+        body="Plànol " * 200,
+        media=Media(media_kind=MediaKind.IMAGE, link="https://x.test/planol.png"),
+        buttons=(ReplyButton(id="kw:tren", title="Tren"),),
     ),
     Location(latitude=41.5381, longitude=2.4445, name="Ajuntament", address="La Riera, 48"),
     LocationRequest(body="On és la incidència?"),

@@ -16,6 +16,8 @@ from civicchat.messages import (
     Location,
     LocationRequest,
     MarkRead,
+    Media,
+    MediaKind,
     ReplyButton,
     Template,
     Text,
@@ -199,3 +201,72 @@ def test_buttons_with_a_body_over_the_button_limit_become_numbered_text() -> Non
     assert all(isinstance(p, Text) for p in pieces)
     assert "1. Bus\n2. Taxi" in pieces[-1].body  # type: ignore[union-attr]
     assert degrade(menu, TELEGRAM_CAPABILITIES) == [menu]
+
+
+# --------------------------------------------------------------------------- buttons under media
+
+PLAN = Media(
+    media_kind=MediaKind.DOCUMENT,
+    link="https://www.mataro.cat/bus/planol.pdf",
+    caption="Plànol de la xarxa",
+    filename="planol.pdf",
+)
+BUS = Buttons(
+    body="🚌 Mataró Bus: https://www.mataro.cat/bus",
+    media=PLAN,
+    buttons=(
+        ReplyButton(id="kw:targetes", title="Targetes i tarifes"),
+        ReplyButton(id="kw:tren", title="Tren"),
+    ),
+)
+
+
+@pytest.mark.parametrize("caps", [WHATSAPP_CAPABILITIES, TELEGRAM_CAPABILITIES])
+def test_buttons_under_media_stay_one_message_where_the_channel_can(caps: Capabilities) -> None:
+    assert degrade(BUS, caps, "ca") == [BUS]
+
+
+def test_buttons_under_media_without_media_headers_are_the_file_then_the_buttons() -> None:
+    caps = Capabilities(buttons=True, max_buttons=3)  # buttons, but no media header
+    assert not caps.button_media
+    assert degrade(BUS, caps, "ca") == [PLAN, BUS.model_copy(update={"media": None})]
+    # The web chat today: the same two messages (its engineer turns button_media on).
+    assert degrade(BUS, WEBCHAT_CAPABILITIES, "ca") == [
+        PLAN,
+        BUS.model_copy(update={"media": None}),
+    ]
+
+
+def test_buttons_under_media_without_buttons_are_the_file_with_numbered_options() -> None:
+    (only,) = degrade(BUS, PLAIN, "es")
+    assert isinstance(only, Media)
+    assert (only.link, only.filename) == (PLAN.link, PLAN.filename)
+    assert only.caption == (
+        "🚌 Mataró Bus: https://www.mataro.cat/bus\n\n1. Targetes i tarifes\n2. Tren\n\n"
+        "Responde con el número de la opción."
+    )
+    assert match_numbered_reply("2", BUS) is not None
+
+
+def test_buttons_under_media_with_too_long_a_caption_are_the_file_then_numbered_text() -> None:
+    long_body = "Una frase. " * 120  # 1,320 characters: over a caption, under a text
+    content = BUS.model_copy(update={"body": long_body.strip()})
+    pieces = degrade(content, PLAIN, "ca")
+    assert pieces[0] == PLAN
+    assert all(isinstance(p, Text) for p in pieces[1:])
+    joined = "\n".join(p.body for p in pieces[1:] if isinstance(p, Text))
+    assert "1. Targetes i tarifes" in joined
+    # A channel with buttons and media headers but a body over 1,024: file, then the options.
+    pieces = degrade(content, WHATSAPP_CAPABILITIES, "ca")
+    assert pieces[0] == PLAN
+    assert all(isinstance(p, Text) for p in pieces[1:])
+
+
+def test_a_caption_limit_narrower_than_the_body_keeps_the_buttons_apart() -> None:
+    caps = Capabilities(buttons=True, max_buttons=3, button_media=True, max_caption_length=20)
+    assert degrade(BUS, caps, "ca") == [PLAN, BUS.model_copy(update={"media": None})]
+
+
+def test_capabilities_refuse_an_empty_caption_limit() -> None:
+    with pytest.raises(ValueError, match="max_caption_length"):
+        Capabilities(max_caption_length=0)

@@ -267,6 +267,47 @@ async def test_send_photo_document_location_venue(channel: TelegramChannel) -> N
     assert (venue["title"], venue["address"]) == ("OAC", "La Riera, 48")
 
 
+@pytest.mark.parametrize(
+    ("kind", "method", "field"),
+    [
+        (MediaKind.IMAGE, "sendPhoto", "photo"),
+        (MediaKind.VIDEO, "sendVideo", "video"),
+        (MediaKind.DOCUMENT, "sendDocument", "document"),
+    ],
+)
+async def test_buttons_under_media_are_one_media_message_with_caption_and_keyboard(
+    channel: TelegramChannel, kind: MediaKind, method: str, field: str
+) -> None:
+    content = Buttons(
+        body="🚌 Mataró Bus",
+        footer="010",
+        media=Media(media_kind=kind, link="https://x.test/planol", caption="Plànol"),
+        buttons=(ReplyButton(id="kw:tren", title="Tren"),),
+    )
+    body = await call(channel, method, content)
+    assert body == {
+        "chat_id": 700000001,
+        field: "https://x.test/planol",
+        "caption": "🚌 Mataró Bus\n\n010",
+        "reply_markup": {"inline_keyboard": [[{"text": "Tren", "callback_data": "kw:tren"}]]},
+    }
+
+
+async def test_a_caption_over_1024_characters_is_refused_before_http(
+    channel: TelegramChannel,
+) -> None:
+    content = Buttons(
+        body="x" * 1025,
+        media=Media(media_kind=MediaKind.IMAGE, media_id="AgAC"),
+        buttons=(ReplyButton(id="kw:tren", title="Tren"),),
+    )
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.post(url__startswith=API)
+        with pytest.raises(UnsupportedContentError, match="caption has at most 1024"):
+            await channel.send(out(content), last_inbound_at=None)
+        assert not route.called
+
+
 async def test_location_request_uses_a_reply_keyboard(channel: TelegramChannel) -> None:
     body = await call(channel, "sendMessage", LocationRequest(body="On és?"))
     assert body["reply_markup"]["keyboard"][0][0]["request_location"] is True

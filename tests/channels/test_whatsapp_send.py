@@ -151,6 +151,76 @@ async def test_reply_buttons(channel: WhatsAppChannel) -> None:
     }
 
 
+PLAN = Media(
+    media_kind=MediaKind.DOCUMENT,
+    link="https://www.mataro.cat/bus/planol.pdf",
+    caption="Plànol de la xarxa",
+    filename="planol-xarxa-mataro-bus.pdf",
+)
+THREE = (
+    ReplyButton(id="kw:targetes_transport", title="Targetes i tarifes"),
+    ReplyButton(id="kw:bus_interurba", title="Bus interurbà"),
+    ReplyButton(id="kw:tren", title="Tren"),
+)
+
+
+async def test_reply_buttons_under_a_document_are_one_interactive_message(
+    channel: WhatsAppChannel,
+) -> None:
+    content = Buttons(body="🚌 Mataró Bus: https://www.mataro.cat/bus", media=PLAN, buttons=THREE)
+    body = await sent_json(channel, content)
+    assert body == {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": "34600111222",
+        "type": "interactive",
+        "interactive": {
+            "type": "button",
+            "header": {
+                "type": "document",
+                "document": {
+                    "link": "https://www.mataro.cat/bus/planol.pdf",
+                    "filename": "planol-xarxa-mataro-bus.pdf",
+                },
+            },
+            "body": {"text": "🚌 Mataró Bus: https://www.mataro.cat/bus"},
+            "action": {
+                "buttons": [
+                    {"type": "reply", "reply": {"id": b.id, "title": b.title}} for b in THREE
+                ]
+            },
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("media", "header"),
+    [
+        (
+            Media(media_kind=MediaKind.IMAGE, link="https://x.test/a.jpg", caption="x"),
+            {"type": "image", "image": {"link": "https://x.test/a.jpg"}},
+        ),
+        (
+            Media(media_kind=MediaKind.VIDEO, media_id="991"),
+            {"type": "video", "video": {"id": "991"}},
+        ),
+        (
+            Media(media_kind=MediaKind.DOCUMENT, media_id="992"),
+            {"type": "document", "document": {"id": "992"}},
+        ),
+    ],
+)
+async def test_media_headers_by_link_or_id_with_a_footer(
+    channel: WhatsAppChannel, media: Media, header: dict[str, object]
+) -> None:
+    content = Buttons(body="Tria", footer="010", media=media, buttons=THREE[:1])
+    body = await sent_json(channel, content)
+    interactive = body["interactive"]
+    assert isinstance(interactive, dict)
+    assert interactive["header"] == header
+    assert interactive["footer"] == {"text": "010"}
+
+
 async def test_list(channel: WhatsAppChannel) -> None:
     menu = ListMenu(
         body="Tria un tràmit",

@@ -123,7 +123,11 @@ class Capabilities:
     ``max_button_title`` is the longest button title the provider accepts (WhatsApp: 20); longer
     titles make the buttons fall back to numbered options rather than being cut.
     ``max_button_body`` is the longest text a message with buttons may carry (WhatsApp: 1,024),
-    when it is shorter than ``max_text_length``.
+    when it is shorter than ``max_text_length``. ``button_media`` says that a message with
+    buttons can carry an image, video or document above its text
+    (:attr:`~civicchat.messages.Buttons.media`; WhatsApp's media header, Telegram's photo with a
+    caption and an inline keyboard); ``max_caption_length`` is the longest text that can go
+    with a media file (WhatsApp and Telegram: 1,024).
     """
 
     max_text_length: int = 4096
@@ -138,10 +142,14 @@ class Capabilities:
     location_requests: bool = False
     link_previews: bool = False
     mark_read: bool = False
+    button_media: bool = False
+    max_caption_length: int = 1024
 
     def __post_init__(self) -> None:
         if self.max_text_length < 16:
             raise ValueError("Capabilities.max_text_length must be at least 16 characters")
+        if self.max_caption_length < 1:
+            raise ValueError("Capabilities.max_caption_length must be at least 1 character")
         if self.buttons and self.max_buttons < 1:
             raise ValueError("Capabilities with buttons=True need max_buttons >= 1")
         if self.lists and self.max_list_rows < 1:

@@ -6,6 +6,9 @@
 - buttons (too many, titles too long, or no buttons at all) and lists become numbered options
   ("1. ...", "2. ...") that the citizen answers with "1", "2"; :func:`match_numbered_reply` maps
   that answer back to the button id;
+- buttons under a media header (:attr:`~civicchat.messages.Buttons.media`) stay one message where
+  the channel has ``button_media``; elsewhere the file goes first, then the buttons, or, without
+  buttons, the file with the numbered options as its caption (one message when they fit);
 - a list that does not fit becomes reply buttons when they fit, numbered options otherwise;
 - a location becomes its name, address and a map link;
 - a location request becomes text asking to share the location with the attach button;
@@ -13,9 +16,7 @@
 - a "mark as read" is dropped where the provider has no read receipts;
 - a long text is split at paragraph, line, sentence or word boundaries under the text limit.
 
->>> from collections.abc import Sequence
-
-from civicchat.channels.base import Capabilities
+>>> from civicchat.channels.base import Capabilities
 >>> from civicchat.messages import Buttons, ReplyButton
 >>> menu = Buttons(body="Què vols fer?", buttons=(ReplyButton(id="bus", title="Bus"),
 ...                                                ReplyButton(id="taxi", title="Taxi")))
@@ -45,6 +46,7 @@ from civicchat.messages import (
     Location,
     LocationRequest,
     MarkRead,
+    Media,
     OutboundContent,
     ReplyButton,
     Template,
@@ -88,6 +90,8 @@ def degrade(
     if isinstance(content, Text):
         return _split(content.body, caps, preview=content.preview_url and caps.link_previews)
     if isinstance(content, Buttons):
+        if content.media is not None:
+            return _buttons_with_media(content, content.media, caps, lang)
         if _buttons_fit(content.buttons, content.body, caps):
             return [content]
         options: list[tuple[str, str | None]] = [(b.title, None) for b in content.buttons]
@@ -134,6 +138,23 @@ def degrade(
     if isinstance(content, MarkRead):
         return [content] if caps.mark_read else []
     return [content]
+
+
+def _buttons_with_media(
+    content: Buttons, media: Media, caps: Capabilities, lang: str
+) -> list[OutboundContent]:
+    """Buttons under an image, video or document, in as few messages as the channel allows."""
+    fits = _buttons_fit(content.buttons, content.body, caps)
+    if fits and caps.button_media and len(content.body) <= caps.max_caption_length:
+        return [content]
+    bare = content.model_copy(update={"media": None})
+    if fits:
+        return [media, bare]  # the file (with its own caption), then the text with buttons
+    options: list[tuple[str, str | None]] = [(b.title, None) for b in content.buttons]
+    text = numbered_text(content.body, options, lang, content.header, content.footer)
+    if len(text) <= caps.max_caption_length:
+        return [media.model_copy(update={"caption": text})]  # one message, options as caption
+    return [media, *_split(text, caps)]
 
 
 def _buttons_fit(buttons: tuple[ReplyButton, ...], body: str, caps: Capabilities) -> bool:

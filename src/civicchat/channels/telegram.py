@@ -96,6 +96,8 @@ TELEGRAM_CAPABILITIES = Capabilities(
     location_requests=True,
     link_previews=True,
     mark_read=False,
+    button_media=True,
+    max_caption_length=1024,
 )
 
 _SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}\Z")
@@ -352,7 +354,21 @@ class TelegramChannel:
                 raise refuse("Telegram callback data holds at most 64 bytes")
             text = "\n\n".join(p for p in (content.header, content.body, content.footer) if p)
             keyboard = [[{"text": title, "callback_data": cid}] for cid, title in choices]
-            return "sendMessage", {"text": text, "reply_markup": {"inline_keyboard": keyboard}}
+            markup = {"inline_keyboard": keyboard}
+            media = content.media if isinstance(content, Buttons) else None
+            if media is None:
+                return "sendMessage", {"text": text, "reply_markup": markup}
+            # One message: the photo, video or document, the text as its caption, the keyboard.
+            if not caps.button_media:
+                raise refuse("this bot's capabilities have no media with buttons")
+            if len(text) > caps.max_caption_length:
+                raise refuse(f"a caption has at most {caps.max_caption_length} characters")
+            method, field_name = _SEND_MEDIA[media.media_kind]
+            return method, {
+                field_name: media.link or media.media_id,
+                "caption": text,
+                "reply_markup": markup,
+            }
         if isinstance(content, Media):
             method, field_name = _SEND_MEDIA[content.media_kind]
             params: dict[str, Any] = {field_name: content.link or content.media_id}

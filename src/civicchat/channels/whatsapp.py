@@ -93,6 +93,8 @@ WHATSAPP_CAPABILITIES = Capabilities(
     location_requests=True,
     link_previews=True,
     mark_read=True,
+    button_media=True,
+    max_caption_length=1024,
 )
 
 _TRANSIENT = {1, 2, 131000, 131016}
@@ -433,7 +435,14 @@ class WhatsAppChannel:
                     for b in content.buttons
                 ]
             }
-            return _interactive("button", content.body, action, content.header, content.footer)
+            interactive = _interactive(
+                "button", content.body, action, content.header, content.footer
+            )
+            if content.media is not None:
+                if not caps.button_media:
+                    raise refuse("this account's capabilities have no media header on buttons")
+                interactive["interactive"]["header"] = _media_header(content.media)
+            return interactive
         if isinstance(content, ListMenu):
             if len(content.rows) > caps.max_list_rows:
                 raise refuse(f"at most {caps.max_list_rows} list rows")
@@ -583,6 +592,15 @@ def _interactive(
     if footer:
         interactive["footer"] = {"text": footer[:60]}
     return {"type": "interactive", "interactive": interactive}
+
+
+def _media_header(media: Media) -> dict[str, Any]:
+    """The ``interactive.header`` of an image, video or document (a link, else a media id)."""
+    kind = media.media_kind.value  # image, video or document: Buttons validates it
+    source: dict[str, Any] = {"link": media.link} if media.link else {"id": media.media_id}
+    if media.filename and media.media_kind is MediaKind.DOCUMENT:
+        source["filename"] = media.filename
+    return {"type": kind, kind: source}
 
 
 def sign(body: bytes, app_secret: str) -> str:
