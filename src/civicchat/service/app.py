@@ -36,15 +36,15 @@ from starlette.routing import BaseRoute, Route
 
 from civicchat.bot import BotAccount
 from civicchat.channels._http import provider_client
-from civicchat.channels.webchat import WebChatHub
+from civicchat.channels.webchat import WebChatChannel, WebChatHub
 from civicchat.clock import Clock
 from civicchat.exceptions import ConfigError
 from civicchat.service.config import ServiceConfig, config_from_environment
 from civicchat.service.live import InProcessLiveBus, LiveBus, PostgresLiveBus
 from civicchat.service.metrics import PROMETHEUS_CONTENT_TYPE, ServiceMetrics
 from civicchat.service.runtime import RelayHub, ServiceRuntime, build_accounts
-from civicchat.service.webchat import webchat_routes
-from civicchat.service.webhooks import WebhookContext, WindowLimiter, webhook_routes
+from civicchat.service.webchat import WebChatUploads, webchat_routes, webchat_titles
+from civicchat.service.webhooks import InboxBatcher, WebhookContext, WindowLimiter, webhook_routes
 from civicchat.storage.base import OperatorRole
 from civicchat.storage.engine import check_schema, create_engine, current_revision, upgrade
 from civicchat.storage.media import LocalBlobStore
@@ -143,6 +143,9 @@ def create_app(
         Route("/metrics", _metrics(state), methods=["GET"]),
     ]
     disabled = {a.name: a.channel for a in config.accounts if not a.enabled}
+    # The web chat's photos go through the same limiter and inbox commits as its text messages.
+    webchat_limiter = WindowLimiter(config.server.webchat_messages_per_minute)
+    batcher = InboxBatcher(store, metrics)
     routes += webhook_routes(
         WebhookContext(
             store,
@@ -150,11 +153,23 @@ def create_app(
             disabled,
             metrics,
             config.server.max_body_bytes,
-            webchat_limiter=WindowLimiter(config.server.webchat_messages_per_minute),
+            batcher=batcher,
+            webchat_limiter=webchat_limiter,
         )
     )
     chats = {a.name: a.display_name for a in accounts.values() if a.channel_name == "webchat"}
-    routes += webchat_routes(hub, chats)
+    webchats = {n: a.channel for n, a in accounts.items() if isinstance(a.channel, WebChatChannel)}
+    for channel in webchats.values():
+        channel.uploads = blobs  # the media worker reads the photos back through the channel
+    uploads = WebChatUploads(
+        webchats,
+        blobs,
+        batcher.accept,
+        max_bytes=min(config.server.webchat_upload_max_bytes, config.media.max_bytes),
+        limiter=webchat_limiter,
+        metrics=metrics,
+    )
+    routes += webchat_routes(hub, webchat_titles(config), uploads=uploads)
     console_routes = _console_routes(state)
     state.console = console_routes is not None
     routes += console_routes or []

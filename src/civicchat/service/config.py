@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from civicchat.clock import Clock, ManualClock, SystemClock
 from civicchat.exceptions import ConfigError
@@ -83,7 +83,8 @@ class TelegramConfig(_Model):
 
 
 class WebChatConfig(_Model):
-    """The city's web chat page."""
+    """The city's web chat page: ``title`` per language (``display_name: {ca: ..., es: ...}``
+    of a web chat account lands here)."""
 
     title: Mapping[str, str] = Field(
         default_factory=lambda: {"ca": "Xat del 010", "es": "Chat del 010"}
@@ -158,6 +159,42 @@ class AccountConfig(_Model):
             raise ValueError("use 1-63 of a-z 0-9 _ - (it is part of URLs), e.g. 'mataro-wa'")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _webchat_title_per_language(cls, data: Any) -> Any:
+        """A web chat's ``display_name: {ca: ..., es: ...}``: the page's title per language.
+
+        It becomes ``webchat.title``; ``display_name`` keeps one string (the first language's)
+        for the console and logs.
+        """
+        if not isinstance(data, dict) or not isinstance(data.get("display_name"), dict):
+            return data
+        names = data["display_name"]
+        if data.get("channel") != "webchat":
+            raise ValueError(
+                "display_name per language ({ca: ..., es: ...}) is for web chat accounts; "
+                "give one string"
+            )
+        if not names or not all(
+            isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in names.items()
+        ):
+            raise ValueError(
+                "display_name per language needs a text for each language, "
+                "e.g. {ca: Xat del 010, es: Chat del 010}"
+            )
+        section = data.get("webchat") or {}
+        if not isinstance(section, dict):
+            return data  # the field's own validation says what is wrong
+        if "title" in section:
+            raise ValueError("give the web chat's title once: display_name or webchat.title")
+        languages = data.get("languages") or ("ca", "es")
+        first = next((names[lang] for lang in languages if lang in names), None)
+        return {
+            **data,
+            "display_name": first or next(iter(names.values())),
+            "webchat": {**section, "title": {k: v.strip() for k, v in names.items()}},
+        }
+
 
 class ServerConfig(_Model):
     host: str = "127.0.0.1"
@@ -166,6 +203,7 @@ class ServerConfig(_Model):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     access_log: bool = False
     webchat_messages_per_minute: int = Field(default=30, ge=1)  # per client address
+    webchat_upload_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)  # a photo
     secure_cookies: bool | None = None  # default: true when public_url is https
 
 

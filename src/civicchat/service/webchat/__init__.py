@@ -4,10 +4,13 @@
 - ``GET /chat/{account}/widget.js``: ``<script src=".../widget.js" async></script>`` on any page
   of the city's website adds a chat button that opens the page in a frame;
 - ``GET /chat/{account}/events?visitor=...``: the replies, as server-sent events (``id`` is the
-  hub's ``seq``, so a reconnecting page gets what it missed from the backlog).
+  hub's ``seq``, so a reconnecting page gets what it missed from the backlog);
+- ``POST /chat/{account}/upload``: a photo (see :mod:`civicchat.service.webchat.uploads`).
 
-The page posts messages to ``/webhooks/webchat/{account}`` as JSON. No build step: the page is
-one HTML file with inline script, served from this package.
+The page posts messages (text, buttons, a shared location) to ``/webhooks/webchat/{account}``
+as JSON. Its title may be one string or one per language (``display_name: {ca: ..., es: ...}``
+in the account's configuration). No build step: the page is one HTML file with inline script,
+served from this package.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from civicchat.channels.webchat import WebChatHub, valid_visitor_id
+from civicchat.service.config import ServiceConfig
+from civicchat.service.webchat.uploads import WebChatUploads, upload_routes
 
-__all__ = ["webchat_routes"]
+__all__ = ["WebChatUploads", "webchat_routes", "webchat_titles"]
 
 _HEARTBEAT_SECONDS = 15.0
 _TITLES = {
@@ -51,10 +56,46 @@ def _language(request: Request) -> str:
     return "ca"
 
 
-def webchat_routes(hub: WebChatHub, accounts: Mapping[str, str]) -> list[Route]:
-    """Routes of the web chat accounts (``accounts`` maps an account name to its page title)."""
+def webchat_titles(config: ServiceConfig) -> dict[str, str | Mapping[str, str]]:
+    """The page title of each enabled web chat account: per language when configured so."""
+    titles: dict[str, str | Mapping[str, str]] = {}
+    for account in config.enabled_accounts:
+        if account.channel != "webchat":
+            continue
+        section = account.webchat
+        if section is not None and "title" in section.model_fields_set:
+            titles[account.name] = dict(section.title)
+        else:
+            titles[account.name] = account.display_name
+    return titles
+
+
+def _titles(title: str | Mapping[str, str]) -> dict[str, str]:
+    """A title for each language of the page; a language left out takes another's title."""
+    if isinstance(title, str):
+        return {lang: title or default for lang, default in _TITLES.items()}
+    given = [t for t in title.values() if t]
+    return {
+        lang: title.get(lang) or (given[0] if given else default)
+        for lang, default in _TITLES.items()
+    }
+
+
+def webchat_routes(
+    hub: WebChatHub,
+    accounts: Mapping[str, str | Mapping[str, str]],
+    *,
+    uploads: WebChatUploads | None = None,
+) -> list[Route]:
+    """Routes of the web chat accounts.
+
+    ``accounts`` maps an account name to its page title: one string, or one per language
+    (``{"ca": ..., "es": ...}``; an empty title is a default one). With ``uploads`` the page
+    offers sending a photo.
+    """
     page = _asset("page.html")
     widget = _asset("widget.js")
+    titles = {name: _titles(title) for name, title in accounts.items()}
 
     def known(request: Request) -> str | None:
         name: str = request.path_params["account"]
@@ -66,7 +107,13 @@ def webchat_routes(hub: WebChatHub, accounts: Mapping[str, str]) -> list[Route]:
             # A citizen who followed an old or mistyped link: tell them in both languages.
             return PlainTextResponse(_NO_CHAT, 404)
         lang = _language(request)
-        config = {"account": name, "lang": lang, "title": accounts[name] or _TITLES[lang]}
+        config = {
+            "account": name,
+            "lang": lang,
+            "title": titles[name][lang],
+            "titles": titles[name],
+            "uploads": uploads is not None and name in uploads.channels,
+        }
         html = page.replace("__CONFIG__", json.dumps(config).replace("<", "\\u003c"))
         html = html.replace("__LANG__", lang)
         return Response(
@@ -75,7 +122,8 @@ def webchat_routes(hub: WebChatHub, accounts: Mapping[str, str]) -> list[Route]:
             headers={
                 "Content-Security-Policy": (
                     "default-src 'self'; script-src 'self' 'unsafe-inline'; "
-                    "style-src 'self' 'unsafe-inline'; img-src 'self' https: data:"
+                    "style-src 'self' 'unsafe-inline'; img-src 'self' https: data: blob:; "
+                    "media-src 'self' https:"
                 ),
                 "Cache-Control": "no-store",
             },
@@ -106,11 +154,14 @@ def webchat_routes(hub: WebChatHub, accounts: Mapping[str, str]) -> list[Route]:
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
-    return [
+    routes = [
         Route("/chat/{account}", chat_page, methods=["GET"]),
         Route("/chat/{account}/widget.js", widget_js, methods=["GET"]),
         Route("/chat/{account}/events", events, methods=["GET"]),
     ]
+    if uploads is not None:
+        routes += upload_routes(uploads)
+    return routes
 
 
 async def _stream(
