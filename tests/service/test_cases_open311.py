@@ -1,13 +1,16 @@
 """Open311 forwarding and status polling by the service's worker, against the fake GeoReport v2
 server of ``tests/cases/georeport_fake.py``: forward, token exchange, polling, a 500 retried
-later, a 400 shown to the operator, the signed photo link, and a case forwarded after a restart."""
+later, a 400 shown to the operator, the signed photo link, a case forwarded after a restart, and the
+HTTP client the service's worker sends with."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +26,8 @@ from cases_service_helpers import (
 from service_fakes import wait_for
 
 from civicchat.cases.models import CaseLocation, CaseStatus, NewCase
+from civicchat.channels._http import PROVIDER_TIMEOUT, LeanPool
+from civicchat.service.cases_worker import open311_worker as service_open311_worker
 from civicchat.service.console import hash_password
 
 VISITOR = "visitor_0123456789abcdef"
@@ -212,3 +217,35 @@ async def test_a_case_not_yet_forwarded_is_forwarded_after_a_restart(tmp_path: P
         async with http:
             assert await open311_worker(svc, http).run_once() == 1
         assert [ref in p["description"] for p in fake.posts] == [True]
+
+
+async def test_the_services_open311_worker_sends_with_a_provider_client_it_closes(
+    svc: CaseService,
+) -> None:
+    settings = SimpleNamespace(
+        open311_url="http://127.0.0.1:9/open311/v2/",  # never reached: no case is due
+        open311_api_key="key",
+        open311_jurisdiction_id=None,
+        poll_minutes=15,
+    )
+    service = SimpleNamespace(cases=settings)
+    services = svc.state.runtime.cases
+    worker = service_open311_worker(services, service)
+    assert worker is not None
+    own = worker.client._client
+    assert isinstance(own._transport._pool, LeanPool)  # type: ignore[attr-defined]
+    assert own.timeout == PROVIDER_TIMEOUT
+    task = asyncio.create_task(worker.run_forever())
+    await asyncio.sleep(0)
+    worker.stop()
+    await asyncio.wait_for(task, 5)
+    assert own.is_closed
+    # A client given by the caller is used and left open for the caller to close.
+    async with httpx.AsyncClient() as given:
+        worker = service_open311_worker(services, service, http=given)
+        assert worker is not None
+        assert worker.client._client is given
+        worker.stop()
+        await worker.run_forever()
+        assert not given.is_closed
+    assert service_open311_worker(services, SimpleNamespace(cases=None)) is None

@@ -50,6 +50,7 @@ from civicchat.cases.open311 import (
 )
 from civicchat.cases.retention import apply_retention
 from civicchat.cases.sql import SqlCaseStore
+from civicchat.channels._http import provider_client
 from civicchat.clock import Clock
 from civicchat.exceptions import ConfigError
 from civicchat.messages import OutboundContent, OutboundMessage
@@ -305,9 +306,11 @@ class Open311Worker:
         batch: int = 20,
         lease: timedelta = timedelta(minutes=5),
         rng: random.Random | None = None,
+        owned_http: httpx.AsyncClient | None = None,
     ) -> None:
         self.services = services
         self.client = client
+        self._owned_http = owned_http  # closed when run_forever ends
         self.poll_interval = poll_interval
         self.retry_base = retry_base
         self.idle_seconds = idle_seconds
@@ -384,16 +387,20 @@ class Open311Worker:
 
     async def run_forever(self) -> None:
         """Rounds until :meth:`stop`; sleeps ``idle_seconds`` (with jitter) when idle."""
-        while not self._stopping.is_set():
-            try:
-                busy = await self.run_once()
-            except Exception:
-                logger.exception("Open311 worker round failed")
-                busy = 0
-            if not busy:
-                delay = self.idle_seconds * (0.5 + self._rng.random())
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    busy = await self.run_once()
+                except Exception:
+                    logger.exception("Open311 worker round failed")
+                    busy = 0
+                if not busy:
+                    delay = self.idle_seconds * (0.5 + self._rng.random())
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), delay)
+        finally:
+            if self._owned_http is not None:
+                await self._owned_http.aclose()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -443,12 +450,15 @@ class CaseRetentionWorker:
         self._stopping.set()
 
 
-def case_workers(services: CaseServices | None, service: Any) -> list[Any]:
-    """The background work of cases for the service: retention, and Open311 when configured."""
+def case_workers(
+    services: CaseServices | None, service: Any, *, http: httpx.AsyncClient | None = None
+) -> list[Any]:
+    """The background work of cases for the service: retention, and Open311 when configured
+    (``http``, or a client of its own, as :func:`open311_worker`)."""
     if services is None:
         return []
     workers: list[Any] = [CaseRetentionWorker(services)]
-    open311 = open311_worker(services, service)
+    open311 = open311_worker(services, service, http=http)
     if open311 is not None:
         workers.append(open311)
     return workers
@@ -457,14 +467,28 @@ def case_workers(services: CaseServices | None, service: Any) -> list[Any]:
 def open311_worker(
     services: CaseServices | None, service: Any, *, http: httpx.AsyncClient | None = None
 ) -> Open311Worker | None:
-    """The Open311 worker for the service configuration, None without an endpoint."""
+    """The Open311 worker for the service configuration, None without an endpoint.
+
+    It sends with ``http`` (the caller closes it), else with a
+    :func:`~civicchat.channels._http.provider_client` of its own, closed when the worker stops:
+    the providers' timeouts, proxies from the environment, and a pool without httpcore's
+    per-request rescans (``docs/service.md``, performance).
+    """
     settings = getattr(service, "cases", None)
     if services is None or settings is None or not settings.open311_url:
         return None
+    owned: httpx.AsyncClient | None = None
+    if http is None:
+        http = owned = provider_client()
     client = Open311Client(
-        http or httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0)),
+        http,
         settings.open311_url,
         api_key=settings.open311_api_key,
         jurisdiction_id=settings.open311_jurisdiction_id,
     )
-    return Open311Worker(services, client, poll_interval=timedelta(minutes=settings.poll_minutes))
+    return Open311Worker(
+        services,
+        client,
+        poll_interval=timedelta(minutes=settings.poll_minutes),
+        owned_http=owned,
+    )
