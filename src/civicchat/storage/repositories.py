@@ -106,16 +106,19 @@ class SqlContacts(_Repo):
                 contact = Contact(contact.id, name, contact.language, contact.created_at)
             return contact
         now = self._clock.now()
+        stmts = _stmts(self._conn)
         contact_id = await self._conn.scalar(
-            _insert(self._conn, ContactRow)
-            .values(name=name, language=language, created_at=now)
-            .returning(ContactRow.id)
+            stmts["new_contact"], {"name": name, "language": language, "now": now}
         )
         assert contact_id is not None
         await self._conn.execute(
-            _insert(self._conn, IdentityRow).values(
-                contact_id=contact_id, channel=channel, account=account, external_id=external_id
-            )
+            stmts["new_identity"],
+            {
+                "contact_id": contact_id,
+                "channel": channel,
+                "account": account,
+                "external_id": external_id,
+            },
         )
         return Contact(contact_id, name, language, now)
 
@@ -162,18 +165,16 @@ class SqlConversations(_Repo):
     ) -> Conversation:
         now = self._clock.now()
         new_id = await self._conn.scalar(
-            _insert(self._conn, ConversationRow)
-            .values(
-                channel=channel,
-                account=account,
-                contact_id=contact_id,
-                recipient_id=recipient_id,
-                state=state,
-                created_at=now,
-                priority=0,
-                data={},
-            )
-            .returning(ConversationRow.id)
+            _stmts(self._conn)["new_conversation"],
+            {
+                "channel": channel,
+                "account": account,
+                "contact_id": contact_id,
+                "recipient_id": recipient_id,
+                "state": state,
+                "now": now,
+                "data": {},
+            },
         )
         assert new_id is not None
         return Conversation(

@@ -501,7 +501,39 @@ def _build_stmts(postgres: bool) -> dict[str, Any]:
             set_={"count": kc.c.count + bindparam("by", type_=Integer())},
         )
     )
+    new_contact = (
+        ins(ct)
+        .values(
+            name=bindparam("name", type_=ct.c.name.type),
+            language=bindparam("language", type_=ct.c.language.type),
+            created_at=bindparam("now", type_=UTCDateTime()),
+        )
+        .returning(ct.c.id)
+    )
+    new_identity = ins(it).values(
+        contact_id=bindparam("contact_id", type_=it.c.contact_id.type),
+        channel=bindparam("channel", type_=it.c.channel.type),
+        account=bindparam("account", type_=it.c.account.type),
+        external_id=bindparam("external_id", type_=it.c.external_id.type),
+    )
+    new_conversation = (
+        ins(conv)
+        .values(
+            channel=bindparam("channel", type_=conv.c.channel.type),
+            account=bindparam("account", type_=conv.c.account.type),
+            contact_id=bindparam("contact_id", type_=conv.c.contact_id.type),
+            recipient_id=bindparam("recipient_id", type_=conv.c.recipient_id.type),
+            state=bindparam("state", type_=conv.c.state.type),
+            created_at=bindparam("now", type_=UTCDateTime()),
+            priority=0,
+            data=bindparam("data", type_=conv.c.data.type),
+        )
+        .returning(conv.c.id)
+    )
     return {
+        "new_contact": new_contact,
+        "new_identity": new_identity,
+        "new_conversation": new_conversation,
         "claim_outbox": claim_outbox,
         "last_inbound": last_inbound,
         "enqueue": enqueue,
