@@ -44,7 +44,7 @@ __all__ = [
     "UTCDateTime",
 ]
 
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 
 # SQLite only autoincrements INTEGER PRIMARY KEY, PostgreSQL ids outgrow 32 bits.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -365,3 +365,24 @@ class CaseRow(Base):
     anonymised_at: Mapped[datetime | None]
     open311_next_at: Mapped[datetime | None]
     data: Mapped[str] = mapped_column(Text)
+
+
+# -- console login failures, shared by every process (migration 0004) -----------------------
+
+
+class LoginFailureRow(Base):
+    """One failed console login, counted per login name and per client address.
+
+    ``key`` is a digest of ``login:<name>`` or ``address:<ip>``, never the name or address
+    itself; rows older than the limiter's window are deleted as new failures arrive.
+    """
+
+    __tablename__ = "login_failures"
+    __table_args__ = (
+        Index("ix_login_failures_key_at", "key", "at"),
+        Index("ix_login_failures_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]

@@ -80,7 +80,7 @@ class AuthViews:
             return self.c.finish(self.c.error(request, 403, "csrf", None))
         now = self.c.ctx.clock.now()
         address = self._client(request)
-        wait = self.c.limiter.blocked_for(login, address, now)
+        wait = await self.c.limiter.blocked_for(login, address, now)
         if wait is not None:
             minutes = max(1, math.ceil(wait.total_seconds() / 60))
             log.warning("login rate limited (too many failures)")
@@ -98,11 +98,11 @@ class AuthViews:
         else:
             ok = await asyncio.to_thread(verify_password, operator.password_hash, password)
         if not ok or operator is None:
-            self.c.limiter.failed(login, address, now)
+            await self.c.limiter.failed(login, address, now)
             log.info("failed console login")
             t = translator(self.c.language(request))
             return self._login_page(request, error=t("bad_login"), status=401, login=login)
-        self.c.limiter.succeeded(login)
+        await self.c.limiter.succeeded(login)
         came_online = operator.presence is Presence.OFFLINE
         async with self.c.ctx.store.transaction() as tx:
             if came_online:

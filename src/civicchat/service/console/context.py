@@ -111,6 +111,7 @@ class ConsoleContext:
     login_attempts: int = 5  # failed logins per login name within ``login_window``
     login_attempts_per_address: int = 20  # failed logins per client address
     login_window: timedelta = timedelta(minutes=15)
+    shared_login_limit: bool = True  # count failures in the database, across processes
     min_password_length: int = 10
     cases: Any = None  # civicchat.service.cases_worker.CaseServices, when the service keeps cases
 

@@ -19,6 +19,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from civicchat.storage.base import Operator
+from civicchat.storage.login_sql import LoginFailures
 
 __all__ = [
     "SESSION_COOKIE",
@@ -130,14 +131,24 @@ class SessionSigner:
 class LoginLimiter:
     """Counts failed logins per login name and per client address in a sliding window.
 
-    In memory, per process: with several processes an attacker gets the limit once per process,
-    which still bounds guessing to a few hundred tries an hour.
+    With ``shared`` (the database's :class:`~civicchat.storage.login_sql.LoginFailures`) every
+    process of the service counts the same failures: ``serve --workers 2`` gives an attacker no
+    more tries than one process. The in-memory count stays as a fast path (a client this process
+    already refuses costs no query) and is all there is without ``shared``.
     """
 
-    def __init__(self, *, per_login: int, per_address: int, window: timedelta) -> None:
+    def __init__(
+        self,
+        *,
+        per_login: int,
+        per_address: int,
+        window: timedelta,
+        shared: LoginFailures | None = None,
+    ) -> None:
         self._limits = {"login": per_login, "address": per_address}
         self._window = window
         self._failures: dict[tuple[str, str], deque[datetime]] = {}
+        self._shared = shared
 
     def _recent(self, key: tuple[str, str], now: datetime) -> deque[datetime]:
         times = self._failures.get(key)
@@ -149,23 +160,41 @@ class LoginLimiter:
             del self._failures[key]
         return times
 
-    def blocked_for(self, login: str, address: str, now: datetime) -> timedelta | None:
+    @staticmethod
+    def _keys(login: str, address: str) -> tuple[tuple[str, str], tuple[str, str]]:
+        return ("login", login.casefold()), ("address", address)
+
+    async def blocked_for(self, login: str, address: str, now: datetime) -> timedelta | None:
         """How long until another try is allowed, or ``None`` if one is allowed now."""
         waits: list[timedelta] = []
-        for kind, value in (("login", login.casefold()), ("address", address)):
+        for kind, value in self._keys(login, address):
             times = self._recent((kind, value), now)
             if len(times) >= self._limits[kind]:
                 waits.append(times[0] + self._window - now)
+        if waits or self._shared is None:
+            return max(waits) if waits else None
+        keys = {f"{kind}:{value}": kind for kind, value in self._keys(login, address)}
+        found = await self._shared.since(list(keys), now - self._window)
+        for key, (count, oldest) in found.items():
+            if count >= self._limits[keys[key]]:
+                waits.append(max(oldest + self._window - now, timedelta(seconds=1)))
         return max(waits) if waits else None
 
-    def failed(self, login: str, address: str, now: datetime) -> None:
-        for key in (("login", login.casefold()), ("address", address)):
+    async def failed(self, login: str, address: str, now: datetime) -> None:
+        keys = self._keys(login, address)
+        for key in keys:
             self._recent(key, now)
             self._failures.setdefault(key, deque()).append(now)
         if len(self._failures) > 100_000:  # bound memory under a spray of random logins
             oldest = sorted(self._failures, key=lambda k: self._failures[k][-1])[:50_000]
             for key in oldest:
                 del self._failures[key]
+        if self._shared is not None:
+            await self._shared.record(
+                [f"{kind}:{value}" for kind, value in keys], now, prune_before=now - self._window
+            )
 
-    def succeeded(self, login: str) -> None:
+    async def succeeded(self, login: str) -> None:
         self._failures.pop(("login", login.casefold()), None)
+        if self._shared is not None:
+            await self._shared.clear(f"login:{login.casefold()}")

@@ -29,6 +29,7 @@ from civicchat.service.console.security import (
 )
 from civicchat.service.live import LiveEvent
 from civicchat.storage.base import Conversation, Operator, OperatorRole
+from civicchat.storage.login_sql import LoginFailures
 
 __all__ = ["Console", "Denied", "Principal"]
 
@@ -111,6 +112,7 @@ class Console:
             per_login=ctx.login_attempts,
             per_address=ctx.login_attempts_per_address,
             window=ctx.login_window,
+            shared=LoginFailures(ctx.store) if ctx.shared_login_limit else None,
         )
         self.env = jinja2.Environment(
             loader=jinja2.PackageLoader("civicchat.service.console", "templates"),

@@ -1,0 +1,71 @@
+"""Failed console logins in the database, so every process of the service counts the same ones.
+
+The console's login limiter (``civicchat.service.console.security.LoginLimiter``) keys failures
+by login name and by client address; only a digest of each key is stored::
+
+    failures = LoginFailures(store)
+    await failures.record(["login:anna", "address:203.0.113.7"], now, prune_before=now - window)
+    counts = await failures.since(["login:anna"], now - window)   # {"login:anna": (1, now)}
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, func, insert, select
+
+from civicchat.storage.assignment_sql import _aware
+from civicchat.storage.schema import LoginFailureRow
+from civicchat.storage.sql import SqlStore
+
+__all__ = ["LoginFailures", "failure_key"]
+
+
+def failure_key(key: str) -> str:
+    """What is stored for ``key`` (``login:<name>`` or ``address:<ip>``): a hex digest."""
+    return hashlib.blake2b(key.encode(), digest_size=32, person=b"cc-login").hexdigest()
+
+
+class LoginFailures:
+    """Failed logins of every process, in ``store``'s ``login_failures`` table."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+
+    async def since(self, keys: Sequence[str], since: datetime) -> dict[str, tuple[int, datetime]]:
+        """For each key with failures after ``since``: how many, and when the oldest was."""
+        digests = {failure_key(k): k for k in keys}
+        if not digests:
+            return {}
+        async with self.store.read_transaction() as tx:
+            rows = await tx.connection.execute(
+                select(LoginFailureRow.key, func.count(), func.min(LoginFailureRow.at))
+                .where(LoginFailureRow.key.in_(list(digests)), LoginFailureRow.at > since)
+                .group_by(LoginFailureRow.key)
+            )
+            found = list(rows)
+        out: dict[str, tuple[int, datetime]] = {}
+        for digest, count, oldest in found:
+            out[digests[digest]] = (int(count), _aware(oldest))
+        return out
+
+    async def record(self, keys: Sequence[str], at: datetime, *, prune_before: datetime) -> None:
+        """Count one failure for each key at ``at``, and forget failures before ``prune_before``
+        (older ones no longer count: the table never grows beyond one window)."""
+        async with self.store.transaction() as tx:
+            await tx.connection.execute(
+                delete(LoginFailureRow).where(LoginFailureRow.at < prune_before)
+            )
+            if keys:
+                await tx.connection.execute(
+                    insert(LoginFailureRow), [{"key": failure_key(k), "at": at} for k in keys]
+                )
+
+    async def clear(self, key: str) -> None:
+        """Forget the failures of ``key`` (a login that succeeded)."""
+        async with self.store.transaction() as tx:
+            await tx.connection.execute(
+                delete(LoginFailureRow).where(LoginFailureRow.key == failure_key(key))
+            )
