@@ -3,6 +3,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from routing_support import FakeResponder, inbound, local
 
 from civicchat.exceptions import ConfigError, RoutingError
@@ -26,6 +28,7 @@ from civicchat.routing import (
     OfficeHours,
     Outcome,
     Pipeline,
+    ReminderPolicy,
     ReplyReason,
     Router,
     RoutingTexts,
@@ -306,3 +309,208 @@ def test_office_hours_that_cannot_be_described_are_refused_whole(
     body = out.replies[0].contents[0]
     assert isinstance(body, Text)
     assert "de dilluns a divendres, de 8:00 a 19:00" in body.body
+
+
+# --------------------------------------------------------------------------- reminders (rule 2)
+
+REMINDER_CA = "Tenim els vostres missatges. Una persona del 010 us respondrà tan aviat com pugui."
+
+
+def _queued_and_acknowledged(pipeline: Pipeline, t: datetime) -> Outcome:
+    first = _say(pipeline, _view(), "Tinc un problema amb una multa", t)
+    assert _reasons(first) == [ReplyReason.ACK]
+    assert (first.view.last_ack_at, first.view.messages_since_ack) == (t, 1)
+    return first
+
+
+def test_the_third_message_while_queued_gets_one_gentle_reminder(pipeline: Pipeline) -> None:
+    t = local(2026, 6, 15, 9, 0)
+    view = _queued_and_acknowledged(pipeline, t).view
+    second = _say(pipeline, view, "Hola?", t + timedelta(minutes=3))
+    assert second.replies == ()
+    assert second.view.messages_since_ack == 2
+    third = _say(pipeline, second.view, "Hi ha algú?", t + timedelta(minutes=4))
+    assert _reasons(third) == [ReplyReason.REMINDER]
+    assert third.replies[0].contents == (Text(body=REMINDER_CA),)
+    assert third.replies[0].language == "ca"
+    assert (third.view.last_ack_at, third.view.messages_since_ack) == (t + timedelta(minutes=4), 1)
+    assert any(isinstance(d, Enqueue) for d in third.decisions)  # still refreshed in the queue
+    # Two more messages within two minutes of the reminder: silence (never spam).
+    fourth = _say(pipeline, third.view, "?", t + timedelta(minutes=4, seconds=30))
+    fifth = _say(pipeline, fourth.view, "??", t + timedelta(minutes=5, seconds=59))
+    assert fourth.replies == fifth.replies == ()
+    # Two minutes after the reminder, the third message since it gets the next one.
+    sixth = _say(pipeline, fifth.view, "???", t + timedelta(minutes=6))
+    assert _reasons(sixth) == [ReplyReason.REMINDER]
+
+
+def test_a_message_ten_minutes_after_the_acknowledgement_gets_a_reminder_with_the_position(
+    pipeline: Pipeline,
+) -> None:
+    t = local(2026, 6, 15, 9, 0)
+    view = _queued_and_acknowledged(pipeline, t).view.replace(language="es")
+    nine = t + timedelta(minutes=9)
+    early = pipeline.decide(view, inbound("¿Hola?", nine), nine, queue_position=4)
+    assert early.replies == ()
+    later = t + timedelta(minutes=10)
+    out = pipeline.decide(view, inbound("¿Hola?", later), later, queue_position=4)
+    assert _reasons(out) == [ReplyReason.REMINDER]
+    assert out.replies[0].contents == (
+        Text(
+            body="Tenemos sus mensajes. Una persona del 010 le responderá lo antes posible; "
+            "es el número 4 de la cola."
+        ),
+    )
+    # A position the caller does not know (or a nonsense one) leaves it out.
+    unknown = pipeline.decide(view, inbound("¿Hola?", later), later, queue_position=0)
+    assert unknown.replies[0].contents[0] == Text(
+        body="Tenemos sus mensajes. Una persona del 010 le responderá lo antes posible."
+    )
+
+
+def test_no_reminder_while_an_operator_attends(pipeline: Pipeline) -> None:
+    t = local(2026, 6, 15, 9, 0)
+    view = _queued_and_acknowledged(pipeline, t).view
+    view = transition(view, S.ASSIGNED, at=t, actor="system", operator="anna")
+    for minutes in (3, 4, 30):
+        out = _say(pipeline, view, "Hola?", t + timedelta(minutes=minutes))
+        assert out.decisions == (NotifyOperator("c1", "anna", "message"),)
+        view = out.view
+
+
+def test_an_operators_reply_counts_as_an_answer_for_the_reminder(pipeline: Pipeline) -> None:
+    t = local(2026, 6, 15, 9, 0)
+    view = _queued_and_acknowledged(pipeline, t).view
+    # Anna answered at 9:20 and put the conversation back in the queue (a transfer).
+    view = transition(view, S.ASSIGNED, at=t, actor="system", operator="anna")
+    view = view.replace(last_operator_reply_at=t + timedelta(minutes=20))
+    view = transition(view, S.QUEUED, at=t + timedelta(minutes=21), actor="anna")
+    soon = _say(pipeline, view, "Gràcies, i ara?", t + timedelta(minutes=25))
+    assert soon.replies == ()
+    later = _say(pipeline, soon.view, "Hola?", t + timedelta(minutes=30))
+    assert _reasons(later) == [ReplyReason.REMINDER]
+
+
+def test_no_reminder_out_of_hours_nor_without_a_known_acknowledgement_time(
+    pipeline: Pipeline,
+) -> None:
+    friday = local(2026, 3, 27, 19, 30)  # closed: the out-of-hours reply, once
+    view = _say(pipeline, _view(), "Tinc un dubte", friday).view
+    for minutes in (5, 20, 60):
+        out = _say(pipeline, view, "Hola?", friday + timedelta(minutes=minutes))
+        assert out.replies == ()
+        view = out.view
+    # A conversation stored before reminders existed: acknowledged, but at an unknown time.
+    t = local(2026, 6, 15, 9, 0)
+    legacy = _queued_and_acknowledged(pipeline, t).view.replace(last_ack_at=None)
+    out = _say(pipeline, legacy, "Hola?", t + timedelta(hours=2))
+    assert out.replies == ()
+
+
+def test_reminders_can_be_switched_off_or_paced_and_worded_per_account(
+    mataro: OfficeHours, responder: FakeResponder
+) -> None:
+    t = local(2026, 6, 15, 9, 0)
+    quiet = Pipeline(
+        account="wa-010",
+        office_hours=mataro,
+        responder=responder,
+        detect_language=_no_detector,
+        reminder=None,
+    )
+    view = _queued_and_acknowledged(quiet, t).view
+    assert _say(quiet, view, "Hola?", t + timedelta(hours=1)).replies == ()
+    texts = RoutingTexts(
+        {
+            "ack": {"ca": "Un moment."},
+            "out_of_hours": {"ca": "Tancat fins {reopening}."},
+            "out_of_hours_unknown": {"ca": "Tancat."},
+            "reminder": {"ca": "Tenim els teus missatges; et respondrem aviat."},
+        }
+    )
+    paced = Pipeline(
+        account="wa-010",
+        office_hours=mataro,
+        responder=responder,
+        texts=texts,
+        languages=("ca",),
+        detect_language=_no_detector,
+        reminder=ReminderPolicy(after=timedelta(minutes=3), every_messages=10),
+    )
+    view = _say(paced, _view(), "Tinc un dubte", t).view
+    out = _say(paced, view, "Hola?", t + timedelta(minutes=3))
+    assert out.replies[0].contents == (Text(body="Tenim els teus missatges; et respondrem aviat."),)
+    # Its reminder_position was not given: the library's words, with the position.
+    position = paced.decide(view, inbound("Hola?", t), t + timedelta(minutes=3), queue_position=2)
+    assert "sou el número 2 de la cua" in position.replies[0].contents[0].body  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"min_interval": timedelta(0)}, "min_interval must be positive"),
+        ({"after": timedelta(minutes=1)}, "after must be at least min_interval"),
+        ({"every_messages": 1}, "every_messages must be 2 or more"),
+    ],
+)
+def test_a_reminder_policy_that_makes_no_sense_is_refused(
+    kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ReminderPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_reminder_texts_are_validated() -> None:
+    base = {
+        "ack": {"ca": "Un moment."},
+        "out_of_hours": {"ca": "Tancat."},
+        "out_of_hours_unknown": {"ca": "Tancat."},
+    }
+    with pytest.raises(
+        ConfigError, match=r"reminder_position.ca uses unknown field\(s\) \['pos'\]"
+    ):
+        RoutingTexts({**base, "reminder_position": {"ca": "Ets el {pos}"}})
+    with pytest.raises(ConfigError, match=r"reminder.ca uses unknown field\(s\) \['position'\]"):
+        RoutingTexts({**base, "reminder": {"ca": "Ets el {position}"}})
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['recordatori'\]"):
+        RoutingTexts({**base, "recordatori": {"ca": "Hola"}})
+    with pytest.raises(ConfigError, match="'reminder' is empty"):
+        RoutingTexts({**base, "reminder": {}})
+
+
+@settings(max_examples=60, deadline=None)
+@given(gaps=st.lists(st.integers(min_value=0, max_value=15 * 60), min_size=1, max_size=25))
+def test_reminders_are_never_closer_than_the_interval_and_never_missed_after_it(
+    gaps: list[int],
+) -> None:
+    from routing_support import MATARO_HOURS
+
+    from civicchat.routing import load_office_hours
+
+    pipeline = Pipeline(
+        account="wa-010",
+        office_hours=load_office_hours(MATARO_HOURS),
+        responder=FakeResponder(),
+        detect_language=_no_detector,
+    )
+    policy = ReminderPolicy()
+    t = local(2026, 6, 15, 9, 0)  # a Monday morning: open until well after 6 hours of gaps
+    view = _queued_and_acknowledged(pipeline, t).view
+    last_reply, unanswered = t, 1
+    for gap in gaps:
+        t += timedelta(seconds=gap)
+        out = _say(pipeline, view, "Hola?", t)
+        reminded = _reasons(out) == [ReplyReason.REMINDER]
+        waited = t - last_reply
+        # The obviously correct reference: the policy's words, one message at a time.
+        expected = waited >= policy.min_interval and (
+            waited >= policy.after or unanswered + 1 >= policy.every_messages
+        )
+        assert reminded is expected
+        if reminded:
+            assert waited >= policy.min_interval
+            last_reply, unanswered = t, 1
+        else:
+            assert out.replies == ()
+            unanswered += 1
+        view = out.view

@@ -40,6 +40,7 @@ from civicchat.routing.hours import (
 )
 from civicchat.routing.operators import Operator, OperatorLoad, Presence, WaitingConversation
 from civicchat.routing.pipeline import KEYWORD_BUTTON_PREFIX, LanguageDetector, Pipeline, Router
+from civicchat.routing.reminder import ReminderPolicy
 from civicchat.routing.state import (
     ALLOWED_TRANSITIONS,
     ConversationState,
@@ -85,6 +86,7 @@ __all__ = [
     "Pipeline",
     "PreparedOutbound",
     "Presence",
+    "ReminderPolicy",
     "Reply",
     "ReplyReason",
     "Requeue",

@@ -32,6 +32,7 @@ class ReplyReason(enum.StrEnum):
     CLARIFY = "clarify"  # "Volia dir...?" with buttons
     ACK = "ack"  # "Un moment, us atendrà una persona del 010."
     OUT_OF_HOURS = "out_of_hours"  # closed now, when we reopen, how to use keywords
+    REMINDER = "reminder"  # still queued: "we have your messages", paced by ReminderPolicy
 
 
 @dataclass(frozen=True, slots=True)

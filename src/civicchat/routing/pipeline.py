@@ -5,7 +5,9 @@ The rules, in order:
 1. Keywords and the keyword index answer at any hour. While an operator attends a conversation,
    ordinary text goes to the operator; only a message that is exactly a keyword is still answered.
 2. Otherwise, in office hours, the conversation is queued for a person with one acknowledgement
-   per open period, not one per message.
+   per open period, not one per message. A citizen who keeps writing while queued gets a gentle
+   reminder, paced by :class:`~civicchat.routing.ReminderPolicy` (at most one per interval,
+   with the queue position when the caller gives it), never while an operator attends.
 3. Out of hours: one out-of-hours reply per closed period, saying when the office reopens and how
    to use keywords; the conversation stays queued for the opening.
 4. Media, locations, contact cards and unsupported content go to a person, acknowledged.
@@ -43,6 +45,7 @@ from civicchat.routing.decisions import (
     ReplyReason,
 )
 from civicchat.routing.hours import OfficeHours
+from civicchat.routing.reminder import ReminderPolicy
 from civicchat.routing.state import ConversationState, ConversationView, transition
 from civicchat.routing.texts import DEFAULT_TEXTS, RoutingTexts
 from civicchat.routing.window import (
@@ -96,7 +99,8 @@ class Pipeline:
     ``languages`` are the reply languages, the first being the default (routing texts exist in
     Catalan and Spanish; add others through ``texts``); ``detect_language`` picks
     the language of a text (by default ``civicchat.keywords.detect_language`` when it exists,
-    else the responder's answer language or the conversation's last one).
+    else the responder's answer language or the conversation's last one); ``reminder`` paces
+    the reminders to a citizen who keeps writing while queued (``None``: no reminders).
     """
 
     def __init__(
@@ -109,6 +113,7 @@ class Pipeline:
         reengagement_template: str | None = None,
         languages: Sequence[str] = ("ca", "es"),
         detect_language: LanguageDetector | None = None,
+        reminder: ReminderPolicy | None = ReminderPolicy(),  # noqa: B008 - frozen, shared safely
     ) -> None:
         if not languages:
             raise ConfigError("Pipeline needs at least one language, e.g. languages=('ca', 'es')")
@@ -123,6 +128,7 @@ class Pipeline:
         self.responder = responder
         self.texts = texts
         self.reengagement_template = reengagement_template
+        self.reminder = reminder
         self.languages = tuple(languages)
         self.detect_language = detect_language if detect_language is not None else _find_detector()
         try:
@@ -148,8 +154,19 @@ class Pipeline:
 
     # ------------------------------------------------------------------ public
 
-    def decide(self, view: ConversationView, message: InboundMessage, now: datetime) -> Outcome:
-        """Decide what to do with ``message`` on conversation ``view`` at ``now``."""
+    def decide(
+        self,
+        view: ConversationView,
+        message: InboundMessage,
+        now: datetime,
+        *,
+        queue_position: int | None = None,
+    ) -> Outcome:
+        """Decide what to do with ``message`` on conversation ``view`` at ``now``.
+
+        ``queue_position`` (1 = next to be served), when the caller knows it, goes into a
+        reminder to a citizen who keeps writing while queued.
+        """
         if now.tzinfo is None:
             raise ValueError("Pipeline.decide needs a zone-aware 'now'")
         if message.account != view.account or view.account != self.account:
@@ -198,7 +215,7 @@ class Pipeline:
         if answer is not None:
             log.debug("conversation %s: automatic %s answer", view.id, answer.kind.value)
             return Outcome(view, (self._reply(answer),))
-        return self._handoff(view, now, language)
+        return self._handoff(view, now, language, queue_position)
 
     def prepare_outbound(
         self, view: ConversationView, contents: Sequence[OutboundContent], now: datetime
@@ -221,7 +238,9 @@ class Pipeline:
             decisions.append(NotifyOperator(view.id, operator, reason="message"))
         return Outcome(view, tuple(decisions))
 
-    def _handoff(self, view: ConversationView, now: datetime, language: str) -> Outcome:
+    def _handoff(
+        self, view: ConversationView, now: datetime, language: str, position: int | None
+    ) -> Outcome:
         decisions: list[Decision] = []
         if view.state is ConversationState.BOT:
             view = transition(view, ConversationState.QUEUED, at=now, actor="bot", note="handoff")
@@ -244,7 +263,19 @@ class Pipeline:
             if view.last_ack_period != period:
                 body = self.texts.render("ack", language)
                 decisions.append(Reply((Text(body=body),), ReplyReason.ACK, language))
-                view = view.replace(last_ack_period=period)
+                view = view.replace(last_ack_period=period, last_ack_at=now, messages_since_ack=1)
+            elif self.reminder is not None and self.reminder.due(view, now):
+                decisions.append(
+                    Reply(
+                        (Text(body=self._reminder(language, position)),),
+                        ReplyReason.REMINDER,
+                        language,
+                    )
+                )
+                view = view.replace(last_ack_at=now, messages_since_ack=1)
+                log.debug("conversation %s: reminder while queued", view.id)
+            else:
+                view = view.replace(messages_since_ack=view.messages_since_ack + 1)
         elif view.last_out_of_hours_period != period:
             if hours.next_opening(now) is None:
                 body = self.texts.render("out_of_hours_unknown", language)
@@ -260,6 +291,11 @@ class Pipeline:
         return Outcome(view, tuple(decisions))
 
     # ------------------------------------------------------------------ helpers
+
+    def _reminder(self, language: str, position: int | None) -> str:
+        if position is not None and position >= 1:
+            return self.texts.render("reminder_position", language, position=str(position))
+        return self.texts.render("reminder", language)
 
     def _reply(self, answer: KeywordAnswer) -> Reply:
         return Reply(answer.contents, _REASON[answer.kind], answer.language)
@@ -309,9 +345,16 @@ class Router:
                 f"no routing pipeline for account {account!r}; known: {sorted(self.pipelines)}"
             ) from None
 
-    def decide(self, view: ConversationView, message: InboundMessage, now: datetime) -> Outcome:
+    def decide(
+        self,
+        view: ConversationView,
+        message: InboundMessage,
+        now: datetime,
+        *,
+        queue_position: int | None = None,
+    ) -> Outcome:
         """:meth:`Pipeline.decide` of the conversation's account."""
-        return self.pipeline(view.account).decide(view, message, now)
+        return self.pipeline(view.account).decide(view, message, now, queue_position=queue_position)
 
 
 def _window_deadline(view: ConversationView) -> datetime | None:

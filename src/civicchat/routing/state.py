@@ -78,7 +78,9 @@ class ConversationView:
     The storage layer persists every field; routing never mutates a view, it returns a new one.
     Times are zone-aware. ``last_ack_period`` / ``last_out_of_hours_period`` hold
     :meth:`~civicchat.routing.hours.OfficeHours.period_key` values, so a citizen gets one
-    acknowledgement and one out-of-hours reply per period.
+    acknowledgement and one out-of-hours reply per period; ``last_ack_at`` and
+    ``messages_since_ack`` pace the reminders (:class:`~civicchat.routing.ReminderPolicy`): a
+    store that does not keep them simply never gets a reminder.
     """
 
     id: str
@@ -95,6 +97,8 @@ class ConversationView:
     last_operator_reply_at: datetime | None = None
     last_ack_period: str | None = None
     last_out_of_hours_period: str | None = None
+    last_ack_at: datetime | None = None  # the last acknowledgement or reminder, for reminders
+    messages_since_ack: int = 0  # citizen messages it covers, the acknowledged one included
     priority: int = 0  # higher is served first
     team: str | None = None
     topic: str | None = None

@@ -20,6 +20,10 @@ __all__ = ["DEFAULT_TEXTS", "RoutingTexts"]
 
 _KEYS = ("ack", "out_of_hours", "out_of_hours_unknown")
 _FIELDS = frozenset({"reopening", "hours"})
+#: Keys an account may leave out (the library's words are used), and the fields each may use.
+_OPTIONAL: Mapping[str, frozenset[str]] = MappingProxyType(
+    {"reminder": frozenset(), "reminder_position": frozenset({"position"})}
+)
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,10 @@ class RoutingTexts:
 
     Keys: ``ack`` (queued for a person during office hours), ``out_of_hours`` (the office is
     closed; ``{reopening}`` and ``{hours}`` available) and ``out_of_hours_unknown`` (closed with
-    no known reopening). Validated at construction so a typo fails at start-up, not at 19:01.
+    no known reopening). Optional: ``reminder`` (a gentle "we have your messages" to a citizen
+    who keeps writing while queued) and ``reminder_position`` (the same with ``{position}`` in
+    the queue); left out, the library's words are used. Validated at construction so a typo
+    fails at start-up, not at 19:01.
     """
 
     templates: Mapping[str, Mapping[str, str]]
@@ -51,6 +58,28 @@ class RoutingTexts:
                     )
                 langs.add(lang)
             frozen[key] = MappingProxyType(dict(per_lang))
+        for key, allowed in _OPTIONAL.items():
+            per_lang = self.templates.get(key)
+            if per_lang is None:
+                continue
+            if not per_lang:
+                raise ConfigError(f"routing texts: {key!r} is empty (give it per language)")
+            for lang, template in per_lang.items():
+                try:
+                    names = {f for _, f, _, _ in string.Formatter().parse(template) if f}
+                except ValueError as exc:
+                    raise ConfigError(f"routing texts: {key}.{lang}: {exc}") from None
+                if not names <= allowed:
+                    raise ConfigError(
+                        f"routing texts: {key}.{lang} uses unknown field(s) "
+                        f"{sorted(names - allowed)}; available: {sorted(allowed)}"
+                    )
+            frozen[key] = MappingProxyType(dict(per_lang))
+        unknown = sorted(set(self.templates) - set(_KEYS) - set(_OPTIONAL))
+        if unknown:
+            raise ConfigError(
+                f"routing texts: unknown key(s) {unknown}; known: {sorted([*_KEYS, *_OPTIONAL])}"
+            )
         if self.default_language not in frozen["ack"]:
             raise ConfigError(
                 f"routing texts: the default language {self.default_language!r} has no 'ack'"
@@ -60,12 +89,29 @@ class RoutingTexts:
 
     def render(self, key: str, language: str | None, **fields: str) -> str:
         """The text ``key`` in ``language`` (or the default language), with ``fields`` filled."""
-        per_lang = self.templates[key]
+        per_lang = self.templates.get(key) or _OPTIONAL_DEFAULTS[key]
         template = per_lang.get(language or "") or per_lang.get(self.default_language)
         if template is None:
             template = next(iter(per_lang.values()))
         return template.format(**fields)
 
+
+_OPTIONAL_DEFAULTS: Mapping[str, Mapping[str, str]] = {
+    "reminder": {
+        "ca": "Tenim els vostres missatges. Una persona del 010 us respondrà tan aviat com pugui.",
+        "es": "Tenemos sus mensajes. Una persona del 010 le responderá lo antes posible.",
+    },
+    "reminder_position": {
+        "ca": (
+            "Tenim els vostres missatges. Una persona del 010 us respondrà tan aviat com pugui; "
+            "sou el número {position} de la cua."
+        ),
+        "es": (
+            "Tenemos sus mensajes. Una persona del 010 le responderá lo antes posible; "
+            "es el número {position} de la cola."
+        ),
+    },
+}
 
 DEFAULT_TEXTS = RoutingTexts(
     {
@@ -85,6 +131,7 @@ DEFAULT_TEXTS = RoutingTexts(
                 "Mientras tanto, envíe PALABRAS CLAVE para ver las respuestas automáticas."
             ),
         },
+        **_OPTIONAL_DEFAULTS,
         "out_of_hours_unknown": {
             "ca": (
                 "Ara l'oficina del 010 és tancada; una persona us respondrà quan obrim. "
