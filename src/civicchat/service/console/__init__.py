@@ -19,6 +19,7 @@ from civicchat.service.console.context import (
     CannedResponse,
     ConsoleAccount,
     ConsoleContext,
+    DisabledAccount,
     load_canned_responses,
     parse_canned_responses,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "CannedResponse",
     "ConsoleAccount",
     "ConsoleContext",
+    "DisabledAccount",
     "build_console_routes",
     "hash_password",
     "load_canned_responses",

@@ -11,9 +11,9 @@ import dataclasses
 import hashlib
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -45,6 +45,30 @@ def _lines(value: str) -> list[str]:
 
 def _csv(value: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in value.split(",") if x.strip())
+
+
+def _posted(form: Any, max_length: int) -> str:
+    """A file's text from a form, with Unix line ends and a final newline."""
+    return field(form, "text", max_length=max_length).replace("\r\n", "\n") + "\n"
+
+
+T = TypeVar("T")
+T_contra = TypeVar("T_contra", contravariant=True)
+
+
+class _Page(Protocol[T_contra]):
+    """Renders the edit page of a file (see :meth:`AdminViews._save_file`)."""
+
+    def __call__(
+        self,
+        shown: str,
+        on_disk: str,
+        value: T_contra | None,
+        status: int = 200,
+        problem: ConfigError | None = None,
+        /,
+        message: str | None = None,
+    ) -> Response: ...
 
 
 class AdminViews:
@@ -276,31 +300,83 @@ class AdminViews:
     async def save_catalog(self, request: Request, me: Principal) -> Response:
         account = self._account(request, me)
         form = await self.c.form(request)
+        text = _posted(form, 400_000)
+        path = account.catalog_path
+        source = str(path) if path else "<catalog>"
+
+        def page(
+            shown: str,
+            on_disk: str,
+            _value: Catalog | None,
+            status: int = 200,
+            problem: ConfigError | None = None,
+            message: str | None = None,
+        ) -> Response:
+            problems = (
+                problem.problems
+                if isinstance(problem, CatalogError)
+                else [CatalogProblem(source, None, None, str(problem))]
+                if problem is not None
+                else []
+            )
+            return self._catalog_page(
+                request,
+                me,
+                account,
+                shown,
+                on_disk,
+                status=status,
+                problems=problems,
+                message=message,
+            )
+
+        async def put(at: Path, value: Catalog) -> None:
+            await self._put_catalog(me, account, at, text, value, whole=True)
+
+        def load() -> tuple[Catalog | None, str]:
+            return None, self._catalog_of(account)[1]
+
+        return await self._save_file(
+            request,
+            form,
+            text,
+            path,
+            load=load,
+            parse=lambda: parse_catalog(text, source=source),
+            page=page,
+            put=put,
+        )
+
+    async def _save_file(
+        self,
+        request: Request,
+        form: Any,
+        text: str,
+        path: Path | None,
+        *,
+        load: Callable[[], tuple[T | None, str]],
+        parse: Callable[[], T],
+        page: _Page[Any],
+        put: Callable[[Path, T], Awaitable[None]],
+    ) -> Response:
+        """The steps of saving an edited file (the catalog, office hours): validate, stop at a
+        check (``action`` other than ``save``), refuse without a file or when the file changed
+        since the form was opened, then write, put in force, audit and announce (``put``)."""
         t = translator(self.c.language(request))
-        text = field(form, "text", max_length=400_000).replace("\r\n", "\n") + "\n"
         async with self._file_lock:
-            _, on_disk = self._catalog_of(account)
-            path = account.catalog_path
-            source = str(path) if path else "<catalog>"
+            current, on_disk = load()
             try:
-                catalog = parse_catalog(text, source=source)
-            except CatalogError as exc:
-                return self._catalog_page(
-                    request, me, account, text, on_disk, status=400, problems=exc.problems
-                )
+                value = parse()
+            except ConfigError as exc:
+                return page(text, on_disk, current, 400, exc)
             if field(form, "action", max_length=20) != "save":
-                return self._catalog_page(request, me, account, text, on_disk, message=t("valid"))
+                return page(text, on_disk, value, message=t("valid"))
             if path is None:
-                return self._catalog_page(
-                    request, me, account, text, on_disk, status=409, message=t("read_only")
-                )
+                return page(text, on_disk, current, 409, message=t("read_only"))
             if field(form, "version", max_length=64) != _digest(on_disk):
-                problem = CatalogProblem(source, None, None, _CHANGED)
-                return self._catalog_page(
-                    request, me, account, text, on_disk, status=409, problems=[problem]
-                )
-            await self._put_catalog(me, account, path, text, catalog, whole=True)
-        return self._catalog_page(request, me, account, text, text, message=t("saved"))
+                return page(text, on_disk, current, 409, ConfigError(_CHANGED))
+            await put(path, value)
+        return page(text, text, value, message=t("saved"))
 
     # ------------------------------------------------------------------ office hours
 
@@ -353,48 +429,53 @@ class AdminViews:
     async def save_hours(self, request: Request, me: Principal) -> Response:
         account = self._account(request, me)
         form = await self.c.form(request)
-        t = translator(self.c.language(request))
-        text = field(form, "text", max_length=200_000).replace("\r\n", "\n") + "\n"
-        async with self._file_lock:
-            current, on_disk = self._hours_of(account)
-            path = account.hours_path
-            try:
-                hours = parse_office_hours(text, source=str(path or "<office hours>"))
-            except ConfigError as exc:
-                return self._hours_page(
-                    request, me, account, text, on_disk, current, status=400, error=str(exc)
-                )
-            if field(form, "action", max_length=20) != "save":
-                return self._hours_page(
-                    request, me, account, text, on_disk, hours, message=t("valid")
-                )
-            if path is None:
-                return self._hours_page(
-                    request,
-                    me,
-                    account,
-                    text,
-                    on_disk,
-                    current,
-                    status=409,
-                    message=t("read_only"),
-                )
-            if field(form, "version", max_length=64) != _digest(on_disk):
-                return self._hours_page(
-                    request, me, account, text, on_disk, current, status=409, error=_CHANGED
-                )
-            await write_atomic(path, text)
+        text = _posted(form, 200_000)
+        path = account.hours_path
+
+        def page(
+            shown: str,
+            on_disk: str,
+            hours: OfficeHours | None,
+            status: int = 200,
+            problem: ConfigError | None = None,
+            message: str | None = None,
+        ) -> Response:
+            error = None if problem is None else str(problem)
+            return self._hours_page(
+                request,
+                me,
+                account,
+                shown,
+                on_disk,
+                hours,
+                status=status,
+                error=error,
+                message=message,
+            )
+
+        async def put(at: Path, hours: OfficeHours) -> None:
+            await write_atomic(at, text)
             await self._audit(
                 me,
                 "office_hours_saved",
                 account.name,
-                file=path.name,
+                file=at.name,
                 version=_digest(text),
                 holidays=len(hours.holidays),
             )
-            log.info("office hours %s saved by operator %d", path.name, me.id)
-            await self._announce(path, "office_hours")
-        return self._hours_page(request, me, account, text, text, hours, message=t("saved"))
+            log.info("office hours %s saved by operator %d", at.name, me.id)
+            await self._announce(at, "office_hours")
+
+        return await self._save_file(
+            request,
+            form,
+            text,
+            path,
+            load=lambda: self._hours_of(account),
+            parse=lambda: parse_office_hours(text, source=str(path or "<office hours>")),
+            page=page,
+            put=put,
+        )
 
     # ------------------------------------------------------------------ operators
 
@@ -407,7 +488,7 @@ class AdminViews:
         return scopes
 
     async def operators(self, request: Request, me: Principal, **extra: Any) -> Response:
-        async with self.c.ctx.store.transaction() as tx:
+        async with self.c.ctx.store.read_transaction() as tx:
             ops = [o for s in self._scopes(me) for o in await tx.operators.operators(s)]
         teams = sorted({team for o in ops for team in o.teams})
         values: dict[str, Any] = {"message": None, "error": None, "temporary": None}
@@ -520,10 +601,11 @@ class AdminViews:
     # ------------------------------------------------------------------ accounts and audit
 
     async def accounts(self, request: Request, me: Principal) -> Response:
-        return self.c.render(request, "admin_accounts.html", me)
+        disabled = [d for d in self.c.ctx.disabled if d.member_of(me.operator.account)]
+        return self.c.render(request, "admin_accounts.html", me, disabled=disabled)
 
     async def audit(self, request: Request, me: Principal) -> Response:
-        async with self.c.ctx.store.transaction() as tx:
+        async with self.c.ctx.store.read_transaction() as tx:
             entries = []
             for scope in self._scopes(me):
                 entries.extend(await tx.audit.audit_entries(scope, limit=200))

@@ -89,7 +89,7 @@ class AuthViews:
             )
             response.headers["Retry-After"] = str(int(wait.total_seconds()) + 1)
             return response
-        async with self.c.ctx.store.transaction() as tx:
+        async with self.c.ctx.store.read_transaction() as tx:
             operator = await tx.operators.by_login(login) if login else None
         # argon2 takes a good fraction of a second on purpose: keep it off the event loop.
         if operator is None:

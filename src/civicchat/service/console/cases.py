@@ -212,7 +212,7 @@ class CaseViews:
         values = self._values(request)
         labels: Mapping[str, str] = values["L"]
         names: dict[str, str] = {}
-        async with self.c.ctx.store.transaction() as tx:
+        async with self.c.ctx.store.read_transaction() as tx:
             for change in case.history:
                 actor = change.actor
                 if actor in names:

@@ -6,6 +6,7 @@ The service (``civicchat.service.app``) builds one :class:`ConsoleContext` and p
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -27,12 +28,14 @@ __all__ = [
     "CannedResponse",
     "ConsoleAccount",
     "ConsoleContext",
+    "DisabledAccount",
     "load_canned_responses",
     "parse_canned_responses",
 ]
 
 UI_LANGUAGES = ("ca", "es", "en")
 _MIN_SECRET = 32
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +95,42 @@ class ConsoleAccount:
 
 
 @dataclass(frozen=True, slots=True)
+class DisabledAccount:
+    """An account of the configuration that does not run because secrets it needs are not set.
+
+    ``missing`` names the environment variables (names only: a value is never shown, and
+    anything that does not look like a variable name is refused). Admins of the account (or of
+    its ``group``) see it on the Accounts page with its state and the reason.
+    """
+
+    name: str
+    channel: str
+    display_name: str
+    missing: tuple[str, ...]
+    group: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.channel:
+            raise ConfigError("a disabled account needs a name and a channel")
+        for name in self.missing:
+            if not _VARIABLE.match(name):
+                raise ConfigError(
+                    f"account {self.name!r}: {name!r} is not an environment variable name "
+                    "(give the names of the missing variables, never their values)"
+                )
+
+    def member_of(self, scope: str) -> bool:
+        """Whether an operator whose ``account`` is ``scope`` works on this account."""
+        return scope in (self.name, self.group)
+
+
+@dataclass(frozen=True, slots=True)
 class ConsoleContext:
     """Everything the console and admin pages use.
 
     ``secret_key`` signs session cookies (at least 32 characters; keep it in the secrets file).
     ``secure_cookies=False`` only for local http (the cookies are then sent without ``Secure``).
+    ``disabled`` lists the configured accounts that do not run (secrets missing) for the admin.
     """
 
     store: SqlStore
@@ -114,6 +148,7 @@ class ConsoleContext:
     shared_login_limit: bool = True  # count failures in the database, across processes
     min_password_length: int = 10
     cases: Any = None  # civicchat.service.cases_worker.CaseServices, when the service keeps cases
+    disabled: tuple[DisabledAccount, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.secret_key) < _MIN_SECRET:
@@ -126,6 +161,9 @@ class ConsoleContext:
         for key, account in self.accounts.items():
             if key != account.name:
                 raise ConfigError(f"account {account.name!r} is registered under {key!r}")
+        for off in self.disabled:
+            if off.name in self.accounts:
+                raise ConfigError(f"account {off.name!r} cannot be both running and disabled")
         if self.login_attempts < 1 or self.login_attempts_per_address < 1:
             raise ConfigError("login attempt limits must be at least 1")
 

@@ -581,7 +581,7 @@ class ConsoleViews:
 
     async def media(self, request: Request, me: Principal) -> Response:
         media_id = request.path_params["media_id"]
-        async with self.c.ctx.store.transaction() as tx:
+        async with self.c.ctx.store.read_transaction() as tx:
             conv = await self._load(tx, me, request)
             in_conversation = any(
                 isinstance(m.content, Media) and m.content.media_id == media_id
@@ -611,7 +611,7 @@ class ConsoleViews:
 
     async def contact(self, request: Request, me: Principal) -> Response:
         contact_id = request.path_params["contact_id"]
-        async with self.c.ctx.store.transaction() as tx:
+        async with self.c.ctx.store.read_transaction() as tx:
             contact = await tx.contacts.get(contact_id)
             identities = await tx.contacts.identities(contact_id) if contact else []
             visible = [i for i in identities if i.account in me.account_names]

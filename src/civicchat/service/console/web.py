@@ -165,7 +165,7 @@ class Console:
         session = self.signer.load(request.cookies.get(SESSION_COOKIE))
         if session is None:
             return None
-        async with self.ctx.store.transaction() as tx:
+        async with self.ctx.store.read_transaction() as tx:
             operator = await tx.operators.get_operator(session.operator_id)
         if operator is None or password_fingerprint(operator.password_hash) != session.fingerprint:
             return None
