@@ -113,3 +113,17 @@ def fresh_pg_schema_sync(*, migrate: bool = True) -> Iterator[str]:
         yield schema
     finally:
         asyncio.run(drop_pg_schema(schema))
+
+
+async def empty_pg_schema(schema: str) -> None:
+    """Delete every row of the civicchat tables of ``schema`` (ids start again at 1): a schema
+    migrated once per module serves each test empty."""
+    from civicchat.storage.schema import Base
+
+    engine = create_engine(PG_URL, schema=schema)
+    try:
+        async with engine.begin() as conn:
+            tables = ", ".join(Base.metadata.tables)
+            await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    finally:
+        await engine.dispose()

@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import dataclasses
 import io
-import os
 import random
 import re
 import shutil
@@ -24,7 +23,7 @@ import pytest
 from argon2 import PasswordHasher
 from console.console_helpers import PASSWORD, SECRET, MemoryBlobs, login_as
 from service_fakes import FakeProviders, running, signed_headers, wa_text, wait_for, write_config
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from starlette.applications import Starlette
 
 from civicchat.clock import ManualClock
@@ -42,13 +41,18 @@ from civicchat.service.dispatch import (
 from civicchat.service.live import InProcessLiveBus, LiveEvent
 from civicchat.storage import SqlStore
 from civicchat.storage.base import Conversation, Operator, OperatorRole, Presence
-from civicchat.storage.engine import create_engine, upgrade
-from civicchat.storage.schema import AssignmentRow, Base
-
-PG_URL = os.environ.get(
-    "CIVICCHAT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+from civicchat.storage.engine import create_engine
+from civicchat.storage.schema import AssignmentRow
+from pg_helpers import (
+    PG_URL,
+    create_pg_schema,
+    drop_pg_schema,
+    empty_pg_schema,
+    migrate_file,
+    pg_unreachable,
+    require_postgres,
 )
-REQUIRE_PG = os.environ.get("CIVICCHAT_REQUIRE_POSTGRES") == "1"
+
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,54 +67,25 @@ class Target:
     schema: str | None = None
 
 
-async def _migrate(url: str, schema: str | None = None) -> None:
-    engine = create_engine(url, schema=schema)
-    try:
-        if schema is not None:
-            async with engine.begin() as conn:
-                await conn.execute(text(f"CREATE SCHEMA {schema}"))
-        await upgrade(engine)
-    finally:
-        await engine.dispose()
-
-
-async def _pg_error() -> str | None:
-    engine = create_engine(PG_URL)
-    try:
-        async with asyncio.timeout(5), engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-        return None
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture(scope="module")
 def sqlite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("dispatch") / "template.db"
-    asyncio.run(_migrate(str(path)))
+    asyncio.run(migrate_file(str(path)))
     return path
 
 
 @pytest.fixture(scope="module")
 def pg_schema() -> Iterator[str | None]:
-    if asyncio.run(_pg_error()) is not None:
+    """One migrated schema for the module (None when PostgreSQL does not answer: the tests on
+    it then fail or skip, see ``require_postgres``)."""
+    if asyncio.run(pg_unreachable()) is not None:
         yield None
         return
-    schema = f"disp_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_migrate(PG_URL, schema))
+    schema = asyncio.run(create_pg_schema())
     try:
         yield schema
     finally:
-
-        async def drop() -> None:
-            engine = create_engine(PG_URL)
-            async with engine.begin() as conn:
-                await conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-            await engine.dispose()
-
-        asyncio.run(drop())
+        asyncio.run(drop_pg_schema(schema))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -123,17 +98,9 @@ async def target(
         yield Target("sqlite", str(path))
         return
     if pg_schema is None:
-        message = f"PostgreSQL at {PG_URL} is unreachable: {await _pg_error()}"
-        if REQUIRE_PG:
-            pytest.fail(message)
-        pytest.skip(message)
-    engine = create_engine(PG_URL, schema=pg_schema)
-    try:
-        async with engine.begin() as conn:
-            tables = ", ".join(Base.metadata.tables)
-            await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    finally:
-        await engine.dispose()
+        await require_postgres()  # fails (CI) or skips
+        pytest.fail("PostgreSQL answers now but did not when the module started")
+    await empty_pg_schema(pg_schema)
     yield Target("postgres", PG_URL, pg_schema)
 
 
