@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import struct
+import zlib
 from typing import Any
 
 import pytest
@@ -49,7 +52,7 @@ def test_a_question_is_answered_once_its_buttons_then_stop(service: Service, bro
     chat.goto(f"{service.base}/chat/mataro-web?lang=ca")
     chat.fill("#text", "horari de la deixalleria")
     chat.click("#send")
-    question = chat.wait_for_selector(".msg.them:has-text('Volia dir') .buttons", timeout=15_000)
+    question = chat.wait_for_selector(".msg.them:has-text('Volies dir') .buttons", timeout=15_000)
     buttons = question.query_selector_all("button")
     assert len(buttons) >= 2
     assert not any(b.is_disabled() for b in buttons)
@@ -96,4 +99,151 @@ def test_console_top_bar_fits_one_line_of_a_laptop_in_spanish(
         assert abs(langs["y"] - brand["y"]) < 20, path
         who = page.locator("header.top .who")
         assert "Administración" in (who.get_attribute("title") or "")
+    context.close()
+
+
+def _tiny_png() -> bytes:
+    """A real 2x2 red PNG, which the browsers of both sides can draw."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(b"\x00" + b"\xff\x00\x00" * 2 for _ in range(2))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+CAPTION = "Fanal trencat davant del número 12"
+MATARO_POINT = {"latitude": 41.5381, "longitude": 2.4445}
+
+
+def test_a_citizen_sends_a_photo_and_a_location_and_the_operator_sees_both(
+    service: Service, browser: Any
+) -> None:
+    citizen = browser.new_context(
+        viewport={"width": 420, "height": 720},
+        locale="ca-ES",
+        permissions=["geolocation"],
+        geolocation=MATARO_POINT,
+    )
+    chat = citizen.new_page()
+    chat.goto(f"{service.base}/chat/mataro-web")
+    assert chat.is_visible("#photo")
+    # What is typed when the photo is chosen goes with it as its caption.
+    chat.fill("#text", CAPTION)
+    chat.set_input_files(
+        "#photo-file", files=[{"name": "fanal.png", "mimeType": "image/png", "buffer": _tiny_png()}]
+    )
+    chat.wait_for_selector(".msg.me img")
+    chat.wait_for_selector(".note:has-text('Enviant la foto')", state="detached", timeout=15_000)
+    assert chat.locator(".note.error").count() == 0
+    assert chat.input_value("#text") == ""
+    chat.click("#where")
+    chat.wait_for_selector(".msg.me:has-text('La meva ubicació')", timeout=15_000)
+    assert "mlat=41.5381&mlon=2.4445" in chat.inner_text(".msg.me:has-text('La meva ubicació')")
+    assert chat.locator(".note.error").count() == 0
+    visitor = chat.evaluate("localStorage.getItem('civicchat-visitor-mataro-web')")
+
+    operator = browser.new_context(viewport={"width": 1366, "height": 800}, locale="ca-ES")
+    console = operator.new_page()
+    login(console, service.base, "operador", service.passwords["operador"])
+    row = console.wait_for_selector(f"tr[data-conversation]:has-text('{visitor[-4:]}')")
+    conversation_id = row.get_attribute("data-conversation")
+    console.goto(f"{service.base}/console/conversations/{conversation_id}")
+    # The photo is drawn (the media worker stored it; until then the console says it is coming).
+    for _ in range(50):
+        drawn = console.evaluate(
+            "() => [...document.querySelectorAll('#messages img')]"
+            ".some(i => i.complete && i.naturalWidth === 2)"
+        )
+        if drawn:
+            break
+        console.wait_for_timeout(300)
+        console.reload()
+    assert drawn
+    messages = console.inner_text("#messages")
+    assert CAPTION in messages
+    assert "41.53810, 2.44450" in messages
+    citizen.close()
+    operator.close()
+
+
+def test_photo_and_location_refusals_are_said_in_the_citizens_language(
+    service: Service, browser: Any
+) -> None:
+    # No geolocation permission granted: the browser denies it.
+    citizen = browser.new_context(viewport={"width": 420, "height": 720}, locale="es-ES")
+    chat = citizen.new_page()
+    chat.goto(f"{service.base}/chat/mataro-web")
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64
+    chat.set_input_files(
+        "#photo-file", files=[{"name": "IMG_0001.HEIC", "mimeType": "image/heic", "buffer": heic}]
+    )
+    error = chat.wait_for_selector(".note.error", timeout=15_000)
+    assert "Las fotos HEIC del iPhone no se pueden ver aquí" in error.inner_text()
+    chat.set_input_files(
+        "#photo-file",
+        files=[{"name": "notes.pdf", "mimeType": "image/jpeg", "buffer": b"%PDF-1.7\n" * 10}],
+    )
+    chat.wait_for_selector(".note.error:has-text('Solo se pueden enviar fotos')", timeout=15_000)
+    citizen.set_geolocation(None)
+    chat.click("#where")
+    chat.wait_for_selector(
+        ".note.error:has-text('No tenemos permiso para saber tu ubicación')", timeout=15_000
+    )
+    assert chat.locator(".msg.me:has-text('Mi ubicación')").count() == 0
+    citizen.close()
+
+
+def test_the_title_switches_with_the_language(service: Service, browser: Any) -> None:
+    context = browser.new_context(viewport={"width": 420, "height": 720}, locale="ca-ES")
+    titles = {"ca": "Xat de l'Ajuntament", "es": "Chat del Ayuntamiento"}
+
+    def per_language(route: Any) -> None:
+        # The test service has one title: serve the page as with display_name: {ca, es}.
+        response = route.fetch()
+        body = response.text().replace(
+            '"titles": {', f'"titles": {json.dumps(titles)}, "unused": {{', 1
+        )
+        route.fulfill(response=response, body=body)
+
+    context.route("**/chat/mataro-web?lang=ca", per_language)
+    chat = context.new_page()
+    chat.goto(f"{service.base}/chat/mataro-web?lang=ca")
+    assert chat.inner_text("#title") == titles["ca"]
+    assert chat.title() == titles["ca"]
+    chat.click("#lang")
+    assert chat.inner_text("#title") == titles["es"]
+    assert chat.title() == titles["es"]
+    context.close()
+
+
+def test_a_document_above_the_buttons_is_a_download_link_in_the_same_bubble(
+    service: Service, browser: Any
+) -> None:
+    context = browser.new_context(viewport={"width": 420, "height": 720}, locale="ca-ES")
+    chat = context.new_page()
+    chat.goto(f"{service.base}/chat/mataro-web?lang=ca")
+    chat.fill("#text", "bus urbà")
+    chat.click("#send")
+    bubble = chat.wait_for_selector(
+        ".msg.them:has(.buttons):has-text('Mataró Bus')", timeout=15_000
+    )
+    link = bubble.query_selector("a[download]")
+    assert link is not None
+    assert link.inner_text() == "📄 planol-xarxa-mataro-bus.pdf"
+    assert (link.get_attribute("href") or "").startswith("https://www.mataro.cat/")
+    # The header comes first, then the text, then the buttons, all in one bubble.
+    order = bubble.evaluate(
+        "b => [...b.childNodes].map(n => n.nodeName === 'A' ? 'doc' : "
+        "n.className === 'buttons' ? 'buttons' : 'text')"
+    )
+    assert order[0] == "doc"
+    assert order[-1] == "buttons"
+    assert bubble.query_selector_all(".buttons button")
     context.close()

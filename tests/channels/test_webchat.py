@@ -8,6 +8,7 @@ import pytest
 from channels_helpers import NOW
 
 from civicchat.channels.base import WebhookRequest
+from civicchat.channels.degrade import degrade
 from civicchat.channels.webchat import (
     WebChatChannel,
     WebChatHub,
@@ -158,6 +159,29 @@ def test_content_type_and_size_are_checked(channel: WebChatChannel) -> None:
 
 def out(content: OutboundContent, visitor: str = VISITOR) -> OutboundMessage:
     return OutboundMessage(channel="webchat", account="web", recipient_id=visitor, content=content)
+
+
+async def test_buttons_under_a_media_header_are_one_message_for_the_page(
+    channel: WebChatChannel, hub: WebChatHub
+) -> None:
+    plan = Media(
+        media_kind=MediaKind.DOCUMENT,
+        link="https://www.mataro.cat/planol.pdf",
+        filename="planol.pdf",
+    )
+    menu = Buttons(
+        body="Mataró Bus", media=plan, buttons=(ReplyButton(id="kw:tren", title="Tren"),)
+    )
+    assert degrade(menu, channel.capabilities, "ca") == [menu]  # not split in two
+    await channel.send(out(menu), last_inbound_at=None)
+    (event,) = hub.backlog("web", VISITOR)
+    assert event["content"]["media"]["link"] == "https://www.mataro.cat/planol.pdf"
+    assert event["content"]["media"]["filename"] == "planol.pdf"
+    # The page shows files by https link only: an id of another provider is refused.
+    by_id = menu.model_copy(update={"media": Media(media_kind=MediaKind.IMAGE, media_id="wa-123")})
+    with pytest.raises(UnsupportedContentError):
+        await channel.send(out(by_id), last_inbound_at=None)
+    assert len(hub.backlog("web", VISITOR)) == 1
 
 
 async def test_send_publishes_to_the_hub(channel: WebChatChannel, hub: WebChatHub) -> None:

@@ -91,6 +91,8 @@ WEBCHAT_CAPABILITIES = Capabilities(
     location_requests=False,
     link_previews=False,
     mark_read=False,
+    button_media=True,  # the page draws the image, video or document above the text
+    max_caption_length=4096,
 )
 
 _VISITOR = re.compile(r"^[A-Za-z0-9_-]{16,128}\Z")  # \Z: "$" would let a final "\n" in
@@ -339,6 +341,9 @@ class WebChatChannel:
         elif isinstance(content, Buttons):
             if len(content.buttons) > caps.max_buttons:
                 raise refuse(f"at most {caps.max_buttons} buttons")
+            header = content.media
+            if header is not None and not (header.link or "").startswith("https://"):
+                raise refuse("the web chat shows a media header by https link only")
         elif isinstance(content, Media):
             if not content.link or not content.link.startswith("https://"):
                 raise refuse("the web chat shows media by https link only")
