@@ -221,7 +221,9 @@ BUS = Buttons(
 )
 
 
-@pytest.mark.parametrize("caps", [WHATSAPP_CAPABILITIES, TELEGRAM_CAPABILITIES])
+@pytest.mark.parametrize(
+    "caps", [WHATSAPP_CAPABILITIES, TELEGRAM_CAPABILITIES, WEBCHAT_CAPABILITIES]
+)
 def test_buttons_under_media_stay_one_message_where_the_channel_can(caps: Capabilities) -> None:
     assert degrade(BUS, caps, "ca") == [BUS]
 
@@ -230,11 +232,6 @@ def test_buttons_under_media_without_media_headers_are_the_file_then_the_buttons
     caps = Capabilities(buttons=True, max_buttons=3)  # buttons, but no media header
     assert not caps.button_media
     assert degrade(BUS, caps, "ca") == [PLAN, BUS.model_copy(update={"media": None})]
-    # The web chat today: the same two messages (its engineer turns button_media on).
-    assert degrade(BUS, WEBCHAT_CAPABILITIES, "ca") == [
-        PLAN,
-        BUS.model_copy(update={"media": None}),
-    ]
 
 
 def test_buttons_under_media_without_buttons_are_the_file_with_numbered_options() -> None:
