@@ -8,7 +8,7 @@ webhook to the reply reaching the fake Graph API. A closed-loop run (64 connecti
 they go) gives each target's ceiling.
 
     python benchmarks/pipeline.py                      # default: about 1-2 minutes
-    python benchmarks/pipeline.py --processes 1,2 --rates 50,100,200,400 --duration 10
+    python benchmarks/pipeline.py --processes 1,2,1+1 --rates 50,100,200,400 --duration 10
     python benchmarks/pipeline.py --backends postgres --pg-url postgresql://postgres@127.0.0.1/test
 
 Goal (issue #7): on PostgreSQL, >= 40 % of the bare endpoint's throughput, and reply p99 under
@@ -408,18 +408,30 @@ async def _drop_postgres(url: str, schema: str) -> None:
     await engine.dispose()
 
 
-def _start_service(config: Path, port: int, processes: int) -> subprocess.Popen[bytes]:
+def _start_service(config: Path, port: int, topology: str) -> list[subprocess.Popen[bytes]]:
+    """``N``: ``serve --workers N`` (each process answers webhooks and runs workers); ``N+M``:
+    ``serve --workers N --no-workers`` and ``M`` separate ``civicchat worker`` processes."""
+    web, _, separate = topology.partition("+")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MATARO_", "CIVICCHAT_"))}
-    return subprocess.Popen(
-        [
-            sys.executable, "-m", "civicchat.cli.serve", "serve", str(config), "--port",
-            str(port), "--workers", str(processes), "--log-level", "warning",
-        ],
-        cwd=config.parent,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    serve = [
+        sys.executable, "-m", "civicchat.cli.serve", "serve", str(config), "--port",
+        str(port), "--workers", web, "--log-level", "warning",
+    ]  # fmt: skip
+    if separate:
+        serve.append("--no-workers")
+    commands = [serve]
+    worker = [sys.executable, "-m", "civicchat.cli.serve", "worker", str(config)]
+    commands += [[*worker, "--log-level", "warning"] for _ in range(int(separate or 0))]
+    return [
+        subprocess.Popen(
+            command,
+            cwd=config.parent,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for command in commands
+    ]
 
 
 async def measure(
@@ -428,20 +440,20 @@ async def measure(
     graph: str | None,
     rates: Sequence[float],
     duration: float,
-    pid: int | None = None,
+    pids: Sequence[int] = (),
 ) -> list[Result]:
     results = []
     for rate in rates:
         if graph:
             async with httpx.AsyncClient() as client:
                 await client.post(f"{graph}/reset")
-        cpu_before = cpu_seconds(pid) if pid else 0.0
+        cpu_before = sum(cpu_seconds(pid) for pid in pids)
         result, sent_at = await open_loop(url, rate, duration)
         if graph:
             result.reply_latencies = await replies(graph, sent_at, wait=15)
-        if pid and result.reply_latencies:
+        if pids and result.reply_latencies:
             # Webhook, processing and sending of every message that was answered.
-            used = cpu_seconds(pid) - cpu_before
+            used = sum(cpu_seconds(pid) for pid in pids) - cpu_before
             result.cpu_ms_per_message = used * 1000 / len(result.reply_latencies)
         results.append(result)
         print(_line(name, result), flush=True)
@@ -468,9 +480,18 @@ def _line(name: str, r: Result) -> str:
     )
 
 
+def _web_processes(topology: str) -> int:
+    return int(topology.partition("+")[0])
+
+
+def _describe(topology: str) -> str:
+    web, _, separate = topology.partition("+")
+    return f"{web} web + {separate} worker" if separate else f"x{web}"
+
+
 async def run(args: argparse.Namespace) -> int:
     rates = [float(r) for r in args.rates.split(",")]
-    processes = [int(p) for p in args.processes.split(",")]
+    topologies = args.processes.split(",")
     os.environ["CIVICCHAT_BENCH_GRAPH_DELAY"] = str(args.graph_delay)
     graph_port = free_port()
     graph_proc = _uvicorn("pipeline:fake_graph_app", graph_port)
@@ -480,7 +501,7 @@ async def run(args: argparse.Namespace) -> int:
     try:
         _wait_up(f"{graph}/stats", graph_proc)
         bare_ceiling: dict[int, float] = {}
-        for n in processes:
+        for n in sorted({_web_processes(t) for t in topologies} | {1}):
             port = free_port()
             proc = _uvicorn("pipeline:bare_app", port, n)
             procs.append(proc)
@@ -490,9 +511,9 @@ async def run(args: argparse.Namespace) -> int:
             bare_ceiling[n] = results[-1].rps
             _stop(proc)
         for backend in args.backends.split(","):
-            for n in processes:
-                if backend == "sqlite" and n > 1:
-                    continue  # `serve --workers N` needs PostgreSQL (live events across processes)
+            for topology in topologies:
+                if backend == "sqlite" and topology != "1":
+                    continue  # several processes need PostgreSQL (live events across processes)
                 with tempfile.TemporaryDirectory(prefix="civicchat-bench-") as tmp:
                     schema = None
                     if backend == "postgres":
@@ -507,25 +528,29 @@ async def run(args: argparse.Namespace) -> int:
                         db_url = f"sqlite+aiosqlite:///{tmp}/bench.db"
                     config = _service_config(Path(tmp), graph, db_url, schema)
                     port = free_port()
-                    proc = _start_service(config, port, n)
-                    procs.append(proc)
+                    service = _start_service(config, port, topology)
+                    procs += service
+                    name = f"service {backend} {_describe(topology)}"
                     try:
-                        _wait_up(f"http://127.0.0.1:{port}/healthz", proc)
+                        _wait_up(f"http://127.0.0.1:{port}/healthz", service[0])
                         url = f"http://127.0.0.1:{port}/webhooks/whatsapp/bench-wa"
                         results = await measure(
-                            f"service {backend} x{n}", url, graph, rates, args.duration, proc.pid
+                            name, url, graph, rates, args.duration, [p.pid for p in service]
                         )
                     finally:
-                        _stop(proc)
+                        for proc in service:
+                            _stop(proc)
                         if schema:
                             await _drop_postgres(args.pg_url, schema)
-                    ratio = results[-1].rps / bare_ceiling[n] if bare_ceiling[n] else 0.0
+                    web = _web_processes(topology)
+                    bare = bare_ceiling[web]
+                    ratio = results[-1].rps / bare if bare else 0.0
                     at200 = next((r for r in results if r.offered == 200), None)
                     p99 = at200.pct(at200.reply_latencies, 0.99) if at200 else float("nan")
                     cpu = at200.cpu_ms_per_message if at200 else None
                     summary.append(
-                        f"service {backend} x{n}: {ratio:5.1%} of bare x{n} throughput "
-                        f"({results[-1].rps:.0f} vs {bare_ceiling[n]:.0f} req/s); "
+                        f"{name}: {ratio:5.1%} of bare x{web} throughput "
+                        f"({results[-1].rps:.0f} vs {bare:.0f} req/s); "
                         f"reply p99 at 200/s: {p99:.0f} ms"
                         + (f"; service CPU {cpu:.1f} ms/message" if cpu is not None else "")
                     )
@@ -543,7 +568,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", default="50,100,200", help="offered rates, requests a second")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per rate")
-    parser.add_argument("--processes", default="1", help="web processes to try, e.g. 1,2")
+    parser.add_argument(
+        "--processes",
+        default="1",
+        help="process layouts to try: N (serve --workers N, each process answers webhooks and "
+        "runs workers) or N+M (N web processes with --no-workers and M `civicchat worker` "
+        "processes), e.g. 1,2,1+1",
+    )
     parser.add_argument("--backends", default="sqlite,postgres", help="sqlite,postgres")
     parser.add_argument(
         "--pg-url",

@@ -63,6 +63,7 @@ from civicchat.storage.schema import (
 )
 from civicchat.storage.statements import (
     _DEADLOCK_RETRIES,
+    _PG_ACCEPT,
     _PG_CANDIDATES,
     _PG_CLAIM,
     _PG_NOTIFY_WORK,
@@ -273,13 +274,21 @@ class SqlStore(SqlPrivacyMixin):
     ) -> tuple[int, int]:
         accepted = revived = 0
         async with self._begin() as conn:
-            stmt = (
-                _insert(conn, InboxRow)
-                .on_conflict_do_nothing(index_elements=["channel", "account", "key"])
-                .returning(InboxRow.id)
-            )
-            for chunk in _chunks(rows):
-                accepted += len((await conn.execute(stmt, list(chunk))).all())
+            if self.is_postgres:
+                # One statement for the whole batch, whatever its size (prepared once).
+                columns = ("kind", "channel", "account", "key", "sender_id", "conversation_key")
+                params: dict[str, Any] = {c: [r[c] for r in rows] for c in columns}
+                params["payload"] = [r["payload"] for r in rows]
+                params["now"] = now
+                accepted = len((await conn.execute(_PG_ACCEPT, params)).all())
+            else:
+                stmt = (
+                    _insert(conn, InboxRow)
+                    .on_conflict_do_nothing(index_elements=["channel", "account", "key"])
+                    .returning(InboxRow.id)
+                )
+                for chunk in _chunks(rows):
+                    accepted += len((await conn.execute(stmt, list(chunk))).all())
             if accepted < len(rows):
                 for chunk in _chunks(keys):
                     result = await conn.execute(

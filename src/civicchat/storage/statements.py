@@ -354,6 +354,22 @@ _SENT = (
     .returning(OutboxRow.id)
 )
 
+# A batch of webhook events in one statement, in the order given (the order of processing): the
+# rows' ids are drawn in ``ORDER BY n`` order.
+_PG_ACCEPT = text(
+    "INSERT INTO inbox_events (kind, channel, account, key, sender_id, conversation_key,"
+    " payload, state, attempts, received_at, next_attempt_at)"
+    " SELECT t.kind, t.channel, t.account, t.key, t.sender_id, t.conversation_key, t.payload,"
+    " :pending, 0, :now, :now"
+    " FROM unnest(CAST(:kind AS text[]), CAST(:channel AS text[]), CAST(:account AS text[]),"
+    " CAST(:key AS text[]), CAST(:sender_id AS text[]), CAST(:conversation_key AS text[]),"
+    " CAST(:payload AS text[]))"
+    " WITH ORDINALITY AS t(kind, channel, account, key, sender_id, conversation_key, payload, n)"
+    " ORDER BY t.n"
+    " ON CONFLICT (channel, account, key) DO NOTHING"
+    " RETURNING id"
+).bindparams(bindparam("now", type_=UTCDateTime()), pending=EventState.PENDING.value)
+
 # Several sends recorded in one statement (PostgreSQL).
 _PG_SENT_MANY = text(
     "UPDATE outbox AS o SET lease_until = NULL, worker_id = NULL, status = :sent,"
