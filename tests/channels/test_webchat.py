@@ -2,6 +2,8 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -390,3 +392,17 @@ def test_hub_forgets_the_least_recent_idle_visitors() -> None:
 def test_hub_refuses_bad_visitor_ids() -> None:
     with pytest.raises(ValueError, match="visitor"):
         WebChatHub().publish("web", "bad id", {})
+
+
+def test_the_web_chat_example_in_docs_channels_prints_what_it_says(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    doc = Path(__file__).parents[2] / "docs" / "channels.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), re.S)
+    (example,) = [b for b in blocks if "photo_from_the_page" in b]
+    exec(compile(example, str(doc), "exec"), {"__name__": "docs_webchat"})
+    assert capsys.readouterr().out.splitlines() == [
+        "image/jpeg None",
+        "image Fanal trencat",
+        "image/jpeg True",
+    ]

@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 
 from civicchat.channels.webchat import WebChatHub
 from civicchat.exceptions import ConfigError
-from civicchat.service.config import ServiceConfig, parse_config
+from civicchat.service.config import ServiceConfig, load_config, parse_config
 from civicchat.service.webchat import webchat_routes, webchat_titles
 
 
@@ -156,3 +156,13 @@ async def test_the_page_allows_photo_previews_and_https_videos() -> None:
     assert "img-src 'self' https: data: blob:" in policy  # the citizen's own photo, before upload
     assert "media-src 'self' https:" in policy  # a video above a question's buttons
     assert 'accept="image/*"' in page.text  # a phone offers its camera
+
+
+def test_the_mataro_web_chat_has_its_title_in_both_languages() -> None:
+    config = load_config(MATARO / "config.yaml", env={})
+    assert webchat_titles(config)["mataro-web"] == {
+        "ca": "Xat del 010 · Ajuntament de Mataró",
+        "es": "Chat del 010 · Ayuntamiento de Mataró",
+    }
+    (web,) = [a for a in config.accounts if a.name == "mataro-web"]
+    assert web.display_name == "Xat del 010 · Ajuntament de Mataró"  # the console's
