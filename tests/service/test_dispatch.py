@@ -708,6 +708,109 @@ async def test_console_presence_starts_a_round_and_the_queue_shows_the_escalatio
         await store.close()
 
 
+# --------------------------------------------------------------------------- console moves
+
+
+async def console_app(store: SqlStore, clock: ManualClock) -> Starlette:
+    """The console on ``store`` (account ``acc``, operators registered on ``acc``)."""
+    ctx = ConsoleContext(
+        store=store,
+        accounts={"acc": ConsoleAccount("acc", "telegram", "Telegram")},
+        live=InProcessLiveBus(),
+        blobs=MemoryBlobs(),
+        clock=clock,
+        secret_key=SECRET,
+    )
+    return Starlette(routes=build_console_routes(ctx))
+
+
+async def console_operator(store: SqlStore, login: str, presence: Presence) -> Operator:
+    pw = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
+    async with store.transaction() as tx:
+        op = await tx.operators.add_operator(
+            account="acc", name=login.title(), login=login, password_hash=pw
+        )
+        op = dataclasses.replace(op, presence=presence)
+        await tx.operators.save_operator(op)
+    return op
+
+
+@contextlib.asynccontextmanager
+async def console_client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5000))
+    async with httpx.AsyncClient(transport=transport, base_url="https://c.test") as client:
+        yield client
+
+
+async def assigned_entries(store: SqlStore, cid: int) -> int:
+    async with store.transaction() as tx:
+        return len([e for e in await tx.history.entries(cid) if e.to_state == "assigned"])
+
+
+async def test_two_console_takes_of_one_conversation_at_once_one_wins_one_is_refused(
+    target: Target, store: SqlStore, clock: ManualClock
+) -> None:
+    anna = await console_operator(store, "anna", Presence.AVAILABLE)
+    bob = await console_operator(store, "bob", Presence.AVAILABLE)
+    # Two stores: two connection pools, as two service processes would have.
+    other = SqlStore(create_engine(target.url, schema=target.schema), clock=clock)
+    try:
+        apps = [await console_app(store, clock), await console_app(other, clock)]
+        async with console_client(apps[0]) as c1, console_client(apps[1]) as c2:
+            tokens = [await login_as(c1, "anna"), await login_as(c2, "bob")]
+            for n in range(5):
+                cid = await queued(store, f"c{n}")
+                responses = await asyncio.gather(
+                    *(
+                        c.post(f"/console/conversations/{cid}/take", data={"csrf_token": t})
+                        for c, t in zip((c1, c2), tokens, strict=True)
+                    )
+                )
+                codes = sorted(r.status_code for r in responses)
+                assert codes == [303, 409], codes
+                loser = responses[[r.status_code for r in responses].index(409)]
+                assert "Un altre operador ja té aquesta conversa." in loser.text
+                winner = (anna, bob)[[r.status_code for r in responses].index(303)]
+                assert (await conv(store, cid)).assigned_operator == winner.id
+                assert await assigned_entries(store, cid) == 1
+            assert all(n == 1 for n in (await open_assignments(store)).values())
+            assert len(await open_assignments(store)) == 5
+    finally:
+        await other.close()
+
+
+async def test_a_console_take_racing_a_dispatch_round_never_double_assigns(
+    target: Target, store: SqlStore, clock: ManualClock
+) -> None:
+    anna = await add_operator(store, "anna", capacity=10)  # the dispatcher's choice
+    bob = await console_operator(store, "bob", Presence.AWAY)  # never picked by the dispatcher
+    other = SqlStore(create_engine(target.url, schema=target.schema), clock=clock)
+    outcomes: set[str] = set()
+    try:
+        async with console_client(await console_app(other, clock)) as client:
+            token = await login_as(client, "bob")
+            for n in range(6):
+                cid = await queued(store, f"c{n}")
+                take = client.post(f"/console/conversations/{cid}/take", data={"csrf_token": token})
+                response, result = await asyncio.gather(take, dispatcher(store, clock).run_round())
+                holder = (await conv(store, cid)).assigned_operator
+                if response.status_code == 303:  # bob first: the round leaves it alone
+                    assert holder == bob.id
+                    assert result.assigned == ()
+                    outcomes.add("console")
+                else:  # the round first: bob is told a colleague has it
+                    assert response.status_code == 409
+                    assert holder == anna.id
+                    assert result.assigned == ((cid, anna.id),)
+                    outcomes.add("dispatcher")
+                assert await assigned_entries(store, cid) == 1
+            assert all(n == 1 for n in (await open_assignments(store)).values())
+            assert len(await open_assignments(store)) == 6
+    finally:
+        await other.close()
+    assert outcomes  # which wins depends on timing; both are correct
+
+
 # --------------------------------------------------------------------------- the service
 
 

@@ -141,7 +141,7 @@ async def test_take_transfer_and_close(world: World) -> None:
         )
         assert moved.status_code == 303
         # No longer mine: a plain operator cannot act on it any more.
-        assert (await client.post(f"{base}/close", data={"csrf_token": csrf})).status_code == 403
+        assert (await client.post(f"{base}/close", data={"csrf_token": csrf})).status_code == 409
         csrf2 = await login_as(client, "op2_a")
         back = await client.post(f"{base}/transfer", data={"csrf_token": csrf2, "to": "queue"})
         assert back.status_code == 303

@@ -241,7 +241,10 @@ class ConsoleViews:
 
         A plain operator whose conversation a colleague (or the dispatcher) took meanwhile gets
         a 409 that says so."""
-        first = await self._load(tx, me, request)
+        raw = request.path_params["cid"]
+        first = await tx.conversations.get(raw) if isinstance(raw, int) else None
+        if first is None or first.account not in me.account_names:
+            raise Denied(404)
         await lock_pool(tx, me.account(first.account).pool)
         conv = await tx.conversations.get(first.id)
         if conv is None:
@@ -252,7 +255,7 @@ class ConsoleViews:
             and not me.at_least(OperatorRole.SUPERVISOR)
         ):
             raise Denied(409, "taken")
-        return conv
+        return me.check_conversation(conv)
 
     async def _messages(self, tx: Transaction, conv: Conversation) -> list[Shown]:
         shown = []
