@@ -196,10 +196,12 @@ def run_telegram_webhook(args: argparse.Namespace) -> int:
 async def _set_telegram_webhook(account: Any, url: str, drop_pending: bool) -> None:
     import httpx
 
+    from civicchat.channels._http import provider_client
     from civicchat.channels.telegram import TelegramAccount, TelegramChannel
 
     tg = account.telegram
-    async with httpx.AsyncClient(timeout=15) as client:
+    # The service's client (proxies from the environment); one call: 15 s for each step.
+    async with provider_client(timeout=httpx.Timeout(15.0)) as client:
         channel = TelegramChannel(
             TelegramAccount(
                 name=account.name,
