@@ -4,18 +4,54 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DEFAULT_URL", "Database", "add_command_group", "add_database_arguments", "database_of"]
+__all__ = [
+    "DEFAULT_URL",
+    "Database",
+    "add_command",
+    "add_command_group",
+    "add_database_arguments",
+    "database_of",
+]
 
 DEFAULT_URL = "civicchat.db"
 
 
-def add_command_group(subparsers: Any, name: str, *, help: str, description: str) -> Any:
+def add_command(
+    subparsers: Any,
+    name: str,
+    *,
+    help: str,
+    description: str | None = None,
+    examples: Sequence[str] = (),
+) -> argparse.ArgumentParser:
+    """Add one command: ``help`` in its group's list, ``description`` (by default ``help`` as a
+    sentence) atop its own ``--help``, and the ``examples`` below it, as written."""
+    epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples) if examples else None
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name,
+        help=help,
+        description=description or f"{help[0].upper()}{help[1:]}.",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
+def add_command_group(
+    subparsers: Any,
+    name: str,
+    *,
+    help: str,
+    description: str | None = None,
+    examples: Sequence[str] = (),
+) -> Any:
     """Add ``civicchat NAME COMMAND ...`` and return the group's subparsers; the chosen command
     is stored as ``NAME_command`` (``db_command``, ``privacy_command``...)."""
-    parser = subparsers.add_parser(name, help=help, description=description)
+    parser = add_command(subparsers, name, help=help, description=description, examples=examples)
     sub = parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
     sub.required = True
     return sub

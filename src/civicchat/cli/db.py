@@ -7,8 +7,13 @@ import asyncio
 import sys
 from typing import Any
 
-from civicchat.cli._options import add_command_group, add_database_arguments, database_of
-from civicchat.exceptions import CivicchatError
+from civicchat.cli._options import (
+    add_command,
+    add_command_group,
+    add_database_arguments,
+    database_of,
+)
+from civicchat.exceptions import StorageError
 from civicchat.storage.engine import check_schema, create_engine, current_revision, upgrade
 from civicchat.storage.schema import SCHEMA_REVISION
 
@@ -20,13 +25,29 @@ def register(subparsers: Any) -> None:
     sub = add_command_group(
         subparsers,
         "db",
-        help="database schema",
-        description="Create, upgrade and check the database schema.",
+        help="create, upgrade and check the database schema",
+        examples=[
+            "civicchat db upgrade                      # civicchat.db, or $CIVICCHAT_DATABASE_URL",
+            "civicchat db upgrade --url postgresql+asyncpg://civicchat@db.example/civicchat",
+            "civicchat db check --url var/mataro.db && echo up to date",
+        ],
     )
-    up = sub.add_parser("upgrade", help="create the schema or bring it up to date")
+    up = add_command(
+        sub,
+        "upgrade",
+        help="create the schema or bring it up to date",
+        description="Create the schema or bring it up to date. PostgreSQL is never migrated "
+        "implicitly:\nrun this once, from one machine, before starting a new version.",
+        examples=["civicchat db upgrade --url postgresql+asyncpg://civicchat@db/civicchat"],
+    )
     add_database_arguments(up)
     up.set_defaults(handler=_upgrade)
-    check = sub.add_parser("check", help="exit 0 when the schema is up to date, else 1")
+    check = add_command(
+        sub,
+        "check",
+        help="exit 0 when the schema is up to date, else 1 (with what to run)",
+        examples=["civicchat db check --url var/mataro.db"],
+    )
     add_database_arguments(check)
     check.set_defaults(handler=_check)
 
@@ -40,11 +61,7 @@ def _upgrade(args: argparse.Namespace) -> int:
         finally:
             await engine.dispose()
 
-    try:
-        before = asyncio.run(run())
-    except CivicchatError as exc:
-        print(f"civicchat db upgrade: {exc}", file=sys.stderr)
-        return 2
+    before = asyncio.run(run())
     if before == SCHEMA_REVISION:
         print(f"schema already at {SCHEMA_REVISION}")
     else:
@@ -65,7 +82,7 @@ def _check(args: argparse.Namespace) -> int:
 
     try:
         found = asyncio.run(run())
-    except CivicchatError as exc:
+    except StorageError as exc:  # behind or ahead: the answer of the check, not an error
         print(str(exc), file=sys.stderr)
         return 1
     print(f"schema at {found}: up to date")

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
-from civicchat.cli._options import add_command_group
+from civicchat.cli._options import add_command, add_command_group
 from civicchat.exceptions import CivicchatError
 from civicchat.keywords import (
     Catalog,
@@ -38,28 +38,52 @@ _WELCOME = {
 def register(subparsers: Any) -> None:
     """Add ``keywords check``, ``keywords match`` and ``keywords chat``."""
     sub = add_command_group(
-        subparsers, "keywords", help="keyword catalog tools", description="Keyword catalog tools."
+        subparsers,
+        "keywords",
+        help="check a keyword catalog, match messages in bulk, chat with it in the terminal",
+        description="Keyword catalog tools.",
+        examples=[
+            "civicchat keywords check examples/mataro/catalog.yaml",
+            "echo 'horari de la OAC' | civicchat keywords match examples/mataro/catalog.yaml",
+            "civicchat keywords chat examples/mataro/catalog.yaml",
+        ],
     )
 
-    check = sub.add_parser("check", help="validate a catalog and summarise it")
+    check = add_command(
+        sub,
+        "check",
+        help="validate a catalog and summarise it (exit 1 with every problem when invalid)",
+        examples=["civicchat keywords check examples/mataro/catalog.yaml"],
+    )
     check.add_argument("catalog", metavar="CATALOG", help="the catalog YAML file")
     check.set_defaults(handler=_check)
 
-    match = sub.add_parser(
+    match = add_command(
+        sub,
         "match",
         help="match messages from standard input, one a line; writes one JSON object a line",
+        examples=["civicchat keywords match examples/mataro/catalog.yaml < messages.txt"],
     )
     match.add_argument("catalog", metavar="CATALOG", help="the catalog YAML file")
     match.add_argument(
-        "--language", default=None, help="the conversation's previous language, if any"
+        "--language",
+        default=None,
+        metavar="LANG",
+        help="the conversation's previous language (ca, es), if any",
     )
     match.set_defaults(handler=_match)
 
-    chat = sub.add_parser("chat", help="chat with the catalog in the terminal")
+    chat = add_command(
+        sub,
+        "chat",
+        help="chat with the catalog in the terminal (an empty line ends)",
+        examples=["civicchat keywords chat examples/mataro/catalog.yaml --name Laia"],
+    )
     chat.add_argument("catalog", metavar="CATALOG", help="the catalog YAML file")
     chat.add_argument(
         "--hours",
         default=None,
+        metavar="HOURS",
         help="office-hours YAML for {{ office_hours }} (default: hours.yaml beside the catalog)",
     )
     chat.add_argument("--name", default="", help="the citizen's name, for {{ name }}")
@@ -113,10 +137,7 @@ def match_lines(
 
 
 def _match(args: argparse.Namespace) -> int:
-    catalog = _load(args.catalog)
-    if catalog is None:
-        return 1
-    engine = KeywordEngine(catalog)
+    engine = KeywordEngine(load_catalog(args.catalog))  # an invalid catalog: status 2, one line
     stdin = sys.stdin
     if isinstance(stdin, io.TextIOWrapper):
         stdin.reconfigure(errors="replace")
@@ -212,9 +233,7 @@ def chat(
 
 
 def _chat(args: argparse.Namespace) -> int:
-    catalog = _load(args.catalog)
-    if catalog is None:
-        return 1
+    catalog = load_catalog(args.catalog)  # an invalid catalog: status 2, one line
     engine = KeywordEngine(catalog)
     context: dict[str, object] = {"name": args.name}
     hours = _office_hours(args.catalog, args.hours)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,11 +20,12 @@ from typing import Any
 from civicchat.cases.sql import SqlCaseStore
 from civicchat.cli._options import (
     Database,
+    add_command,
     add_command_group,
     add_database_arguments,
     database_of,
 )
-from civicchat.exceptions import CivicchatError
+from civicchat.exceptions import ConfigError
 from civicchat.storage.base import RetentionMode
 from civicchat.storage.media import LocalBlobStore
 from civicchat.storage.privacy import Privacy, RetentionPolicy, mask_phone
@@ -53,11 +53,25 @@ def register(subparsers: Any) -> None:
     sub = add_command_group(
         subparsers,
         "privacy",
-        help="erase or export a citizen's data",
-        description="Privacy requests.",
+        help="erase or export a citizen's data, apply a retention period",
+        description="Privacy requests: erase or export everything about one citizen, delete or "
+        "anonymise old\nconversations. CONFIG names the database and the media directory; "
+        "--url overrides it.",
+        examples=[
+            "civicchat privacy export /etc/civicchat/mataro/config.yaml --channel telegram \\",
+            "    --account mataro-tg --user 123456789 -o export.json",
+        ],
     )
 
-    erase = sub.add_parser("erase", help="delete everything about one citizen")
+    erase = add_command(
+        sub,
+        "erase",
+        help="delete everything about one citizen (their reported cases are anonymised)",
+        examples=[
+            "civicchat privacy erase /etc/civicchat/mataro/config.yaml --channel whatsapp \\",
+            "    --account mataro-wa --user 34600000000",
+        ],
+    )
     _citizen_arguments(erase)
     erase.add_argument(
         "--blobs", default=None, help="the media directory (default: the configuration's)"
@@ -65,19 +79,38 @@ def register(subparsers: Any) -> None:
     erase.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     erase.set_defaults(handler=_erase)
 
-    export = sub.add_parser("export", help="write everything about one citizen as JSON")
+    export = add_command(
+        sub,
+        "export",
+        help="write everything about one citizen as JSON (their cases included)",
+        examples=[
+            "civicchat privacy export --url postgresql://civic@db/civic --channel telegram \\",
+            "    --account mataro-tg --user 123456789 > export.json",
+        ],
+    )
     _citizen_arguments(export)
     export.add_argument("--output", "-o", default="-", help="a file, or - for standard output")
     export.set_defaults(handler=_export)
 
-    retention = sub.add_parser(
-        "retention", help="delete or anonymise an account's conversations older than N days"
+    retention = add_command(
+        sub,
+        "retention",
+        help="delete or anonymise an account's conversations older than N days",
+        examples=[
+            "civicchat privacy retention /etc/civicchat/mataro/config.yaml --account mataro-wa \\",
+            "    --days 365 --mode anonymise",
+        ],
     )
     add_database_arguments(retention, config=True)
-    retention.add_argument("--account", required=True)
-    retention.add_argument("--days", type=int, required=True)
+    retention.add_argument("--account", required=True, help="the account, as in the configuration")
     retention.add_argument(
-        "--mode", choices=[m.value for m in RetentionMode], default=RetentionMode.DELETE.value
+        "--days", type=int, required=True, metavar="N", help="keep the last N days (at least 2)"
+    )
+    retention.add_argument(
+        "--mode",
+        choices=[m.value for m in RetentionMode],
+        default=RetentionMode.DELETE.value,
+        help="delete the conversations, or keep them without the citizen's data (default: delete)",
     )
     retention.set_defaults(handler=_retention)
 
@@ -91,12 +124,8 @@ async def _with_privacy(db: Database, work: Any) -> Any:
         await store.close()
 
 
-def _run(command: str, args: argparse.Namespace, work: Any) -> tuple[bool, Any]:
-    try:
-        return True, asyncio.run(_with_privacy(database_of(args), work))
-    except CivicchatError as exc:
-        print(f"civicchat privacy {command}: {exc}", file=sys.stderr)
-        return False, None
+def _run(args: argparse.Namespace, work: Any) -> Any:
+    return asyncio.run(_with_privacy(database_of(args), work))
 
 
 def _erase(args: argparse.Namespace) -> int:
@@ -119,10 +148,7 @@ def _erase(args: argparse.Namespace) -> int:
         erased = await privacy.erase(args.channel, args.account, args.citizen, actor=args.actor)
         return erased, len(reported)
 
-    ok, outcome = _run("erase", args, work)
-    if not ok:
-        return 2
-    result, anonymised_cases = outcome
+    result, anonymised_cases = _run(args, work)
     print(
         f"esborrat / borrado {who}: {result.contacts} contact(s), "
         f"{result.conversations} conversation(s), {result.messages} message(s), "
@@ -137,9 +163,7 @@ def _export(args: argparse.Namespace) -> int:
         reported = await cases.citizen_cases(args.channel, args.account, args.citizen)
         return {**data, "cases": [case.model_dump(mode="json") for case in reported]}
 
-    ok, data = _run("export", args, work)
-    if not ok:
-        return 2
+    data = _run(args, work)
     text = json.dumps(data, ensure_ascii=False, indent=2)
     if args.output == "-":
         print(text)
@@ -152,14 +176,11 @@ def _retention(args: argparse.Namespace) -> int:
     try:
         policy = RetentionPolicy(days=args.days, mode=RetentionMode(args.mode))
     except ValueError as exc:
-        print(f"civicchat privacy retention: {exc}", file=sys.stderr)
-        return 2
+        raise ConfigError(str(exc)) from None
 
     async def work(privacy: Privacy, cases: SqlCaseStore) -> Any:
         return await privacy.apply_retention({args.account: policy})
 
-    ok, done = _run("retention", args, work)
-    if not ok:
-        return 2
+    done = _run(args, work)
     print(f"{args.mode}: {done[args.account]} conversation(s)")
     return 0

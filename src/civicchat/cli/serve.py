@@ -16,7 +16,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from civicchat.exceptions import CivicchatError, ConfigError
+from civicchat.cli import run
+from civicchat.cli._options import add_command
+from civicchat.exceptions import ConfigError
 
 __all__ = ["main", "register"]
 
@@ -24,9 +26,17 @@ logger = logging.getLogger("civicchat.service")
 
 
 def register(subparsers: Any) -> None:
-    """Add ``serve`` and ``worker`` to the ``civicchat`` command."""
-    serve = subparsers.add_parser("serve", help="run the web service (webhooks, console, workers)")
-    serve.add_argument("config", help="the service configuration (YAML)")
+    """Add ``serve``, ``worker`` and ``telegram-webhook`` to the ``civicchat`` command."""
+    serve = add_command(
+        subparsers,
+        "serve",
+        help="run the web service (webhooks, web chat, console, workers)",
+        examples=[
+            "civicchat serve examples/mataro/config.yaml",
+            "civicchat serve /etc/civicchat/mataro/config.yaml --port 8001 --workers 2 --no-workers",
+        ],
+    )
+    serve.add_argument("config", metavar="CONFIG", help="the service configuration (YAML)")
     serve.add_argument("--host", help="listen address (default: the config's, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default: the config's, 8000)")
     serve.add_argument(
@@ -34,31 +44,51 @@ def register(subparsers: Any) -> None:
         type=int,
         default=1,
         metavar="N",
-        help="web processes (needs PostgreSQL for N > 1 to scale; default 1)",
+        help="web processes (N > 1 needs PostgreSQL; default 1)",
     )
     serve.add_argument(
         "--no-workers",
         action="store_true",
         help="do not run the background workers here (run `civicchat worker CONFIG` instead)",
     )
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    _log_level_argument(serve)
     serve.set_defaults(handler=run_serve)
 
-    worker = subparsers.add_parser("worker", help="run only the background workers")
-    worker.add_argument("config", help="the service configuration (YAML)")
-    worker.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    worker = add_command(
+        subparsers,
+        "worker",
+        help="run only the background workers, until Ctrl+C or SIGTERM",
+        examples=["civicchat worker /etc/civicchat/mataro/config.yaml"],
+    )
+    worker.add_argument("config", metavar="CONFIG", help="the service configuration (YAML)")
+    _log_level_argument(worker)
     worker.set_defaults(handler=run_worker)
 
-    hook = subparsers.add_parser(
+    hook = add_command(
+        subparsers,
         "telegram-webhook",
         help="register the service's webhook URL with a Telegram bot (setWebhook)",
+        description="Register <server.public_url>/webhooks/telegram/ACCOUNT, with the account's "
+        "secret token,\nas the Telegram bot's webhook.",
+        examples=["civicchat telegram-webhook examples/mataro/config.yaml mataro-tg"],
     )
-    hook.add_argument("config", help="the service configuration (YAML)")
-    hook.add_argument("account", help="the Telegram account's name in the configuration")
+    hook.add_argument("config", metavar="CONFIG", help="the service configuration (YAML)")
+    hook.add_argument(
+        "account", metavar="ACCOUNT", help="the Telegram account's name in the configuration"
+    )
     hook.add_argument(
         "--drop-pending", action="store_true", help="discard updates Telegram still holds"
     )
     hook.set_defaults(handler=run_telegram_webhook)
+
+
+def _log_level_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning"],
+        help="the least important log records shown (default: info)",
+    )
 
 
 def _logging(level: str) -> None:
@@ -78,11 +108,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from civicchat.service.config import export_for_processes, load_config
 
     _logging(args.log_level)
-    try:
-        config = load_config(args.config)
-    except CivicchatError as exc:
-        print(f"civicchat serve: {exc}", file=sys.stderr)
-        return 2
+    config = load_config(args.config)
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     base = f"http://{host}:{port}"
@@ -103,19 +129,12 @@ def run_serve(args: argparse.Namespace) -> int:
         from civicchat.service.app import prepare_first_start
 
         if config.is_sqlite:
-            print(
-                "civicchat serve: --workers above 1 needs PostgreSQL (live updates for the console "
-                "and the web chat cross processes through LISTEN/NOTIFY); SQLite serves one process",
-                file=sys.stderr,
+            raise ConfigError(
+                "--workers above 1 needs PostgreSQL (live updates for the console and the web "
+                "chat cross processes through LISTEN/NOTIFY); SQLite serves one process"
             )
-            return 2
-
         # Migrations and demo operators once, here, rather than racing in every process.
-        try:
-            asyncio.run(prepare_first_start(config))
-        except CivicchatError as exc:
-            print(f"civicchat serve: {exc}", file=sys.stderr)
-            return 2
+        asyncio.run(prepare_first_start(config))
         # Each process builds its own app from the same file (given through the environment).
         # Every process must sign console sessions with the same key.
         secret = config.secret_key or secrets.token_urlsafe(48)
@@ -127,11 +146,7 @@ def run_serve(args: argparse.Namespace) -> int:
             **common,
         )
         return 0
-    try:
-        app = create_app(config, workers=not args.no_workers)
-    except CivicchatError as exc:
-        print(f"civicchat serve: {exc}", file=sys.stderr)
-        return 2
+    app = create_app(config, workers=not args.no_workers)
     uvicorn.run(app, **common)
     return 0
 
@@ -141,16 +156,7 @@ def run_worker(args: argparse.Namespace) -> int:
     from civicchat.service.config import load_config
 
     _logging(args.log_level)
-    try:
-        config = load_config(args.config)
-    except CivicchatError as exc:
-        print(f"civicchat worker: {exc}", file=sys.stderr)
-        return 2
-    try:
-        asyncio.run(_worker(config))
-    except CivicchatError as exc:
-        print(f"civicchat worker: {exc}", file=sys.stderr)
-        return 2
+    asyncio.run(_worker(load_config(args.config)))
     return 0
 
 
@@ -172,23 +178,17 @@ def run_telegram_webhook(args: argparse.Namespace) -> int:
     """Call setWebhook with ``<public_url>/webhooks/telegram/<account>`` and the secret token."""
     from civicchat.service.config import load_config
 
-    try:
-        config = load_config(args.config)
-        account = next((a for a in config.accounts if a.name == args.account), None)
-        if account is None or account.channel != "telegram":
-            raise ConfigError(f"no Telegram account named {args.account!r} in {args.config}")
-        if not account.enabled:
-            raise ConfigError(
-                f"account {account.name} is disabled: set {', '.join(account.missing)}"
-            )
-        public = config.server.public_url
-        if not public or not public.startswith("https://"):
-            raise ConfigError("server.public_url must be the service's https address")
-        url = f"{public.rstrip('/')}/webhooks/telegram/{account.name}"
-        asyncio.run(_set_telegram_webhook(account, url, args.drop_pending))
-    except CivicchatError as exc:
-        print(f"civicchat telegram-webhook: {exc}", file=sys.stderr)
-        return 2
+    config = load_config(args.config)
+    account = next((a for a in config.accounts if a.name == args.account), None)
+    if account is None or account.channel != "telegram":
+        raise ConfigError(f"no Telegram account named {args.account!r} in {args.config}")
+    if not account.enabled:
+        raise ConfigError(f"account {account.name} is disabled: set {', '.join(account.missing)}")
+    public = config.server.public_url
+    if not public or not public.startswith("https://"):
+        raise ConfigError("server.public_url must be the service's https address")
+    url = f"{public.rstrip('/')}/webhooks/telegram/{account.name}"
+    asyncio.run(_set_telegram_webhook(account, url, args.drop_pending))
     print(f"Telegram now sends {account.name}'s updates to {url}")
     return 0
 
@@ -215,12 +215,15 @@ async def _set_telegram_webhook(account: Any, url: str, drop_pending: bool) -> N
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``serve`` or ``worker`` without the ``civicchat`` command's registry."""
-    parser = argparse.ArgumentParser(prog="civicchat")
-    sub = parser.add_subparsers(dest="command", required=True)
+    """Run ``serve``, ``worker`` or ``telegram-webhook`` without the ``civicchat`` command's
+    registry (errors as ``civicchat`` reports them: one line, status 2)."""
+    parser = argparse.ArgumentParser(
+        prog="civicchat",
+        description="The service's commands (`civicchat --help` lists all of them).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     register(sub)
-    args = parser.parse_args(argv)
-    return int(args.handler(args) or 0)
+    return run(parser, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover
