@@ -24,8 +24,8 @@ import contextlib
 import logging
 import random
 import secrets
-from collections.abc import Mapping
-from datetime import timedelta
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -137,37 +137,45 @@ class CaseServices:
         self, reference: str, status: CaseStatus, *, note: str, actor: str
     ) -> Case:
         """Set the status with a note, audit it and notify the citizen, in one transaction."""
-        now = self.clock.now()
-        async with self.store.transaction() as tx:
-            cases = SqlCaseStore.in_transaction(tx.connection)
-            case = await cases.update_status(reference, status, note=note, actor=actor, at=now)
-            await tx.audit.audit(
-                AuditEntry(
-                    at=now,
-                    actor=actor,
-                    action="case_status",
-                    account=case.account,
-                    details={"case": case.reference, "status": status.value, "note": note},
-                )
-            )
-            await self.notify(tx, case)
-        return case
+
+        async def change(cases: SqlCaseStore, now: datetime) -> Case:
+            return await cases.update_status(reference, status, note=note, actor=actor, at=now)
+
+        details = {"status": status.value, "note": note}
+        return await self._console_action("case_status", details, change, actor=actor)
 
     async def assign(self, reference: str, department: str, *, note: str, actor: str) -> Case:
         """Assign the case to a department, audit it and tell the citizen, in one transaction."""
         if department not in {d.id for d in self.config.departments}:
             raise ConfigError(f"unknown department {department!r}")
+
+        async def change(cases: SqlCaseStore, now: datetime) -> Case:
+            return await cases.assign(reference, department, note=note, actor=actor, at=now)
+
+        details = {"department": department, "note": note}
+        return await self._console_action("case_assign", details, change, actor=actor, note=note)
+
+    async def _console_action(
+        self,
+        action: str,
+        details: dict[str, str],
+        change: Callable[[SqlCaseStore, datetime], Awaitable[Case]],
+        *,
+        actor: str,
+        note: str | None = None,
+    ) -> Case:
+        """``change`` the case, its audit entry and the citizen's notification (with ``note``)
+        in one transaction."""
         now = self.clock.now()
         async with self.store.transaction() as tx:
-            cases = SqlCaseStore.in_transaction(tx.connection)
-            case = await cases.assign(reference, department, note=note, actor=actor, at=now)
+            case = await change(SqlCaseStore.in_transaction(tx.connection), now)
             await tx.audit.audit(
                 AuditEntry(
                     at=now,
                     actor=actor,
-                    action="case_assign",
+                    action=action,
                     account=case.account,
-                    details={"case": case.reference, "department": department, "note": note},
+                    details={"case": case.reference, **details},
                 )
             )
             await self.notify(tx, case, note=note)
