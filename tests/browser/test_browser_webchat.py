@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import struct
+import threading
 import zlib
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -246,4 +250,56 @@ def test_a_document_above_the_buttons_is_a_download_link_in_the_same_bubble(
     assert order[0] == "doc"
     assert order[-1] == "buttons"
     assert bubble.query_selector_all(".buttons button")
+    context.close()
+
+
+@contextlib.contextmanager
+def city_website(html: bytes) -> Iterator[str]:
+    """A page of the city's own website, on another origin (localhost, not 127.0.0.1)."""
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "text/html; charset=utf-8")
+            self.send_header("content-length", str(len(html)))
+            self.end_headers()
+            self.wfile.write(html)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_the_widget_on_the_city_website_lets_the_chat_share_the_location(
+    service: Service, browser: Any
+) -> None:
+    # The chat is a cross-origin frame there: it gets the position only if the widget's
+    # iframe allows it (without allow="geolocation" the browser denies it, code 1).
+    html = (
+        "<!doctype html><html lang='ca'><body><h1>Ajuntament</h1>"
+        f"<script src='{service.base}/chat/mataro-web/widget.js' async></script></body></html>"
+    ).encode()
+    context = browser.new_context(
+        viewport={"width": 1000, "height": 800},
+        locale="ca-ES",
+        permissions=["geolocation"],
+        geolocation=MATARO_POINT,
+    )
+    with city_website(html) as city:
+        page = context.new_page()
+        page.goto(city)
+        page.click("button[aria-expanded]")
+        frame = page.frame_locator("iframe")
+        frame.locator("#where").click()
+        frame.locator(".msg.me", has_text="La meva ubicació").wait_for(timeout=15_000)
+        assert frame.locator(".note.error").count() == 0
     context.close()

@@ -16,6 +16,8 @@
     "box-shadow:0 2px 8px rgba(0,0,0,.3);cursor:pointer";
   var frame = document.createElement("iframe");
   frame.title = label;
+  // The chat is on the service's origin: the city's page must let it ask for the position.
+  frame.allow = "geolocation";
   frame.src = origin + "/chat/" + encodeURIComponent(account) + "?lang=" + lang;
   frame.style.cssText = "position:fixed;right:20px;bottom:76px;z-index:2147483000;width:360px;" +
     "max-width:calc(100vw - 40px);height:520px;max-height:calc(100vh - 100px);border:0;" +
