@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from civicchat.cli._options import (
     add_command,
@@ -18,6 +21,8 @@ from civicchat.storage.engine import check_schema, create_engine, current_revisi
 from civicchat.storage.schema import SCHEMA_REVISION
 
 __all__ = ["register"]
+
+_T = TypeVar("_T")
 
 
 def register(subparsers: Any) -> None:
@@ -52,16 +57,22 @@ def register(subparsers: Any) -> None:
     check.set_defaults(handler=_check)
 
 
-def _upgrade(args: argparse.Namespace) -> int:
-    async def run() -> str | None:
+def _on_database(args: argparse.Namespace, work: Callable[[AsyncEngine], Awaitable[_T]]) -> _T:
+    """Run ``work`` on an engine for the database the options name, then dispose of it."""
+
+    async def run() -> _T:
         db = database_of(args)
         engine = create_engine(db.url, schema=db.schema)
         try:
-            return await upgrade(engine)
+            return await work(engine)
         finally:
             await engine.dispose()
 
-    before = asyncio.run(run())
+    return asyncio.run(run())
+
+
+def _upgrade(args: argparse.Namespace) -> int:
+    before = _on_database(args, upgrade)
     if before == SCHEMA_REVISION:
         print(f"schema already at {SCHEMA_REVISION}")
     else:
@@ -70,18 +81,13 @@ def _upgrade(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    async def run() -> str | None:
-        db = database_of(args)
-        engine = create_engine(db.url, schema=db.schema)
-        try:
-            found = await current_revision(engine)
-            await check_schema(engine)
-            return found
-        finally:
-            await engine.dispose()
+    async def check(engine: AsyncEngine) -> str | None:
+        found = await current_revision(engine)
+        await check_schema(engine)
+        return found
 
     try:
-        found = asyncio.run(run())
+        found = _on_database(args, check)
     except StorageError as exc:  # behind or ahead: the answer of the check, not an error
         print(str(exc), file=sys.stderr)
         return 1

@@ -55,7 +55,7 @@ def register(subparsers: Any) -> None:
         help="validate a catalog and summarise it (exit 1 with every problem when invalid)",
         examples=["civicchat keywords check examples/mataro/catalog.yaml"],
     )
-    check.add_argument("catalog", metavar="CATALOG", help="the catalog YAML file")
+    _catalog_argument(check)
     check.set_defaults(handler=_check)
 
     match = add_command(
@@ -64,7 +64,7 @@ def register(subparsers: Any) -> None:
         help="match messages from standard input, one a line; writes one JSON object a line",
         examples=["civicchat keywords match examples/mataro/catalog.yaml < messages.txt"],
     )
-    match.add_argument("catalog", metavar="CATALOG", help="the catalog YAML file")
+    _catalog_argument(match)
     match.add_argument(
         "--language",
         default=None,
@@ -79,7 +79,7 @@ def register(subparsers: Any) -> None:
         help="chat with the catalog in the terminal (an empty line ends)",
         examples=["civicchat keywords chat examples/mataro/catalog.yaml --name Laia"],
     )
-    chat.add_argument("catalog", metavar="CATALOG", help="the catalog YAML file")
+    _catalog_argument(chat)
     chat.add_argument(
         "--hours",
         default=None,
@@ -88,6 +88,10 @@ def register(subparsers: Any) -> None:
     )
     chat.add_argument("--name", default="", help="the citizen's name, for {{ name }}")
     chat.set_defaults(handler=_chat)
+
+
+def _catalog_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("catalog", metavar="CATALOG", help="the catalog YAML file")
 
 
 def _load(path: str) -> Catalog | None:

@@ -36,7 +36,7 @@ def register(subparsers: Any) -> None:
             "civicchat serve /etc/civicchat/mataro/config.yaml --port 8001 --workers 2 --no-workers",
         ],
     )
-    serve.add_argument("config", metavar="CONFIG", help="the service configuration (YAML)")
+    _config_argument(serve)
     serve.add_argument("--host", help="listen address (default: the config's, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default: the config's, 8000)")
     serve.add_argument(
@@ -60,7 +60,7 @@ def register(subparsers: Any) -> None:
         help="run only the background workers, until Ctrl+C or SIGTERM",
         examples=["civicchat worker /etc/civicchat/mataro/config.yaml"],
     )
-    worker.add_argument("config", metavar="CONFIG", help="the service configuration (YAML)")
+    _config_argument(worker)
     _log_level_argument(worker)
     worker.set_defaults(handler=run_worker)
 
@@ -72,7 +72,7 @@ def register(subparsers: Any) -> None:
         "secret token,\nas the Telegram bot's webhook.",
         examples=["civicchat telegram-webhook examples/mataro/config.yaml mataro-tg"],
     )
-    hook.add_argument("config", metavar="CONFIG", help="the service configuration (YAML)")
+    _config_argument(hook)
     hook.add_argument(
         "account", metavar="ACCOUNT", help="the Telegram account's name in the configuration"
     )
@@ -80,6 +80,10 @@ def register(subparsers: Any) -> None:
         "--drop-pending", action="store_true", help="discard updates Telegram still holds"
     )
     hook.set_defaults(handler=run_telegram_webhook)
+
+
+def _config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", metavar="CONFIG", help="the service configuration (YAML)")
 
 
 def _log_level_argument(parser: argparse.ArgumentParser) -> None:
