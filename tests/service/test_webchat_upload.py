@@ -20,6 +20,7 @@ from service_fakes import Service, running, start_service, wait_for
 from civicchat.exceptions import StorageError
 from civicchat.messages import Media, MediaKind
 from civicchat.storage.base import EventState, MediaState
+from pg_helpers import PG_URL, fresh_pg_schema
 
 VISITOR = "visitor_photo_0123456789"
 UPLOAD = "/chat/mataro-web/upload"
@@ -113,7 +114,29 @@ async def small(tmp_path: Path) -> AsyncIterator[Service]:
     await provider.aclose()
 
 
+@pytest.fixture
+async def pg_service(tmp_path: Path) -> AsyncIterator[Service]:
+    """The service on the real PostgreSQL (a fresh schema; skipped locally without one)."""
+    async with fresh_pg_schema() as schema:
+        extra = f"database_schema: {schema}\nlive: postgres"
+        app, fake, provider, path = await start_service(tmp_path, database=PG_URL, extra=extra)
+        async with running(app):
+            transport = httpx.ASGITransport(app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+                yield Service(app, app.state.civicchat, client, fake, path)
+        await provider.aclose()
+
+
 async def test_a_photo_reaches_the_inbox_the_blob_store_and_the_console(service: Service) -> None:
+    await photo_round_trip(service)
+
+
+@pytest.mark.postgres
+async def test_a_photo_reaches_the_console_on_postgres(pg_service: Service) -> None:
+    await photo_round_trip(pg_service)
+
+
+async def photo_round_trip(service: Service) -> None:
     png = tiny_png()
     response = await service.client.post(
         UPLOAD, content=png, headers=headers(caption="Fanal trencat al carrer d'Argentona")
