@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 
+import httpx
 import pytest
 from console_helpers import World, form_token, login, login_as
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from starlette.applications import Starlette
 
-from civicchat.exceptions import CatalogError
+from civicchat.exceptions import CatalogError, ConfigError
 from civicchat.keywords import normalize, parse_catalog
+from civicchat.service.console import DisabledAccount, build_console_routes
 from civicchat.service.console.files import replace_keyword
 
 VERSION = re.compile(r'name="version" value="([^"]+)"')
@@ -246,6 +250,55 @@ async def test_accounts_page_lists_numbers_and_templates(world: World) -> None:
     assert "+34 600 000 010" in page.text
     assert "mataro010_reprendre" in page.text
     assert "Telegram B" not in page.text  # another city's account
+
+
+async def test_accounts_page_lists_disabled_accounts_with_the_missing_variable_names(
+    world: World,
+) -> None:
+    off = DisabledAccount(
+        "tg-a",
+        "telegram",
+        "Telegram 010",
+        ("MATARO_TG_BOT_TOKEN", "MATARO_TG_SECRET_TOKEN"),
+        group="city-a",
+    )
+    elsewhere = DisabledAccount("wa-b", "whatsapp", "WhatsApp B", ("B_WA_TOKEN",), group="city-b")
+    ctx = dataclasses.replace(world.ctx, disabled=(off, elsewhere))
+    app = Starlette(routes=build_console_routes(ctx))
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5000))
+    pages: dict[str, str] = {}
+    async with httpx.AsyncClient(transport=transport, base_url="https://console.test") as client:
+        await login_as(client, "admin_a")
+        for lang in ("ca", "es", "en"):
+            await client.get(f"/lang/{lang}?next=/admin/accounts")
+            pages[lang] = (await client.get("/admin/accounts")).text
+        await login_as(client, "admin_b")
+        other_city = (await client.get("/admin/accounts")).text
+    row = pages["ca"][pages["ca"].index('data-account="tg-a"') :]
+    row = row[: row.index("</tr>")]
+    assert "Telegram 010" in row
+    assert "desactivat" in row
+    assert "secrets no configurats: MATARO_TG_BOT_TOKEN, MATARO_TG_SECRET_TOKEN" in row
+    assert "secretos no configurados: MATARO_TG_BOT_TOKEN, MATARO_TG_SECRET_TOKEN" in pages["es"]
+    assert "desactivado" in pages["es"]
+    assert "secrets not configured: MATARO_TG_BOT_TOKEN, MATARO_TG_SECRET_TOKEN" in pages["en"]
+    assert "WhatsApp 010" in pages["ca"]  # the running accounts are still there, enabled
+    assert "actiu" in pages["ca"]
+    assert "B_WA_TOKEN" not in pages["ca"]  # another city's
+    assert "B_WA_TOKEN" in other_city
+    assert "MATARO_TG_BOT_TOKEN" not in other_city
+
+
+@pytest.mark.parametrize("value", ["123456:ABC-secret", "MY TOKEN", "", "x" * 200])
+def test_a_disabled_account_takes_variable_names_never_values(value: str) -> None:
+    with pytest.raises(ConfigError, match="not an environment variable name"):
+        DisabledAccount("tg-a", "telegram", "Telegram", (value,))
+
+
+def test_an_account_cannot_be_running_and_disabled(world: World) -> None:
+    off = DisabledAccount("wa-a", "whatsapp", "WhatsApp 010", ("MATARO_WA_ACCESS_TOKEN",))
+    with pytest.raises(ConfigError, match="both running and disabled"):
+        dataclasses.replace(world.ctx, disabled=(off,))
 
 
 def test_replace_keyword_keeps_everything_else() -> None:

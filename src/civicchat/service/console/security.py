@@ -133,8 +133,9 @@ class LoginLimiter:
 
     With ``shared`` (the database's :class:`~civicchat.storage.login_sql.LoginFailures`) every
     process of the service counts the same failures: ``serve --workers 2`` gives an attacker no
-    more tries than one process. The in-memory count stays as a fast path (a client this process
-    already refuses costs no query) and is all there is without ``shared``.
+    more tries than one process. Without it the count is in memory, per process. (No in-memory
+    fast path in front of the database: it would keep refusing a login that succeeded in
+    another process since; one indexed query costs little next to the password hash.)
     """
 
     def __init__(
@@ -167,21 +168,26 @@ class LoginLimiter:
     async def blocked_for(self, login: str, address: str, now: datetime) -> timedelta | None:
         """How long until another try is allowed, or ``None`` if one is allowed now."""
         waits: list[timedelta] = []
+        if self._shared is not None:
+            keys = {f"{kind}:{value}": kind for kind, value in self._keys(login, address)}
+            found = await self._shared.since(list(keys), now - self._window)
+            for key, (count, oldest) in found.items():
+                if count >= self._limits[keys[key]]:
+                    waits.append(max(oldest + self._window - now, timedelta(seconds=1)))
+            return max(waits) if waits else None
         for kind, value in self._keys(login, address):
             times = self._recent((kind, value), now)
             if len(times) >= self._limits[kind]:
                 waits.append(times[0] + self._window - now)
-        if waits or self._shared is None:
-            return max(waits) if waits else None
-        keys = {f"{kind}:{value}": kind for kind, value in self._keys(login, address)}
-        found = await self._shared.since(list(keys), now - self._window)
-        for key, (count, oldest) in found.items():
-            if count >= self._limits[keys[key]]:
-                waits.append(max(oldest + self._window - now, timedelta(seconds=1)))
         return max(waits) if waits else None
 
     async def failed(self, login: str, address: str, now: datetime) -> None:
         keys = self._keys(login, address)
+        if self._shared is not None:
+            await self._shared.record(
+                [f"{kind}:{value}" for kind, value in keys], now, prune_before=now - self._window
+            )
+            return
         for key in keys:
             self._recent(key, now)
             self._failures.setdefault(key, deque()).append(now)
@@ -189,12 +195,9 @@ class LoginLimiter:
             oldest = sorted(self._failures, key=lambda k: self._failures[k][-1])[:50_000]
             for key in oldest:
                 del self._failures[key]
-        if self._shared is not None:
-            await self._shared.record(
-                [f"{kind}:{value}" for kind, value in keys], now, prune_before=now - self._window
-            )
 
     async def succeeded(self, login: str) -> None:
-        self._failures.pop(("login", login.casefold()), None)
         if self._shared is not None:
             await self._shared.clear(f"login:{login.casefold()}")
+        else:
+            self._failures.pop(("login", login.casefold()), None)
