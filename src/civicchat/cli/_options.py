@@ -12,8 +12,8 @@ __all__ = [
     "DEFAULT_URL",
     "Database",
     "add_command",
-    "add_command_group",
     "add_database_arguments",
+    "add_subcommands",
     "database_of",
 ]
 
@@ -41,17 +41,10 @@ def add_command(
     return parser
 
 
-def add_command_group(
-    subparsers: Any,
-    name: str,
-    *,
-    help: str,
-    description: str | None = None,
-    examples: Sequence[str] = (),
-) -> Any:
-    """Add ``civicchat NAME COMMAND ...`` and return the group's subparsers; the chosen command
-    is stored as ``NAME_command`` (``db_command``, ``privacy_command``...)."""
-    parser = add_command(subparsers, name, help=help, description=description, examples=examples)
+def add_subcommands(parser: argparse.ArgumentParser) -> Any:
+    """Make ``parser`` (from :func:`add_command`) a group, ``civicchat NAME COMMAND ...``, and
+    return its subparsers; the chosen command is stored as ``NAME_command`` (``db_command``...)."""
+    name = parser.prog.split()[-1]
     sub = parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
     sub.required = True
     return sub

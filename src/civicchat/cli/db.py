@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from civicchat.cli._options import (
     add_command,
-    add_command_group,
     add_database_arguments,
+    add_subcommands,
     database_of,
 )
 from civicchat.exceptions import StorageError
@@ -27,15 +27,17 @@ _T = TypeVar("_T")
 
 def register(subparsers: Any) -> None:
     """Add ``db upgrade`` and ``db check``."""
-    sub = add_command_group(
-        subparsers,
-        "db",
-        help="create, upgrade and check the database schema",
-        examples=[
-            "civicchat db upgrade                      # civicchat.db, or $CIVICCHAT_DATABASE_URL",
-            "civicchat db upgrade --url postgresql+asyncpg://civicchat@db.example/civicchat",
-            "civicchat db check --url var/mataro.db && echo up to date",
-        ],
+    sub = add_subcommands(
+        add_command(
+            subparsers,
+            "db",
+            help="create, upgrade and check the database schema",
+            examples=[
+                "civicchat db upgrade                      # civicchat.db, or $CIVICCHAT_DATABASE_URL",
+                "civicchat db upgrade --url postgresql+asyncpg://civicchat@db.example/civicchat",
+                "civicchat db check --url var/mataro.db && echo up to date",
+            ],
+        )
     )
     up = add_command(
         sub,

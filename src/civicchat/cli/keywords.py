@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
-from civicchat.cli._options import add_command, add_command_group
+from civicchat.cli._options import add_command, add_subcommands
 from civicchat.exceptions import CivicchatError
 from civicchat.keywords import (
     Catalog,
@@ -37,16 +37,18 @@ _WELCOME = {
 
 def register(subparsers: Any) -> None:
     """Add ``keywords check``, ``keywords match`` and ``keywords chat``."""
-    sub = add_command_group(
-        subparsers,
-        "keywords",
-        help="check a keyword catalog, match messages in bulk, chat with it in the terminal",
-        description="Keyword catalog tools.",
-        examples=[
-            "civicchat keywords check examples/mataro/catalog.yaml",
-            "echo 'horari de la OAC' | civicchat keywords match examples/mataro/catalog.yaml",
-            "civicchat keywords chat examples/mataro/catalog.yaml",
-        ],
+    sub = add_subcommands(
+        add_command(
+            subparsers,
+            "keywords",
+            help="check a keyword catalog, match messages in bulk, chat with it in the terminal",
+            description="Keyword catalog tools.",
+            examples=[
+                "civicchat keywords check examples/mataro/catalog.yaml",
+                "echo 'horari de la OAC' | civicchat keywords match examples/mataro/catalog.yaml",
+                "civicchat keywords chat examples/mataro/catalog.yaml",
+            ],
+        )
     )
 
     check = add_command(

@@ -21,8 +21,8 @@ from civicchat.cases.sql import SqlCaseStore
 from civicchat.cli._options import (
     Database,
     add_command,
-    add_command_group,
     add_database_arguments,
+    add_subcommands,
     database_of,
 )
 from civicchat.exceptions import ConfigError
@@ -50,17 +50,19 @@ def _citizen_arguments(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Any) -> None:
     """Add ``privacy erase``, ``privacy export`` and ``privacy retention``."""
-    sub = add_command_group(
-        subparsers,
-        "privacy",
-        help="erase or export a citizen's data, apply a retention period",
-        description="Privacy requests: erase or export everything about one citizen, delete or "
-        "anonymise old\nconversations. CONFIG names the database and the media directory; "
-        "--url overrides it.",
-        examples=[
-            "civicchat privacy export /etc/civicchat/mataro/config.yaml --channel telegram \\",
-            "    --account mataro-tg --user 123456789 -o export.json",
-        ],
+    sub = add_subcommands(
+        add_command(
+            subparsers,
+            "privacy",
+            help="erase or export a citizen's data, apply a retention period",
+            description="Privacy requests: erase or export everything about one citizen, delete or "
+            "anonymise old\nconversations. CONFIG names the database and the media directory; "
+            "--url overrides it.",
+            examples=[
+                "civicchat privacy export /etc/civicchat/mataro/config.yaml --channel telegram \\",
+                "    --account mataro-tg --user 123456789 -o export.json",
+            ],
+        )
     )
 
     erase = add_command(
