@@ -17,6 +17,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SHOTS = os.environ.get("CIVICCHAT_SCREENSHOTS")
 QUESTION = "Bon dia, fa tres dies que hi ha un contenidor cremat davant de casa"
 ANSWER = "Bon dia! Ho passem ara mateix al servei de neteja. Gràcies per avisar-nos."
+MORE = "https://www.mataro.cat/ca/neteja"
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +71,21 @@ def test_citizen_operator_round_trip_live(service: Service, browser: Any, shots:
     _shot(console, shots, "console-conversation.png")
     _shot(chat, shots, "webchat-citizen.png")
 
+    # WhatsApp styles shown as such, and a link that opens apart, never to this page's harm.
+    console.fill("#reply-body", f"*Més informació*: {MORE} <b>no</b>")
+    console.click("#send")
+    link = console.wait_for_selector(f"#messages a[href='{MORE}']", timeout=15_000)
+    assert link.get_attribute("target") == "_blank"
+    assert link.get_attribute("rel") == "noopener noreferrer nofollow"
+    assert console.inner_text("#messages strong >> nth=-1") == "Més informació"
+    assert "<b>no</b>" in console.inner_text("#messages")  # shown as typed, not as markup
+    assert console.locator("#messages b").count() == 0
+
+    # Answered: the list no longer counts a wait for this citizen.
+    console.goto(f"{service.base}/console")
+    cells = console.locator(f"tr[data-conversation='{conversation_id}'] td")
+    assert cells.nth(2).inner_text().strip() == "respost"
+
     # An operator of another city cannot open it (404, as if it did not exist).
     other = browser.new_context()
     intruder = other.new_page()
@@ -99,6 +115,9 @@ def test_admin_pages_render_and_screenshots(service: Service, browser: Any, shot
     page.goto(f"{service.base}/admin/accounts/mataro-web/keywords/cita_previa")
     page.click("button[name=action][value=preview]")
     page.wait_for_selector(".preview")
+    # The preview shows the reply as WhatsApp will: its address is a link.
+    preview_link = page.locator(".preview a[href='https://www.mataro.cat/ca/cita-previa']")
+    assert preview_link.count() == 1
     _shot(page, shots, "admin-keyword-preview.png")
     page.goto(f"{service.base}/admin/accounts/mataro-web/hours")
     assert "de dilluns a divendres" in page.inner_text("main")
