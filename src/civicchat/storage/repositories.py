@@ -63,6 +63,7 @@ from civicchat.storage.schema import (
 from civicchat.storage.statements import (
     _CONV_FIELDS,
     _PG_COMPLETE_MANY,
+    _PG_ENQUEUE,
     LeaseLostError,
     _clip,
     _contact,
@@ -603,7 +604,15 @@ class SqlTransaction:
         ]
         if not rows:
             return []
-        result = await self.connection.execute(_stmts(self.connection)["enqueue"], rows)
+        if self.connection.dialect.name == "postgresql":
+            columns = ("key", "inbound_event_id", "conversation_id", "channel", "account")
+            params: dict[str, Any] = {c: [r[c] for r in rows] for c in columns}
+            params["recipient_id"] = [r["recipient_id"] for r in rows]
+            params["payload"] = [r["payload"] for r in rows]
+            params["now"] = now
+            result = await self.connection.execute(_PG_ENQUEUE, params)
+        else:
+            result = await self.connection.execute(_stmts(self.connection)["enqueue"], rows)
         ids = sorted(r[0] for r in result)
         self.wrote_outbox = self.wrote_outbox or bool(ids)
         return ids

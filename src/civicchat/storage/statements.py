@@ -370,6 +370,21 @@ _PG_ACCEPT = text(
     " RETURNING id"
 ).bindparams(bindparam("now", type_=UTCDateTime()), pending=EventState.PENDING.value)
 
+# Replies to a batch of events written in one prepared statement, in order (PostgreSQL).
+_PG_ENQUEUE = text(
+    "INSERT INTO outbox (key, inbound_event_id, conversation_id, channel, account, recipient_id,"
+    " payload, status, attempts, created_at, next_attempt_at)"
+    " SELECT t.key, t.inbound_event_id, t.conversation_id, t.channel, t.account, t.recipient_id,"
+    " t.payload, :queued, 0, :now, :now"
+    " FROM unnest(CAST(:key AS text[]), CAST(:inbound_event_id AS bigint[]),"
+    " CAST(:conversation_id AS bigint[]), CAST(:channel AS text[]), CAST(:account AS text[]),"
+    " CAST(:recipient_id AS text[]), CAST(:payload AS text[])) WITH ORDINALITY"
+    " AS t(key, inbound_event_id, conversation_id, channel, account, recipient_id, payload, n)"
+    " ORDER BY t.n"
+    " ON CONFLICT (key) DO NOTHING"
+    " RETURNING id"
+).bindparams(bindparam("now", type_=UTCDateTime()), queued=DeliveryStatus.QUEUED.value)
+
 # Several sends recorded in one statement (PostgreSQL).
 _PG_SENT_MANY = text(
     "UPDATE outbox AS o SET lease_until = NULL, worker_id = NULL, status = :sent,"
