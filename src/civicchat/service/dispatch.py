@@ -13,9 +13,11 @@ decide, and writes the decisions back in the same transaction:
 
 A round runs under a database-level guard so two processes never assign the same conversation
 twice: a PostgreSQL advisory transaction lock per operator pool (the account's group, else the
-account), and on SQLite the single writer (``BEGIN IMMEDIATE``). Rounds run when something
-changes (``conversation`` and ``presence`` live events, from any process) and every few seconds
-(timeouts, logins)::
+account), and on SQLite the single writer (``BEGIN IMMEDIATE``). The console's moves (take,
+transfer, close, a reply that picks a conversation up) take the same lock (:func:`lock_pool`) and
+write through the same :func:`commit_move`. The SQL lives in :mod:`civicchat.storage.assignment_sql`.
+Rounds run when something changes (``conversation`` and ``presence`` live events, from any
+process) and every few seconds (timeouts, logins)::
 
     dispatcher = Dispatcher.from_config(config, store, live, clock)
     result = await dispatcher.run_round()        # or: await dispatcher.run_forever()
