@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -307,3 +310,27 @@ keywords:
     assert found is not None
     assert found.runner_up is not None
     assert {found.keyword_id, found.runner_up.keyword_id} == {"horari", "deixalleria"}
+
+
+_SAME_DISTANCE = """
+from civicchat.keywords import KeywordEngine, parse_catalog
+words = ["basta", "casta", "fasta", "gasta", "hasta", "lasta", "masta", "nasta", "pasta",
+         "rasta", "tasta", "vasta"]  # twelve words one typo from "xasta": more than are kept
+lines = ["languages: [ca]", "keywords:"]
+for i, w in enumerate(words):
+    lines += [f"  - id: k{i:02d}", "    topic: t", f"    aliases: {{ca: [{w}]}}", "    reply: x"]
+m = KeywordEngine(parse_catalog("\\n".join(lines))).match("xasta")
+print(m.keyword_id, m.runner_up.keyword_id)
+"""
+
+
+def test_a_typo_matches_the_same_keyword_whatever_the_hash_seed() -> None:
+    seen = set()
+    for seed in ("1", "2", "3", "6"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run(
+            [sys.executable, "-c", _SAME_DISTANCE], capture_output=True, text=True, env=env
+        )
+        assert out.returncode == 0, out.stderr
+        seen.add(out.stdout.strip())
+    assert seen == {"k00 k01"}

@@ -132,7 +132,9 @@ class AliasIndex:
         self._vocab = frozenset(vocab)
         forms: dict[str, set[str]] = defaultdict(set)
         fuzzy_targets: list[str] = []
-        for word in vocab:
+        # Sorted: the fuzzy pre-filter keeps the first of equally close words, and a set's
+        # order changes with PYTHONHASHSEED, so a typo could match another keyword after a restart.
+        for word in sorted(vocab):
             singulars = singular_forms(word)
             # A catalog plural whose singular is also a catalog word is reached through that
             # singular. Its other guessed singulars would be wrong ("trenes" is not the plural
