@@ -10,7 +10,7 @@ from civicchat.channels.base import Capabilities
 from civicchat.channels.fake import FakeChannel
 from civicchat.clock import ManualClock
 from civicchat.keywords import KeywordEngine, load_catalog
-from civicchat.messages import InboundMessage, Sender, Text
+from civicchat.messages import InboundMessage, Media, MediaKind, OutboundContent, Sender, Text
 from civicchat.routing import Pipeline, load_office_hours
 from civicchat.storage.engine import create_engine, upgrade
 from civicchat.storage.sql import SqlStore
@@ -44,7 +44,9 @@ def _bot(channel: FakeChannel, clock: ManualClock) -> Bot:
     return Bot({"plain": account}, clock=clock)
 
 
-async def _say(store: SqlStore, processor: InboxProcessor, n: int, text: str) -> list[str]:
+async def _sent(
+    store: SqlStore, processor: InboxProcessor, n: int, text: str
+) -> list[OutboundContent]:
     await store.accept(
         [
             InboundMessage(
@@ -58,8 +60,13 @@ async def _say(store: SqlStore, processor: InboxProcessor, n: int, text: str) ->
         ]
     )
     assert await processor.run_once()
-    out = await store.outbound_for_event(n)
-    return [getattr(item.message.content, "body", "") for item in out]
+    return [item.message.content for item in await store.outbound_for_event(n)]
+
+
+async def _say(store: SqlStore, processor: InboxProcessor, n: int, text: str) -> list[str]:
+    """The texts the citizen reads: a message's body, or a file's caption."""
+    sent = await _sent(store, processor, n, text)
+    return [getattr(c, "body", None) or getattr(c, "caption", None) or "" for c in sent]
 
 
 async def test_a_numbered_answer_picks_the_option_of_a_menu_the_channel_showed_as_text(
@@ -75,12 +82,26 @@ async def test_a_numbered_answer_picks_the_option_of_a_menu_the_channel_showed_a
     # That answer had its own menu ("On és l'OAC?"): "1" now picks that one.
     third = await _say(store, processor, 3, "1")
     assert "La Riera, 48" in third[0]
-    # A text that is not an option goes on to the keyword engine as usual.
-    fourth = await _say(store, processor, 4, "horari bus")
-    assert any("bus" in body.lower() for body in fourth)
+    # A text that is not an option goes on to the keyword engine as usual. The bus answer is
+    # one message with the network map above its buttons; without buttons it stays one: the
+    # map, with the answer and the numbered options as its caption.
+    (fourth,) = await _sent(store, processor, 4, "horari bus")
+    assert isinstance(fourth, Media)
+    assert fourth.media_kind is MediaKind.DOCUMENT
+    assert fourth.link is not None
+    assert fourth.link.endswith("planol-xarxa-mataro-bus.pdf")
+    assert fourth.caption is not None
+    assert "Línies, horaris i parades de Mataró Bus" in fourth.caption
+    assert "https://www.mataro.cat/ca/la-ciutat/mobilitat/transport-public/mataro-bus" in (
+        fourth.caption
+    )
+    assert "1. Targetes i tarifes" in fourth.caption
+    # Its options are numbered in the caption, so "1" picks the first one.
+    fifth = await _say(store, processor, 5, "1")
+    assert any("Títols, tarifes i targetes bonificades" in body for body in fifth)
     # A number that is no option is an ordinary message: no keyword, so a person gets it.
-    fifth = await _say(store, processor, 5, "7")
-    assert any("t'atendrà una persona" in body for body in fifth)
+    sixth = await _say(store, processor, 6, "7")
+    assert any("t'atendrà una persona" in body for body in sixth)
 
 
 async def test_first_contact_notice_comes_once_before_the_first_answer(store: SqlStore):
