@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from console_helpers import World, login_as
 
 from civicchat.messages import InboundMessage, Sender, Text
+from civicchat.service.console.lists import waiting_since
+from civicchat.storage.assignment_sql import ReplyTimes
+from civicchat.storage.base import Conversation
 
 
 def _waiting_cell(html: str, cid: int) -> str:
@@ -116,3 +119,25 @@ async def test_reports_name_keywords_by_title_and_mark_removed_ones(world: World
     # The catalog has no English: its default language.
     assert '<span title="cita_previa">Cita prèvia</span>' in english
     assert "no longer in the catalog" in english
+
+
+def test_waiting_since_follows_the_first_unanswered_message() -> None:
+    t0 = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
+
+    def at(minutes: int) -> datetime:
+        return t0 + timedelta(minutes=minutes)
+
+    conv = Conversation(
+        1, "wa-a", "whatsapp", 1, "34600000001", "queued", at(-60), queued_at=at(0),
+        last_inbound_at=at(0),
+    )  # fmt: skip
+    assert waiting_since(conv, None) == at(0)  # nobody answered: since it was queued
+    assert waiting_since(conv, ReplyTimes(None, at(-30))) == at(0)  # the bot's part not counted
+    assert waiting_since(conv, ReplyTimes(at(5), None)) is None  # answered
+    later = dataclasses.replace(conv, last_inbound_at=at(9))
+    assert waiting_since(later, ReplyTimes(at(5), at(7))) == at(7)  # first since the answer
+    # The message is not linked to the conversation yet: its time on the conversation counts.
+    assert waiting_since(later, ReplyTimes(at(5), None)) == at(9)
+    # The reply timer of the conversation counts as an answer too.
+    timer = dataclasses.replace(later, last_operator_reply_at=at(10))
+    assert waiting_since(timer, ReplyTimes(at(5), at(7))) is None

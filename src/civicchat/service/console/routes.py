@@ -11,6 +11,7 @@ from civicchat.service.console.admin import AdminViews
 from civicchat.service.console.auth import AuthViews
 from civicchat.service.console.cases import case_routes
 from civicchat.service.console.context import ConsoleContext
+from civicchat.service.console.lists import ListViews
 from civicchat.service.console.views import ConsoleViews
 from civicchat.service.console.web import Console
 from civicchat.storage.base import OperatorRole
@@ -27,6 +28,7 @@ def build_console_routes(ctx: ConsoleContext) -> list[BaseRoute]:
     console = Console(ctx)
     auth = AuthViews(console)
     views = ConsoleViews(console)
+    lists = ListViews(console)
     admin = AdminViews(console)
     g = console.guard
     sup = OperatorRole.SUPERVISOR
@@ -40,11 +42,11 @@ def build_console_routes(ctx: ConsoleContext) -> list[BaseRoute]:
         Route("/login", auth.login, methods=["POST"]),
         Route("/logout", g(auth.logout), methods=["POST"]),
         Route("/lang/{lang}", auth.set_language, methods=["GET"]),
-        Route("/console", g(views.home), methods=["GET"]),
+        Route("/console", g(lists.home), methods=["GET"]),
         Route("/console/password", g(auth.password_form), methods=["GET"]),
         Route("/console/password", g(auth.change_password), methods=["POST"]),
         Route("/console/presence", g(views.presence), methods=["POST"]),
-        Route("/console/api/lists", g(views.queue_partial, api=True), methods=["GET"]),
+        Route("/console/api/lists", g(lists.queue_partial, api=True), methods=["GET"]),
         Route("/console/api/events", g(views.events, api=True), methods=["GET"]),
         Route(conv, g(views.conversation), methods=["GET"]),
         Route(f"{conv}/messages", g(views.messages_partial, api=True), methods=["GET"]),
@@ -54,7 +56,7 @@ def build_console_routes(ctx: ConsoleContext) -> list[BaseRoute]:
         Route(f"{conv}/close", g(views.close), methods=["POST"]),
         Route(f"{conv}/media/{{media_id}}", g(views.media), methods=["GET"]),
         Route("/console/contacts/{contact_id:int}", g(views.contact), methods=["GET"]),
-        Route("/console/reports", g(views.reports, role=sup), methods=["GET"]),
+        Route("/console/reports", g(lists.reports, role=sup), methods=["GET"]),
         *case_routes(console),
         Route("/admin", g(admin.accounts, role=adm), methods=["GET"]),
         Route("/admin/accounts", g(admin.accounts, role=adm), methods=["GET"]),

@@ -11,7 +11,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,7 +19,6 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from civicchat.exceptions import RoutingError
-from civicchat.keywords import Catalog
 from civicchat.messages import (
     Content,
     Location,
@@ -30,19 +29,18 @@ from civicchat.messages import (
     Text,
     content_from_json,
 )
-from civicchat.routing import WINDOW_CHANNELS, ConversationState, window_closes_at
+from civicchat.routing import ConversationState
 from civicchat.service.console.context import ConsoleAccount
+from civicchat.service.console.lists import make_row
 from civicchat.service.console.web import Console, Denied, Principal, field
-from civicchat.service.dispatch import commit_move, is_escalated, lock_pool
+from civicchat.service.dispatch import commit_move, lock_pool
 from civicchat.service.live import LiveEvent
 from civicchat.storage.assignment_sql import (
     OPERATOR_REPLY_PREFIX,
-    ReplyTimes,
     assignment_queries,
 )
 from civicchat.storage.base import (
     AuditEntry,
-    Contact,
     Conversation,
     MediaState,
     Operator,
@@ -51,7 +49,7 @@ from civicchat.storage.base import (
     Transaction,
 )
 
-__all__ = ["ConsoleViews", "waiting_since"]
+__all__ = ["ConsoleViews"]
 
 log = logging.getLogger("civicchat.console")
 
@@ -88,49 +86,6 @@ SSE_HEARTBEAT = 15.0
 SSE_MAX_SECONDS = 300.0  # the browser reconnects by itself; bounded streams ease shutdowns
 
 
-def waiting_since(conv: Conversation, replies: ReplyTimes | None) -> datetime | None:
-    """Since when the citizen waits for an operator: their first message that no operator has
-    answered yet (for a conversation nobody answered, since it entered the queue). ``None``
-    once an operator answered everything the citizen wrote."""
-    last_reply = max(
-        (t for t in (replies and replies.last_reply, conv.last_operator_reply_at) if t),
-        default=None,
-    )
-    first = replies.first_unanswered if replies else None
-    if last_reply is None:
-        return conv.queued_at or first or conv.last_inbound_at
-    if first is not None and first > last_reply:
-        return first
-    if conv.last_inbound_at is not None and conv.last_inbound_at > last_reply:
-        return conv.last_inbound_at  # the message is not linked to the conversation (yet)
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One line of a conversation list."""
-
-    conv: Conversation
-    contact: Contact | None
-    account: ConsoleAccount
-    waiting: timedelta | None  # None: nothing unanswered
-    window_left: timedelta | None  # None: no window on this channel
-    operator_name: str | None
-    escalated: bool = False  # no operator reply in time and nobody free (service.dispatch)
-    answered: bool = False  # an operator answered the citizen's last message
-
-
-@dataclass(frozen=True, slots=True)
-class KeywordLine:
-    """One keyword of the reports: its title in the operator's language, or its id if the
-    catalog no longer has it."""
-
-    keyword_id: str
-    title: str
-    count: int
-    removed: bool = False
-
-
 @dataclass(frozen=True, slots=True)
 class Shown:
     """One message of a conversation, ready for the template."""
@@ -150,83 +105,6 @@ class ConsoleViews:
     @property
     def now(self) -> datetime:
         return self.c.ctx.clock.now()
-
-    # ------------------------------------------------------------------ lists
-
-    def _row(
-        self,
-        me: Principal,
-        conv: Conversation,
-        contact: Contact | None,
-        replies: ReplyTimes | None,
-        operator_name: str | None = None,
-    ) -> Row:
-        now = self.now
-        window_left = None
-        if conv.channel in WINDOW_CHANNELS:
-            closes = window_closes_at(conv.last_inbound_at)
-            window_left = max(closes - now, timedelta(0)) if closes else timedelta(0)
-        since = waiting_since(conv, replies)
-        return Row(
-            conv,
-            contact,
-            me.account(conv.account),
-            None if since is None else now - since,
-            window_left,
-            operator_name,
-            is_escalated(conv),
-            answered=since is None,
-        )
-
-    async def _rows(
-        self, tx: Transaction, me: Principal, convs: Sequence[Conversation]
-    ) -> list[Row]:
-        names: dict[int, str] = {}
-        replies = await assignment_queries(tx).reply_times([c.id for c in convs])
-        rows = []
-        for conv in convs:
-            if conv.assigned_operator is not None and conv.assigned_operator not in names:
-                other = await tx.operators.get_operator(conv.assigned_operator)
-                names[conv.assigned_operator] = other.name if other else "?"
-            rows.append(
-                self._row(
-                    me,
-                    conv,
-                    await tx.contacts.get(conv.contact_id),
-                    replies.get(conv.id),
-                    names.get(conv.assigned_operator) if conv.assigned_operator else None,
-                )
-            )
-        return rows
-
-    async def _lists(self, me: Principal) -> dict[str, list[Row]]:
-        queued: list[Conversation] = []
-        mine: list[Conversation] = []
-        others: list[Conversation] = []
-        async with self.c.ctx.store.read_transaction() as tx:
-            for account in me.accounts:
-                for conv in await tx.conversations.list(
-                    account.name, states=["queued", "assigned"], limit=200
-                ):
-                    if conv.state == "queued":
-                        queued.append(conv)
-                    elif conv.assigned_operator == me.id:
-                        mine.append(conv)
-                    elif me.at_least(OperatorRole.SUPERVISOR):
-                        others.append(conv)
-            # Longest wait first: the queue is served in order.
-            queued.sort(key=lambda c: (-c.priority, c.queued_at or c.created_at))
-            return {
-                "queued": await self._rows(tx, me, queued),
-                "mine": await self._rows(tx, me, mine),
-                "others": await self._rows(tx, me, others),
-            }
-
-    async def home(self, request: Request, me: Principal) -> Response:
-        return self.c.render(request, "queue.html", me, 200, **await self._lists(me))
-
-    async def queue_partial(self, request: Request, me: Principal) -> Response:
-        return self.c.render(request, "_lists.html", me, 200, **await self._lists(me))
 
     # ------------------------------------------------------------------ one conversation
 
@@ -297,7 +175,7 @@ class ConsoleViews:
                 else None
             )
             replies = await assignment_queries(tx).reply_times([conv.id])
-        row = self._row(me, conv, contact, replies.get(conv.id))
+        row = make_row(me, conv, contact, replies.get(conv.id), self.now)
         lang = conv.language or "ca"
         suggestions = self._suggestions(account, messages, lang, me)
         canned = [
@@ -629,31 +507,6 @@ class ConsoleViews:
             request, "contact.html", me, contact=contact, identities=visible, conversations=convs
         )
 
-    # ------------------------------------------------------------------ reports
-
-    async def reports(self, request: Request, me: Principal) -> Response:
-        today = self.now.astimezone(self.c.tz).date()
-        since = today - timedelta(days=6)
-        states: dict[str, dict[str, int]] = {}
-        keywords: dict[str, int] = {}
-        catalogs: list[Catalog] = []
-        async with self.c.ctx.store.read_transaction() as tx:
-            for account in me.accounts:
-                counts: dict[str, int] = {}
-                for conv in await tx.conversations.list(account.name, limit=1000):
-                    counts[conv.state] = counts.get(conv.state, 0) + 1
-                states[account.name] = counts
-                for kc in await tx.keywords.keyword_counts(account.name, since, today):
-                    keywords[kc.keyword_id] = keywords.get(kc.keyword_id, 0) + kc.count
-                if account.engine is not None:
-                    catalogs.append(account.engine.catalog)
-        top = sorted(keywords.items(), key=lambda kv: (-kv[1], kv[0]))[:20]
-        lang = self.c.language(request)
-        lines = [_keyword_line(catalogs, keyword_id, n, lang) for keyword_id, n in top]
-        return self.c.render(
-            request, "reports.html", me, states=states, top=lines, since=since, until=today
-        )
-
     # ------------------------------------------------------------------ live
 
     async def events(self, request: Request, me: Principal) -> Response:
@@ -703,16 +556,3 @@ class ConsoleViews:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _keyword_line(
-    catalogs: Sequence[Catalog], keyword_id: str, count: int, lang: str
-) -> KeywordLine:
-    """The keyword's title in ``lang`` (the catalog's default language if it has none in
-    ``lang``, English included); an id no catalog knows any more is shown as it is."""
-    for catalog in catalogs:
-        kw = catalog.keyword(keyword_id)
-        if kw is not None:
-            language = lang if lang in catalog.languages else catalog.default_language
-            return KeywordLine(keyword_id, kw.label(language), count)
-    return KeywordLine(keyword_id, keyword_id, count, removed=True)
