@@ -185,11 +185,15 @@ def test_photo_and_location_refusals_are_said_in_the_citizens_language(
     chat = citizen.new_page()
     chat.goto(f"{service.base}/chat/mataro-web")
     heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64
+    chat.fill("#text", "Farola apagada")
     chat.set_input_files(
         "#photo-file", files=[{"name": "IMG_0001.HEIC", "mimeType": "image/heic", "buffer": heic}]
     )
     error = chat.wait_for_selector(".note.error", timeout=15_000)
     assert "Las fotos HEIC del iPhone no se pueden ver aquí" in error.inner_text()
+    assert chat.locator(".msg.me.failed").count() == 1
+    assert chat.input_value("#text") == "Farola apagada"  # the caption is back, to try again
+    chat.fill("#text", "")
     chat.set_input_files(
         "#photo-file",
         files=[{"name": "notes.pdf", "mimeType": "image/jpeg", "buffer": b"%PDF-1.7\n" * 10}],
