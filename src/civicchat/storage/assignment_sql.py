@@ -27,7 +27,13 @@ from civicchat.storage.base import Assignment, Conversation, EventKind, Transact
 from civicchat.storage.schema import AssignmentRow, ConversationRow, InboxRow, OutboxRow
 from civicchat.storage.statements import _conversation
 
-__all__ = ["OPERATOR_REPLY_PREFIX", "AssignmentQueries", "ReplyTimes", "assignment_queries"]
+__all__ = [
+    "OPERATOR_REPLY_PREFIX",
+    "AssignmentQueries",
+    "ReplyTimes",
+    "assignment_queries",
+    "pool_lock_key",
+]
 
 OPERATOR_REPLY_PREFIX = "op:"
 """Outbox keys of the messages operators sent from the console (text, canned, links, documents,
