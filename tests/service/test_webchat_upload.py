@@ -389,3 +389,15 @@ async def test_an_incident_with_a_photo_from_the_web_chat(tmp_path: Path) -> Non
         assert (data, mime) == (png, "image/png")
         counts = await svc.state.store.state_counts()
         assert counts[EventState.FAILED] == 0
+
+
+async def test_a_photo_out_of_the_blue_on_the_web_chat_starts_a_report(tmp_path: Path) -> None:
+    async with case_service(tmp_path) as svc:
+        response = await svc.client.post(
+            UPLOAD,
+            content=tiny_png(),
+            headers=headers(visitor="visitor_0123456789abcdef", mid="m1", caption="Paperera"),
+        )
+        assert response.status_code == 200, response.text
+        await svc.settle()
+        assert "Quin tipus de problema és?" in " ".join(await svc.replies())
