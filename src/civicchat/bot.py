@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from civicchat.cases.chat import CaseChat
+from civicchat.cases.chat import CaseChat, other_keyword
 from civicchat.cases.flow import FlowStep
 from civicchat.channels.base import Channel
 from civicchat.channels.degrade import degrade, match_numbered_reply
@@ -395,13 +395,17 @@ class Bot:
     ) -> FlowStep | None:
         """The report flow's step for ``message``, or None when the flow is not asked.
 
-        Asked while the bot answers the conversation (a photo sent to an operator goes to the
-        operator); ``data`` gets the new flow state. ``handled=False``: routing answers too.
+        Asked while the bot answers the conversation, and while it waits in the queue for a
+        person nobody has taken yet: a citizen who said "hola" out of hours can still report an
+        incident, and the conversation stays queued for the person. Not asked while an operator
+        attends it (a photo then goes to the operator). ``data`` gets the new flow state.
+        ``handled=False``: routing answers too.
         """
         cases = self.cases
         if cases is None or not cases.enabled_for(account.name):
             return None
-        if view.state not in (ConversationState.BOT, ConversationState.CLOSED):
+        waiting = view.state is ConversationState.QUEUED and view.assigned_operator is None
+        if not waiting and view.state not in (ConversationState.BOT, ConversationState.CLOSED):
             return None
         connection = getattr(tx, "connection", None)
         if connection is None:  # a store without SQL transactions cannot keep cases
@@ -412,6 +416,7 @@ class Bot:
             message,
             language=view.language,
             default_language=account.default_language,
+            other_request=other_keyword(account.engine),
         )
 
     def _keyword_result(
@@ -479,7 +484,11 @@ class Bot:
 def _flow_view(
     view: ConversationView, message: InboundMessage, step: FlowStep, now: datetime
 ) -> ConversationView:
-    """The conversation after a message the report flow answered (routing did not see it)."""
+    """The conversation after a message the report flow answered (routing did not see it).
+
+    A queued conversation stays queued, for the person it waits for: the report answered only
+    itself, and the operator sees it (with the case's reference) when taking the conversation.
+    """
     if view.last_inbound_at is None or message.timestamp > view.last_inbound_at:
         view = view.replace(last_inbound_at=message.timestamp)
     if view.state is ConversationState.CLOSED:

@@ -1,16 +1,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from civicchat.cases.chat import other_keyword
 from civicchat.cases.config import CasesConfig
 from civicchat.cases.flow import CaseFlow, FlowStage, FlowState, FlowStep, start_kind
 from civicchat.cases.memory import MemoryCaseStore
 from civicchat.cases.models import Case, CaseKind, CaseStatus
 from civicchat.clock import ManualClock
+from civicchat.keywords import KeywordEngine, load_catalog
 from civicchat.messages import (
     Buttons,
     InboundMessage,
@@ -278,14 +281,14 @@ async def test_an_interrupted_flow_resumes_hours_later(flow, msg, clock: ManualC
     await chat.send("3")
     clock.advance(timedelta(hours=3))
     contents = await chat.send("Els contenidors fa dies que no es buiden")
-    assert body(contents[0]) == "Continuem amb la teva queixa."
+    assert body(contents[0]) == "Continuem amb la teva queixa. Per deixar-ho, escriu «cancel·lar»."
     assert isinstance(contents[1], Buttons)  # the next question: a photo?
     assert chat.stage() is FlowStage.MEDIA
     assert chat.st.updated_at == clock.now()
 
     clock.advance(timedelta(hours=5))
     contents = await chat.send(Media(media_kind=MediaKind.STICKER, media_id="s"))
-    assert body(contents[0]) == "Continuem amb la teva queixa."
+    assert body(contents[0]) == "Continuem amb la teva queixa. Per deixar-ho, escriu «cancel·lar»."
     assert body(contents[1]).startswith("Si vols, envia una foto")  # asked again, not scolded
     assert "Només puc" not in joined(contents)
     assert chat.stage() is FlowStage.MEDIA
@@ -593,3 +596,118 @@ async def test_the_reference_year_is_the_local_year(mataro_config, store, geocod
         await chat.send(content)
     assert chat.case is not None
     assert chat.case.reference == "MTR-2027-000001"
+
+
+# ---------------------------------------------------------------- how to stop, other questions
+
+CANCEL_HINT = {
+    "ca": "Per deixar-ho, escriu «cancel·lar».",
+    "es": "Para dejarlo, escribe «cancelar».",
+}
+
+
+@pytest.mark.parametrize("language", ["ca", "es"])
+async def test_the_first_question_and_every_question_asked_again_say_how_to_stop(
+    flow, msg, language
+) -> None:
+    chat = Chat(flow, msg, language)
+    hint = CANCEL_HINT[language]
+    (menu,) = await chat.send("incidencia")
+    assert isinstance(menu, ListMenu)
+    assert menu.body.endswith(hint)
+    (again,) = await chat.send("pizza")
+    assert isinstance(again, ListMenu)
+    assert again.body.endswith(hint)
+    # An answer that fits moves on without repeating it...
+    (question,) = await chat.send("1")
+    assert hint not in body(question)
+    # ...and a question asked again says it once more, the question itself last.
+    contents = await chat.send(Media(media_kind=MediaKind.STICKER, media_id="s"))
+    assert body(contents[0]).endswith(hint)
+    assert hint not in body(contents[-1])
+    assert joined(contents).count(hint) == 1
+    (bye,) = await chat.send("cancel·lar" if language == "ca" else "cancelar")
+    assert chat.finished()
+    assert hint not in body(bye)
+
+
+async def test_a_photo_out_of_the_blue_says_how_to_stop_too(flow, msg) -> None:
+    chat = Chat(flow, msg, "es")
+    (menu,) = await chat.send(PHOTO)
+    assert isinstance(menu, ListMenu)
+    assert menu.body.endswith(CANCEL_HINT["es"])
+
+
+def _asks_about(*texts: str):
+    return lambda text: text in texts
+
+
+@pytest.mark.parametrize(
+    ("language", "question", "notice"),
+    [
+        (
+            "ca",
+            "el temps",
+            "D'acord, deixem la incidència aquí. Per tornar a començar, escriu «incidència».",
+        ),
+        (
+            "es",
+            "punto limpio",
+            "De acuerdo, dejamos la incidencia aquí. Para volver a empezar, escribe «incidencia».",
+        ),
+    ],
+)
+async def test_another_question_instead_of_a_category_leaves_the_flow_for_the_keyword_engine(
+    flow, msg, store, language, question, notice
+) -> None:
+    state = (await flow.handle(None, msg(Text(body="incidencia")), language)).state
+    assert state is not None
+    asks = _asks_about(question)
+    step = await flow.handle(state, msg(Text(body=question)), language, other_request=asks)
+    assert step.handled is False  # the caller's keyword engine answers the question
+    assert step.state is None
+    assert [body(c) for c in step.contents] == [notice]
+    assert await store.list_cases() == []
+
+
+async def test_a_category_a_report_word_or_a_non_question_is_no_other_request(
+    flow, msg, clock
+) -> None:
+    asks = _asks_about("1", "parcs i jardins", "queixa", "pizza")  # would leave if asked
+    state = (await flow.handle(None, msg(Text(body="incidencia")), "ca")).state
+    assert state is not None
+    # A report word while the category is asked: the citizen meant that kind of report.
+    step = await flow.handle(state, msg(Text(body="queixa")), "ca", other_request=asks)
+    assert step.handled
+    assert step.state is not None
+    assert step.state.kind is CaseKind.COMPLAINT
+    assert step.state.stage is FlowStage.CATEGORY
+    assert body(step.contents[0]).startswith("D'acord, registrem una queixa")
+    # Not recognised by the caller: asked again, as before.
+    pizza = await flow.handle(step.state, msg(Text(body="pizza2")), "ca", other_request=asks)
+    assert pizza.handled
+    assert body(pizza.contents[0]).startswith("No he entès la categoria")
+    # Categories, by number or by name, win over the caller's predicate.
+    for answer, category in [("1", "enllumenat"), ("parcs i jardins", "parcs")]:
+        picked = await flow.handle(step.state, msg(Text(body=answer)), "ca", other_request=asks)
+        assert picked.handled
+        assert picked.state is not None
+        assert picked.state.category == category
+    # Past the category question a description is never taken for another question.
+    assert picked.state is not None
+    described = await flow.handle(picked.state, msg(Text(body="pizza")), "ca", other_request=asks)
+    assert described.handled
+    assert described.state is not None
+    assert described.state.description == "pizza"
+
+
+def test_other_keyword_tells_a_question_of_another_topic_from_words_of_a_report() -> None:
+    catalog = Path(__file__).resolve().parents[2] / "examples" / "mataro" / "catalog.yaml"
+    asks = other_keyword(KeywordEngine(load_catalog(catalog)))
+    # Keywords of other topics (weather, services, transport), in Spanish and Catalan:
+    for text in ["el tiempo", "punto limpio", "deixalleria", "horari bus", "previsió del temps"]:
+        assert asks(text), text
+    # Keywords of the reporting topics (where "incidència" and "queixa" live) are about the
+    # report ("farola" while the category is asked), and no keyword at all is no question:
+    for text in ["farola", "forat a la vorera", "contenidor ple", "incidència", "xyz qwerty", "1"]:
+        assert not asks(text), text

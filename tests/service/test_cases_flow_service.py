@@ -127,7 +127,7 @@ async def test_an_interrupted_report_resumes_politely_and_expires_after_a_day(tm
         await svc.web(2, text="1")
         clock.advance(timedelta(hours=2))
         resumed = await svc.web(3, text="Fa una setmana que no passa l'escombradora")
-        assert resumed[0] == "Continuem amb la teva queixa."
+        assert resumed[0] == "Continuem amb la teva queixa. Per deixar-ho, escriu «cancel·lar»."
         assert any("foto o un vídeo" in r for r in resumed)
         clock.advance(timedelta(hours=25))
         expired = await svc.web(4, text="horari bus")

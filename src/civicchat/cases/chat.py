@@ -9,29 +9,72 @@ lives in the conversation's ``data`` under ``case_flow``::
     chat = CaseChat(load_cases_config("examples/mataro/cases.yaml"), clock=SystemClock())
     bot = Bot(accounts, clock=clock, cases=chat)
 
-The flow only runs while the bot answers the conversation (state ``bot`` or ``closed``): a photo
-sent to an operator in a live conversation goes to the operator.
+The bot runs the flow while it answers the conversation (state ``bot`` or ``closed``) and while
+the conversation waits in the queue for a person who has not taken it yet (``queued``); a photo
+sent while an operator attends the conversation (``assigned``) goes to the operator.
+:func:`other_keyword` lets a citizen asked for a category ask something else instead ("el
+tiempo", "punto limpio"): the flow steps aside and the keyword engine answers.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, MutableMapping
+from collections.abc import Callable, Collection, MutableMapping
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from civicchat.cases.base import Geocoder, NoGeocoder
 from civicchat.cases.config import CasesConfig
-from civicchat.cases.flow import FLOW_DATA_KEY, CaseFlow, FlowState, FlowStep
+from civicchat.cases.flow import FLOW_DATA_KEY, CaseFlow, FlowState, FlowStep, start_kind
 from civicchat.cases.sql import SqlCaseStore
 from civicchat.clock import Clock
+from civicchat.keywords.catalog import Catalog
+from civicchat.keywords.engine import KeywordEngine
 from civicchat.keywords.language import detect_language
 from civicchat.messages import InboundMessage, Text
 
-__all__ = ["CaseChat"]
+__all__ = ["CaseChat", "other_keyword"]
 
 logger = logging.getLogger("civicchat.cases")
+
+
+def other_keyword(engine: KeywordEngine) -> Callable[[str], bool]:
+    """The flow's ``other_request`` for a catalog: is a text another question the engine answers?
+
+    True when ``engine`` matches the text to one keyword (no "did you mean") whose topic is not
+    a reporting topic. A reporting topic is one with a keyword that an alias of the flow's own
+    trigger words belongs to (Mataró's ``incidents``, where "incidència" lives, and
+    ``participation``, where "queixa" lives): "farola" answered while a category is asked is
+    still about the report; "el tiempo" or "punto limpio" are not.
+
+    >>> from civicchat.keywords import load_catalog
+    >>> asks = other_keyword(KeywordEngine(load_catalog("examples/mataro/catalog.yaml")))
+    >>> asks("el tiempo"), asks("punto limpio"), asks("farola"), asks("xyz qwerty")
+    (True, True, False, False)
+    """
+
+    def asks_something_else(text: str) -> bool:
+        match = engine.match(text)
+        if match is None or match.runner_up is not None:
+            return False
+        catalog = engine.catalog
+        keyword = catalog.keyword(match.keyword_id)
+        return keyword is not None and keyword.topic not in _reporting_topics(catalog)
+
+    return asks_something_else
+
+
+def _reporting_topics(catalog: Catalog) -> frozenset[str]:
+    return frozenset(
+        keyword.topic
+        for keyword in catalog.keywords
+        if any(
+            start_kind(alias) is not None
+            for aliases in keyword.aliases.values()
+            for alias in aliases
+        )
+    )
 
 
 class CaseChat:
@@ -62,12 +105,14 @@ class CaseChat:
         *,
         language: str | None,
         default_language: str,
+        other_request: Callable[[str], bool] | None = None,
     ) -> FlowStep:
         """Feed ``message`` to the flow; ``data`` (the conversation's) gets the new flow state.
 
         ``language`` is the conversation's language (None when unknown); a text message's own
         language decides when a report starts. ``handled=False`` in the result: the message was
-        not for the flow (its ``contents`` still go first: an "expired" notice).
+        not for the flow (its ``contents`` still go first: an "expired" or "left" notice).
+        ``other_request`` is the flow's (see :meth:`CaseFlow.handle` and :func:`other_keyword`).
         """
         state = FlowState.load(data.get(FLOW_DATA_KEY)) if FLOW_DATA_KEY in data else None
         if state is None and isinstance(message.content, Text):
@@ -77,7 +122,9 @@ class CaseChat:
         flow = CaseFlow(
             self.config, SqlCaseStore.in_transaction(connection), self.geocoder, self.clock
         )
-        step = await flow.handle(state, message, language or default_language)
+        step = await flow.handle(
+            state, message, language or default_language, other_request=other_request
+        )
         if step.state is None:
             data.pop(FLOW_DATA_KEY, None)
         else:

@@ -4,7 +4,10 @@ The flow asks, in Catalan or Spanish, for a category, a description, an optional
 the location and a confirmation, then creates the case and confirms its reference. It starts on
 a keyword ("incidència", "queixa", "suggeriment", "incidencia", "queja", "sugerencia", typos and
 missing accents tolerated) or on a photo or location sent out of the blue. "cancel·lar" /
-"cancelar" ends it at any step; "estat MTR-2026-000123" / "estado ..." answers a case's status.
+"cancelar" ends it at any step (the first question, every question asked again and the greeting
+after a pause say so); "estat MTR-2026-000123" / "estado ..." answers a case's status. At the
+category question, a message that the caller's ``other_request`` recognises (another keyword,
+such as "el tiempo") leaves the flow with a short notice and goes on to the keyword engine.
 
 It does no I/O of its own besides the injected store and geocoder, and keeps everything it needs
 in a :class:`FlowState` that the caller stores as JSON between messages (for example in the
@@ -23,7 +26,7 @@ from __future__ import annotations
 import enum
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,7 +39,7 @@ from civicchat.cases.base import CaseStore, Geocoder
 from civicchat.cases.config import CaseCategory, CasesConfig
 from civicchat.cases.errors import CaseReferenceError
 from civicchat.cases.models import Case, CaseKind, CaseLocation, CaseReference, MediaRef, NewCase
-from civicchat.cases.texts import say, status_label, supported_language
+from civicchat.cases.texts import kind_label, say, status_label, supported_language
 from civicchat.clock import Clock
 from civicchat.messages import (
     Buttons,
@@ -107,6 +110,18 @@ _MAX_WORDS_TO_START = 6
 _BUTTON_TITLE_MAX = 20
 _ROW_TITLE_MAX = 24
 _MAX_LIST_ROWS = 10
+
+# Said inside the flow only (kept here, beside the flow, until civicchat.cases.texts takes them).
+_FLOW_TEXTS: dict[str, dict[str, str]] = {
+    "cancel_hint": {
+        "ca": "Per deixar-ho, escriu «cancel·lar».",
+        "es": "Para dejarlo, escribe «cancelar».",
+    },
+    "left": {
+        "ca": "D'acord, deixem {the_kind} aquí. Per tornar a començar, escriu «{noun}».",
+        "es": "De acuerdo, dejamos {the_kind} aquí. Para volver a empezar, escribe «{noun}».",
+    },
+}
 
 _CATEGORY_PREFIX = "case:cat:"
 _YES_ID = "case:yes"
@@ -260,6 +275,26 @@ def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _flow_text(key: str, language: str, kind: CaseKind) -> str:
+    lang = supported_language(language)
+    return _FLOW_TEXTS[key][lang].format(
+        the_kind=kind_label(kind, lang, "the"), noun=kind_label(kind, lang)
+    )
+
+
+def _with_cancel_hint(
+    contents: tuple[OutboundContent, ...], language: str
+) -> tuple[OutboundContent, ...]:
+    """``contents`` with "write cancel·lar to stop" added to the first one's text."""
+    if not contents:
+        return contents
+    first, rest = contents[0], contents[1:]
+    if not isinstance(first, Text | Buttons | ListMenu | LocationRequest):
+        return contents
+    hint = _flow_text("cancel_hint", language, CaseKind.INCIDENT)
+    return (first.model_copy(update={"body": f"{first.body}\n\n{hint}"}), *rest)
+
+
 class CaseFlow:
     """Runs the guided report flow for one municipality.
 
@@ -279,12 +314,23 @@ class CaseFlow:
     # ------------------------------------------------------------------ entry point
 
     async def handle(
-        self, state: FlowState | None, message: InboundMessage, language: str | None
+        self,
+        state: FlowState | None,
+        message: InboundMessage,
+        language: str | None,
+        *,
+        other_request: Callable[[str], bool] | None = None,
     ) -> FlowStep:
         """Feed one inbound message to the flow.
 
         ``language`` is the conversation's language; it is used when a flow starts, after which
         the flow keeps the language it started in (short answers such as "sí" carry none).
+
+        ``other_request(text)``, when given, says that a text is a question the bot answers
+        elsewhere (for example another keyword of the catalog). At the category question such
+        a text, when it is no category, leaves the flow: ``handled=False`` with a notice in
+        ``contents``, so the caller answers the question itself. Without it, or for any other
+        text, the category is asked again.
         """
         now = self._clock.now()
         text = _text_of(message)
@@ -292,7 +338,7 @@ class CaseFlow:
         if state is not None and now - state.updated_at > self._config.expiry:
             logger.info("case flow expired after %s", now - state.updated_at)
             notice = Text(body=say("expired", state.language, kind=state.kind))
-            fresh = await self.handle(None, message, language)
+            fresh = await self.handle(None, message, language, other_request=other_request)
             return FlowStep(fresh.state, (notice, *fresh.contents), fresh.case, fresh.handled)
 
         if text is not None:
@@ -309,11 +355,25 @@ class CaseFlow:
             logger.info("case flow cancelled at %s", state.stage)
             return FlowStep(None, (Text(body=say("cancelled", state.language, kind=state.kind)),))
 
+        if (
+            state.stage is FlowStage.CATEGORY
+            and text is not None
+            and other_request is not None
+            and self._pick_category(message) is None
+            and start_kind(text) is None
+            and other_request(text)
+        ):
+            logger.info("case flow left at %s for another question", state.stage)
+            return FlowStep(
+                None, (Text(body=_flow_text("left", state.language, state.kind)),), handled=False
+            )
+
         resumed = now - state.updated_at >= self._config.resume_after
         outcome = await self._answer(state, message, now)
         if not resumed:
             return FlowStep(outcome.state, outcome.contents, outcome.case)
-        greeting = Text(body=say("resume", state.language, kind=state.kind))
+        hint = _flow_text("cancel_hint", state.language, state.kind)
+        greeting = Text(body=f"{say('resume', state.language, kind=state.kind)} {hint}")
         if outcome.accepted:
             return FlowStep(outcome.state, (greeting, *outcome.contents), outcome.case)
         # After hours away, an answer that does not fit is no mistake: just ask again, kindly.
@@ -353,7 +413,7 @@ class CaseFlow:
             return FlowStep(None, handled=False)
         logger.info("case flow started (%s, %s)", state.kind, message.channel)
         state = self._advance(state, now)
-        return FlowStep(state, self._question(state))
+        return FlowStep(state, _with_cancel_hint(self._question(state), state.language))
 
     # ------------------------------------------------------------------ answers
 
@@ -377,7 +437,8 @@ class CaseFlow:
 
     def _reject(self, state: FlowState, now: datetime, **update: object) -> _Outcome:
         kept = state.model_copy(update={**update, "updated_at": now})
-        return _Outcome(kept, self._question(kept, again=True), accepted=False)
+        question = _with_cancel_hint(self._question(kept, again=True), kept.language)
+        return _Outcome(kept, question, accepted=False)
 
     async def _absorb(self, state: FlowState, message: InboundMessage) -> dict[str, object]:
         """A photo or a location sent before it was asked for is kept for its own step."""
@@ -392,6 +453,12 @@ class CaseFlow:
         self, state: FlowState, message: InboundMessage, now: datetime
     ) -> _Outcome:
         category = self._pick_category(message)
+        text = _text_of(message)
+        kind = None if category is not None or text is None else start_kind(text)
+        if kind is not None:
+            # "queixa" while the category of an incident is asked: the citizen meant a complaint.
+            moved = state.model_copy(update={"kind": kind, "updated_at": now})
+            return _Outcome(moved, _with_cancel_hint(self._question(moved), moved.language))
         if category is None:
             return self._reject(state, now, **await self._absorb(state, message))
         return self._accept(state, now, category=category.id)
