@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from cases_service_helpers import FIXED_CLOCK, case_service
+import pytest
+from cases_service_helpers import CASES_EXTRA, FIXED_CLOCK, CaseService, case_service, describe
 from service_fakes import wait_for
 
 from civicchat.cases.models import CaseKind, CaseStatus
+from pg_helpers import PG_URL, fresh_pg_schema
 
 
 async def test_a_citizen_reports_an_incident_on_the_web_chat_in_catalan(tmp_path: Path):
@@ -135,3 +140,139 @@ async def test_an_interrupted_report_resumes_politely_and_expires_after_a_day(tm
         assert len(expired) > 1  # and routing answered the question itself
         assert "case_flow" not in await _flow_data(svc)
         assert await svc.state.runtime.cases.cases.list_cases() == []
+
+
+# ------------------------------------------------ while the conversation waits for a person
+
+SATURDAY = "fixed: 2026-11-28T11:00:00+01:00"  # the office is closed until Monday 8:00
+LOCATION = {"latitude": 41.5385, "longitude": 2.4447}
+
+
+async def _conversation(svc, account: str = "mataro-web"):
+    async with svc.state.store.transaction() as tx:
+        (conv,) = await tx.conversations.list(account=account)
+    return conv
+
+
+@asynccontextmanager
+async def saturday_service(tmp_path: Path, backend: str) -> AsyncIterator[CaseService]:
+    """The service on Saturday, on SQLite or on a fresh PostgreSQL schema."""
+    if backend == "sqlite":
+        async with case_service(tmp_path, clock=SATURDAY) as svc:
+            yield svc
+        return
+    async with fresh_pg_schema() as schema:
+        extra = f"{CASES_EXTRA}\ndatabase_schema: {schema}\nlive: memory"
+        async with case_service(tmp_path, extra=extra, clock=SATURDAY, database=PG_URL) as svc:
+            yield svc
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def test_after_hola_out_of_hours_an_incident_can_still_be_reported_in_catalan(
+    tmp_path: Path, backend: str
+):
+    async with saturday_service(tmp_path, backend) as svc:
+        hello = " ".join(await svc.web(1, text="hola"))
+        assert "Ara l'oficina del 010 és tancada" in hello
+        assert (await _conversation(svc)).state == "queued"
+
+        first = " ".join(await svc.web(2, text="incidència"))
+        assert "Quin tipus de problema és?" in first
+        assert "Per deixar-ho, escriu «cancel·lar»." in first
+        assert "Explica'ns breument" in " ".join(await svc.web(3, text="1"))
+        assert "foto o un vídeo" in " ".join(await svc.web(4, text="La farola no s'encén"))
+        assert "On és?" in " ".join(await svc.web(5, text="no"))
+        assert "L'enviem?" in " ".join(await svc.web(6, location=LOCATION))
+        done = " ".join(await svc.web(7, text="sí"))
+        assert "Gràcies! Hem registrat la teva incidència amb el número MTR-2026-000001" in done
+
+        case = await svc.state.runtime.cases.cases.get("MTR-2026-000001")
+        assert case is not None
+        assert case.description == "La farola no s'encén"
+        assert case.language == "ca"
+        # The citizen's "hola" still waits for a person: the report answered only itself.
+        conv = await _conversation(svc)
+        assert conv.state == "queued"
+        assert conv.assigned_operator is None
+        assert "case_flow" not in (conv.data or {})
+        # And the closed-office reply is not repeated for the report's messages.
+        rows = await svc.outbox()
+        assert sum("oficina del 010 és tancada" in describe(r["content"]) for r in rows) == 1
+
+
+async def test_queued_spanish_citizen_cancels_asks_something_else_and_the_report_expires(
+    tmp_path: Path,
+):
+    async with case_service(tmp_path, clock=SATURDAY) as svc:
+        clock = svc.state.clock
+        assert "la oficina del 010 está cerrada" in " ".join(await svc.web(1, text="buenos días"))
+        first = " ".join(await svc.web(2, text="quiero comunicar una incidencia"))
+        assert "registramos una incidencia" in first
+        assert "Para dejarlo, escribe «cancelar»." in first
+        cancelled = " ".join(await svc.web(3, text="cancelar"))
+        assert "he cancelado la incidencia" in cancelled
+        assert "case_flow" not in await _flow_data(svc)
+
+        # Another keyword instead of a category: the flow steps aside, the keyword answers.
+        await svc.web(4, text="incidencia")
+        weather = await svc.web(5, text="el tiempo")
+        assert weather[0] == (
+            "De acuerdo, dejamos la incidencia aquí. Para volver a empezar, escribe «incidencia»."
+        )
+        assert "meteo.cat" in " ".join(weather[1:])
+        assert "case_flow" not in await _flow_data(svc)
+
+        # A report left half-way while queued expires politely on the next message.
+        await svc.web(6, text="incidencia")
+        await svc.web(7, text="2")
+        clock.advance(timedelta(hours=25))  # Sunday: still closed, already told
+        expired = await svc.web(8, text="hola")
+        assert expired == [
+            "La incidencia que habías empezado ha caducado y no se ha enviado. Si aún es "
+            "necesario, vuelve a empezar escribiendo «incidencia»."
+        ]
+        conv = await _conversation(svc)
+        assert conv.state == "queued"
+        assert "case_flow" not in (conv.data or {})
+        assert await svc.state.runtime.cases.cases.list_cases() == []
+
+
+async def test_a_photo_sent_while_queued_on_whatsapp_starts_a_report_in_spanish(tmp_path: Path):
+    async with case_service(tmp_path, clock=SATURDAY) as svc:
+        await svc.whatsapp(1, "text", {"body": "buenas tardes"})
+        assert (await _conversation(svc, "mataro-wa")).state == "queued"
+        photo = {"id": "4002", "mime_type": "image/jpeg", "caption": "Contenedor quemado"}
+        started = " ".join(await svc.whatsapp(2, "image", photo))
+        assert "¿Qué tipo de problema es?" in started
+        await svc.whatsapp(3, "text", {"body": "4"})
+        await svc.whatsapp(4, "text", {"body": "no lo sé"})
+        done = " ".join(await svc.whatsapp(5, "text", {"body": "sí"}))
+        assert "¡Gracias! Hemos registrado tu incidencia con el número MTR-2026-000001" in done
+        case = await svc.state.runtime.cases.cases.get("MTR-2026-000001")
+        assert case is not None
+        assert case.category == "residus"
+        assert [m.ref for m in case.media] == ["4002"]
+        assert (await _conversation(svc, "mataro-wa")).state == "queued"
+
+
+async def test_while_an_operator_attends_the_conversation_the_flow_stays_out(tmp_path: Path):
+    async with case_service(tmp_path, clock=SATURDAY) as svc:
+        await svc.web(1, text="hola")
+        async with svc.state.store.transaction() as tx:
+            operator = await tx.operators.add_operator(
+                account="mataro-web", name="Anna", login="anna", password_hash="x"
+            )
+            (conv,) = await tx.conversations.list(account="mataro-web")
+            await tx.conversations.save(
+                dataclasses.replace(conv, state="assigned", assigned_operator=operator.id)
+            )
+        # The location goes to the operator; the bot does not start a report.
+        assert await svc.web(2, location=LOCATION) == []
+        # The report word is an exact keyword, answered as keywords are while a person attends
+        # (routing's rule 1), not the start of a report.
+        (answer,) = await svc.web(3, text="incidència")
+        assert answer.startswith("📸 Per comunicar una incidència")
+        assert "case_flow" not in await _flow_data(svc)
+        assert (await _conversation(svc)).state == "assigned"
