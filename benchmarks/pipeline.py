@@ -353,16 +353,20 @@ async def replies(graph: str, sent_at: dict[str, float], wait: float) -> list[fl
 
 def _service_config(directory: Path, graph: str, db_url: str, schema: str | None) -> Path:
     schema_line = f"database_schema: {schema}" if schema else ""
-    # SQLite has one writer: more workers only queue on its lock. PostgreSQL claims in parallel.
-    n = 1 if schema is None else 2
     # The workers are woken when this process accepts events or writes replies; the idle poll
     # only catches work written by other processes. Older versions polled: keep them fast.
     idle = os.environ.get("CIVICCHAT_BENCH_IDLE", "0.2")
+    # Inbox and outbox workers per process: the service's defaults unless given.
+    counts = "".join(
+        f"{kind}: {os.environ[var]}, "
+        for kind, var in (("inbox", "CIVICCHAT_BENCH_INBOX"), ("outbox", "CIVICCHAT_BENCH_OUTBOX"))
+        if os.environ.get(var)
+    )
     text = f"""
 database_url: "{db_url}"
 {schema_line}
 demo_operators: false
-workers: {{inbox: {n}, outbox: {n}, media: 0, idle_seconds: {idle}}}
+workers: {{{counts}media: 0, idle_seconds: {idle}}}
 accounts:
   - name: bench-wa
     channel: whatsapp
@@ -493,6 +497,12 @@ async def run(args: argparse.Namespace) -> int:
     rates = [float(r) for r in args.rates.split(",")]
     topologies = args.processes.split(",")
     os.environ["CIVICCHAT_BENCH_GRAPH_DELAY"] = str(args.graph_delay)
+    for var, value in (
+        ("CIVICCHAT_BENCH_INBOX", args.inbox),
+        ("CIVICCHAT_BENCH_OUTBOX", args.outbox),
+    ):
+        if value is not None:
+            os.environ[var] = str(value)
     graph_port = free_port()
     graph_proc = _uvicorn("pipeline:fake_graph_app", graph_port)
     graph = f"http://127.0.0.1:{graph_port}"
@@ -587,6 +597,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=float,
         default=0.0,
         help="seconds the fake Graph API takes to answer a send (the real one: ~0.1-0.3)",
+    )
+    parser.add_argument(
+        "--inbox", type=int, help="inbox workers per process (default: the service's)"
+    )
+    parser.add_argument(
+        "--outbox", type=int, help="outbox workers per process (default: the service's)"
     )
     args = parser.parse_args(argv)
     return asyncio.run(run(args))

@@ -69,6 +69,8 @@ class FakeProviders:
                     out.append(body["text"]["body"])
                 elif body.get("type") == "template":
                     out.append(f"<template {body['template']['name']}>")
+                elif body.get("type") == "interactive":
+                    out.append(body["interactive"]["body"]["text"])
             else:
                 out.append(body.get("text", ""))
         return out

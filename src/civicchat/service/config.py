@@ -209,10 +209,19 @@ class ServerConfig(_Model):
 
 class WorkersConfig(_Model):
     enabled: bool = True
-    inbox: int = Field(default=1, ge=0, le=64)
-    outbox: int = Field(default=1, ge=0, le=64)
+    # None: chosen by the database (see ``for_database``).
+    inbox: int | None = Field(default=None, ge=0, le=64)
+    outbox: int | None = Field(default=None, ge=0, le=64)
     media: int = Field(default=1, ge=0, le=16)
     idle_seconds: float = Field(default=0.05, gt=0, le=10)
+
+    def for_database(self, *, postgres: bool) -> tuple[int, int]:
+        """(inbox, outbox) workers per process. Unset: 1 and 1 on SQLite (one writer: more only
+        queue on its lock); 8 and 4 on PostgreSQL, where a worker mostly waits for the server's
+        round trips and several claim different conversations in parallel."""
+        inbox = self.inbox if self.inbox is not None else (8 if postgres else 1)
+        outbox = self.outbox if self.outbox is not None else (4 if postgres else 1)
+        return inbox, outbox
 
 
 class MediaConfig(_Model):

@@ -461,8 +461,9 @@ class ServiceRuntime:
         if not workers:
             return
         wc = self.config.workers
+        inbox, outbox = wc.for_database(postgres=self.store.is_postgres)
         rng = random.Random()
-        for _ in range(wc.inbox):
+        for _ in range(inbox):
             self._workers.append(
                 LiveInboxProcessor(
                     self.store,
@@ -482,7 +483,7 @@ class ServiceRuntime:
             found = _limiter(sender.account)
             if found is not None:
                 limiters[key] = found
-        for _ in range(wc.outbox):
+        for _ in range(outbox):
             self._workers.append(
                 LiveOutboxSender(
                     self.store,
