@@ -3,6 +3,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# `make run PORT=8001` listens on another port (default: the config's, 8000).
+PORT ?=
 
 .PHONY: run test lint install clean
 
@@ -15,7 +17,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 run: install
-	$(BIN)/civicchat serve examples/mataro/config.yaml
+	$(BIN)/civicchat serve examples/mataro/config.yaml $(if $(PORT),--port $(PORT))
 
 test: install
 	$(BIN)/python -m pytest
