@@ -28,6 +28,7 @@ from starlette.applications import Starlette
 
 from civicchat.clock import ManualClock
 from civicchat.exceptions import ConfigError
+from civicchat.messages import InboundMessage, OutboundMessage, Sender, Text
 from civicchat.routing import ByLanguage, LeastBusy, RoundRobin, Sticky
 from civicchat.service.app import create_app
 from civicchat.service.config import AssignmentConfig, load_config
@@ -40,6 +41,7 @@ from civicchat.service.dispatch import (
 )
 from civicchat.service.live import InProcessLiveBus, LiveEvent
 from civicchat.storage import SqlStore
+from civicchat.storage.assignment_sql import ReplyTimes, assignment_queries
 from civicchat.storage.base import Conversation, Operator, OperatorRole, Presence
 from civicchat.storage.engine import create_engine
 from civicchat.storage.schema import AssignmentRow
@@ -809,6 +811,46 @@ async def test_a_console_take_racing_a_dispatch_round_never_double_assigns(
     finally:
         await other.close()
     assert outcomes  # which wins depends on timing; both are correct
+
+
+async def test_reply_times_find_the_first_message_nobody_answered(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    cid = await queued(store, "34600000009", channel="whatsapp")
+
+    async def citizen(n: int) -> None:
+        msg = InboundMessage(
+            channel="whatsapp",
+            account="acc",
+            provider_message_id=f"wamid.rt.{n}",
+            sender=Sender(id="34600000009"),
+            timestamp=clock.now(),
+            content=Text(body=f"missatge {n}"),
+        )
+        await store.accept([msg])
+        event = await store.claim_event("test", lease_seconds=30)
+        assert event is not None
+        async with store.transaction() as tx:
+            await tx.complete_event(event.id, "test", conversation_id=cid)
+
+    async def times() -> ReplyTimes:
+        async with store.read_transaction() as tx:
+            return (await assignment_queries(tx).reply_times([cid]))[cid]
+
+    await citizen(1)
+    assert await times() == ReplyTimes(None, T0)
+    clock.advance(timedelta(minutes=1))
+    async with store.transaction() as tx:
+        reply = OutboundMessage(
+            channel="whatsapp", account="acc", recipient_id="34600000009", content=Text(body="ok")
+        )
+        await tx.enqueue([reply], key_prefix="op:req-1", conversation_id=cid)
+        await tx.enqueue([reply], key_prefix="bot:7", conversation_id=cid)  # not an operator
+    assert await times() == ReplyTimes(T0 + timedelta(minutes=1), None)
+    for n in (2, 3):
+        clock.advance(timedelta(minutes=1))
+        await citizen(n)
+    assert await times() == ReplyTimes(T0 + timedelta(minutes=1), T0 + timedelta(minutes=2))
 
 
 # --------------------------------------------------------------------------- the service
