@@ -1,4 +1,6 @@
 import argparse
+import io
+import json
 import re
 import subprocess
 import sys
@@ -160,3 +162,29 @@ def test_the_command_line_example_of_the_operations_doc_runs(tmp_path: Path) -> 
     assert "up to date" in out.stdout
     assert '"keyword": "horari"' in out.stdout
     assert '"identities"' in out.stdout
+
+
+def test_keywords_match_takes_the_text_as_arguments_or_from_standard_input(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    catalog = str(OPERATIONS.parents[1] / "examples" / "mataro" / "catalog.yaml")
+    # Standard input must not be read when the text is given (a terminal would wait for it).
+    monkeypatch.setattr(sys, "stdin", io.StringIO("should not be read\n"))
+    assert main(["keywords", "match", catalog, "horari bus", "no sé\nres", "--language", "es"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["text"] for r in records] == ["horari bus", "no sé res"]
+    assert records[0]["keyword"] == "bus"
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("horari bus\nhorari de la deixalleria\n"))
+    assert main(["keywords", "match", catalog]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["text"] for r in records] == ["horari bus", "horari de la deixalleria"]
+    assert records[0]["keyword"] == "bus"
+
+
+def test_keywords_match_help_says_where_the_text_comes_from() -> None:
+    commands = dict(_commands(build_parser()))
+    help_text = " ".join(commands[("keywords", "match")].format_help().split())
+    assert "[TEXT ...]" in help_text
+    assert "without any TEXT, each line of standard input is one" in help_text
+    assert 'civicchat keywords match examples/mataro/catalog.yaml "horari bus"' in help_text

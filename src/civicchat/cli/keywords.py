@@ -45,7 +45,7 @@ def register(subparsers: Any) -> None:
             description="Keyword catalog tools.",
             examples=[
                 "civicchat keywords check examples/mataro/catalog.yaml",
-                "echo 'horari de la OAC' | civicchat keywords match examples/mataro/catalog.yaml",
+                'civicchat keywords match examples/mataro/catalog.yaml "horari de la OAC"',
                 "civicchat keywords chat examples/mataro/catalog.yaml",
             ],
         )
@@ -63,10 +63,23 @@ def register(subparsers: Any) -> None:
     match = add_command(
         sub,
         "match",
-        help="match messages from standard input, one a line; writes one JSON object a line",
-        examples=["civicchat keywords match examples/mataro/catalog.yaml < messages.txt"],
+        help="match messages given as TEXT arguments or on standard input, one JSON line each",
+        description=(
+            "Match messages against a catalog. Each TEXT argument is one message; without any\n"
+            "TEXT, each line of standard input is one. Writes one JSON object a message."
+        ),
+        examples=[
+            'civicchat keywords match examples/mataro/catalog.yaml "horari bus" "punt net"',
+            "civicchat keywords match examples/mataro/catalog.yaml < messages.txt",
+        ],
     )
     _catalog_argument(match)
+    match.add_argument(
+        "texts",
+        nargs="*",
+        metavar="TEXT",
+        help="a message to match (quote it); without any, one message a line of standard input",
+    )
     match.add_argument(
         "--language",
         default=None,
@@ -144,10 +157,15 @@ def match_lines(
 
 def _match(args: argparse.Namespace) -> int:
     engine = KeywordEngine(load_catalog(args.catalog))  # an invalid catalog: status 2, one line
-    stdin = sys.stdin
-    if isinstance(stdin, io.TextIOWrapper):
-        stdin.reconfigure(errors="replace")
-    match_lines(engine, stdin, sys.stdout, args.language)
+    if args.texts:
+        # A TEXT with a line break is still one message: match_lines reads one a line.
+        lines: Iterable[str] = (" ".join(text.splitlines()) for text in args.texts)
+    else:
+        stdin = sys.stdin
+        if isinstance(stdin, io.TextIOWrapper):
+            stdin.reconfigure(errors="replace")
+        lines = stdin
+    match_lines(engine, lines, sys.stdout, args.language)
     sys.stdout.flush()
     return 0
 
