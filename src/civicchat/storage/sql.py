@@ -61,6 +61,7 @@ from civicchat.storage.schema import (
     InboxRow,
     OutboxRow,
 )
+from civicchat.storage.signal import WorkSignal
 from civicchat.storage.statements import (
     _DEADLOCK_RETRIES,
     _PG_ACCEPT,
@@ -129,10 +130,11 @@ class SqlStore(SqlPrivacyMixin):
         self.clock: Clock = clock or SystemClock()
         self.is_postgres = engine.dialect.name == "postgresql"
         self._write_lock = asyncio.Lock()
-        self.inbox_signal = asyncio.Event()
-        """Set when this process accepted events: wakes idle inbox processors at once."""
-        self.outbox_signal = asyncio.Event()
-        """Set when this process wrote outbox messages: wakes idle senders at once."""
+        self.inbox_signal = WorkSignal()
+        """Set when events were accepted (here, or in another process: see
+        :meth:`listen_for_work`): wakes one idle inbox processor at once."""
+        self.outbox_signal = WorkSignal()
+        """Set when outbox messages were written: wakes one idle sender at once."""
 
     async def close(self) -> None:
         """Close every pooled connection."""

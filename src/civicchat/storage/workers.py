@@ -34,6 +34,7 @@ from civicchat.storage.base import (
     Transaction,
 )
 from civicchat.storage.repositories import PendingReply, SqlTransaction
+from civicchat.storage.signal import WorkSignal
 from civicchat.storage.sql import LeaseLostError, SqlStore
 
 __all__ = ["Handler", "InboxProcessor", "OutboxSender", "Reply", "backoff", "worker_name"]
@@ -76,7 +77,7 @@ def backoff(
 
 
 class _Loop:
-    def __init__(self, idle_seconds: float, signal: asyncio.Event | None = None) -> None:
+    def __init__(self, idle_seconds: float, signal: WorkSignal | None = None) -> None:
         self._stop = asyncio.Event()
         self._idle = idle_seconds
         self._signal = signal
@@ -107,8 +108,13 @@ class _Loop:
             if not busy:
                 await self._idle_wait(self._signal)
 
-    async def _idle_wait(self, signal: asyncio.Event | None) -> None:
-        waits = [asyncio.ensure_future(self._stop.wait())]
+    def _more(self, claimed: int, limit: int) -> None:
+        """A full batch suggests more work: wake another idle worker to look for it."""
+        if claimed >= limit and self._signal is not None:
+            self._signal.set()
+
+    async def _idle_wait(self, signal: WorkSignal | None) -> None:
+        waits: list[asyncio.Future[bool]] = [asyncio.ensure_future(self._stop.wait())]
         if signal is not None:
             waits.append(asyncio.ensure_future(signal.wait()))
         try:
@@ -178,6 +184,7 @@ class InboxProcessor(_Loop):
         )
         if not events:
             return False
+        self._more(len(events), self.batch_size)
         messages = [e for e in events if e.kind is not EventKind.STATUS]
         try:
             for event in events:
@@ -386,6 +393,7 @@ class OutboxSender(_Loop):
         )
         if not items:
             return False
+        self._more(len(items), self.batch_size)
         await asyncio.gather(*(self._send_and_record(item) for item in items))
         return True
 
