@@ -6,10 +6,14 @@ Two cities: accounts ``wa-a`` (WhatsApp) and ``web-a`` (web chat) share the oper
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
@@ -143,3 +147,34 @@ async def login_as(client: httpx.AsyncClient, user: str) -> str:
     page = await client.get("/console")
     assert page.status_code == 200
     return form_token(page.text)
+
+
+def forbid_nested_transactions(store: SqlStore, monkeypatch: Any) -> list[str]:
+    """Make any transaction opened inside another one (in the same task) raise.
+
+    The console must never do that: on SQLite a write transaction waits for the store's write
+    lock, which the outer one holds, for ever. Returns the list of offenders found (also raised).
+    """
+    depth: contextvars.ContextVar[int] = contextvars.ContextVar("tx_depth", default=0)
+    found: list[str] = []
+
+    def wrap(name: str) -> None:
+        original = getattr(store, name)
+
+        @contextlib.asynccontextmanager
+        async def guarded() -> AsyncIterator[Any]:
+            if depth.get():
+                found.append(name)
+                raise RuntimeError(f"{name}() opened inside another transaction")
+            token = depth.set(depth.get() + 1)
+            try:
+                async with original() as tx:
+                    yield tx
+            finally:
+                depth.reset(token)
+
+        monkeypatch.setattr(store, name, guarded)
+
+    wrap("transaction")
+    wrap("read_transaction")
+    return found

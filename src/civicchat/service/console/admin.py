@@ -529,28 +529,35 @@ class AdminViews:
         if not name or not login or scope not in self._scopes(me):
             raise Denied(400, "invalid")
         temporary = secrets.token_urlsafe(12)
+        # argon2 before the transaction: the write lock is not held while it runs.
+        password_hash = await asyncio.to_thread(hash_password, temporary)
+        op: Operator | None = None
+        # Pages are rendered after the transaction ends, never inside it: rendering reads in a
+        # transaction of its own, and on SQLite a second one waits for the first for ever.
         async with self.c.ctx.store.transaction() as tx:
-            if await tx.operators.by_login(login) is not None:
-                return await self.operators(
-                    request, me, status=409, error=f"{login}: ja existeix / ya existe"
+            if await tx.operators.by_login(login) is None:
+                op = await tx.operators.add_operator(
+                    account=scope,
+                    name=name,
+                    login=login,
+                    password_hash=password_hash,
+                    **values,
                 )
-            op = await tx.operators.add_operator(
-                account=scope,
-                name=name,
-                login=login,
-                password_hash=await asyncio.to_thread(hash_password, temporary),
-                **values,
-            )
-            await tx.audit.audit(
-                self._audit_entry(
-                    me,
-                    "operator_created",
-                    scope,
-                    operator=op.id,
-                    role=op.role.value,
-                    capacity=op.capacity,
-                    teams=list(op.teams),
+                await tx.audit.audit(
+                    self._audit_entry(
+                        me,
+                        "operator_created",
+                        scope,
+                        operator=op.id,
+                        role=op.role.value,
+                        capacity=op.capacity,
+                        teams=list(op.teams),
+                    )
                 )
+        if op is None:
+            t = translator(self.c.language(request))
+            return await self.operators(
+                request, me, status=409, error=t("login_taken", login=login)
             )
         log.info("operator %d created by operator %d", op.id, me.id)
         return await self.operators(request, me, temporary=(login, temporary))
@@ -586,13 +593,10 @@ class AdminViews:
 
     async def reset_password(self, request: Request, me: Principal) -> Response:
         temporary = secrets.token_urlsafe(12)
+        password_hash = await asyncio.to_thread(hash_password, temporary)
         async with self.c.ctx.store.transaction() as tx:
             op = await self._target(tx, request, me)
-            await tx.operators.save_operator(
-                dataclasses.replace(
-                    op, password_hash=await asyncio.to_thread(hash_password, temporary)
-                )
-            )
+            await tx.operators.save_operator(dataclasses.replace(op, password_hash=password_hash))
             await tx.audit.audit(
                 self._audit_entry(me, "password_reset", op.account, operator=op.id)
             )

@@ -125,6 +125,11 @@ _T: dict[str, tuple[str, str, str]] = {
     "account": ("Compte", "Cuenta", "Account"),
     "create": ("Crea", "Crear", "Create"),
     "new_operator": ("Operador nou", "Operador nuevo", "New operator"),
+    "login_taken": (
+        "Ja hi ha un operador amb l'usuari «{login}»: trieu-ne un altre.",
+        "Ya hay un operador con el usuario «{login}»: elija otro.",
+        "An operator with the user name '{login}' already exists: choose another one.",
+    ),
     "reset_password": ("Restableix la contrasenya", "Restablecer la contraseña", "Reset password"),
     "temporary_password": (
         "Contrasenya temporal (es mostra només ara):",
