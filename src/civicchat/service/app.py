@@ -276,6 +276,23 @@ def _console_routes(state: ServiceState) -> list[BaseRoute] | None:
     secure = config.server.secure_cookies
     if secure is None:
         secure = bool(config.server.public_url and config.server.public_url.startswith("https"))
+    # Accounts that do not run (secrets missing): the admin's Accounts page lists them.
+    dt = getattr(console, "DisabledAccount", None)
+    disabled = (
+        tuple(
+            dt(
+                name=a.name,
+                channel=a.channel,
+                display_name=a.display_name or a.name,
+                missing=a.missing,
+                group=a.group,
+            )
+            for a in config.accounts
+            if not a.enabled
+        )
+        if dt
+        else ()
+    )
     ctx = _make(
         ctx_type,
         store=state.store,
@@ -286,6 +303,7 @@ def _console_routes(state: ServiceState) -> list[BaseRoute] | None:
         secret_key=secret,
         secure_cookies=secure,
         cases=state.runtime.cases,
+        disabled=disabled,
     )
     routes: list[BaseRoute] = list(build(ctx))
     return routes
