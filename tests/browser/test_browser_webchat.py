@@ -231,7 +231,7 @@ def test_the_title_switches_with_the_language(service: Service, browser: Any) ->
     context.close()
 
 
-def test_a_document_above_the_buttons_is_a_download_link_in_the_same_bubble(
+def test_a_document_above_the_buttons_is_a_download_link_apart_from_its_caption(
     service: Service, browser: Any
 ) -> None:
     context = browser.new_context(viewport={"width": 420, "height": 720}, locale="ca-ES")
@@ -242,18 +242,97 @@ def test_a_document_above_the_buttons_is_a_download_link_in_the_same_bubble(
     bubble = chat.wait_for_selector(
         ".msg.them:has(.buttons):has-text('Mataró Bus')", timeout=15_000
     )
-    link = bubble.query_selector("a[download]")
+    link = bubble.query_selector("a.file[download]")
     assert link is not None
-    assert link.inner_text() == "📄 planol-xarxa-mataro-bus.pdf"
+    assert link.query_selector(".name").inner_text() == "planol-xarxa-mataro-bus.pdf"
+    assert link.query_selector(".icon[aria-hidden=true]").inner_text() == "📄"
     assert (link.get_attribute("href") or "").startswith("https://www.mataro.cat/")
+    caption = bubble.query_selector(".header .caption")
+    assert caption is not None
+    assert caption.inner_text() == "Plànol de la xarxa de Mataró Bus"
+    # The file name and the caption are on lines of their own, not run together.
+    text = bubble.inner_text()
+    assert "Mataró Busplanol" not in text
+    assert "planol-xarxa-mataro-bus.pdfPlànol" not in text
+    link_box, caption_box = link.bounding_box(), caption.bounding_box()
+    assert link_box is not None
+    assert caption_box is not None
+    assert caption_box["y"] >= link_box["y"] + link_box["height"] - 1
     # The header comes first, then the text, then the buttons, all in one bubble.
-    order = bubble.evaluate(
-        "b => [...b.childNodes].map(n => n.nodeName === 'A' ? 'doc' : "
-        "n.className === 'buttons' ? 'buttons' : 'text')"
-    )
-    assert order[0] == "doc"
-    assert order[-1] == "buttons"
+    order = bubble.evaluate("b => [...b.children].map(n => n.className)")
+    assert order == ["header", "body", "buttons"]
+    assert "Línies, horaris i parades" in bubble.query_selector(".body").inner_text()
     assert bubble.query_selector_all(".buttons button")
+    context.close()
+
+
+def test_a_document_with_a_caption_alone_shows_both_apart(service: Service, browser: Any) -> None:
+    context = browser.new_context(viewport={"width": 420, "height": 720}, locale="ca-ES")
+    # A document message as the live stream brings it (served here by the test).
+    document = {
+        "id": "doc-1",
+        "content": {
+            "kind": "media",
+            "media_kind": "document",
+            "link": "https://www.mataro.cat/planol.pdf",
+            "caption": "Plànol de la xarxa",
+            "filename": "planol.pdf",
+        },
+    }
+    stream = f"retry: 60000\nid: 1\nevent: message\ndata: {json.dumps(document)}\n\n"
+    context.route(
+        "**/events?*",
+        lambda route: route.fulfill(
+            status=200, headers={"content-type": "text/event-stream"}, body=stream
+        ),
+    )
+    chat = context.new_page()
+    chat.goto(f"{service.base}/chat/mataro-web?lang=ca")
+    bubble = chat.wait_for_selector(".msg.them .media")
+    assert bubble.query_selector("a.file .name").inner_text() == "planol.pdf"
+    assert bubble.query_selector(".caption").inner_text() == "Plànol de la xarxa"
+    assert "Plànol de la xarxaplanol" not in bubble.inner_text()
+    chat.wait_for_timeout(300)
+    assert chat.locator(".msg.them .media").count() == 1
+    context.close()
+
+
+def test_after_a_reload_both_sides_come_back_in_order_once(service: Service, browser: Any) -> None:
+    context = browser.new_context(viewport={"width": 420, "height": 720}, locale="ca-ES")
+    chat = context.new_page()
+    chat.goto(f"{service.base}/chat/mataro-web?lang=ca")
+    chat.fill("#text", "hola")
+    chat.click("#send")
+    chat.wait_for_selector(".msg.them", timeout=15_000)
+    chat.fill("#text", "bus urbà")
+    chat.click("#send")
+    chat.wait_for_selector(".msg.them:has-text('Mataró Bus')", timeout=15_000)
+    chat.wait_for_timeout(500)  # let the service mark the replies sent
+    before = chat.evaluate(
+        "() => [...document.querySelectorAll('.msg')].map(m => m.className + '|' + m.innerText)"
+    )
+
+    chat.reload()
+    bus = chat.wait_for_selector(".msg.them:has-text('Mataró Bus')", timeout=15_000)
+    chat.wait_for_timeout(1_000)  # anything the live stream would add twice has come by now
+    after = chat.evaluate(
+        "() => [...document.querySelectorAll('.msg')].map(m => m.className + '|' + m.innerText)"
+    )
+    assert after == before
+    mine = [m for m in after if m.startswith("msg me|")]
+    assert mine == ["msg me|hola", "msg me|bus urbà"]
+    assert after.index("msg me|bus urbà") < next(
+        i for i, m in enumerate(after) if "Mataró Bus" in m
+    )
+    assert chat.locator(".msg.them:has-text('Mataró Bus')").count() == 1
+    # The last question's buttons still answer; it is the citizen's turn.
+    assert not any(b.is_disabled() for b in bus.query_selector_all(".buttons button"))
+    # A new message after the reload arrives live, once.
+    chat.fill("#text", "horari de la deixalleria")
+    chat.click("#send")
+    chat.wait_for_selector(".msg.them:has-text('Volies dir')", timeout=15_000)
+    chat.wait_for_timeout(500)
+    assert chat.locator(".msg.them:has-text('Volies dir')").count() == 1
     context.close()
 
 

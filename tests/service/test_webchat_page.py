@@ -166,3 +166,21 @@ def test_the_mataro_web_chat_has_its_title_in_both_languages() -> None:
     }
     (web,) = [a for a in config.accounts if a.name == "mataro-web"]
     assert web.display_name == "Xat del 010 · Ajuntament de Mataró"  # the console's
+
+
+async def test_the_served_page_title_is_in_the_pages_language_before_any_script() -> None:
+    config = load_config(MATARO / "config.yaml", env={})
+    titles = webchat_titles(config)
+    app = Starlette(routes=webchat_routes(WebChatHub(), titles))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://chat.test") as client:
+        es = await client.get("/chat/mataro-web", headers={"accept-language": "es-ES,es;q=0.9"})
+        ca = await client.get("/chat/mataro-web?lang=ca")
+        odd = Starlette(routes=webchat_routes(WebChatHub(), {"x-web": "<b>A & B</b>"}))
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=odd), base_url="http://chat.test"
+        ) as other:
+            escaped = await other.get("/chat/x-web")
+    assert "<title>Chat del 010 · Ayuntamiento de Mataró</title>" in es.text
+    assert "<title>Xat del 010 · Ajuntament de Mataró</title>" in ca.text
+    assert "<title>&lt;b&gt;A &amp; B&lt;/b&gt;</title>" in escaped.text

@@ -4,7 +4,10 @@
 - ``GET /chat/{account}/widget.js``: ``<script src=".../widget.js" async></script>`` on any page
   of the city's website adds a chat button that opens the page in a frame;
 - ``GET /chat/{account}/events?visitor=...``: the replies, as server-sent events (``id`` is the
-  hub's ``seq``, so a reconnecting page gets what it missed from the backlog);
+  hub's ``seq``, so a reconnecting page gets what it missed from the backlog; ``since=`` an ISO
+  time leaves out the backlog's events up to then);
+- ``GET /chat/{account}/history?visitor=...``: both sides of the visitor's conversation, which
+  a reloaded page shows again (see :mod:`civicchat.service.webchat.history`);
 - ``POST /chat/{account}/upload``: a photo (see :mod:`civicchat.service.webchat.uploads`).
 
 The page posts messages (text, buttons, a shared location) to ``/webhooks/webchat/{account}``
@@ -17,21 +20,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html as html_lib
 import json
-from collections.abc import AsyncIterator, Mapping
+import logging
+from collections.abc import AsyncGenerator, Mapping
+from datetime import datetime
 from importlib import resources
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from civicchat.channels.webchat import WebChatHub, valid_visitor_id
 from civicchat.service.config import ServiceConfig
+from civicchat.service.webchat.history import (
+    SqlWebChatHistory,
+    WebChatHistory,
+    history_json,
+)
 from civicchat.service.webchat.uploads import WebChatUploads, upload_routes
 
-__all__ = ["WebChatUploads", "webchat_routes", "webchat_titles"]
+__all__ = [
+    "SqlWebChatHistory",
+    "WebChatHistory",
+    "WebChatUploads",
+    "webchat_routes",
+    "webchat_titles",
+]
+
+logger = logging.getLogger("civicchat.service")
 
 _HEARTBEAT_SECONDS = 15.0
+HISTORY_LIMIT = 100  # messages a reloaded page shows again
 _TITLES = {
     "ca": "Xat del 010 · Ajuntament de Mataró",
     "es": "Chat del 010 · Ayuntamiento de Mataró",
@@ -86,12 +106,15 @@ def webchat_routes(
     accounts: Mapping[str, str | Mapping[str, str]],
     *,
     uploads: WebChatUploads | None = None,
+    history: WebChatHistory | None = None,
 ) -> list[Route]:
     """Routes of the web chat accounts.
 
     ``accounts`` maps an account name to its page title: one string, or one per language
     (``{"ca": ..., "es": ...}``; an empty title is a default one). With ``uploads`` the page
-    offers sending a photo.
+    offers sending a photo. ``history`` is where a reloaded page finds the conversation again;
+    without it, the service's database (``app.state.civicchat.store``) when there is one, else
+    the page shows what the hub still keeps of the service's replies only.
     """
     page = _asset("page.html")
     widget = _asset("widget.js")
@@ -114,8 +137,10 @@ def webchat_routes(
             "titles": titles[name],
             "uploads": uploads is not None and name in uploads.channels,
         }
-        html = page.replace("__CONFIG__", json.dumps(config).replace("<", "\\u003c"))
-        html = html.replace("__LANG__", lang)
+        html = page.replace("__LANG__", lang).replace(
+            "__TITLE__", html_lib.escape(titles[name][lang])
+        )
+        html = html.replace("__CONFIG__", json.dumps(config).replace("<", "\\u003c"))
         return Response(
             html,
             media_type="text/html; charset=utf-8",
@@ -148,30 +173,88 @@ def webchat_routes(
             return PlainTextResponse("visitor must be 16-128 of A-Z a-z 0-9 _ -", 400)
         last = request.headers.get("last-event-id") or request.query_params.get("after")
         after = int(last) if last and last.isdigit() else None
+        try:
+            since = _time(request.query_params.get("since"))
+        except ValueError:
+            return PlainTextResponse("since must be an ISO 8601 time with its zone", 400)
         return StreamingResponse(
-            _stream(hub, name, visitor, after, request),
+            _stream(hub, name, visitor, after, request, since=since),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
+
+    async def past(request: Request) -> Response:
+        name = known(request)
+        if name is None:
+            return PlainTextResponse("no such chat", 404)
+        visitor = request.query_params.get("visitor", "")
+        if not valid_visitor_id(visitor):
+            return PlainTextResponse("visitor must be 16-128 of A-Z a-z 0-9 _ -", 400)
+        source = history if history is not None else _app_history(request)
+        if source is None:
+            return PlainTextResponse("no history here", 404)
+        try:
+            entries = await source.messages(name, visitor, limit=HISTORY_LIMIT)
+        except Exception:
+            # The page still works without its past: it says nothing and listens.
+            logger.exception("web chat history of %s could not be read", name)
+            return PlainTextResponse("history unavailable", 503)
+        return JSONResponse(history_json(entries), headers={"Cache-Control": "no-store"})
 
     routes = [
         Route("/chat/{account}", chat_page, methods=["GET"]),
         Route("/chat/{account}/widget.js", widget_js, methods=["GET"]),
         Route("/chat/{account}/events", events, methods=["GET"]),
+        Route("/chat/{account}/history", past, methods=["GET"]),
     ]
     if uploads is not None:
         routes += upload_routes(uploads)
     return routes
 
 
+def _app_history(request: Request) -> WebChatHistory | None:
+    """The service's own database as history, when the app is the service (``create_app``)."""
+    state = getattr(request.app.state, "civicchat", None)
+    engine = getattr(getattr(state, "store", None), "engine", None)
+    return None if engine is None else SqlWebChatHistory(engine)
+
+
+def _time(value: str | None) -> datetime | None:
+    """``since=``: None when absent; :class:`ValueError` when not a zone-aware ISO time."""
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError("a time without its zone")
+    return parsed
+
+
+def _older(event: Mapping[str, object], since: datetime) -> bool:
+    stamp = event.get("timestamp")
+    if not isinstance(stamp, str):
+        return False
+    try:
+        return datetime.fromisoformat(stamp) <= since
+    except (ValueError, TypeError):  # TypeError: a naive time cannot be compared
+        return False
+
+
 async def _stream(
-    hub: WebChatHub, account: str, visitor: str, after: int | None, request: Request
-) -> AsyncIterator[bytes]:
+    hub: WebChatHub,
+    account: str,
+    visitor: str,
+    after: int | None,
+    request: Request,
+    *,
+    since: datetime | None = None,
+) -> AsyncGenerator[bytes, None]:
     queue: asyncio.Queue[dict[str, object]] = asyncio.Queue(maxsize=200)
 
     async def pump() -> None:
         async for event in hub.subscribe(account, visitor, after=after):
-            await queue.put(event)
+            # The page already shows what was sent up to `since` (from the history).
+            if since is None or not _older(event, since):
+                await queue.put(event)
 
     task = asyncio.create_task(pump())
     try:
