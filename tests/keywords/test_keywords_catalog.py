@@ -351,7 +351,7 @@ def test_texts_problems_have_file_and_line() -> None:
     )
     assert problems(text) == [
         "city.yaml:4: 'texts': unknown field 'vegeu' (known fields: did_you_mean, see_also, "
-        "index_header, index_footer)",
+        "index_header, index_footer, human_hint)",
         "city.yaml:3: 'texts' did_you_mean has no text in es",
         "city.yaml:5: 'texts' see_also: 'fr' is not a catalog language ['ca', 'es']",
         "city.yaml:6: 'texts' index_footer [ca] uses {tema}; fields it may use: {topic} "

@@ -57,7 +57,8 @@ INDEX_PHRASES: Mapping[str, tuple[str, ...]] = MappingProxyType(
 
 #: The library's own words around the answers, per language; a catalog's ``texts:`` overrides
 #: them (a city that addresses citizens as «tu» says "Volies dir...?"). ``index_footer`` may
-#: use ``{topic}``.
+#: use ``{topic}``. ``human_hint`` is empty unless the catalog gives it: the line that ends every
+#: keyword answer, telling how to reach a person (its wording depends on the city's service).
 DEFAULT_TEXTS: Mapping[str, Mapping[str, str]] = MappingProxyType(
     {
         "did_you_mean": MappingProxyType({"ca": "Volia dir...?", "es": "¿Quería decir...?"}),
@@ -80,6 +81,7 @@ DEFAULT_TEXTS: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 ),
             }
         ),
+        "human_hint": MappingProxyType({"ca": "", "es": ""}),
     }
 )
 _TEXT_FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(

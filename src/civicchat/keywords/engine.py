@@ -5,10 +5,11 @@
     >>> from civicchat.keywords import KeywordEngine, parse_catalog
     >>> engine = KeywordEngine(parse_catalog('''
     ... languages: [ca, es]
+    ... topics: {transport: {ca: Transport, es: Transporte}}
     ... keywords:
     ...   - id: bus
     ...     topic: transport
-    ...     aliases: {ca: [bus, autobús], es: [autobús, autobuses]}
+    ...     aliases: {ca: [bus, autobús], es: [autobús, autobuses, bus urbano]}
     ...     reply: {ca: "Bus urbà: https://example.org/bus", es: "Bus urbano: https://example.org/bus"}
     ... '''))
     >>> m = engine.match("Horario de los autobuses?")
@@ -16,6 +17,10 @@
     ('bus', 'autobuses', 'es')
     >>> engine.match("El bus d'aquest matí ha passat ple i no m'hi he pogut pujar, és inacceptable") is None
     True
+    >>> engine.match("bus").language, engine.match("bus", language="es").language
+    ('ca', 'es')
+    >>> engine.answer("transporte").kind.value  # a topic's name: that topic's part of the index
+    'index'
 """
 
 from __future__ import annotations
@@ -29,9 +34,9 @@ from zoneinfo import ZoneInfo
 from civicchat.clock import Clock, SystemClock
 from civicchat.keywords.base import AnswerKind, KeywordAnswer, KeywordMatch
 from civicchat.keywords.catalog import Catalog, Keyword
-from civicchat.keywords.index import build_index, parse_index_request
+from civicchat.keywords.index import build_index, find_topic_name, parse_index_request
 from civicchat.keywords.language import decide_language, language_evidence
-from civicchat.keywords.matcher import AliasIndex, Candidate
+from civicchat.keywords.matcher import AliasIndex
 from civicchat.keywords.normalize import normalize
 from civicchat.keywords.replies import TemplateRenderer
 from civicchat.messages import (
@@ -118,8 +123,11 @@ class KeywordEngine:
     ) -> KeywordMatch | None:
         """The keyword ``text`` asks for, or ``None`` when a person should answer.
 
-        ``language`` is the conversation's last language, ``hint`` the client's language (for
-        example Telegram's ``language_code``); both only break ties the message leaves open.
+        ``language`` is the language already known for the conversation: the citizen's own
+        choice (a web chat's selector), else the conversation's last language. It is kept unless
+        the message itself shows another language (its letters and words); the matched alias's
+        language only decides while no language is known. ``hint`` is the client's language (for
+        example Telegram's ``language_code``), which only breaks ties.
         """
         return self._match(self._state, text, language, hint)
 
@@ -144,7 +152,15 @@ class KeywordEngine:
             return None
         best = candidates[0]
         runner_up: KeywordMatch | None = None
-        lang = self._language(state.catalog, value, tokens, best, previous, hint)
+        lang = self._language(
+            state.catalog,
+            value,
+            tokens,
+            best.alias_languages,
+            previous,
+            hint,
+            telling=best.telling_languages,
+        )
         if len(candidates) > 1 and candidates[1].score >= best.score - AMBIGUITY_MARGIN:
             second = candidates[1]
             runner_up = KeywordMatch(
@@ -159,15 +175,21 @@ class KeywordEngine:
         catalog: Catalog,
         text: str,
         tokens: list[str],
-        best: Candidate,
+        alias_languages: frozenset[str],
         previous: str | None,
         hint: str | None,
+        *,
+        telling: frozenset[str] = frozenset(),
     ) -> str:
         if len(catalog.languages) == 1:
             return catalog.default_language
         scores = language_evidence(text, words=tokens)
-        if len(best.alias_languages) == 1:
-            (alias_lang,) = best.alias_languages
+        # Once the conversation has a language, only an alias with a word of its own language
+        # ("busos") weighs: "bus" is listed under ca but Spanish aliases use it too ("horario
+        # bus"), and it must not turn a Spanish conversation Catalan.
+        weighing = telling if _base(previous) in catalog.languages else alias_languages
+        if len(weighing) == 1:
+            (alias_lang,) = weighing
             scores[alias_lang] = scores.get(alias_lang, 0.0) + _ALIAS_LANGUAGE_WEIGHT
         return decide_language(
             scores,
@@ -212,6 +234,15 @@ class KeywordEngine:
             pages = build_index(state.catalog, lang, request.topic, max_length)
             return KeywordAnswer(AnswerKind.INDEX, lang, tuple(Text(body=p) for p in pages))
         found = self._match(state, value, language, hint, folded)
+        if found is None or not found.exact:
+            # "cultura", "Transporte": a topic's name alone is that topic's part of the index;
+            # a keyword's own alias ("temps") stays that keyword.
+            topic = find_topic_name(tokens, state.catalog)
+            if topic is not None:
+                name, name_languages = topic
+                lang = self._language(state.catalog, value, tokens, name_languages, language, hint)
+                pages = build_index(state.catalog, lang, name, max_length)
+                return KeywordAnswer(AnswerKind.INDEX, lang, tuple(Text(body=p) for p in pages))
         if found is None:
             return None
         if found.runner_up is not None:
@@ -285,6 +316,9 @@ class KeywordEngine:
             return None
         lang = found.language
         text = self._render(state, kw, lang, context) or kw.label(lang)
+        human_hint = catalog.text("human_hint", lang).strip()
+        if human_hint:
+            text = f"{text}\n\n{human_hint}"
         preview = kw.preview_url if kw.preview_url is not None else ("://" in text)
         buttons = tuple(
             ReplyButton(
@@ -338,6 +372,13 @@ class KeywordEngine:
         return KeywordAnswer(
             AnswerKind.CLARIFY, lang, (Buttons(body=body, buttons=buttons),), found
         )
+
+
+def _base(language: str | None) -> str | None:
+    """``"es"`` for ``"es-ES"``; ``None`` for nothing."""
+    if not language:
+        return None
+    return language.replace("_", "-").split("-", 1)[0].strip().lower() or None
 
 
 def _can_head(media: Media) -> bool:

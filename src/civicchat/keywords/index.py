@@ -1,7 +1,9 @@
 """The keyword index reply: every keyword grouped by topic, split to fit the channel.
 
 Citizens ask for it with ``PARAULES CLAU`` or ``PALABRAS CLAVE`` (any case, accents or typos),
-optionally followed by a topic (``PARAULES CLAU transport``).
+optionally followed by a topic (``PARAULES CLAU transport``). A topic's display name alone
+(``cultura``, ``Transporte``) asks for that topic's part of the index too
+(:func:`find_topic_name`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from civicchat.keywords.matcher import typo_tolerance
 from civicchat.keywords.normalize import content_tokens, normalize
 from civicchat.messages import split_text
 
-__all__ = ["IndexRequest", "build_index", "parse_index_request", "split_text"]
+__all__ = ["IndexRequest", "build_index", "find_topic_name", "parse_index_request", "split_text"]
 
 _FIRST_WORDS = {"ca": ("paraules", "paraula"), "es": ("palabras", "palabra")}
 _SECOND_WORDS = {"ca": ("clau", "claus"), "es": ("clave", "claves")}
@@ -87,6 +89,34 @@ def _find_topic(tokens: Sequence[str], catalog: Catalog) -> str | None:
                 return topic
             if words and OSA.distance(" ".join(words), name) <= typo_tolerance(len(name)):
                 return topic
+    return None
+
+
+def find_topic_name(tokens: Sequence[str], catalog: Catalog) -> tuple[str, frozenset[str]] | None:
+    """The topic whose display name normalised ``tokens`` are, alone, and the languages of the
+    names that matched (``("culture", {"ca", "es"})`` for "cultura"); ``None`` otherwise.
+
+    Only display names count, not topic ids (an id such as ``media`` is also a Spanish word);
+    stop words around the name are ignored and typos are tolerated as for keywords
+    ("cultrua"), but not in names of four letters or fewer.
+    """
+    words = content_tokens(" ".join(tokens), catalog.stop_words)
+    if not words or len(words) > 6:
+        return None
+    wanted = " ".join(words)
+    for topic in catalog.topic_order():
+        exact: set[str] = set()
+        close: set[str] = set()
+        for lang, name in catalog.topics.get(topic, {}).items():
+            folded = " ".join(content_tokens(normalize(name), catalog.stop_words))
+            if not folded:
+                continue
+            if folded == wanted:
+                exact.add(lang)
+            elif OSA.distance(wanted, folded) <= typo_tolerance(len(folded)):
+                close.add(lang)
+        if exact or close:
+            return topic, frozenset(exact or close)
     return None
 
 

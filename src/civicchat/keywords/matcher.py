@@ -27,6 +27,9 @@ EXTRA_WORD_PENALTY = 5.0
 #: A message with more words than its alias plus this many is not a keyword request (a person
 #: should read it), even when it mentions an alias.
 MAX_EXTRA_WORDS = 3
+#: The same for an alias of one word ("perro", "ayuntamiento"): one common word with three more
+#: around it is a sentence about something ("mi vecino tiene un perro que ladra"), not a request.
+MAX_EXTRA_WORDS_SINGLE = 2
 _INFLECTION_SCORE = 96.0
 _FUZZY_CAP = 92.0
 _OPTIONS_PER_WORD = 2
@@ -83,17 +86,24 @@ class _Alias:
     text: str
     languages: frozenset[str]
     tokens: tuple[str, ...]
+    telling: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """One keyword a message may ask for, through one of its aliases."""
+    """One keyword a message may ask for, through one of its aliases.
+
+    ``alias_languages`` are the languages the alias is listed under; ``telling_languages`` is
+    that language when the alias is listed under one only and holds a word no alias of another
+    language uses ("busos"), empty otherwise ("bus" is also in Spanish aliases: "horario bus").
+    """
 
     keyword_id: str
     alias: str
     alias_languages: frozenset[str]
     score: float
     exact: bool
+    telling_languages: frozenset[str] = frozenset()
 
 
 class AliasIndex:
@@ -115,12 +125,19 @@ class AliasIndex:
                         merged[(kw.id, folded)] = (alias, {lang}, tokens)
                     else:
                         slot[1].add(lang)
+        word_languages: dict[str, set[str]] = defaultdict(set)
+        for _, langs, tokens in merged.values():
+            for token in tokens:
+                word_languages[token].update(langs)
         # key -> keyword id -> the first alias of that keyword with that key
         whole: dict[str, dict[str, _Alias]] = defaultdict(dict)
         phrases: dict[tuple[str, ...], dict[str, _Alias]] = defaultdict(dict)
         vocab: set[str] = set()
         for (kw_id, folded), (text, langs, tokens) in merged.items():
-            entry = _Alias(kw_id, text, frozenset(langs), tokens)
+            telling: frozenset[str] = frozenset()
+            if len(langs) == 1 and any(word_languages[t] == langs for t in tokens):
+                telling = frozenset(langs)
+            entry = _Alias(kw_id, text, frozenset(langs), tokens, telling)
             whole[folded].setdefault(kw_id, entry)
             if tokens:
                 whole[" ".join(tokens)].setdefault(kw_id, entry)
@@ -165,7 +182,9 @@ class AliasIndex:
         if whole is None and content:
             whole = self._whole.get(" ".join(content))
         if whole:
-            return [Candidate(a.keyword, a.text, a.languages, 100.0, True) for a in whole]
+            return [
+                Candidate(a.keyword, a.text, a.languages, 100.0, True, a.telling) for a in whole
+            ]
         n = len(content)
         if n == 0 or n > self.max_alias_words + MAX_EXTRA_WORDS:
             return []
@@ -177,7 +196,7 @@ class AliasIndex:
                 if not window[-1]:
                     break
                 extra = n - length
-                if extra > MAX_EXTRA_WORDS:
+                if extra > (MAX_EXTRA_WORDS_SINGLE if length == 1 else MAX_EXTRA_WORDS):
                     continue
                 for combo in itertools.product(*window):
                     aliases = self._phrases.get(tuple(word for word, _ in combo))
@@ -188,7 +207,12 @@ class AliasIndex:
                         known = best.get(alias.keyword)
                         if known is None or score > known.score:
                             best[alias.keyword] = Candidate(
-                                alias.keyword, alias.text, alias.languages, score, False
+                                alias.keyword,
+                                alias.text,
+                                alias.languages,
+                                score,
+                                False,
+                                alias.telling,
                             )
         return sorted(best.values(), key=lambda c: (-c.score, c.keyword_id))
 
