@@ -344,19 +344,34 @@ def test_what_citizens_type_finds_the_right_keyword() -> None:
 
 # --------------------------------------------------------------------------- templates
 
-ROUTING_KEYS = ("ack", "out_of_hours", "out_of_hours_unknown", "reminder", "reminder_position")
+ROUTING_KEYS = (
+    "ack",
+    "out_of_hours",
+    "out_of_hours_unknown",
+    "reminder",
+    "reminder_position",
+    "out_of_hours_reminder",
+    "out_of_hours_reminder_unknown",
+)
 TEMPLATE_FIELDS = {
     "ack": set(),
     "out_of_hours": {"reopening", "hours"},
     "out_of_hours_unknown": set(),
     "reminder": set(),
     "reminder_position": {"position"},
+    "out_of_hours_reminder": {"reopening"},
+    "out_of_hours_reminder_unknown": set(),
     "first_contact": {"privacy_url"},
     "reengagement": set(),
 }
 # Texts that only ever answer a message just received (inside WhatsApp's 24-hour window) need
 # no approved template.
-NO_TEMPLATE = {"reminder", "reminder_position"}
+NO_TEMPLATE = {
+    "reminder",
+    "reminder_position",
+    "out_of_hours_reminder",
+    "out_of_hours_reminder_unknown",
+}
 
 
 @pytest.fixture(scope="module")
@@ -440,6 +455,13 @@ def test_routing_texts_accept_the_templates(templates: dict[str, Any]) -> None:
     # The reminder speaks as «tu», like the rest.
     assert "et respondrà" in texts.render("reminder", "ca")
     assert "eres el número 3 de la cola" in texts.render("reminder_position", "es", position="3")
+    # Out of hours, the note to a citizen who writes again says when, in the same «tu».
+    note = texts.render("out_of_hours_reminder", "ca", reopening="dilluns a les 8:00")
+    assert note == (
+        "Hem rebut el teu missatge. Una persona de l'oficina del 010 et respondrà "
+        "dilluns a les 8:00."
+    )
+    assert "te responderá cuando abramos" in texts.render("out_of_hours_reminder_unknown", "es")
 
 
 # --------------------------------------------------------------------------- canned responses

@@ -111,10 +111,13 @@ def test_out_of_hours_reply_once_per_closed_period(pipeline: Pipeline) -> None:
     assert "de dilluns a divendres, de 8:00 a 19:00" in body.body
     assert "PARAULES CLAU" in body.body
     assert first.view.state is S.QUEUED
-    saturday = _say(pipeline, first.view, "Algú?", local(2026, 3, 28, 11, 0))
-    assert saturday.replies == ()
-    assert saturday.view.state is S.QUEUED
-    monday = _say(pipeline, saturday.view, "Bon dia", local(2026, 3, 30, 8, 30))
+    # The next message gets a short note (see the out-of-hours reminder tests), not this reply.
+    noted = _say(pipeline, first.view, "És al carrer Nou", friday + timedelta(minutes=1))
+    assert _reasons(noted) == [ReplyReason.REMINDER]
+    later = _say(pipeline, noted.view, "Algú?", friday + timedelta(minutes=30))
+    assert later.replies == ()
+    assert later.view.state is S.QUEUED
+    monday = _say(pipeline, later.view, "Bon dia", local(2026, 3, 30, 8, 30))
     assert _reasons(monday) == [ReplyReason.ACK]
 
 
@@ -391,12 +394,12 @@ def test_an_operators_reply_counts_as_an_answer_for_the_reminder(pipeline: Pipel
     assert _reasons(later) == [ReplyReason.REMINDER]
 
 
-def test_no_reminder_out_of_hours_nor_without_a_known_acknowledgement_time(
-    pipeline: Pipeline,
-) -> None:
+def test_no_reminder_without_a_known_acknowledgement_time(pipeline: Pipeline) -> None:
     friday = local(2026, 3, 27, 19, 30)  # closed: the out-of-hours reply, once
     view = _say(pipeline, _view(), "Tinc un dubte", friday).view
-    for minutes in (5, 20, 60):
+    # A store that keeps no acknowledgement time gets no out-of-hours note either.
+    view = view.replace(last_ack_at=None, messages_since_ack=0)
+    for minutes in (5, 20, 60, 600):
         out = _say(pipeline, view, "Hola?", friday + timedelta(minutes=minutes))
         assert out.replies == ()
         view = out.view

@@ -9,11 +9,17 @@ The rules, in order:
    reminder, paced by :class:`~civicchat.routing.ReminderPolicy` (at most one per interval,
    with the queue position when the caller gives it), never while an operator attends.
 3. Out of hours: one out-of-hours reply per closed period, saying when the office reopens and how
-   to use keywords; the conversation stays queued for the opening.
+   to use keywords; the conversation stays queued for the opening. A citizen who keeps writing
+   gets a short "we have your message, a person answers you {reopening}", paced by
+   :class:`~civicchat.routing.ReminderPolicy` (``out_of_hours_every``).
 4. Media, locations, contact cards and unsupported content go to a person, acknowledged.
 5. Replies outside WhatsApp's 24-hour window become the account's re-engagement template
    (:meth:`Pipeline.prepare_outbound`); the assigner serves windows about to close first.
 6. Unclear keyword matches ask "Volia dir...?" / "¿Quería decir...?" (the responder's buttons).
+7. The reply language: on channels where the citizen chooses a language (the web chat's
+   selector, sent with every message as ``sender.language_hint``), that choice is the known
+   language; elsewhere the conversation's last language is. A known language is kept unless the
+   message itself is in another one (see ``docs/routing.md``).
 
 The pipeline sends nothing and stores nothing.
 """
@@ -22,7 +28,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Protocol, cast
 
@@ -55,11 +61,19 @@ from civicchat.routing.window import (
     window_closes_at,
 )
 
-__all__ = ["KEYWORD_BUTTON_PREFIX", "LanguageDetector", "Pipeline", "Router"]
+__all__ = [
+    "KEYWORD_BUTTON_PREFIX",
+    "LANGUAGE_CHOICE_CHANNELS",
+    "LanguageDetector",
+    "Pipeline",
+    "Router",
+]
 
 log = logging.getLogger("civicchat.routing")
 
 KEYWORD_BUTTON_PREFIX = "kw:"
+#: Channels whose ``sender.language_hint`` is the citizen's own choice, not a client setting.
+LANGUAGE_CHOICE_CHANNELS: frozenset[str] = frozenset({"webchat"})
 _REASON = {
     AnswerKind.KEYWORD: ReplyReason.KEYWORD,
     AnswerKind.INDEX: ReplyReason.INDEX,
@@ -100,7 +114,10 @@ class Pipeline:
     Catalan and Spanish; add others through ``texts``); ``detect_language`` picks
     the language of a text (by default ``civicchat.keywords.detect_language`` when it exists,
     else the responder's answer language or the conversation's last one); ``reminder`` paces
-    the reminders to a citizen who keeps writing while queued (``None``: no reminders).
+    the reminders to a citizen who keeps writing while queued (``None``: no reminders);
+    ``language_choice_channels`` are the channels whose ``sender.language_hint`` is the
+    citizen's explicit choice of language (by default the web chat's selector), which then
+    wins over the conversation's last language.
     """
 
     def __init__(
@@ -114,6 +131,7 @@ class Pipeline:
         languages: Sequence[str] = ("ca", "es"),
         detect_language: LanguageDetector | None = None,
         reminder: ReminderPolicy | None = ReminderPolicy(),  # noqa: B008 - frozen, shared safely
+        language_choice_channels: Collection[str] = LANGUAGE_CHOICE_CHANNELS,
     ) -> None:
         if not languages:
             raise ConfigError("Pipeline needs at least one language, e.g. languages=('ca', 'es')")
@@ -130,6 +148,11 @@ class Pipeline:
         self.reengagement_template = reengagement_template
         self.reminder = reminder
         self.languages = tuple(languages)
+        if isinstance(language_choice_channels, str):
+            raise ConfigError(
+                "language_choice_channels is a collection of channel names, e.g. ('webchat',)"
+            )
+        self.language_choice_channels = frozenset(language_choice_channels)
         self.detect_language = detect_language if detect_language is not None else _find_detector()
         try:
             self._hours_text = {lang: office_hours.describe(lang) for lang in self.languages}
@@ -190,6 +213,7 @@ class Pipeline:
             "office_hours": self._hours_text,
             "language_hint": _short(message.sender.language_hint),
         }
+        known = self._known_language(view, message)
         text: str | None = None
         answer: KeywordAnswer | None = None
         chosen = False  # a keyword picked from a button counts as exactly that keyword
@@ -199,15 +223,15 @@ class Pipeline:
             if content.reply_id.startswith(KEYWORD_BUTTON_PREFIX):
                 answer = self.responder.answer_choice(
                     content.reply_id.removeprefix(KEYWORD_BUTTON_PREFIX),
-                    language=self._language(view, None, message),
+                    language=self._language(known, None, message),
                     context=context,
                 )
                 chosen = answer is not None
             if answer is None:
                 text = content.title
         if text is not None and text.strip():
-            answer = self.responder.answer(text, language=view.language, context=context)
-        language = self._language(view, text, message, answer)
+            answer = self.responder.answer(text, language=known, context=context)
+        language = self._language(known, text, message, answer)
         view = view.replace(language=language)
 
         if view.state is ConversationState.ASSIGNED:
@@ -287,7 +311,23 @@ class Pipeline:
                     hours=self._hours_text.get(language) or hours.describe(language),
                 )
             decisions.append(Reply((Text(body=body),), ReplyReason.OUT_OF_HOURS, language))
-            view = view.replace(last_out_of_hours_period=period)
+            view = view.replace(
+                last_out_of_hours_period=period, last_ack_at=now, messages_since_ack=1
+            )
+        elif self.reminder is not None and self.reminder.due_closed(view, now):
+            if hours.next_opening(now) is None:
+                body = self.texts.render("out_of_hours_reminder_unknown", language)
+            else:
+                body = self.texts.render(
+                    "out_of_hours_reminder",
+                    language,
+                    reopening=hours.reopening_phrase(now, language),
+                )
+            decisions.append(Reply((Text(body=body),), ReplyReason.REMINDER, language))
+            view = view.replace(last_ack_at=now, messages_since_ack=view.messages_since_ack + 1)
+            log.debug("conversation %s: reminder while closed", view.id)
+        elif view.last_ack_at is not None:
+            view = view.replace(messages_since_ack=view.messages_since_ack + 1)
         return Outcome(view, tuple(decisions))
 
     # ------------------------------------------------------------------ helpers
@@ -300,9 +340,17 @@ class Pipeline:
     def _reply(self, answer: KeywordAnswer) -> Reply:
         return Reply(answer.contents, _REASON[answer.kind], answer.language)
 
+    def _known_language(self, view: ConversationView, message: InboundMessage) -> str | None:
+        """The citizen's explicit choice on a channel that has one, else the conversation's."""
+        if message.channel in self.language_choice_channels:
+            choice = _short(message.sender.language_hint)
+            if choice in self.languages:
+                return choice
+        return view.language
+
     def _language(
         self,
-        view: ConversationView,
+        known: str | None,
         text: str | None,
         message: InboundMessage,
         answer: KeywordAnswer | None = None,
@@ -311,12 +359,10 @@ class Pipeline:
             return answer.language
         hint = _short(message.sender.language_hint)
         if text and self.detect_language is not None:
-            found = self.detect_language(
-                text, previous=view.language, default=self.languages[0], hint=hint
-            )
+            found = self.detect_language(text, previous=known, default=self.languages[0], hint=hint)
             if found in self.languages:
                 return found
-        for candidate in (view.language, hint):
+        for candidate in (known, hint):
             if candidate in self.languages:
                 return candidate
         return self.languages[0]

@@ -22,7 +22,12 @@ _KEYS = ("ack", "out_of_hours", "out_of_hours_unknown")
 _FIELDS = frozenset({"reopening", "hours"})
 #: Keys an account may leave out (the library's words are used), and the fields each may use.
 _OPTIONAL: Mapping[str, frozenset[str]] = MappingProxyType(
-    {"reminder": frozenset(), "reminder_position": frozenset({"position"})}
+    {
+        "reminder": frozenset(),
+        "reminder_position": frozenset({"position"}),
+        "out_of_hours_reminder": frozenset({"reopening"}),
+        "out_of_hours_reminder_unknown": frozenset(),
+    }
 )
 
 
@@ -34,8 +39,11 @@ class RoutingTexts:
     closed; ``{reopening}`` and ``{hours}`` available) and ``out_of_hours_unknown`` (closed with
     no known reopening). Optional: ``reminder`` (a gentle "we have your messages" to a citizen
     who keeps writing while queued) and ``reminder_position`` (the same with ``{position}`` in
-    the queue); left out, the library's words are used. Validated at construction so a typo
-    fails at start-up, not at 19:01.
+    the queue), ``out_of_hours_reminder`` (out of hours, to a citizen who writes again after the
+    out-of-hours reply: "we have your message, a person answers you {reopening}") and
+    ``out_of_hours_reminder_unknown`` (the same with no known reopening); left out, the
+    library's words are used. Validated at construction so a typo fails at start-up, not at
+    19:01.
     """
 
     templates: Mapping[str, Mapping[str, str]]
@@ -110,6 +118,14 @@ _OPTIONAL_DEFAULTS: Mapping[str, Mapping[str, str]] = {
             "Tenemos sus mensajes. Una persona del 010 le responderá lo antes posible; "
             "es el número {position} de la cola."
         ),
+    },
+    "out_of_hours_reminder": {
+        "ca": "Hem rebut el vostre missatge. Una persona del 010 us respondrà {reopening}.",
+        "es": "Hemos recibido su mensaje. Una persona del 010 le responderá {reopening}.",
+    },
+    "out_of_hours_reminder_unknown": {
+        "ca": "Hem rebut el vostre missatge. Una persona del 010 us respondrà quan obrim.",
+        "es": "Hemos recibido su mensaje. Una persona del 010 le responderá cuando abramos.",
     },
 }
 
