@@ -297,6 +297,38 @@ def test_a_document_with_a_caption_alone_shows_both_apart(service: Service, brow
     context.close()
 
 
+def test_a_long_answer_in_parts_is_one_bubble(service: Service, browser: Any) -> None:
+    context = browser.new_context(viewport={"width": 420, "height": 720}, locale="ca-ES")
+    body = "*Paraules clau*\n" + "\n".join(f'• TEMA {n}: «Àrea» "{n}"' for n in range(150))
+    content = json.dumps({"kind": "text", "body": body, "preview_url": False})
+    cut = [content[:1000], content[1000:2500], content[2500:]]
+    events = [
+        {"id": "long-1", "timestamp": "2026-11-30T10:00:00+00:00", "part": n, "parts": 3,
+         "chunk": chunk}
+        for n, chunk in enumerate(cut, 1)
+    ]  # fmt: skip
+    # Parts as the service's live stream brings them (here served by the test, second one twice).
+    stream = "retry: 60000\n\n" + "".join(
+        f"id: {seq}\nevent: message\ndata: {json.dumps(event)}\n\n"
+        for seq, event in enumerate([events[0], events[1], events[1], events[2]], 1)
+    )
+    context.route(
+        "**/events?*",
+        lambda route: route.fulfill(
+            status=200, headers={"content-type": "text/event-stream"}, body=stream
+        ),
+    )
+    chat = context.new_page()
+    chat.goto(f"{service.base}/chat/mataro-web?lang=ca")
+    bubble = chat.wait_for_selector(".msg.them:has-text('TEMA 149')", timeout=10_000)
+    chat.wait_for_timeout(300)
+    assert chat.locator(".msg.them").count() == 1
+    text = bubble.inner_text()
+    assert text.startswith('Paraules clau\n• TEMA 0: «Àrea» "0"')
+    assert text.count("TEMA") == 150
+    context.close()
+
+
 def test_after_a_reload_both_sides_come_back_in_order_once(service: Service, browser: Any) -> None:
     context = browser.new_context(viewport={"width": 420, "height": 720}, locale="ca-ES")
     chat = context.new_page()

@@ -12,6 +12,7 @@ from channels_helpers import NOW
 from civicchat.channels.base import WebhookRequest
 from civicchat.channels.degrade import degrade
 from civicchat.channels.webchat import (
+    MAX_TEXT_IN,
     WebChatChannel,
     WebChatHub,
     is_heif,
@@ -20,6 +21,7 @@ from civicchat.channels.webchat import (
 )
 from civicchat.clock import ManualClock
 from civicchat.exceptions import (
+    ConfigError,
     MediaError,
     MediaExpiredError,
     MediaTooLargeError,
@@ -27,6 +29,7 @@ from civicchat.exceptions import (
     UnsupportedContentError,
     WebhookError,
 )
+from civicchat.keywords import KeywordEngine, load_catalog
 from civicchat.messages import (
     Buttons,
     InboundMessage,
@@ -203,7 +206,7 @@ async def test_send_publishes_to_the_hub(channel: WebChatChannel, hub: WebChatHu
         Location(latitude=1, longitude=2),
         ListMenu(body="?", button="b", sections=(ListSection(rows=(ListRow(id="a", title="A"),)),)),
         Media(media_kind=MediaKind.IMAGE, media_id="123"),
-        Text(body="x" * 5000),
+        Text(body="x" * 40_000),  # over the 32,768 characters a message may have
     ],
 )
 async def test_send_refuses_what_the_page_cannot_show(
@@ -406,3 +409,56 @@ def test_the_web_chat_example_in_docs_channels_prints_what_it_says(
         "image Fanal trencat",
         "image/jpeg True",
     ]
+
+
+MATARO_CATALOG = Path(__file__).resolve().parents[2] / "examples" / "mataro" / "catalog.yaml"
+
+
+async def test_the_keyword_index_is_one_message_of_one_event() -> None:
+    engine = KeywordEngine(load_catalog(MATARO_CATALOG))
+    hub = WebChatHub()
+    channel = WebChatChannel(hub, account="web")
+    for words in ("PARAULES CLAU", "PALABRAS CLAVE"):
+        answer = engine.answer(words)
+        assert answer is not None
+        (index,) = answer.contents
+        assert isinstance(index, Text)
+        assert len(index.body) > 2000  # what used to be cut in two
+        assert degrade(index, channel.capabilities, answer.language) == [index]
+        before = len(hub.backlog("web", VISITOR))
+        await channel.send(out(index), last_inbound_at=None)
+        (event,) = hub.backlog("web", VISITOR)[before:]
+        assert event["content"]["body"] == index.body
+
+
+@pytest.mark.parametrize("unit", ['àèò «Ajuntament» "010"\n', "🚌\\", "a"])
+async def test_a_long_message_goes_in_parts_that_each_fit_a_notification(unit: str) -> None:
+    hub = WebChatHub(backlog=500)
+    channel = WebChatChannel(hub, account="web", max_event_bytes=1000)
+    body = (unit * 8000)[:8000]
+    await channel.send(out(Text(body=body)), last_inbound_at=None)
+    events = hub.backlog("web", VISITOR)
+    assert len(events) > 1
+    assert {e["id"] for e in events} == {events[0]["id"]}
+    assert [e["part"] for e in events] == list(range(1, len(events) + 1))
+    assert {e["parts"] for e in events} == {len(events)}
+    assert all("content" not in e for e in events)
+    for event in events:
+        # Each part, as the service relays it in JSON, stays within the budget plus its envelope.
+        assert len(json.dumps(event["chunk"], ensure_ascii=False).encode()) <= 1000 + 2
+        assert len(json.dumps(event, ensure_ascii=False).encode()) < 1300
+    content = json.loads("".join(e["chunk"] for e in events))
+    assert content["body"] == body
+
+
+def test_a_too_small_event_budget_is_refused(hub: WebChatHub) -> None:
+    with pytest.raises(ConfigError, match="max_event_bytes"):
+        WebChatChannel(hub, account="web", max_event_bytes=10)
+
+
+def test_a_citizens_text_is_bounded_apart_from_the_replies(channel: WebChatChannel) -> None:
+    assert channel.capabilities.max_text_length > MAX_TEXT_IN
+    ok = channel.handle_webhook(post({"visitor": VISITOR, "text": "x" * MAX_TEXT_IN}))
+    assert len(ok.events) == 1
+    with pytest.raises(PayloadError, match="more than"):
+        channel.handle_webhook(post({"visitor": VISITOR, "text": "x" * (MAX_TEXT_IN + 1)}))

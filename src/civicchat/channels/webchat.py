@@ -22,6 +22,12 @@ first (same ``provider_message_id``) instead of a second message.
 :meth:`WebChatHub.subscribe` to the page as server-sent events, using ``seq`` as the event id so
 that a reconnecting page (``Last-Event-ID``) gets what it missed from the bounded backlog.
 The hub lives in one process: with several app processes, put a pub/sub in front of it.
+
+The page has no length limit, so a long text is one bubble (:data:`WEBCHAT_CAPABILITIES`). A
+pub/sub may have one (PostgreSQL's ``NOTIFY`` carries under 8,000 bytes): an event whose content
+is larger than ``max_event_bytes`` goes as several events of the same ``id``, each with
+``part``, ``parts`` and ``chunk`` (a piece of the content's JSON) instead of ``content``; the
+page joins them into one message.
 """
 
 from __future__ import annotations
@@ -66,11 +72,14 @@ from civicchat.messages import (
 
 __all__ = [
     "MAX_CAPTION",
+    "MAX_EVENT_BYTES",
+    "MAX_TEXT_IN",
     "UPLOAD_TYPES",
     "WEBCHAT_CAPABILITIES",
     "UploadReader",
     "WebChatChannel",
     "WebChatHub",
+    "event_chunks",
     "is_heif",
     "sniff_image",
     "upload_blob_key",
@@ -82,7 +91,7 @@ logger = logging.getLogger("civicchat.channels")
 CHANNEL = "webchat"
 
 WEBCHAT_CAPABILITIES = Capabilities(
-    max_text_length=4096,
+    max_text_length=32_768,  # the page has no limit: one bubble (the keyword index is ~2,100)
     buttons=True,
     max_buttons=10,
     lists=False,
@@ -103,6 +112,10 @@ UPLOAD_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "image/webp")
 """What a citizen may upload from the page (decided from the bytes, never the browser's claim)."""
 
 MAX_CAPTION = 1024  # WhatsApp's caption limit: the same photo and text fit every channel
+MAX_TEXT_IN = 4096  # characters of a citizen's message (the page's box takes 2,000)
+MAX_EVENT_BYTES = 6000
+"""Default ``max_event_bytes``: an event's content JSON (UTF-8) above it goes in parts, so each
+event fits one PostgreSQL ``NOTIFY`` (under 8,000 bytes) with room for its envelope."""
 _HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"})
 
 
@@ -255,7 +268,8 @@ class WebChatChannel:
 
     ``new_id`` makes message ids (a seam for tests); ``clock`` stamps inbound messages;
     ``uploads`` is the blob store the service writes the citizens' photos to (without it the
-    channel has no inbound media and :meth:`fetch_media` refuses).
+    channel has no inbound media and :meth:`fetch_media` refuses); ``max_event_bytes``: larger
+    contents are published in parts (see the module's documentation).
     """
 
     def __init__(
@@ -268,9 +282,13 @@ class WebChatChannel:
         max_body_bytes: int = 16_384,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         uploads: UploadReader | None = None,
+        max_event_bytes: int = MAX_EVENT_BYTES,
     ) -> None:
         if not account:
             raise ConfigError("WebChatChannel needs an account name")
+        if max_event_bytes < 256:
+            raise ConfigError("WebChatChannel max_event_bytes must be at least 256")
+        self._max_event = max_event_bytes
         self.hub = hub
         self.uploads = uploads
         self.account = account
@@ -306,7 +324,7 @@ class WebChatChannel:
             isinstance(client_id, str) and _CLIENT_ID.match(client_id)
         ):
             raise PayloadError("id must be 1-64 of A-Z a-z 0-9 _ -", channel=CHANNEL)
-        content = _content(data, self._capabilities.max_text_length)
+        content = _content(data, MAX_TEXT_IN)
         message_id = f"{visitor}:{client_id or self._new_id()}"
         event = InboundMessage(
             channel=CHANNEL,
@@ -350,17 +368,23 @@ class WebChatChannel:
         else:
             raise refuse(f"the web chat cannot show {content.kind}")
         event_id = self._new_id()
-        self.hub.publish(
-            self.account,
-            message.recipient_id,
-            {
-                "id": event_id,
-                "timestamp": self._clock.now().isoformat(),
-                "reply_to": message.reply_to,
-                "content": content.model_dump(mode="json"),
-            },
-        )
-        logger.info("webchat %s published on %s", content.kind, self.account)
+        head = {
+            "id": event_id,
+            "timestamp": self._clock.now().isoformat(),
+            "reply_to": message.reply_to,
+        }
+        data = content.model_dump(mode="json")
+        encoded = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        if len(encoded.encode()) <= self._max_event:
+            self.hub.publish(self.account, message.recipient_id, {**head, "content": data})
+            parts = 1
+        else:
+            chunks = event_chunks(encoded, self._max_event)
+            parts = len(chunks)
+            for number, chunk in enumerate(chunks, 1):
+                event = {**head, "part": number, "parts": parts, "chunk": chunk}
+                self.hub.publish(self.account, message.recipient_id, event)
+        logger.info("webchat %s published on %s in %d event(s)", content.kind, self.account, parts)
         return event_id
 
     def upload_message(
@@ -439,6 +463,25 @@ class WebChatChannel:
             yield data
 
         return MediaDownload(mime_type=mime, chunks=chunks(), max_bytes=max_bytes, size=len(data))
+
+
+def event_chunks(text: str, max_bytes: int) -> list[str]:
+    """``text`` cut into pieces whose JSON string (UTF-8, escapes included) is at most
+    ``max_bytes``; joined, they are ``text`` again.
+
+    >>> event_chunks('{"body":"àà"}', 8)
+    ['{"body', '":"à', 'à"}']
+    """
+    pieces: list[str] = []
+    start, size = 0, 0
+    for index, char in enumerate(text):
+        cost = len(json.dumps(char, ensure_ascii=False).encode()) - 2
+        if size + cost > max_bytes and index > start:
+            pieces.append(text[start:index])
+            start, size = index, 0
+        size += cost
+    pieces.append(text[start:])
+    return pieces
 
 
 def _language(value: object) -> str | None:
