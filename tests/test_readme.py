@@ -30,5 +30,7 @@ def test_the_readme_example_prints_the_spanish_bus_reply(
     # The expected text is read from the catalog, not copied here: the 010 may reword it.
     catalog = yaml.safe_load((ROOT / "examples/mataro/catalog.yaml").read_text(encoding="utf-8"))
     (bus,) = [kw for kw in catalog["keywords"] if kw["id"] == "bus"]
-    assert printed == f"es {bus['reply']['es']}\n"
+    # Every keyword answer ends with the catalog's hint that a person answers other questions.
+    hint = catalog["texts"]["human_hint"]["es"]
+    assert printed == f"es {bus['reply']['es']}\n\n{hint}\n"
     assert "autobús urbano" in printed  # Spanish, not the Catalan "bus urbà"
