@@ -462,3 +462,25 @@ def test_a_citizens_text_is_bounded_apart_from_the_replies(channel: WebChatChann
     assert len(ok.events) == 1
     with pytest.raises(PayloadError, match="more than"):
         channel.handle_webhook(post({"visitor": VISITOR, "text": "x" * (MAX_TEXT_IN + 1)}))
+
+
+def test_the_long_answer_example_in_docs_channels_prints_what_it_says(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    doc = Path(__file__).parents[2] / "docs" / "channels.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), re.S)
+    (example,) = [b for b in blocks if "long_answer" in b]
+    exec(compile(example, str(doc), "exec"), {"__name__": "docs_webchat_long"})
+    assert capsys.readouterr().out.splitlines() == ["2 {2}", "True"]
+    assert "# 2 {2}" in example
+    assert "# True" in example
+
+
+def test_the_docstring_examples_of_the_web_chat_run() -> None:
+    import doctest
+
+    from civicchat.channels import webchat
+
+    failures, tried = doctest.testmod(webchat)
+    assert tried >= 3
+    assert failures == 0
