@@ -152,6 +152,7 @@ def answer_topic(engine: KeywordEngine, heading: str, language: str) -> str:
         ("temps", AnswerKind.KEYWORD),  # a keyword's own alias stays that keyword
         ("Turismo", AnswerKind.KEYWORD),
         ("policia", AnswerKind.KEYWORD),
+        ("policai", AnswerKind.KEYWORD),  # a typo: the keyword's before the topic's
         ("media", None),  # a topic id is not a name citizens see
         ("m'agrada molt la cultura d'aquesta ciutat", None),
     ],

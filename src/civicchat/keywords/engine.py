@@ -235,11 +235,12 @@ class KeywordEngine:
             return KeywordAnswer(AnswerKind.INDEX, lang, tuple(Text(body=p) for p in pages))
         found = self._match(state, value, language, hint, folded)
         if found is None or not found.exact:
-            # "cultura", "Transporte": a topic's name alone is that topic's part of the index;
-            # a keyword's own alias ("temps") stays that keyword.
+            # "cultura", "Transporte": a topic's name alone is that topic's part of the index.
+            # A keyword's own alias ("temps") stays that keyword, and a typo is a keyword's
+            # before it is a topic's ("policai" is the police keyword, not the police topic).
             topic = find_topic_name(tokens, state.catalog)
-            if topic is not None:
-                name, name_languages = topic
+            if topic is not None and (found is None or topic[2]):
+                name, name_languages, _ = topic
                 lang = self._language(state.catalog, value, tokens, name_languages, language, hint)
                 pages = build_index(state.catalog, lang, name, max_length)
                 return KeywordAnswer(AnswerKind.INDEX, lang, tuple(Text(body=p) for p in pages))

@@ -92,9 +92,12 @@ def _find_topic(tokens: Sequence[str], catalog: Catalog) -> str | None:
     return None
 
 
-def find_topic_name(tokens: Sequence[str], catalog: Catalog) -> tuple[str, frozenset[str]] | None:
-    """The topic whose display name normalised ``tokens`` are, alone, and the languages of the
-    names that matched (``("culture", {"ca", "es"})`` for "cultura"); ``None`` otherwise.
+def find_topic_name(
+    tokens: Sequence[str], catalog: Catalog
+) -> tuple[str, frozenset[str], bool] | None:
+    """The topic whose display name normalised ``tokens`` are, alone, the languages of the names
+    that matched and whether they matched without a typo (``("culture", {"ca", "es"}, True)``
+    for "cultura"); ``None`` otherwise.
 
     Only display names count, not topic ids (an id such as ``media`` is also a Spanish word);
     stop words around the name are ignored and typos are tolerated as for keywords
@@ -104,6 +107,7 @@ def find_topic_name(tokens: Sequence[str], catalog: Catalog) -> tuple[str, froze
     if not words or len(words) > 6:
         return None
     wanted = " ".join(words)
+    found: tuple[str, frozenset[str], bool] | None = None
     for topic in catalog.topic_order():
         exact: set[str] = set()
         close: set[str] = set()
@@ -115,9 +119,11 @@ def find_topic_name(tokens: Sequence[str], catalog: Catalog) -> tuple[str, froze
                 exact.add(lang)
             elif OSA.distance(wanted, folded) <= typo_tolerance(len(folded)):
                 close.add(lang)
-        if exact or close:
-            return topic, frozenset(exact or close)
-    return None
+        if exact:
+            return topic, frozenset(exact), True
+        if close and found is None:
+            found = (topic, frozenset(close), False)
+    return found
 
 
 def build_index(

@@ -39,7 +39,13 @@ from civicchat.routing.hours import (
     parse_office_hours,
 )
 from civicchat.routing.operators import Operator, OperatorLoad, Presence, WaitingConversation
-from civicchat.routing.pipeline import KEYWORD_BUTTON_PREFIX, LanguageDetector, Pipeline, Router
+from civicchat.routing.pipeline import (
+    KEYWORD_BUTTON_PREFIX,
+    LANGUAGE_CHOICE_CHANNELS,
+    LanguageDetector,
+    Pipeline,
+    Router,
+)
 from civicchat.routing.reminder import ReminderPolicy
 from civicchat.routing.state import (
     ALLOWED_TRANSITIONS,
@@ -61,6 +67,7 @@ __all__ = [
     "ALLOWED_TRANSITIONS",
     "DEFAULT_TEXTS",
     "KEYWORD_BUTTON_PREFIX",
+    "LANGUAGE_CHOICE_CHANNELS",
     "WINDOW_CHANNELS",
     "Assign",
     "Assigner",
