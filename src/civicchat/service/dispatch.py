@@ -9,7 +9,14 @@ decide, and writes the decisions back in the same transaction:
 - an assigned conversation without an operator reply after ``reply_timeout_minutes`` is
   reassigned to another free operator, or escalated once (a ``conversation.data["escalated"]``
   flag the console shows, and an ``escalated`` live event for supervisors);
-- an operator who logged out holding conversations gives them back to the queue.
+- an operator who logged out holding conversations gives them back to the queue;
+- an operator shown available whose console gave no sign of life (a page, the live stream) for
+  ``presence_timeout`` is set away: nothing new goes to them, they keep what they hold;
+- only operators and supervisors are assigned, never administrators, nor disabled operators;
+  a supervisor only after choosing "available" (the console's login does not do it for them);
+- out of office hours nothing is assigned (the office is closed: the queue waits for the next
+  opening, unless someone takes a conversation explicitly), and reply timeouts wait too;
+- a conversation an operator put back in the queue never goes back to them in this wait.
 
 A round runs under a database-level guard so two processes never assign the same conversation
 twice: a PostgreSQL advisory transaction lock per operator pool (the account's group, else the
@@ -29,9 +36,10 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from civicchat.clock import Clock
@@ -48,10 +56,12 @@ from civicchat.routing import (
     Decision,
     Escalate,
     LeastBusy,
+    OfficeHours,
     Requeue,
     RoundRobin,
     Sticky,
     WaitingConversation,
+    load_office_hours,
     transition,
     window_closes_at,
 )
@@ -60,7 +70,7 @@ from civicchat.routing import Presence as RoutingPresence
 from civicchat.service.config import ServiceConfig
 from civicchat.service.live import LiveBus, LiveEvent
 from civicchat.storage import SqlStore
-from civicchat.storage.assignment_sql import assignment_queries
+from civicchat.storage.assignment_sql import OperatorStatus, assignment_queries
 from civicchat.storage.base import (
     Assignment,
     AuditEntry,
@@ -68,10 +78,13 @@ from civicchat.storage.base import (
     LifecycleEntry,
     Operator,
     OperatorRole,
+    Presence,
     Transaction,
 )
 
 __all__ = [
+    "PRESENCE_TIMEOUT",
+    "RETURNED_KEY",
     "AccountAssignment",
     "Dispatcher",
     "RoundResult",
@@ -80,12 +93,16 @@ __all__ = [
     "is_escalated",
     "lock_pool",
     "move",
+    "office_hours_file",
+    "returned_by",
 ]
 
 log = logging.getLogger("civicchat.service.dispatch")
 
 ESCALATED_KEY = "escalated"  # conversation.data: {"operator", "at", "waited_seconds"}
 EXCLUDED_KEY = "dispatch_excluded"  # conversation.data: operators who let it time out
+RETURNED_KEY = "returned_by"  # conversation.data: operators who put it back in the queue
+PRESENCE_TIMEOUT = timedelta(minutes=5)  # available without a sign of life: set away
 DISPATCH_MARK = "dispatch"  # LiveEvent.data key on the dispatcher's own events
 TRIGGER_KINDS = frozenset({"conversation", "presence"})
 BACKLOG_LIMIT = 2000  # queued conversations read per account and round
@@ -121,18 +138,49 @@ class AccountAssignment:
     """Automatic assignment of one account: who may serve it and how they are chosen.
 
     Operators registered on ``account`` or on its ``group`` serve it; a ``RoundRobin`` keeps its
-    turn between rounds of this process only.
+    turn between rounds of this process only. With ``office_hours`` (the hours, or a function
+    that returns the current ones: see :func:`office_hours_file`) nothing is assigned while the
+    office is closed.
     """
 
     account: str
     strategy: AssignmentStrategy
     reply_timeout: timedelta = timedelta(minutes=10)
     group: str | None = None
+    office_hours: OfficeHours | Callable[[], OfficeHours | None] | None = None
 
     @property
     def pool(self) -> str:
         """The operator pool this account draws from (the key of the round's lock)."""
         return self.group or self.account
+
+    def closed_at(self, at: datetime) -> bool:
+        """Whether the office of this account is closed at ``at`` (never, without hours)."""
+        hours = self.office_hours
+        if hours is not None and not isinstance(hours, OfficeHours):
+            hours = hours()
+        return hours is not None and not hours.is_open(at)
+
+
+def office_hours_file(path: Path) -> Callable[[], OfficeHours | None]:
+    """The office hours of ``path``, read again when the file changes (an admin's edit applies
+    at the next round); a file that no longer loads keeps the last good hours."""
+    cache: dict[str, Any] = {}
+
+    def current() -> OfficeHours | None:
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            return cache.get("hours")
+        if cache.get("stamp") != stamp:
+            try:
+                cache["hours"] = load_office_hours(path)
+            except ConfigError as exc:
+                log.warning("office hours %s not reloaded: %s", path.name, exc)
+            cache["stamp"] = stamp
+        return cache.get("hours")
+
+    return current
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +191,7 @@ class RoundResult:
     reassigned: tuple[tuple[int, int], ...] = ()
     escalated: tuple[tuple[int, int], ...] = ()
     requeued: tuple[tuple[int, int], ...] = ()  # their operator went offline
+    away: tuple[int, ...] = ()  # operators set away: no sign of life for presence_timeout
 
     def __add__(self, other: RoundResult) -> RoundResult:
         return RoundResult(
@@ -150,6 +199,7 @@ class RoundResult:
             self.reassigned + other.reassigned,
             self.escalated + other.escalated,
             self.requeued + other.requeued,
+            self.away + other.away,
         )
 
 
@@ -165,6 +215,14 @@ def is_escalated(conv: Conversation) -> bool:
     return conv.last_operator_reply_at is None or (
         at is not None and conv.last_operator_reply_at < at
     )
+
+
+def returned_by(conv: Conversation) -> frozenset[int]:
+    """The operators who put ``conv`` back in the queue during its current wait."""
+    raw = (conv.data or {}).get(RETURNED_KEY)
+    if not isinstance(raw, list):
+        return frozenset()
+    return frozenset(x for x in raw if isinstance(x, int))
 
 
 def _parse_time(value: object) -> datetime | None:
@@ -189,7 +247,9 @@ class Dispatcher:
     """The worker that assigns queued conversations to operators (see the module docstring).
 
     ``store`` is the service's :class:`~civicchat.storage.SqlStore`; ``live`` (optional) brings
-    trigger events and carries the dispatcher's own (``conversation``, ``escalated``).
+    trigger events and carries the dispatcher's own (``conversation``, ``escalated``,
+    ``presence``). ``presence_timeout`` (``None``: never) sets away an available operator whose
+    console gave no sign of life for that long; operators never seen are left as they are.
     """
 
     def __init__(
@@ -200,9 +260,13 @@ class Dispatcher:
         clock: Clock,
         live: LiveBus | None = None,
         interval: float = 5.0,
+        presence_timeout: timedelta | None = PRESENCE_TIMEOUT,
     ) -> None:
         if interval <= 0:
             raise ConfigError("the dispatcher interval must be positive")
+        if presence_timeout is not None and presence_timeout <= timedelta(0):
+            raise ConfigError("the presence timeout must be positive (or None: never)")
+        self.presence_timeout = presence_timeout
         self.store = store
         self.accounts = {a.account: a for a in accounts}
         self.clock = clock
@@ -228,6 +292,7 @@ class Dispatcher:
                 strategy=build_strategy(a.assignment.strategy),
                 reply_timeout=timedelta(minutes=a.assignment.reply_timeout_minutes),
                 group=a.group,  # as the console: operators of the group work on it
+                office_hours=office_hours_file(a.office_hours),
             )
             for a in config.enabled_accounts
             if a.assignment is not None
@@ -325,6 +390,9 @@ class Dispatcher:
         staff = await _operators(tx, acct)
         if not staff:
             return _Round()
+        out = _Round()
+        status = await queries.operator_status([op.id for op in staff])
+        staff = await self._expire(tx, acct, staff, status, now, out)
         loads = await queries.loads([op.id for op in staff])
         held = await queries.conversations(acct.account, "assigned", lock=True)
         queued = await queries.conversations(acct.account, "queued", limit=BACKLOG_LIMIT, lock=True)
@@ -340,6 +408,8 @@ class Dispatcher:
             foreign = loads.get(op.id, 0) - own_load.get(op.id, 0)
             room = op.capacity - foreign
             state = RoutingPresence(op.presence.value)
+            if status.get(op.id, _NO_STATUS).disabled:
+                state = RoutingPresence.OFFLINE  # gives back what they hold, receives nothing
             if room < 1 and state is RoutingPresence.AVAILABLE:
                 state = RoutingPresence.AWAY
             ro = RoutingOperator(
@@ -375,7 +445,9 @@ class Dispatcher:
         for row in queued:
             last, released = _previous_operators(row, history.get(row.id, []))
             item = _item(row, now, last)
-            assigner.enqueue(dataclasses.replace(item, excluded=item.excluded | released), now)
+            returned = frozenset(str(x) for x in returned_by(row))
+            avoid = item.excluded | released | returned
+            assigner.enqueue(dataclasses.replace(item, excluded=avoid), now)
         decisions: list[Decision] = []
         for ro in presence.values():
             assigner.add_operator(ro)
@@ -384,12 +456,12 @@ class Dispatcher:
                 # Logged out holding conversations: back to the queue, keeping their age.
                 decisions.extend(assigner.set_presence(ro.id, RoutingPresence.OFFLINE, now))
 
-        decisions += [
-            *assigner.dispatch(now),
-            *assigner.check_timeouts(now),
-            *assigner.dispatch(now),
-        ]
-        out = _Round()
+        if not acct.closed_at(now):
+            decisions += [
+                *assigner.dispatch(now),
+                *assigner.check_timeouts(now),
+                *assigner.dispatch(now),
+            ]
         for decision in decisions:
             if isinstance(decision, Assign):
                 await self._apply_assign(tx, acct, decision, now, out)
@@ -398,6 +470,46 @@ class Dispatcher:
             elif isinstance(decision, Requeue):
                 await self._apply_requeue(tx, decision, now, out)
         return out
+
+    async def _expire(
+        self,
+        tx: Transaction,
+        acct: AccountAssignment,
+        staff: list[Operator],
+        status: Mapping[int, OperatorStatus],
+        now: datetime,
+        out: _Round,
+    ) -> list[Operator]:
+        """``staff`` with the available operators not seen for ``presence_timeout`` set away
+        (stored, audited and announced)."""
+        if self.presence_timeout is None:
+            return staff
+        kept = []
+        for op in staff:
+            seen = status.get(op.id, _NO_STATUS).seen_at
+            if op.presence is Presence.AVAILABLE and seen and now - seen > self.presence_timeout:
+                op = dataclasses.replace(op, presence=Presence.AWAY)
+                await tx.operators.save_operator(op)
+                await tx.audit.audit(
+                    AuditEntry(
+                        now,
+                        "system",
+                        "presence_expired",
+                        op.account,
+                        {"operator": op.id, "seen_at": seen.isoformat()},
+                    )
+                )
+                log.info("operator %d set away: no sign of life since %s", op.id, seen)
+                out.result = out.result + RoundResult(away=(op.id,))
+                out.events.append(
+                    LiveEvent(
+                        acct.account,
+                        "presence",
+                        data={"operator": op.id, "presence": "away", DISPATCH_MARK: "expired"},
+                    )
+                )
+            kept.append(op)
+        return kept
 
     async def _apply_requeue(
         self, tx: Transaction, decision: Requeue, now: datetime, out: _Round
@@ -442,6 +554,10 @@ class Dispatcher:
         expected = "queued" if previous is None else "assigned"
         if conv is None or conv.state != expected or conv.assigned_operator != previous:
             return  # changed under us (an operator acted outside the guard): leave it
+        if operator in returned_by(conv):
+            # Routing falls back on avoided operators when nobody else is free; one who put the
+            # conversation back in the queue asked for someone else: it waits for them.
+            return
         note = decision.reason if previous is None else f"{decision.reason} from {previous}"
         data = dict(conv.data or {})
         data.pop(ESCALATED_KEY, None)
@@ -599,6 +715,11 @@ async def commit_move(
     moved, entry = move(conv, to, at=at, actor=actor, operator=operator, note=note)
     if data is not None:
         moved = dataclasses.replace(moved, data=dict(data))
+    if to is ConversationState.ASSIGNED and RETURNED_KEY in (moved.data or {}):
+        # Someone has it again: the next wait starts without the list of who put it back.
+        moved = dataclasses.replace(
+            moved, data={k: v for k, v in (moved.data or {}).items() if k != RETURNED_KEY}
+        )
     await tx.conversations.save(moved)
     await tx.history.record(entry)
     if moved.state == ConversationState.ASSIGNED.value and moved.assigned_operator is not None:
@@ -610,12 +731,15 @@ async def commit_move(
 
 # --------------------------------------------------------------------------- helpers
 
+_NO_STATUS = OperatorStatus()
+
 
 async def _operators(tx: Transaction, acct: AccountAssignment) -> list[Operator]:
     found: dict[int, Operator] = {}
     for scope in dict.fromkeys([acct.account, *([acct.group] if acct.group else [])]):
         for op in await tx.operators.operators(scope):
             # Administrators configure; they answer only by taking a conversation themselves.
+            # (Supervisors are here, but only available once they said so in the console.)
             if op.role is not OperatorRole.ADMIN:
                 found[op.id] = op
     return list(found.values())

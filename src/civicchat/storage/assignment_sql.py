@@ -10,6 +10,10 @@ Both run inside one :class:`~civicchat.storage.sql.SqlStore` transaction::
 :meth:`AssignmentQueries.lock_pool` serialises everything that assigns conversations of one
 operator pool across processes: a PostgreSQL advisory transaction lock; on SQLite the store's write
 transaction (``BEGIN IMMEDIATE``) already is the single writer.
+
+Operators' status (the last sign of life of their console, disabling) lives in the
+``operator_status`` table: :meth:`AssignmentQueries.operator_status`,
+:meth:`~AssignmentQueries.mark_seen`, :meth:`~AssignmentQueries.set_disabled`.
 """
 
 from __future__ import annotations
@@ -19,17 +23,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import delete, func, or_, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from civicchat.exceptions import StorageError
 from civicchat.storage.base import Assignment, Conversation, EventKind, Transaction
-from civicchat.storage.schema import AssignmentRow, ConversationRow, InboxRow, OutboxRow
+from civicchat.storage.schema import (
+    AssignmentRow,
+    AuditRow,
+    ConversationRow,
+    HistoryRow,
+    InboxRow,
+    OperatorRow,
+    OperatorStatusRow,
+    OutboxRow,
+)
 from civicchat.storage.statements import _conversation
 
 __all__ = [
     "OPERATOR_REPLY_PREFIX",
     "AssignmentQueries",
+    "OperatorStatus",
     "ReplyTimes",
     "assignment_queries",
     "pool_lock_key",
@@ -54,6 +70,18 @@ class ReplyTimes:
 
     last_reply: datetime | None
     first_unanswered: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorStatus:
+    """An operator's last sign of life (``None``: never seen) and when they were disabled."""
+
+    seen_at: datetime | None = None
+    disabled_at: datetime | None = None
+
+    @property
+    def disabled(self) -> bool:
+        return self.disabled_at is not None
 
 
 class AssignmentQueries:
@@ -158,6 +186,68 @@ class AssignmentQueries:
             if cid is not None and at is not None:
                 first[int(cid)] = _aware(at)
         return {cid: ReplyTimes(last.get(cid), first.get(cid)) for cid in ids}
+
+    # ------------------------------------------------------------------ operators' status
+
+    async def operator_status(self, operator_ids: Sequence[int]) -> dict[int, OperatorStatus]:
+        """The status of each operator that has one (the others were never seen)."""
+        if not operator_ids:
+            return {}
+        rows = await self._conn.execute(
+            select(
+                OperatorStatusRow.operator_id,
+                OperatorStatusRow.seen_at,
+                OperatorStatusRow.disabled_at,
+            ).where(OperatorStatusRow.operator_id.in_(list(operator_ids)))
+        )
+        return {int(op): OperatorStatus(seen, off) for op, seen, off in rows}
+
+    async def _upsert(self, operator_id: int, **values: datetime | None) -> None:
+        insert = pg_insert if self._postgres else sqlite_insert
+        stmt = insert(OperatorStatusRow).values(operator_id=operator_id, **values)
+        await self._conn.execute(
+            stmt.on_conflict_do_update(index_elements=["operator_id"], set_=values)
+        )
+
+    async def mark_seen(self, operator_id: int, at: datetime) -> None:
+        """Record a sign of life of ``operator_id``'s console at ``at``."""
+        await self._upsert(operator_id, seen_at=at)
+
+    async def set_disabled(self, operator_id: int, at: datetime | None) -> None:
+        """Disable ``operator_id`` since ``at`` (``None`` enables them again)."""
+        await self._upsert(operator_id, disabled_at=at)
+
+    async def operator_references(self, operator_id: int) -> int:
+        """How many rows name ``operator_id``: assignments, conversations (held or last
+        served), history entries and audit entries they made. Zero: deleting them loses
+        nothing."""
+        actor = f"operator:{operator_id}"
+        total = 0
+        for stmt in (
+            select(func.count())
+            .select_from(AssignmentRow)
+            .where(AssignmentRow.operator_id == operator_id),
+            select(func.count())
+            .select_from(ConversationRow)
+            .where(
+                or_(
+                    ConversationRow.assigned_operator == operator_id,
+                    ConversationRow.last_operator == operator_id,
+                )
+            ),
+            select(func.count()).select_from(HistoryRow).where(HistoryRow.actor == actor),
+            select(func.count()).select_from(AuditRow).where(AuditRow.actor == actor),
+        ):
+            total += int(await self._conn.scalar(stmt) or 0)
+        return total
+
+    async def delete_operator(self, operator_id: int) -> bool:
+        """Delete ``operator_id`` and their status; whether there was such an operator."""
+        await self._conn.execute(
+            delete(OperatorStatusRow).where(OperatorStatusRow.operator_id == operator_id)
+        )
+        result = await self._conn.execute(delete(OperatorRow).where(OperatorRow.id == operator_id))
+        return bool(getattr(result, "rowcount", 0))
 
 
 def assignment_queries(tx: Transaction) -> AssignmentQueries:

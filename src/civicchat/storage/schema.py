@@ -40,11 +40,12 @@ __all__ = [
     "KeywordCountRow",
     "MediaRow",
     "OperatorRow",
+    "OperatorStatusRow",
     "OutboxRow",
     "UTCDateTime",
 ]
 
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 
 # SQLite only autoincrements INTEGER PRIMARY KEY, PostgreSQL ids outgrow 32 bits.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -386,3 +387,24 @@ class LoginFailureRow(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime]
+
+
+# -- operators: last sign of life and disabling (migration 0005) -----------------------------
+
+
+class OperatorStatusRow(Base):
+    """What the console knows of an operator beyond the ``operators`` row.
+
+    ``seen_at`` is the last sign of life from their console (a page, the live stream): the
+    dispatcher stops assigning to an operator shown available who has not been seen for a
+    while. ``disabled_at`` is set when an admin disabled them (cannot log in, never assigned;
+    the history keeps their id). No row: never seen since this table exists.
+    """
+
+    __tablename__ = "operator_status"
+
+    operator_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("operators.id", ondelete="CASCADE"), primary_key=True
+    )
+    seen_at: Mapped[datetime | None]
+    disabled_at: Mapped[datetime | None]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from civicchat.service.console import (
     ConsoleContext,
 )
 from civicchat.service.live import InProcessLiveBus
-from civicchat.storage.base import Conversation, Operator
+from civicchat.storage.base import Conversation, Operator, Presence
 from civicchat.storage.sql import SqlStore
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -63,6 +64,16 @@ class World:
     hours_path: Path
     ops: dict[str, Operator]
     _n: int = 0
+
+    async def set_presence(self, key: str, presence: Presence) -> Operator:
+        """Set operator ``key``'s presence in the store (as their console would)."""
+        async with self.store.transaction() as tx:
+            op = await tx.operators.get_operator(self.ops[key].id)
+            assert op is not None
+            op = dataclasses.replace(op, presence=presence)
+            await tx.operators.save_operator(op)
+        self.ops[key] = op
+        return op
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(

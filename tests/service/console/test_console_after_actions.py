@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from console_helpers import World, login_as
 
+from civicchat.storage.base import Presence
+
 
 async def test_closing_sends_a_plain_operator_back_to_the_queue_not_to_a_refusal(
     world: World,
@@ -24,6 +26,7 @@ async def test_handing_over_to_a_colleague_goes_back_to_the_queue(world: World) 
     base = f"/console/conversations/{conv.id}"
     async with world.client() as client:
         csrf = await login_as(client, "op_a")
+        await world.set_presence("op2_a", Presence.AVAILABLE)  # an offline one is refused
         await client.post(f"{base}/take", data={"csrf_token": csrf})
         moved = await client.post(
             f"{base}/transfer", data={"csrf_token": csrf, "to": str(world.ops["op2_a"].id)}

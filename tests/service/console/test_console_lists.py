@@ -12,7 +12,7 @@ from console_helpers import World, login_as
 from civicchat.messages import InboundMessage, Sender, Text
 from civicchat.service.console.lists import waiting_since
 from civicchat.storage.assignment_sql import ReplyTimes
-from civicchat.storage.base import Conversation
+from civicchat.storage.base import Conversation, Presence
 
 
 def _waiting_cell(html: str, cid: int) -> str:
@@ -76,6 +76,7 @@ async def test_waiting_stops_when_an_operator_answers_and_starts_again_with_the_
         world.clock.advance(timedelta(minutes=30))
         assert _waiting_cell((await client.get("/console")).text, conv.id) == "respost"
 
+        await world.set_presence("op2_a", Presence.AVAILABLE)  # an offline one is refused
         # Handed to a colleague: still answered (the assignment resets the reply timer only).
         transfer = await client.post(
             f"/console/conversations/{conv.id}/transfer",

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from console_helpers import World, forbid_nested_transactions, login_as
+from console_helpers import World, forbid_nested_transactions, login, login_as
+
+from civicchat.storage.assignment_sql import OperatorStatus, assignment_queries
+from civicchat.storage.base import Presence
 
 _NEW = {"name": "Jordi", "account": "city-a", "role": "operator", "capacity": "4"}
 
@@ -46,3 +49,93 @@ async def test_a_duplicate_login_is_refused_and_the_store_keeps_working(
         "jordi",
         "op_a",
     ]
+
+
+async def _status(world: World, key: str) -> OperatorStatus:
+    async with world.store.read_transaction() as tx:
+        found = await assignment_queries(tx).operator_status([world.ops[key].id])
+    return found.get(world.ops[key].id, OperatorStatus())
+
+
+async def test_a_disabled_operator_cannot_log_in_loses_sessions_and_conversations(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nested = forbid_nested_transactions(world.store, monkeypatch)
+    op = world.ops["op_a"]
+    conv = await world.conversation("wa-a", state="assigned", assigned=op)
+    async with world.client() as worker, world.client() as admin:
+        await login_as(worker, "op_a")
+        assert (await worker.get("/console")).status_code == 200
+        csrf = await login_as(admin, "admin_a")
+        page = await admin.post(f"/admin/operators/{op.id}/disable", data={"csrf_token": csrf})
+        assert page.status_code == 200
+        assert "Op A desactivat" in page.text
+        row = page.text[page.text.index(f'data-operator="{op.id}"') :]
+        assert "desactivat" in row[: row.index("</tr>")]
+        # The open session ends at its next request; a new login is refused with the reason.
+        assert (await worker.get("/console")).headers["location"].startswith("/login")
+        refused = await login(worker, "op_a")
+        assert refused.status_code == 403
+        assert "desactivat" in refused.text
+        # Enabled again: they log in.
+        await admin.post(f"/admin/operators/{op.id}/enable", data={"csrf_token": csrf})
+        assert (await login(worker, "op_a")).status_code == 303
+    assert nested == []
+    async with world.store.read_transaction() as tx:
+        back = await tx.conversations.get(conv.id)
+        entries = [(e.action, dict(e.details)) for e in await tx.audit.audit_entries("city-a")]
+        operator = await tx.operators.get_operator(op.id)
+    assert back is not None
+    assert (back.state, back.assigned_operator) == ("queued", None)
+    assert operator is not None
+    assert operator.presence is Presence.AVAILABLE  # logged in again after being enabled
+    assert ("operator_disabled", {"operator": op.id, "requeued": 1}) in entries
+    assert ("operator_enabled", {"operator": op.id}) in entries
+    assert not (await _status(world, "op_a")).disabled
+
+
+@pytest.mark.parametrize(("lang", "words"), [("es", "desactivado"), ("en", "disabled")])
+async def test_disabling_speaks_the_admins_language(world: World, lang: str, words: str) -> None:
+    async with world.client() as admin:
+        csrf = await login_as(admin, "admin_a")
+        admin.cookies.set("cc_lang", lang)
+        page = await admin.post(
+            f"/admin/operators/{world.ops['op2_a'].id}/disable", data={"csrf_token": csrf}
+        )
+    assert words in page.text
+    assert (await _status(world, "op2_a")).disabled
+
+
+async def test_only_an_operator_without_history_can_be_deleted(world: World) -> None:
+    async with world.client() as client:
+        await login_as(client, "op_a")  # a login is history: op_a stays
+        csrf = await login_as(client, "admin_a")
+        kept = await client.post(
+            f"/admin/operators/{world.ops['op_a'].id}/delete", data={"csrf_token": csrf}
+        )
+        gone = await client.post(
+            f"/admin/operators/{world.ops['op2_a'].id}/delete", data={"csrf_token": csrf}
+        )
+        myself = await client.post(
+            f"/admin/operators/{world.ops['admin_a'].id}/delete", data={"csrf_token": csrf}
+        )
+        other_city = await client.post(
+            f"/admin/operators/{world.ops['op_b'].id}/disable", data={"csrf_token": csrf}
+        )
+        csrf_op = await login_as(client, "sup_a")
+        not_admin = await client.post(
+            f"/admin/operators/{world.ops['op_a'].id}/disable", data={"csrf_token": csrf_op}
+        )
+    assert kept.status_code == 409
+    assert "té historial" in kept.text
+    assert gone.status_code == 200
+    assert "Op2 A esborrat" in gone.text
+    assert myself.status_code == 409
+    assert other_city.status_code == 404
+    assert not_admin.status_code == 403
+    async with world.store.read_transaction() as tx:
+        assert await tx.operators.get_operator(world.ops["op2_a"].id) is None
+        assert await tx.operators.get_operator(world.ops["op_a"].id) is not None
+        actions = [e.action for e in await tx.audit.audit_entries("city-a")]
+    assert "operator_deleted" in actions
+    assert not (await _status(world, "op_b")).disabled

@@ -136,6 +136,7 @@ async def test_take_transfer_and_close(world: World) -> None:
         assert (await client.post(f"{base}/take", data={"csrf_token": csrf})).status_code == 303
         async with world.store.transaction() as tx:
             assert (await tx.conversations.get(conv.id)).assigned_operator == me.id  # type: ignore[union-attr]
+        await world.set_presence("op2_a", Presence.AVAILABLE)  # an offline one is refused
         moved = await client.post(
             f"{base}/transfer", data={"csrf_token": csrf, "to": str(colleague.id)}
         )

@@ -20,15 +20,17 @@ from starlette.responses import RedirectResponse, Response
 
 from civicchat.exceptions import CatalogError, CatalogProblem, ConfigError
 from civicchat.keywords import Catalog, KeywordEngine, parse_catalog
-from civicchat.routing import OfficeHours, load_office_hours, parse_office_hours
+from civicchat.routing import ConversationState, OfficeHours, load_office_hours, parse_office_hours
 from civicchat.routing.hours import WEEKDAYS
 from civicchat.service.console.context import ConsoleAccount
 from civicchat.service.console.files import replace_keyword, write_atomic
 from civicchat.service.console.i18n import translator
 from civicchat.service.console.security import hash_password
 from civicchat.service.console.web import Console, Denied, Principal, field
+from civicchat.service.dispatch import commit_move, lock_pool
 from civicchat.service.live import LiveEvent
-from civicchat.storage.base import AuditEntry, Operator, OperatorRole
+from civicchat.storage.assignment_sql import assignment_queries
+from civicchat.storage.base import AuditEntry, Conversation, Operator, OperatorRole, Presence
 
 __all__ = ["AdminViews"]
 
@@ -490,6 +492,8 @@ class AdminViews:
     async def operators(self, request: Request, me: Principal, **extra: Any) -> Response:
         async with self.c.ctx.store.read_transaction() as tx:
             ops = [o for s in self._scopes(me) for o in await tx.operators.operators(s)]
+            status = await assignment_queries(tx).operator_status([o.id for o in ops])
+        disabled = {op_id for op_id, st in status.items() if st.disabled}
         teams = sorted({team for o in ops for team in o.teams})
         values: dict[str, Any] = {"message": None, "error": None, "temporary": None}
         values.update(extra)
@@ -499,6 +503,7 @@ class AdminViews:
             me,
             int(values.pop("status", 200)),
             operators=ops,
+            disabled=disabled,
             teams=teams,
             scopes=self._scopes(me),
             **values,
@@ -601,6 +606,92 @@ class AdminViews:
                 self._audit_entry(me, "password_reset", op.account, operator=op.id)
             )
         return await self.operators(request, me, temporary=(op.login, temporary))
+
+    async def disable_operator(self, request: Request, me: Principal) -> Response:
+        """Disable an operator: they cannot log in (their sessions end), are never assigned,
+        and what they hold goes back to the queue; their history stays."""
+        now = self.c.ctx.clock.now()
+        actor = f"operator:{me.id}"
+        requeued: list[Conversation] = []
+        async with self.c.ctx.store.transaction() as tx:
+            op = await self._target(tx, request, me)
+            if op.id == me.id:
+                raise Denied(409, "self_disable")
+            queries = assignment_queries(tx)
+            mine = [a for a in self.c.ctx.accounts.values() if a.member_of(op.account)]
+            for pool in sorted({a.pool for a in mine}):  # one order: no deadlock with others
+                await lock_pool(tx, pool)
+            op = await self._target(tx, request, me)  # read again under the locks
+            await queries.set_disabled(op.id, now)
+            op = dataclasses.replace(op, presence=Presence.OFFLINE)
+            await tx.operators.save_operator(op)
+            for account in mine:
+                for conv in await queries.conversations(account.name, "assigned", lock=True):
+                    if conv.assigned_operator == op.id:
+                        moved = await commit_move(
+                            tx,
+                            conv,
+                            ConversationState.QUEUED,
+                            at=now,
+                            actor=actor,
+                            note="operator_disabled",
+                        )
+                        requeued.append(moved)
+            await tx.audit.audit(
+                self._audit_entry(
+                    me, "operator_disabled", op.account, operator=op.id, requeued=len(requeued)
+                )
+            )
+        log.info("operator %d disabled by operator %d", op.id, me.id)
+        await self.c.announce_presence(op)
+        for conv in requeued:
+            await self._publish_conversation(conv)
+        t = translator(self.c.language(request))
+        return await self.operators(request, me, message=t("operator_disabled", name=op.name))
+
+    async def enable_operator(self, request: Request, me: Principal) -> Response:
+        async with self.c.ctx.store.transaction() as tx:
+            op = await self._target(tx, request, me)
+            await assignment_queries(tx).set_disabled(op.id, None)
+            await tx.audit.audit(
+                self._audit_entry(me, "operator_enabled", op.account, operator=op.id)
+            )
+        log.info("operator %d enabled by operator %d", op.id, me.id)
+        t = translator(self.c.language(request))
+        return await self.operators(request, me, message=t("operator_enabled", name=op.name))
+
+    async def delete_operator(self, request: Request, me: Principal) -> Response:
+        """Delete an operator nothing refers to (never logged in, no conversation, no history);
+        one with history is disabled instead, so the history keeps meaning something."""
+        deleted: Operator | None = None
+        async with self.c.ctx.store.transaction() as tx:
+            op = await self._target(tx, request, me)
+            if op.id == me.id:
+                raise Denied(409, "self_disable")
+            queries = assignment_queries(tx)
+            if await queries.operator_references(op.id) == 0:
+                await queries.delete_operator(op.id)
+                await tx.audit.audit(
+                    self._audit_entry(
+                        me, "operator_deleted", op.account, operator=op.id, login=op.login
+                    )
+                )
+                deleted = op
+        t = translator(self.c.language(request))
+        if deleted is None:
+            return await self.operators(
+                request, me, status=409, error=t("operator_in_use", name=op.name)
+            )
+        log.info("operator %d deleted by operator %d", op.id, me.id)
+        return await self.operators(request, me, message=t("operator_deleted", name=op.name))
+
+    async def _publish_conversation(self, conv: Conversation) -> None:
+        try:
+            await self.c.ctx.live.publish(
+                LiveEvent(conv.account, "conversation", conv.id, {"state": conv.state})
+            )
+        except Exception as exc:  # best effort: the change is committed
+            log.warning("live event not published: %s", type(exc).__name__)
 
     # ------------------------------------------------------------------ accounts and audit
 

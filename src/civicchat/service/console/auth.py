@@ -20,7 +20,8 @@ from civicchat.service.console.security import (
     verify_password,
 )
 from civicchat.service.console.web import CSRF_FIELD, Console, Denied, Principal, field, safe_next
-from civicchat.storage.base import AuditEntry, Presence
+from civicchat.storage.assignment_sql import assignment_queries
+from civicchat.storage.base import AuditEntry, OperatorRole, Presence
 
 __all__ = ["AuthViews"]
 
@@ -91,6 +92,11 @@ class AuthViews:
             return response
         async with self.c.ctx.store.read_transaction() as tx:
             operator = await tx.operators.by_login(login) if login else None
+            status = (
+                await assignment_queries(tx).operator_status([operator.id])
+                if operator is not None
+                else {}
+            )
         # argon2 takes a good fraction of a second on purpose: keep it off the event loop.
         if operator is None:
             await asyncio.to_thread(burn_verify_time, password)
@@ -103,11 +109,22 @@ class AuthViews:
             t = translator(self.c.language(request))
             return self._login_page(request, error=t("bad_login"), status=401, login=login)
         await self.c.limiter.succeeded(login)
+        known = status.get(operator.id)
+        if known is not None and known.disabled:
+            log.info("login refused: operator %d is disabled", operator.id)
+            t = translator(self.c.language(request))
+            return self._login_page(request, error=t("login_disabled"), status=403, login=login)
         came_online = operator.presence is Presence.OFFLINE
         async with self.c.ctx.store.transaction() as tx:
             if came_online:
-                operator = dataclasses.replace(operator, presence=Presence.AVAILABLE)
+                # Operators start available; supervisors and admins start away: they receive
+                # conversations only once they choose "available" themselves (admins never).
+                start = (
+                    Presence.AVAILABLE if operator.role is OperatorRole.OPERATOR else Presence.AWAY
+                )
+                operator = dataclasses.replace(operator, presence=start)
                 await tx.operators.save_operator(operator)
+            await assignment_queries(tx).mark_seen(operator.id, now)
             await tx.audit.audit(
                 AuditEntry(now, f"operator:{operator.id}", "login", operator.account)
             )

@@ -125,6 +125,38 @@ _T: dict[str, tuple[str, str, str]] = {
     "account": ("Compte", "Cuenta", "Account"),
     "create": ("Crea", "Crear", "Create"),
     "new_operator": ("Operador nou", "Operador nuevo", "New operator"),
+    "login_disabled": (
+        "Aquest usuari està desactivat. Adreceu-vos a l'administració.",
+        "Este usuario está desactivado. Diríjase a la administración.",
+        "This user is disabled. Ask an administrator.",
+    ),
+    "transfer_offline": (
+        "No es pot transferir a un operador desconnectat: trieu-ne un altre o deixeu-la a la cua.",
+        "No se puede transferir a un operador desconectado: elija otro o déjela en la cola.",
+        "Cannot transfer to an operator who is offline: choose another one or the queue.",
+    ),
+    "disable": ("Desactiva", "Desactivar", "Disable"),
+    "enable": ("Reactiva", "Reactivar", "Enable"),
+    "delete": ("Esborra", "Borrar", "Delete"),
+    "operator_is_disabled": ("desactivat", "desactivado", "disabled"),
+    "operator_disabled": (
+        "{name} desactivat: no pot entrar ni rep converses; les seves han tornat a la cua.",
+        "{name} desactivado: no puede entrar ni recibe conversaciones; las suyas han vuelto a la cola.",
+        "{name} disabled: cannot log in nor receive conversations; theirs went back to the queue.",
+    ),
+    "operator_enabled": ("{name} reactivat.", "{name} reactivado.", "{name} enabled again."),
+    "operator_deleted": ("{name} esborrat.", "{name} borrado.", "{name} deleted."),
+    "operator_in_use": (
+        "No es pot esborrar {name}: té historial (converses, registre). Desactiveu-lo.",
+        "No se puede borrar a {name}: tiene historial (conversaciones, registro). Desactívelo.",
+        "{name} cannot be deleted: they have history (conversations, audit log). Disable them.",
+    ),
+    "self_disable": (
+        "No us podeu desactivar ni esborrar a vosaltres mateixos.",
+        "No puede desactivarse ni borrarse a sí mismo.",
+        "You cannot disable or delete yourself.",
+    ),
+    "note_operator_disabled": ("operador desactivat", "operador desactivado", "operator disabled"),
     "login_taken": (
         "Ja hi ha un operador amb l'usuari «{login}»: trieu-ne un altre.",
         "Ya hay un operador con el usuario «{login}»: elija otro.",

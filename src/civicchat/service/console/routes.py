@@ -79,6 +79,18 @@ def build_console_routes(ctx: ConsoleContext) -> list[BaseRoute]:
             g(admin.reset_password, role=adm),
             methods=["POST"],
         ),
+        *[
+            Route(
+                f"/admin/operators/{{operator_id:int}}/{action}",
+                g(handler, role=adm),
+                methods=["POST"],
+            )
+            for action, handler in (
+                ("disable", admin.disable_operator),
+                ("enable", admin.enable_operator),
+                ("delete", admin.delete_operator),
+            )
+        ],
         Route("/admin/audit", g(admin.audit, role=adm), methods=["GET"]),
         Mount("/static/console", app=StaticFiles(directory=static_dir), name="console-static"),
     ]

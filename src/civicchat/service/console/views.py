@@ -32,8 +32,8 @@ from civicchat.messages import (
 from civicchat.routing import ConversationState
 from civicchat.service.console.context import ConsoleAccount
 from civicchat.service.console.lists import make_row
-from civicchat.service.console.web import Console, Denied, Principal, field
-from civicchat.service.dispatch import commit_move, lock_pool
+from civicchat.service.console.web import SEEN_EVERY, Console, Denied, Principal, field
+from civicchat.service.dispatch import RETURNED_KEY, commit_move, lock_pool, returned_by
 from civicchat.service.live import LiveEvent
 from civicchat.storage.assignment_sql import (
     OPERATOR_REPLY_PREFIX,
@@ -169,6 +169,14 @@ class ConsoleViews:
             messages = await self._messages(tx, conv)
             history = await tx.history.entries(conv.id)
             colleagues = [o for o in await self._colleagues(tx, account) if o.id != me.id]
+            status = await assignment_queries(tx).operator_status([o.id for o in colleagues])
+            # Offline or disabled colleagues cannot receive a transfer: not offered.
+            colleagues = [
+                o
+                for o in colleagues
+                if o.presence is not Presence.OFFLINE
+                and not (o.id in status and status[o.id].disabled)
+            ]
             assigned = (
                 await tx.operators.get_operator(conv.assigned_operator)
                 if conv.assigned_operator
@@ -407,8 +415,19 @@ class ConsoleViews:
                         tx, conv, ConversationState.CLOSED, at=now, actor=actor
                     )
                 elif (target := field(form, "to", max_length=20)) == "queue":
+                    data = dict(conv.data or {})
+                    if conv.assigned_operator is not None:
+                        # The dispatcher never gives it back to whoever put it back.
+                        holders = returned_by(conv) | {conv.assigned_operator}
+                        data[RETURNED_KEY] = sorted(holders)
                     conv = await commit_move(
-                        tx, conv, ConversationState.QUEUED, at=now, actor=actor, note="transfer"
+                        tx,
+                        conv,
+                        ConversationState.QUEUED,
+                        at=now,
+                        actor=actor,
+                        note="transfer",
+                        data=data,
                     )
                     details["to"] = "queue"
                 else:
@@ -417,6 +436,12 @@ class ConsoleViews:
                     )
                     if other is None or not me.account(conv.account).member_of(other.account):
                         raise Denied(400, "invalid")
+                    status = await assignment_queries(tx).operator_status([other.id])
+                    if other.presence is Presence.OFFLINE or (
+                        other.id in status and status[other.id].disabled
+                    ):
+                        # The dispatcher would hand it back to the queue at once: say so now.
+                        raise Denied(409, "transfer_offline")
                     conv = await commit_move(
                         tx,
                         conv,
@@ -453,6 +478,7 @@ class ConsoleViews:
             await tx.operators.save_operator(
                 dataclasses.replace(me.operator, presence=Presence(value))
             )
+            await assignment_queries(tx).mark_seen(me.id, self.now)
         await self.c.announce_presence(me.operator)
         if request.headers.get("x-requested-with") == "fetch":
             return Response(status_code=204)
@@ -511,7 +537,7 @@ class ConsoleViews:
 
     async def events(self, request: Request, me: Principal) -> Response:
         return StreamingResponse(
-            self.stream(me.account_names),
+            self.stream(me.account_names, operator_id=me.id),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -522,9 +548,13 @@ class ConsoleViews:
         *,
         heartbeat: float = SSE_HEARTBEAT,
         max_seconds: float = SSE_MAX_SECONDS,
+        operator_id: int | None = None,
     ) -> AsyncIterator[str]:
         """Server-sent events for ``accounts``: only kind, account and conversation id go out
-        (the page reloads what it shows), never message text."""
+        (the page reloads what it shows), never message text.
+
+        While the stream is open, ``operator_id``'s sign of life is recorded every
+        ``SEEN_EVERY``: an open console keeps its operator's presence."""
         queue: asyncio.Queue[LiveEvent] = asyncio.Queue(maxsize=256)
 
         async def pump(account: str) -> None:
@@ -538,9 +568,13 @@ class ConsoleViews:
         tasks = [asyncio.create_task(pump(a)) for a in sorted(accounts)]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max_seconds
+        seen = self.now
         try:
             yield "retry: 2000\n: connected\n\n"
             while (left := deadline - loop.time()) > 0:
+                if operator_id is not None and self.now - seen >= SEEN_EVERY:
+                    seen = self.now
+                    await self.c.mark_seen(operator_id)
                 try:
                     event = await asyncio.wait_for(queue.get(), min(heartbeat, left))
                 except TimeoutError:

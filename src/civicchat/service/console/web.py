@@ -28,6 +28,7 @@ from civicchat.service.console.security import (
     tokens_match,
 )
 from civicchat.service.live import LiveEvent
+from civicchat.storage.assignment_sql import assignment_queries
 from civicchat.storage.base import Conversation, Operator, OperatorRole
 from civicchat.storage.login_sql import LoginFailures
 
@@ -50,6 +51,9 @@ _SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 MAX_FORM_BYTES = 512 * 1024  # a whole catalog fits; anything bigger is refused
+SEEN_EVERY = timedelta(minutes=1)
+"""How often an operator's sign of life is written (any page, the live stream): well under the
+dispatcher's ``PRESENCE_TIMEOUT``, after which an available operator not seen is set away."""
 
 
 class Denied(Exception):
@@ -167,9 +171,24 @@ class Console:
             return None
         async with self.ctx.store.read_transaction() as tx:
             operator = await tx.operators.get_operator(session.operator_id)
+            status = await assignment_queries(tx).operator_status([session.operator_id])
         if operator is None or password_fingerprint(operator.password_hash) != session.fingerprint:
             return None
+        known = status.get(operator.id)
+        if known is not None and known.disabled:
+            return None  # disabled by an admin: every session ends
+        seen = known.seen_at if known is not None else None
+        if seen is None or self.ctx.clock.now() - seen >= SEEN_EVERY:
+            await self.mark_seen(operator.id)
         return Principal(operator, session, self.accounts_of(operator))
+
+    async def mark_seen(self, operator_id: int) -> None:
+        """Record a sign of life of ``operator_id``'s console (their presence stays valid)."""
+        try:
+            async with self.ctx.store.transaction() as tx:
+                await assignment_queries(tx).mark_seen(operator_id, self.ctx.clock.now())
+        except Exception as exc:  # the page still works; presence may expire a little early
+            log.warning("sign of life not recorded: %s", type(exc).__name__)
 
     async def form(self, request: Request) -> FormData:
         declared = request.headers.get("content-length")
