@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import dataclasses
 import io
+import os
 import random
 import re
 import shutil
@@ -34,10 +35,13 @@ from civicchat.service.app import create_app
 from civicchat.service.config import AssignmentConfig, load_config
 from civicchat.service.console import ConsoleAccount, ConsoleContext, build_console_routes
 from civicchat.service.dispatch import (
+    PRESENCE_TIMEOUT,
+    RETURNED_KEY,
     AccountAssignment,
     Dispatcher,
     build_strategy,
     is_escalated,
+    office_hours_file,
 )
 from civicchat.service.live import InProcessLiveBus, LiveEvent
 from civicchat.storage import SqlStore
@@ -726,11 +730,13 @@ async def console_app(store: SqlStore, clock: ManualClock) -> Starlette:
     return Starlette(routes=build_console_routes(ctx))
 
 
-async def console_operator(store: SqlStore, login: str, presence: Presence) -> Operator:
+async def console_operator(
+    store: SqlStore, login: str, presence: Presence, *, role: OperatorRole = OperatorRole.OPERATOR
+) -> Operator:
     pw = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
     async with store.transaction() as tx:
         op = await tx.operators.add_operator(
-            account="acc", name=login.title(), login=login, password_hash=pw
+            account="acc", name=login.title(), login=login, password_hash=pw, role=role
         )
         op = dataclasses.replace(op, presence=presence)
         await tx.operators.save_operator(op)
@@ -889,3 +895,171 @@ async def test_the_service_assigns_a_message_queued_by_the_bot_to_an_available_o
             assert got.assigned_operator == anna.id
     finally:
         await provider.aclose()
+
+
+# --------------------------------------------------------------------------- presence and hours
+
+
+async def seen(store: SqlStore, op: Operator, at: datetime) -> None:
+    async with store.transaction() as tx:
+        await assignment_queries(tx).mark_seen(op.id, at)
+
+
+async def test_an_available_operator_not_seen_for_the_timeout_is_set_away(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    anna = await add_operator(store, "anna")
+    bob = await add_operator(store, "bob")  # never seen (no console): left as he is
+    await seen(store, anna, T0)
+    d = dispatcher(store, clock)
+    clock.advance(PRESENCE_TIMEOUT - timedelta(seconds=1))
+    assert (await d.run_round()).away == ()
+    clock.advance(timedelta(seconds=2))
+    first = await queued(store, "c1", queued_at=clock.now())
+    result = await d.run_round()
+    assert result.away == (anna.id,)
+    assert result.assigned == ((first, bob.id),)  # not to Anna, who left
+    async with store.transaction() as tx:
+        stored = await tx.operators.get_operator(anna.id)
+        actions = [e.action for e in await tx.audit.audit_entries("acc")]
+    assert stored is not None
+    assert stored.presence is Presence.AWAY
+    assert "presence_expired" in actions
+    # Back at the console and available again: she receives conversations again.
+    await seen(store, anna, clock.now())
+    await set_presence(store, anna, Presence.AVAILABLE)
+    second = await queued(store, "c2", queued_at=clock.now())
+    assert (await d.run_round()).assigned == ((second, anna.id),)
+
+
+async def test_without_a_presence_timeout_nobody_is_set_away(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    anna = await add_operator(store, "anna")
+    await seen(store, anna, T0)
+    clock.advance(timedelta(hours=3))
+    cid = await queued(store, "c1", queued_at=clock.now())
+    d = Dispatcher(
+        store,
+        [AccountAssignment("acc", LeastBusy())],
+        clock=clock,
+        presence_timeout=None,
+    )
+    assert (await d.run_round()).assigned == ((cid, anna.id),)
+    with pytest.raises(ConfigError, match="presence timeout"):
+        Dispatcher(store, [], clock=clock, presence_timeout=timedelta(0))
+
+
+async def test_out_of_office_hours_the_queue_waits_for_the_opening(
+    store: SqlStore, clock: ManualClock, tmp_path: Path
+) -> None:
+    hours_path = tmp_path / "hours.yaml"
+    shutil.copyfile(ROOT / "examples" / "mataro" / "hours.yaml", hours_path)
+    saturday = datetime(2026, 11, 28, 11, 0, tzinfo=UTC)  # 12:00 in Mataró, office closed
+    clock.set(saturday)
+    anna = await add_operator(store, "anna")
+    cid = await queued(store, "c1", queued_at=saturday)
+    acct = AccountAssignment("acc", LeastBusy(), office_hours=office_hours_file(hours_path))
+    d = Dispatcher(store, [acct], clock=clock)
+    assert acct.closed_at(saturday)
+    assert (await d.run_round()).assigned == ()
+    assert (await conv(store, cid)).state == "queued"
+    clock.set(datetime(2026, 11, 30, 8, 0, 1, tzinfo=UTC))  # Monday 9:00:01, open
+    assert (await d.run_round()).assigned == ((cid, anna.id),)
+    # No hours (a library user's account): always open.
+    assert not AccountAssignment("acc", LeastBusy()).closed_at(saturday)
+
+
+def test_office_hours_are_read_again_when_the_file_changes(tmp_path: Path) -> None:
+    path = tmp_path / "hours.yaml"
+    source = (ROOT / "examples" / "mataro" / "hours.yaml").read_text(encoding="utf-8")
+    path.write_text(source, encoding="utf-8")
+    current = office_hours_file(path)
+    first = current()
+    assert first is not None
+    path.write_text("not: [valid", encoding="utf-8")
+    assert current() is first  # a broken file keeps the last good hours
+    saturday = datetime(2026, 11, 28, 11, 0, tzinfo=UTC)
+    assert not first.is_open(saturday)
+    friday = '  friday: ["08:00-19:00"]\n'
+    assert friday in source
+    path.write_text(source.replace(friday, friday + '  saturday: ["09:00-14:00"]\n'), "utf-8")
+    os.utime(path, ns=(1, 2))  # a different modification time, whatever the clock's resolution
+    reloaded = current()
+    assert reloaded is not None
+    assert reloaded.is_open(saturday)
+
+
+async def test_a_conversation_put_back_never_returns_to_that_operator_even_alone(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    app = await console_app(store, clock)
+    anna = await console_operator(store, "anna", Presence.OFFLINE)
+    cid = await queued(store, "c1")
+    d = dispatcher(store, clock)
+    async with console_client(app) as client:
+        csrf = await login_as(client, "anna")  # available: the round gives her the conversation
+        assert (await d.run_round()).assigned == ((cid, anna.id),)
+        back = await client.post(
+            f"/console/conversations/{cid}/transfer", data={"csrf_token": csrf, "to": "queue"}
+        )
+        assert back.status_code == 303
+    for _ in range(3):  # she is the only one available: it waits, round after round
+        clock.advance(timedelta(seconds=5))
+        assert (await d.run_round()).assigned == ()
+    assert (await conv(store, cid)).data[RETURNED_KEY] == [anna.id]
+    bob = await add_operator(store, "bob")
+    assert (await d.run_round()).assigned == ((cid, bob.id),)
+    assert RETURNED_KEY not in ((await conv(store, cid)).data or {})  # a new wait starts clean
+
+
+async def test_supervisors_are_assigned_only_once_they_choose_available(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    app = await console_app(store, clock)
+    sup = await console_operator(store, "sup", Presence.OFFLINE, role=OperatorRole.SUPERVISOR)
+    admin = await console_operator(store, "adm", Presence.OFFLINE, role=OperatorRole.ADMIN)
+    cid = await queued(store, "c1")
+    d = dispatcher(store, clock)
+    async with console_client(app) as client:
+        await login_as(client, "adm")
+        csrf = await login_as(client, "sup")
+        assert (await client.get("/console/reports")).status_code == 200
+        assert (await d.run_round()).assigned == ()  # logged in, reading reports: not assigned
+        async with store.transaction() as tx:
+            presences = {o.login: o.presence for o in await tx.operators.operators("acc") if o.id}
+        assert presences == {"sup": Presence.AWAY, "adm": Presence.AWAY}
+        chosen = await client.post(
+            "/console/presence", data={"presence": "available", "csrf_token": csrf}
+        )
+        assert chosen.status_code == 303
+    assert (await d.run_round()).assigned == ((cid, sup.id),)
+    # An administrator is never assigned, even available.
+    await set_presence(store, admin, Presence.AVAILABLE)
+    await set_presence(store, sup, Presence.OFFLINE)
+    clock.advance(timedelta(minutes=1))
+    second = await queued(store, "c2", queued_at=clock.now())
+    assert (await d.run_round()).assigned == ()
+    assert (await conv(store, second)).state == "queued"
+
+
+async def test_a_disabled_operator_is_never_assigned_and_gives_back_what_they_hold(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    anna = await add_operator(store, "anna")
+    first = await queued(store, "c1")
+    d = dispatcher(store, clock)
+    assert (await d.run_round()).assigned == ((first, anna.id),)
+    async with store.transaction() as tx:
+        await assignment_queries(tx).set_disabled(anna.id, clock.now())
+    clock.advance(timedelta(seconds=5))
+    second = await queued(store, "c2", queued_at=clock.now())
+    result = await d.run_round()
+    assert result.requeued == ((first, anna.id),)
+    assert result.assigned == ()
+    assert {(await conv(store, c)).state for c in (first, second)} == {"queued"}
+    async with store.transaction() as tx:
+        status = await assignment_queries(tx).operator_status([anna.id])
+        refs = await assignment_queries(tx).operator_references(anna.id)
+    assert status[anna.id].disabled
+    assert refs > 0  # her assignment history stays
