@@ -221,3 +221,17 @@ def test_the_mataro_hint_speaks_as_tu_in_both_languages(mataro: KeywordEngine) -
         assert answer is not None
         assert answer.language == lang
         assert _body(answer.contents).endswith(HINT[lang] + ".")
+
+
+def test_topic_names_are_found_by_name_not_by_id() -> None:
+    from civicchat.keywords.index import TopicNames, find_topic_name
+
+    catalog = load_catalog(MATARO)
+    assert find_topic_name(["cultura"], catalog) == ("culture", frozenset({"ca", "es"}), True)
+    names = TopicNames(catalog)
+    assert names.find(["transporte"]) == ("transport", frozenset({"es"}), True)
+    assert names.find(["cultrua"]) == ("culture", frozenset({"ca", "es"}), False)
+    assert names.find(["media"]) is None  # an id
+    assert names.find(["tv"]) is None  # part of a name ("TV i ràdio") is not the name
+    assert names.find(["vull", "saber", "coses", "de", "cultura", "i", "de", "festes"]) is None
+    assert TopicNames(parse_catalog(_SMALL.format(texts=""))).find(["transport"]) is None

@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 from civicchat.clock import Clock, SystemClock
 from civicchat.keywords.base import AnswerKind, KeywordAnswer, KeywordMatch
 from civicchat.keywords.catalog import Catalog, Keyword
-from civicchat.keywords.index import build_index, find_topic_name, parse_index_request
+from civicchat.keywords.index import TopicNames, build_index, parse_index_request
 from civicchat.keywords.language import decide_language, language_evidence
 from civicchat.keywords.matcher import AliasIndex
 from civicchat.keywords.normalize import normalize
@@ -71,6 +71,7 @@ class _State:
     catalog: Catalog
     index: AliasIndex
     renderer: TemplateRenderer
+    topics: TopicNames
 
 
 def _build_state(catalog: Catalog) -> _State:
@@ -78,7 +79,7 @@ def _build_state(catalog: Catalog) -> _State:
     for kw in catalog.keywords:
         for source in kw.reply.values():
             renderer.check(source)  # compiled now, not on a citizen's first message
-    return _State(catalog, AliasIndex(catalog), renderer)
+    return _State(catalog, AliasIndex(catalog), renderer, TopicNames(catalog))
 
 
 class KeywordEngine:
@@ -238,7 +239,7 @@ class KeywordEngine:
             # "cultura", "Transporte": a topic's name alone is that topic's part of the index.
             # A keyword's own alias ("temps") stays that keyword, and a typo is a keyword's
             # before it is a topic's ("policai" is the police keyword, not the police topic).
-            topic = find_topic_name(tokens, state.catalog)
+            topic = state.topics.find(tokens)
             if topic is not None and (found is None or topic[2]):
                 name, name_languages, _ = topic
                 lang = self._language(state.catalog, value, tokens, name_languages, language, hint)

@@ -18,7 +18,14 @@ from civicchat.keywords.matcher import typo_tolerance
 from civicchat.keywords.normalize import content_tokens, normalize
 from civicchat.messages import split_text
 
-__all__ = ["IndexRequest", "build_index", "find_topic_name", "parse_index_request", "split_text"]
+__all__ = [
+    "IndexRequest",
+    "TopicNames",
+    "build_index",
+    "find_topic_name",
+    "parse_index_request",
+    "split_text",
+]
 
 _FIRST_WORDS = {"ca": ("paraules", "paraula"), "es": ("palabras", "palabra")}
 _SECOND_WORDS = {"ca": ("clau", "claus"), "es": ("clave", "claves")}
@@ -92,38 +99,58 @@ def _find_topic(tokens: Sequence[str], catalog: Catalog) -> str | None:
     return None
 
 
-def find_topic_name(
-    tokens: Sequence[str], catalog: Catalog
-) -> tuple[str, frozenset[str], bool] | None:
-    """The topic whose display name normalised ``tokens`` are, alone, the languages of the names
-    that matched and whether they matched without a typo (``("culture", {"ca", "es"}, True)``
-    for "cultura"); ``None`` otherwise.
+class TopicNames:
+    """The display names of a catalog's topics, folded once, to find a topic asked for by name.
 
     Only display names count, not topic ids (an id such as ``media`` is also a Spanish word);
     stop words around the name are ignored and typos are tolerated as for keywords
     ("cultrua"), but not in names of four letters or fewer.
     """
-    words = content_tokens(" ".join(tokens), catalog.stop_words)
-    if not words or len(words) > 6:
-        return None
-    wanted = " ".join(words)
-    found: tuple[str, frozenset[str], bool] | None = None
-    for topic in catalog.topic_order():
-        exact: set[str] = set()
-        close: set[str] = set()
-        for lang, name in catalog.topics.get(topic, {}).items():
-            folded = " ".join(content_tokens(normalize(name), catalog.stop_words))
-            if not folded:
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._stop_words = catalog.stop_words
+        names: dict[str, dict[str, set[str]]] = {}  # folded name -> topic -> languages
+        for topic in catalog.topic_order():
+            for lang, name in catalog.topics.get(topic, {}).items():
+                folded = " ".join(content_tokens(normalize(name), catalog.stop_words))
+                if folded:
+                    names.setdefault(folded, {}).setdefault(topic, set()).add(lang)
+        # In topic order: the first topic wins when two have the same name.
+        self._exact = {
+            folded: next((t, frozenset(langs)) for t, langs in per_topic.items())
+            for folded, per_topic in names.items()
+        }
+        self._longest = max((len(n.split()) for n in self._exact), default=0)
+
+    def find(self, tokens: Sequence[str]) -> tuple[str, frozenset[str], bool] | None:
+        """The topic whose display name normalised ``tokens`` are, alone, the languages of the
+        names that matched and whether they matched without a typo
+        (``("culture", frozenset({"ca", "es"}), True)`` for "cultura"); ``None`` otherwise."""
+        if not self._exact or len(tokens) > 2 * self._longest + 4:
+            return None
+        words = content_tokens(" ".join(tokens), self._stop_words)
+        if not words or len(words) > self._longest:
+            return None
+        wanted = " ".join(words)
+        exact = self._exact.get(wanted)
+        if exact is not None:
+            return exact[0], exact[1], True
+        best: tuple[int, str, frozenset[str]] | None = None
+        for folded, (topic, langs) in self._exact.items():
+            limit = typo_tolerance(len(folded))
+            if limit == 0 or abs(len(folded) - len(wanted)) > limit:
                 continue
-            if folded == wanted:
-                exact.add(lang)
-            elif OSA.distance(wanted, folded) <= typo_tolerance(len(folded)):
-                close.add(lang)
-        if exact:
-            return topic, frozenset(exact), True
-        if close and found is None:
-            found = (topic, frozenset(close), False)
-    return found
+            distance = OSA.distance(wanted, folded, score_cutoff=limit)
+            if distance <= limit and (best is None or distance < best[0]):
+                best = (distance, topic, langs)
+        return None if best is None else (best[1], best[2], False)
+
+
+def find_topic_name(
+    tokens: Sequence[str], catalog: Catalog
+) -> tuple[str, frozenset[str], bool] | None:
+    """:meth:`TopicNames.find` for one message (build a :class:`TopicNames` to ask often)."""
+    return TopicNames(catalog).find(tokens)
 
 
 def build_index(

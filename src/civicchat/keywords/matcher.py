@@ -133,11 +133,13 @@ class AliasIndex:
         whole: dict[str, dict[str, _Alias]] = defaultdict(dict)
         phrases: dict[tuple[str, ...], dict[str, _Alias]] = defaultdict(dict)
         vocab: set[str] = set()
+        shared: dict[frozenset[str], frozenset[str]] = {}  # one object per set of languages
         for (kw_id, folded), (text, langs, tokens) in merged.items():
+            languages = shared.setdefault(frozenset(langs), frozenset(langs))
             telling: frozenset[str] = frozenset()
             if len(langs) == 1 and any(word_languages[t] == langs for t in tokens):
-                telling = frozenset(langs)
-            entry = _Alias(kw_id, text, frozenset(langs), tokens, telling)
+                telling = languages
+            entry = _Alias(kw_id, text, languages, tokens, telling)
             whole[folded].setdefault(kw_id, entry)
             if tokens:
                 whole[" ".join(tokens)].setdefault(kw_id, entry)
