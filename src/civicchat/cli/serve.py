@@ -201,20 +201,14 @@ async def _set_telegram_webhook(account: Any, url: str, drop_pending: bool) -> N
     import httpx
 
     from civicchat.channels._http import provider_client
-    from civicchat.channels.telegram import TelegramAccount, TelegramChannel
+    from civicchat.channels.telegram import TelegramChannel
+    from civicchat.clock import SystemClock
+    from civicchat.service.runtime import build_channel
 
-    tg = account.telegram
     # The service's client (proxies from the environment); one call: 15 s for each step.
     async with provider_client(timeout=httpx.Timeout(15.0)) as client:
-        channel = TelegramChannel(
-            TelegramAccount(
-                name=account.name,
-                bot_token=tg.bot_token,
-                secret_token=tg.secret_token,
-                api_base_url=tg.api_base_url,
-            ),
-            client=client,
-        )
+        channel = build_channel(account, client=client, clock=SystemClock())
+        assert isinstance(channel, TelegramChannel)  # the command checked the account's channel
         await channel.set_webhook(url, drop_pending_updates=drop_pending)
 
 

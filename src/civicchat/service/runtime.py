@@ -38,7 +38,7 @@ from civicchat.bot import (
 from civicchat.channels.base import Channel, MediaDownload
 from civicchat.channels.degrade import degrade
 from civicchat.channels.telegram import TelegramAccount, TelegramChannel
-from civicchat.channels.webchat import WEBCHAT_CAPABILITIES, WebChatChannel, WebChatHub
+from civicchat.channels.webchat import WebChatChannel, WebChatHub
 from civicchat.channels.whatsapp import WhatsAppAccount, WhatsAppChannel
 from civicchat.clock import Clock
 from civicchat.exceptions import (
@@ -71,12 +71,12 @@ __all__ = [
     "RelayHub",
     "ServiceRuntime",
     "build_accounts",
+    "build_channel",
 ]
 
 logger = logging.getLogger("civicchat.service")
 
 WEBCHAT_EVENT = "webchat"  # LiveEvent.data key of an outbound web chat message
-WEBCHAT_MAX_TEXT = 2000  # characters per web chat message, either way
 INBOX_BATCH = 16  # events (of as many conversations) an inbox processor handles per transaction
 
 
@@ -116,22 +116,11 @@ def build_accounts(
     return accounts
 
 
-def _build_account(
-    acfg: AccountConfig, *, client: httpx.AsyncClient, clock: Clock, hub: WebChatHub
-) -> BotAccount:
-    catalog = load_catalog(acfg.catalog)
-    hours = load_office_hours(acfg.office_hours)
-    engine = KeywordEngine(catalog, clock=clock, timezone=hours.timezone)
-    texts = load_account_texts(acfg.templates)
-    reengagement = acfg.reengagement_template or texts.whatsapp_templates.get("reengagement")
-    pipeline = Pipeline(
-        account=acfg.name,
-        office_hours=hours,
-        responder=RecordingResponder(engine),
-        texts=texts.routing or DEFAULT_TEXTS,
-        reengagement_template=reengagement if acfg.channel == "whatsapp" else None,
-        languages=acfg.languages,
-    )
+def build_channel(
+    acfg: AccountConfig, *, client: httpx.AsyncClient, clock: Clock, hub: WebChatHub | None = None
+) -> Channel:
+    """The channel adapter of one configured account (``hub``: the web chat's, required for a
+    web chat account). Used by the service and by ``civicchat telegram-webhook``."""
     channel: Channel
     if acfg.channel == "whatsapp":
         wa = acfg.whatsapp
@@ -166,9 +155,31 @@ def _build_account(
             clock=clock,
         )
     else:
-        # Replies cross processes inside a PostgreSQL NOTIFY (under 8 kB): shorter pieces.
-        caps = dataclasses.replace(WEBCHAT_CAPABILITIES, max_text_length=WEBCHAT_MAX_TEXT)
-        channel = WebChatChannel(hub, account=acfg.name, clock=clock, capabilities=caps)
+        if hub is None:
+            raise ConfigError(f"account {acfg.name}: a web chat channel needs the web chat hub")
+        # A long reply is one bubble: the channel publishes it in parts small enough for one
+        # PostgreSQL NOTIFY each, and the page joins them.
+        channel = WebChatChannel(hub, account=acfg.name, clock=clock)
+    return channel
+
+
+def _build_account(
+    acfg: AccountConfig, *, client: httpx.AsyncClient, clock: Clock, hub: WebChatHub
+) -> BotAccount:
+    catalog = load_catalog(acfg.catalog)
+    hours = load_office_hours(acfg.office_hours)
+    engine = KeywordEngine(catalog, clock=clock, timezone=hours.timezone)
+    texts = load_account_texts(acfg.templates)
+    reengagement = acfg.reengagement_template or texts.whatsapp_templates.get("reengagement")
+    pipeline = Pipeline(
+        account=acfg.name,
+        office_hours=hours,
+        responder=RecordingResponder(engine),
+        texts=texts.routing or DEFAULT_TEXTS,
+        reengagement_template=reengagement if acfg.channel == "whatsapp" else None,
+        languages=acfg.languages,
+    )
+    channel = build_channel(acfg, client=client, clock=clock, hub=hub)
     return BotAccount(
         name=acfg.name,
         channel_name=acfg.channel,

@@ -194,7 +194,9 @@ def webhook_routes(ctx: WebhookContext) -> list[Route]:
         except WebhookError as exc:
             ctx.metrics.inbound.labels(channel_name, f"refused_{exc.status_code}").inc()
             logger.info("webhook %s/%s refused: %s", channel_name, name, exc.status_code)
-            return PlainTextResponse(type(exc).__name__, exc.status_code)
+            # The adapter's own words (no personal data: signatures, envelope shapes), so a
+            # developer setting up a provider sees what is wrong.
+            return PlainTextResponse(f"{type(exc).__name__}: {exc}", exc.status_code)
         # Only this account's events: a signed body may mention another number of the same app.
         events = [e for e in result.events if e.account == name]
         if events:
