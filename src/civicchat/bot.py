@@ -107,9 +107,17 @@ def load_account_texts(path: str | Path | None) -> AccountTexts:
         return {str(k): v for k, v in text.items()}
 
     routing_keys = ("ack", "out_of_hours", "out_of_hours_unknown")
+    optional_keys = (
+        "reminder",
+        "reminder_position",
+        "out_of_hours_reminder",
+        "out_of_hours_reminder_unknown",
+    )
     routing = None
     if all(text_of(k) for k in routing_keys):
-        routing = RoutingTexts({k: text_of(k) for k in routing_keys})
+        texts = {k: text_of(k) for k in routing_keys}
+        texts.update({k: text_of(k) for k in optional_keys if text_of(k)})
+        routing = RoutingTexts(texts)
     privacy = data.get("privacy_url") if isinstance(data, dict) else None
     privacy_urls = privacy if isinstance(privacy, dict) else {}
     first_contact = {}
@@ -199,6 +207,8 @@ def view_from_conversation(conv: Conversation) -> ConversationView:
     """The routing view of a stored conversation (operators are ``str(operator id)``)."""
     data = conv.data or {}
     assigned_at = data.get("assigned_at")
+    last_ack_at = data.get("last_ack_at")
+    since_ack = data.get("messages_since_ack")
     return ConversationView(
         id=str(conv.id),
         account=conv.account,
@@ -214,6 +224,8 @@ def view_from_conversation(conv: Conversation) -> ConversationView:
         last_operator_reply_at=conv.last_operator_reply_at,
         last_ack_period=conv.last_ack_period,
         last_out_of_hours_period=conv.last_out_of_hours_period,
+        last_ack_at=datetime.fromisoformat(last_ack_at) if isinstance(last_ack_at, str) else None,
+        messages_since_ack=since_ack if isinstance(since_ack, int) else 0,
         priority=conv.priority,
         team=conv.team,
         topic=data.get("topic"),
@@ -224,6 +236,9 @@ def _apply_view(conv: Conversation, view: ConversationView) -> Conversation:
     data = dict(conv.data or {})
     data["assigned_at"] = view.assigned_at.isoformat() if view.assigned_at else None
     data["last_operator"] = view.last_operator
+    # The reminders' pace (routing.ReminderPolicy), kept with the conversation.
+    data["last_ack_at"] = view.last_ack_at.isoformat() if view.last_ack_at else None
+    data["messages_since_ack"] = view.messages_since_ack
     if view.topic is not None:
         data["topic"] = view.topic
     operator = view.assigned_operator

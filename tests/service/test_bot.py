@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -121,3 +121,47 @@ async def test_first_contact_notice_comes_once_before_the_first_answer(store: Sq
     assert first[0].startswith("Hola! Ets al canal de missatgeria del 010")
     second = await _say(store, processor, 2, "horari bus")
     assert not any("canal de missatgeria" in body for body in second)
+
+
+async def test_a_citizen_who_keeps_writing_while_queued_gets_one_reminder_then_another_later(
+    store: SqlStore,
+):
+    clock = ManualClock(NOW)
+    plain = FakeChannel("fake", account="plain")
+    processor = InboxProcessor(store, _bot(plain, clock).handle, clock)
+    first = await _say(store, processor, 1, "tinc un problema amb un gual")
+    assert any("persona" in body for body in first)  # queued: the acknowledgement
+    assert (
+        await _say(store, processor, 2, "no sé què fer amb això") == []
+    )  # covered by the acknowledgement
+    # The third message since the acknowledgement, minutes later: the reminder (its pace is
+    # kept with the conversation between messages).
+    clock.advance(timedelta(minutes=3))
+    third = await _say(store, processor, 3, "contesteu sisplau")
+    assert third == [
+        "Tenim els teus missatges. Una persona de l'oficina del 010 et respondrà "
+        "tan aviat com pugui."
+    ]
+    assert await _say(store, processor, 4, "ja ho he explicat abans") == []  # never two in a row
+    clock.advance(timedelta(minutes=11))  # ten minutes after the reminder: another one
+    assert await _say(store, processor, 5, "continuo esperant la vostra resposta") == third
+
+
+async def test_writing_again_out_of_hours_gets_a_short_note_not_silence(tmp_path: Path):
+    saturday = datetime(2026, 11, 28, 11, 0, tzinfo=UTC)  # the office is closed
+    engine = create_engine(str(tmp_path / "ooh.db"))
+    await upgrade(engine)
+    clock = ManualClock(saturday)
+    store = SqlStore(engine, clock=clock)
+    try:
+        plain = FakeChannel("fake", account="plain")
+        processor = InboxProcessor(store, _bot(plain, clock).handle, clock)
+        first = await _say(store, processor, 1, "tinc un problema amb un gual")
+        assert any("dilluns" in body for body in first)  # the out-of-hours reply: Monday
+        second = await _say(store, processor, 2, "no sé què fer amb això")
+        assert len(second) == 1  # a short note
+        assert "dilluns" in second[0]
+        assert second != first
+        assert await _say(store, processor, 3, "ja ho he explicat abans") == []  # paced
+    finally:
+        await store.close()
