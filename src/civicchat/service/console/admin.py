@@ -1,4 +1,4 @@
-"""Admin pages: keywords and the catalog, office hours, operators and teams, accounts, audit.
+"""Admin pages: keywords and the catalog, office hours, accounts, audit (operators: ``operators``).
 
 Every change is validated first, written atomically, put in force in this process, recorded in
 the audit log and announced with a ``catalog_changed`` live event so other processes reload.
@@ -7,30 +7,29 @@ the audit log and announced with a ``catalog_changed`` live event so other proce
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import logging
-import secrets
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import jinja2
+import jinja2.meta
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from civicchat.exceptions import CatalogError, CatalogProblem, ConfigError
 from civicchat.keywords import Catalog, KeywordEngine, parse_catalog
-from civicchat.routing import ConversationState, OfficeHours, load_office_hours, parse_office_hours
+from civicchat.routing import OfficeHours, load_office_hours, parse_office_hours
 from civicchat.routing.hours import WEEKDAYS
 from civicchat.service.console.context import ConsoleAccount
 from civicchat.service.console.files import replace_keyword, write_atomic
 from civicchat.service.console.i18n import translator
-from civicchat.service.console.security import hash_password
+from civicchat.service.console.operators import scopes
 from civicchat.service.console.web import Console, Denied, Principal, field
-from civicchat.service.dispatch import commit_move, lock_pool
 from civicchat.service.live import LiveEvent
-from civicchat.storage.assignment_sql import assignment_queries
-from civicchat.storage.base import AuditEntry, Conversation, Operator, OperatorRole, Presence
+from civicchat.storage.base import AuditEntry
 
 __all__ = ["AdminViews"]
 
@@ -45,8 +44,30 @@ def _lines(value: str) -> list[str]:
     return [line.strip() for line in value.splitlines() if line.strip()]
 
 
-def _csv(value: str) -> tuple[str, ...]:
-    return tuple(x.strip() for x in value.split(",") if x.strip())
+def _reply_text(value: str) -> str:
+    """A reply as typed in a browser's text box, as it should be sent: browsers post CRLF line
+    ends (a CR reaches WhatsApp and Telegram as is), and trailing spaces are invisible."""
+    lines = value.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return "\n".join(line.rstrip() for line in lines).strip()
+
+
+# What a reply template sees (docs/catalog.md "Templates"); anything else renders empty.
+_TEMPLATE_NAMES = frozenset({"name", "now", "office_hours", "language", "language_hint"})
+_PARSER = jinja2.Environment()
+_ALIAS_TAKEN = re.compile(
+    r"""^alias (['"])(?P<alias>.*)\1 is also an alias of keyword '(?P<other>[^']+)'"""
+)
+
+
+def unknown_variables(source: str) -> list[str]:
+    """The variables a reply template uses that no reply context has (they render empty)."""
+    if "{" not in source:
+        return []
+    try:
+        found = jinja2.meta.find_undeclared_variables(_PARSER.parse(source))
+    except jinja2.TemplateError:
+        return []  # reported by the catalog's validation
+    return sorted(found - _TEMPLATE_NAMES)
 
 
 def _posted(form: Any, max_length: int) -> str:
@@ -165,6 +186,7 @@ class AdminViews:
             version=_digest(text),
             problems=problems,
             previews=previews or {},
+            unknown={lang: unknown_variables(reply.get(lang, "")) for lang in catalog.languages},
             message=message,
             editable=account.catalog_path is not None,
         )
@@ -183,7 +205,8 @@ class AdminViews:
                 for lang in catalog.languages
             }
             reply = {
-                lang: field(form, f"reply_{lang}", max_length=20_000) for lang in catalog.languages
+                lang: _reply_text(field(form, f"reply_{lang}", max_length=20_000))
+                for lang in catalog.languages
             }
             path = account.catalog_path
             source = str(path) if path else "<catalog>"
@@ -216,7 +239,8 @@ class AdminViews:
                     source=source,
                 )
             except CatalogError as exc:
-                return page(400, problems=exc.problems)
+                t = translator(self.c.language(request))
+                return page(400, problems=[_problem(p, keyword_id, t) for p in exc.problems])
             if action == "preview":
                 return page(previews=self._previews(account, new_catalog, keyword_id))
             await self._put_catalog(me, account, path, new_text, new_catalog, keyword=keyword_id)
@@ -479,220 +503,6 @@ class AdminViews:
             put=put,
         )
 
-    # ------------------------------------------------------------------ operators
-
-    def _scopes(self, me: Principal) -> list[str]:
-        scopes: list[str] = []
-        for account in me.accounts:
-            for scope in (account.group, account.name):
-                if scope and scope not in scopes:
-                    scopes.append(scope)
-        return scopes
-
-    async def operators(self, request: Request, me: Principal, **extra: Any) -> Response:
-        async with self.c.ctx.store.read_transaction() as tx:
-            ops = [o for s in self._scopes(me) for o in await tx.operators.operators(s)]
-            status = await assignment_queries(tx).operator_status([o.id for o in ops])
-        disabled = {op_id for op_id, st in status.items() if st.disabled}
-        teams = sorted({team for o in ops for team in o.teams})
-        values: dict[str, Any] = {"message": None, "error": None, "temporary": None}
-        values.update(extra)
-        return self.c.render(
-            request,
-            "admin_operators.html",
-            me,
-            int(values.pop("status", 200)),
-            operators=ops,
-            disabled=disabled,
-            teams=teams,
-            scopes=self._scopes(me),
-            **values,
-        )
-
-    def _fields(self, form: Any) -> dict[str, Any]:
-        role = field(form, "role", max_length=20)
-        capacity = field(form, "capacity", max_length=4)
-        languages = _csv(field(form, "languages", max_length=200)) or ("ca", "es")
-        teams = _csv(field(form, "teams", max_length=500))
-        if role not in {r.value for r in OperatorRole} or not capacity.isdigit():
-            raise Denied(400, "invalid")
-        if not 1 <= int(capacity) <= 100:
-            raise Denied(400, "invalid")
-        return {
-            "role": OperatorRole(role),
-            "capacity": int(capacity),
-            "languages": languages,
-            "teams": teams,
-        }
-
-    async def create_operator(self, request: Request, me: Principal) -> Response:
-        form = await self.c.form(request)
-        name = field(form, "name", max_length=200)
-        login = field(form, "login", max_length=200)
-        scope = field(form, "account", max_length=200)
-        values = self._fields(form)
-        if not name or not login or scope not in self._scopes(me):
-            raise Denied(400, "invalid")
-        temporary = secrets.token_urlsafe(12)
-        # argon2 before the transaction: the write lock is not held while it runs.
-        password_hash = await asyncio.to_thread(hash_password, temporary)
-        op: Operator | None = None
-        # Pages are rendered after the transaction ends, never inside it: rendering reads in a
-        # transaction of its own, and on SQLite a second one waits for the first for ever.
-        async with self.c.ctx.store.transaction() as tx:
-            if await tx.operators.by_login(login) is None:
-                op = await tx.operators.add_operator(
-                    account=scope,
-                    name=name,
-                    login=login,
-                    password_hash=password_hash,
-                    **values,
-                )
-                await tx.audit.audit(
-                    self._audit_entry(
-                        me,
-                        "operator_created",
-                        scope,
-                        operator=op.id,
-                        role=op.role.value,
-                        capacity=op.capacity,
-                        teams=list(op.teams),
-                    )
-                )
-        if op is None:
-            t = translator(self.c.language(request))
-            return await self.operators(
-                request, me, status=409, error=t("login_taken", login=login)
-            )
-        log.info("operator %d created by operator %d", op.id, me.id)
-        return await self.operators(request, me, temporary=(login, temporary))
-
-    async def _target(self, tx: Any, request: Request, me: Principal) -> Operator:
-        op: Operator | None = await tx.operators.get_operator(request.path_params["operator_id"])
-        if op is None or op.account not in self._scopes(me):
-            raise Denied(404)
-        return op
-
-    async def update_operator(self, request: Request, me: Principal) -> Response:
-        form = await self.c.form(request)
-        values = self._fields(form)
-        async with self.c.ctx.store.transaction() as tx:
-            op = await self._target(tx, request, me)
-            changed = dataclasses.replace(op, **values)
-            await tx.operators.save_operator(changed)
-            await tx.audit.audit(
-                self._audit_entry(
-                    me,
-                    "operator_updated",
-                    op.account,
-                    operator=op.id,
-                    role=changed.role.value,
-                    capacity=changed.capacity,
-                    teams=list(changed.teams),
-                    languages=list(changed.languages),
-                )
-            )
-        return await self.operators(
-            request, me, message=translator(self.c.language(request))("saved")
-        )
-
-    async def reset_password(self, request: Request, me: Principal) -> Response:
-        temporary = secrets.token_urlsafe(12)
-        password_hash = await asyncio.to_thread(hash_password, temporary)
-        async with self.c.ctx.store.transaction() as tx:
-            op = await self._target(tx, request, me)
-            await tx.operators.save_operator(dataclasses.replace(op, password_hash=password_hash))
-            await tx.audit.audit(
-                self._audit_entry(me, "password_reset", op.account, operator=op.id)
-            )
-        return await self.operators(request, me, temporary=(op.login, temporary))
-
-    async def disable_operator(self, request: Request, me: Principal) -> Response:
-        """Disable an operator: they cannot log in (their sessions end), are never assigned,
-        and what they hold goes back to the queue; their history stays."""
-        now = self.c.ctx.clock.now()
-        actor = f"operator:{me.id}"
-        requeued: list[Conversation] = []
-        async with self.c.ctx.store.transaction() as tx:
-            op = await self._target(tx, request, me)
-            if op.id == me.id:
-                raise Denied(409, "self_disable")
-            queries = assignment_queries(tx)
-            mine = [a for a in self.c.ctx.accounts.values() if a.member_of(op.account)]
-            for pool in sorted({a.pool for a in mine}):  # one order: no deadlock with others
-                await lock_pool(tx, pool)
-            op = await self._target(tx, request, me)  # read again under the locks
-            await queries.set_disabled(op.id, now)
-            op = dataclasses.replace(op, presence=Presence.OFFLINE)
-            await tx.operators.save_operator(op)
-            for account in mine:
-                for conv in await queries.conversations(account.name, "assigned", lock=True):
-                    if conv.assigned_operator == op.id:
-                        moved = await commit_move(
-                            tx,
-                            conv,
-                            ConversationState.QUEUED,
-                            at=now,
-                            actor=actor,
-                            note="operator_disabled",
-                        )
-                        requeued.append(moved)
-            await tx.audit.audit(
-                self._audit_entry(
-                    me, "operator_disabled", op.account, operator=op.id, requeued=len(requeued)
-                )
-            )
-        log.info("operator %d disabled by operator %d", op.id, me.id)
-        await self.c.announce_presence(op)
-        for conv in requeued:
-            await self._publish_conversation(conv)
-        t = translator(self.c.language(request))
-        return await self.operators(request, me, message=t("operator_disabled", name=op.name))
-
-    async def enable_operator(self, request: Request, me: Principal) -> Response:
-        async with self.c.ctx.store.transaction() as tx:
-            op = await self._target(tx, request, me)
-            await assignment_queries(tx).set_disabled(op.id, None)
-            await tx.audit.audit(
-                self._audit_entry(me, "operator_enabled", op.account, operator=op.id)
-            )
-        log.info("operator %d enabled by operator %d", op.id, me.id)
-        t = translator(self.c.language(request))
-        return await self.operators(request, me, message=t("operator_enabled", name=op.name))
-
-    async def delete_operator(self, request: Request, me: Principal) -> Response:
-        """Delete an operator nothing refers to (never logged in, no conversation, no history);
-        one with history is disabled instead, so the history keeps meaning something."""
-        deleted: Operator | None = None
-        async with self.c.ctx.store.transaction() as tx:
-            op = await self._target(tx, request, me)
-            if op.id == me.id:
-                raise Denied(409, "self_disable")
-            queries = assignment_queries(tx)
-            if await queries.operator_references(op.id) == 0:
-                await queries.delete_operator(op.id)
-                await tx.audit.audit(
-                    self._audit_entry(
-                        me, "operator_deleted", op.account, operator=op.id, login=op.login
-                    )
-                )
-                deleted = op
-        t = translator(self.c.language(request))
-        if deleted is None:
-            return await self.operators(
-                request, me, status=409, error=t("operator_in_use", name=op.name)
-            )
-        log.info("operator %d deleted by operator %d", op.id, me.id)
-        return await self.operators(request, me, message=t("operator_deleted", name=op.name))
-
-    async def _publish_conversation(self, conv: Conversation) -> None:
-        try:
-            await self.c.ctx.live.publish(
-                LiveEvent(conv.account, "conversation", conv.id, {"state": conv.state})
-            )
-        except Exception as exc:  # best effort: the change is committed
-            log.warning("live event not published: %s", type(exc).__name__)
-
     # ------------------------------------------------------------------ accounts and audit
 
     async def accounts(self, request: Request, me: Principal) -> Response:
@@ -702,10 +512,22 @@ class AdminViews:
     async def audit(self, request: Request, me: Principal) -> Response:
         async with self.c.ctx.store.read_transaction() as tx:
             entries = []
-            for scope in self._scopes(me):
+            for scope in scopes(me):
                 entries.extend(await tx.audit.audit_entries(scope, limit=200))
         entries.sort(key=lambda e: e.at, reverse=True)
         return self.c.render(request, "admin_audit.html", me, entries=entries[:200])
+
+
+def _problem(problem: CatalogProblem, keyword_id: str, t: Callable[..., str]) -> CatalogProblem:
+    """A problem of a keyword edit as the admin can act on it: no line numbers of a file they
+    do not see, and an alias taken by another keyword said in their language, naming it."""
+    found = _ALIAS_TAKEN.match(problem.message)
+    if found is None:
+        return CatalogProblem(problem.file, None, problem.keyword, problem.message)
+    # The catalog reports the conflict on whichever keyword comes later in the file.
+    other = found["other"] if problem.keyword == keyword_id else problem.keyword
+    message = t("alias_taken", alias=found["alias"], other=other or found["other"])
+    return CatalogProblem(problem.file, None, None, message)
 
 
 _CHANGED = (

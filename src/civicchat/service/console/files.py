@@ -1,7 +1,10 @@
 """Editing configuration files from the admin pages: one keyword in place, atomic writes.
 
-A keyword is rewritten in place (its YAML block replaced) so that the comments and layout of the
-rest of the catalog survive an edit made in the browser.
+A keyword is rewritten in place so that the comments and layout of the rest of the catalog
+survive an edit made in the browser: only the entries whose value changed are written again (one
+language's aliases or reply, when the field is a block mapping), everything else stays byte for
+byte. What is written keeps unicode (emoji, accents), multi-line text as ``|-`` blocks, and
+alias lists on one line.
 """
 
 from __future__ import annotations
@@ -37,7 +40,16 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
+class _Entry(dict[str, object]):
+    """One ``key: value`` entry, always written as a block mapping (never ``{key: value}``)."""
+
+
+def _entry(dumper: yaml.SafeDumper, value: _Entry) -> yaml.Node:
+    return dumper.represent_mapping("tag:yaml.org,2002:map", value.items(), flow_style=False)
+
+
 _BlockDumper.add_representer(str, _str)
+_BlockDumper.add_representer(_Entry, _entry)
 
 
 def _indent(line: str) -> int:
@@ -80,10 +92,14 @@ def replace_keyword(
         "aliases": {lang: [a for a in values if a.strip()] for lang, values in aliases.items()},
         "reply": dict(reply),
     }
+    current: dict[str, dict[str, object]] = {
+        "aliases": {lang: list(values) for lang, values in kw.aliases.items()},
+        "reply": dict(kw.reply),
+    }
     body = lines[start:end]
     key_col = col + 2
     for key, value in fields.items():
-        replaced = _replace_field(body, key_col, key, value)
+        replaced = _replace_field(body, key_col, key, value, current[key])
         if replaced is None:
             raise CatalogError(
                 [CatalogProblem(source, kw.line, keyword_id, f"cannot find '{key}' to edit")]
@@ -113,28 +129,72 @@ async def write_atomic(path: Path, text: str) -> None:
     await asyncio.to_thread(_write, path, text)
 
 
-def _replace_field(body: list[str], col: int, key: str, value: object) -> list[str] | None:
-    """``body`` with the ``key:`` entry at indentation ``col`` replaced by ``value`` as YAML."""
+def _find_entry(lines: list[str], begin: int, col: int, key: str) -> tuple[int, int] | None:
+    """Where the ``key:`` entry at indentation ``col`` starts and ends in ``lines[begin:]``."""
     first = None
-    for n, line in enumerate(body[1:], 1):
+    for n in range(begin, len(lines)):
+        line = lines[n]
         if _indent(line) == col and line[col:].startswith(f"{key}:"):
             first = n
             break
     if first is None:
         return None
     last = first + 1
-    while last < len(body) and not (_is_content(body[last]) and _indent(body[last]) <= col):
+    while last < len(lines) and not (_is_content(lines[last]) and _indent(lines[last]) <= col):
         last += 1
-    while last > first + 1 and not _is_content(body[last - 1]):
+    while last > first + 1 and not _is_content(lines[last - 1]):
         last -= 1
+    return first, last
+
+
+def _dump(key: str, value: object, col: int) -> list[str]:
     dumped = yaml.dump(
-        {key: value},
+        _Entry({key: value}),
         Dumper=_BlockDumper,
         allow_unicode=True,
         sort_keys=False,
-        width=100,
+        width=1 << 30,  # never wrap: an alias list re-wrapped mid-phrase reads as two aliases
         default_flow_style=None,
     )
     pad = " " * col
-    new = [pad + line if line.strip() else line for line in dumped.splitlines(True)]
-    return body[:first] + new + body[last:]
+    return [pad + line if line.strip() else line for line in dumped.splitlines(True)]
+
+
+def _replace_field(
+    body: list[str], col: int, key: str, value: object, current: object = None
+) -> list[str] | None:
+    """``body`` with the ``key:`` entry at indentation ``col`` set to ``value`` as YAML.
+
+    Nothing changes when ``value`` equals ``current`` (what the file says now); in a block
+    mapping (``key:`` alone on its line) only the sub-entries whose value changed are written.
+    """
+    found = _find_entry(body, 1, col, key)
+    if found is None:
+        return None
+    first, last = found
+    if value == current:
+        return body
+    head = body[first][col + len(key) + 1 :].strip()
+    if (
+        isinstance(value, dict)
+        and isinstance(current, dict)
+        and set(value) == set(current)
+        and (not head or head.startswith("#"))
+    ):
+        children = body[first + 1 : last]
+        cols = [_indent(line) for line in children if _is_content(line)]
+        child_col = cols[0] if cols else None
+        for sub, sub_value in value.items():
+            if child_col is None:
+                break
+            if sub_value == current[sub]:
+                continue
+            entry = _find_entry(children, 0, child_col, sub)
+            if entry is None:
+                break
+            children = (
+                children[: entry[0]] + _dump(sub, sub_value, child_col) + children[entry[1] :]
+            )
+        else:
+            return body[: first + 1] + children + body[last:]
+    return body[:first] + _dump(key, value, col) + body[last:]

@@ -157,6 +157,16 @@ _T: dict[str, tuple[str, str, str]] = {
         "You cannot disable or delete yourself.",
     ),
     "note_operator_disabled": ("operador desactivat", "operador desactivado", "operator disabled"),
+    "alias_taken": (
+        "L'àlies «{alias}» ja és de la paraula clau «{other}»: un àlies només pot ser d'una.",
+        "El alias «{alias}» ya es de la palabra clave «{other}»: un alias solo puede ser de una.",
+        "The alias '{alias}' already belongs to the keyword '{other}': an alias has one keyword.",
+    ),
+    "unknown_variables": (
+        "Aquestes variables no existeixen i sortiran buides: {names}.",
+        "Estas variables no existen y saldrán vacías: {names}.",
+        "These variables do not exist and will render empty: {names}.",
+    ),
     "login_taken": (
         "Ja hi ha un operador amb l'usuari «{login}»: trieu-ne un altre.",
         "Ya hay un operador con el usuario «{login}»: elija otro.",

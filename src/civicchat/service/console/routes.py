@@ -12,6 +12,7 @@ from civicchat.service.console.auth import AuthViews
 from civicchat.service.console.cases import case_routes
 from civicchat.service.console.context import ConsoleContext
 from civicchat.service.console.lists import ListViews
+from civicchat.service.console.operators import OperatorViews
 from civicchat.service.console.views import ConsoleViews
 from civicchat.service.console.web import Console
 from civicchat.storage.base import OperatorRole
@@ -30,6 +31,7 @@ def build_console_routes(ctx: ConsoleContext) -> list[BaseRoute]:
     views = ConsoleViews(console)
     lists = ListViews(console)
     admin = AdminViews(console)
+    ops = OperatorViews(console)
     g = console.guard
     sup = OperatorRole.SUPERVISOR
     adm = OperatorRole.ADMIN
@@ -67,16 +69,16 @@ def build_console_routes(ctx: ConsoleContext) -> list[BaseRoute]:
         Route(f"{acct}/catalog", g(admin.save_catalog, role=adm), methods=["POST"]),
         Route(f"{acct}/hours", g(admin.hours, role=adm), methods=["GET"]),
         Route(f"{acct}/hours", g(admin.save_hours, role=adm), methods=["POST"]),
-        Route("/admin/operators", g(admin.operators, role=adm), methods=["GET"]),
-        Route("/admin/operators", g(admin.create_operator, role=adm), methods=["POST"]),
+        Route("/admin/operators", g(ops.operators, role=adm), methods=["GET"]),
+        Route("/admin/operators", g(ops.create_operator, role=adm), methods=["POST"]),
         Route(
             "/admin/operators/{operator_id:int}",
-            g(admin.update_operator, role=adm),
+            g(ops.update_operator, role=adm),
             methods=["POST"],
         ),
         Route(
             "/admin/operators/{operator_id:int}/password",
-            g(admin.reset_password, role=adm),
+            g(ops.reset_password, role=adm),
             methods=["POST"],
         ),
         *[
@@ -86,9 +88,9 @@ def build_console_routes(ctx: ConsoleContext) -> list[BaseRoute]:
                 methods=["POST"],
             )
             for action, handler in (
-                ("disable", admin.disable_operator),
-                ("enable", admin.enable_operator),
-                ("delete", admin.delete_operator),
+                ("disable", ops.disable_operator),
+                ("enable", ops.enable_operator),
+                ("delete", ops.delete_operator),
             )
         ],
         Route("/admin/audit", g(admin.audit, role=adm), methods=["GET"]),
