@@ -730,3 +730,80 @@ def test_the_documented_example_of_another_question_runs_and_prints_what_the_pag
     printed = capsys.readouterr().out
     for line in expected.group(1).strip().splitlines():
         assert line in printed, line
+
+
+_MATARO_ENGINE: list[KeywordEngine] = []
+
+
+def _mataro_asks(text: str) -> bool:
+    """Mataró's own ``other_keyword``: "soroll" and "ruido" are its noise keyword's words."""
+    if not _MATARO_ENGINE:
+        catalog = Path(__file__).resolve().parents[2] / "examples" / "mataro" / "catalog.yaml"
+        _MATARO_ENGINE.append(KeywordEngine(load_catalog(catalog)))
+    return other_keyword(_MATARO_ENGINE[0])(text)
+
+
+@pytest.mark.parametrize(
+    ("language", "answer"),
+    [
+        ("ca", "soroll"),  # singular, the label says "Sorolls i civisme"
+        ("ca", "sorolls"),
+        ("ca", "sorols"),  # one letter missing
+        ("ca", "hi ha molt soroll al carrer"),
+        ("es", "ruido"),  # singular, the label says "Ruidos y civismo"
+        ("es", "ruídos"),
+        ("es", "ruidso"),  # two letters swapped
+        ("es", "hay mucho ruido en la calle"),
+    ],
+)
+async def test_a_category_answered_in_the_singular_plural_or_with_a_typo_is_that_category(
+    flow, msg, language, answer
+) -> None:
+    assert _mataro_asks(answer)  # also the noise keyword: the flow must not leave for it
+    state = (await flow.handle(None, msg(Text(body="incidencia")), language)).state
+    assert state is not None
+    step = await flow.handle(state, msg(Text(body=answer)), language, other_request=_mataro_asks)
+    assert step.handled
+    assert step.state is not None
+    assert step.state.category == "civisme"
+    assert step.state.stage is FlowStage.DESCRIPTION
+    expected = "Explica'ns breument" if language == "ca" else "Explícanos brevemente"
+    assert body(step.contents[0]).startswith(expected)
+
+
+@pytest.mark.parametrize(
+    ("answer", "category"),
+    [
+        ("contenidor ple", "residus"),
+        ("contenedor", "residus"),
+        ("parc", "parcs"),
+        ("semàfor", "senyals"),
+        ("acera", "voreres"),
+        ("altre", "altres"),
+    ],
+)
+async def test_category_words_match_like_keywords_in_both_languages(
+    flow, msg, answer, category
+) -> None:
+    state = (await flow.handle(None, msg(Text(body="incidencia")), "ca")).state
+    step = await flow.handle(state, msg(Text(body=answer)), "ca")
+    assert step.state is not None
+    assert step.state.category == category
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "pizza",  # no label word
+        "sor",  # too short to forgive anything
+        "soroll i contenidors",  # two categories as much: ask which one
+        "els veïns fan soroll cada nit fins tard",  # a description, not a category
+    ],
+)
+async def test_an_answer_that_names_no_single_category_is_asked_again(flow, msg, answer) -> None:
+    state = (await flow.handle(None, msg(Text(body="incidencia")), "ca")).state
+    step = await flow.handle(state, msg(Text(body=answer)), "ca")
+    assert step.state is not None
+    assert step.state.category is None
+    assert step.state.stage is FlowStage.CATEGORY
+    assert body(step.contents[0]).startswith("No he entès la categoria")

@@ -33,14 +33,17 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 from rapidfuzz import fuzz
+from rapidfuzz.distance import OSA
 
 from civicchat.cases._text import fold, fuzzy_in
 from civicchat.cases.base import CaseStore, Geocoder
 from civicchat.cases.config import CaseCategory, CasesConfig
 from civicchat.cases.errors import CaseReferenceError
 from civicchat.cases.models import Case, CaseKind, CaseLocation, CaseReference, MediaRef, NewCase
-from civicchat.cases.texts import kind_label, say, status_label, supported_language
+from civicchat.cases.texts import say, status_label, supported_language
 from civicchat.clock import Clock
+from civicchat.keywords.matcher import singular_forms, typo_tolerance
+from civicchat.keywords.normalize import content_tokens
 from civicchat.messages import (
     Buttons,
     InboundMessage,
@@ -110,18 +113,9 @@ _MAX_WORDS_TO_START = 6
 _BUTTON_TITLE_MAX = 20
 _ROW_TITLE_MAX = 24
 _MAX_LIST_ROWS = 10
-
-# Said inside the flow only (kept here, beside the flow, until civicchat.cases.texts takes them).
-_FLOW_TEXTS: dict[str, dict[str, str]] = {
-    "cancel_hint": {
-        "ca": "Per deixar-ho, escriu «cancel·lar».",
-        "es": "Para dejarlo, escribe «cancelar».",
-    },
-    "left": {
-        "ca": "D'acord, deixem {the_kind} aquí. Per tornar a començar, escriu «{noun}».",
-        "es": "De acuerdo, dejamos {the_kind} aquí. Para volver a empezar, escribe «{noun}».",
-    },
-}
+# A category answer by its words ("soroll" for "Sorolls i civisme") has at most this many
+# other words, like a keyword request ("hi ha soroll al carrer"); more is a description.
+_MAX_OTHER_CATEGORY_WORDS = 2
 
 _CATEGORY_PREFIX = "case:cat:"
 _YES_ID = "case:yes"
@@ -271,15 +265,17 @@ def _media_ref(message: InboundMessage, media: Media) -> MediaRef:
     )
 
 
+def _same_word(token: str, word: str) -> bool:
+    """``token`` (the citizen's) is ``word`` (a label's), in the singular or plural or with a
+    typo the keyword engine would forgive for a word of that length."""
+    if token == word or word in singular_forms(token) or token in singular_forms(word):
+        return True
+    tolerance = typo_tolerance(len(word))
+    return tolerance > 0 and OSA.distance(token, word, score_cutoff=tolerance) <= tolerance
+
+
 def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _flow_text(key: str, language: str, kind: CaseKind) -> str:
-    lang = supported_language(language)
-    return _FLOW_TEXTS[key][lang].format(
-        the_kind=kind_label(kind, lang, "the"), noun=kind_label(kind, lang)
-    )
 
 
 def _with_cancel_hint(
@@ -291,7 +287,7 @@ def _with_cancel_hint(
     first, rest = contents[0], contents[1:]
     if not isinstance(first, Text | Buttons | ListMenu | LocationRequest):
         return contents
-    hint = _flow_text("cancel_hint", language, CaseKind.INCIDENT)
+    hint = say("cancel_hint", language)
     return (first.model_copy(update={"body": f"{first.body}\n\n{hint}"}), *rest)
 
 
@@ -365,14 +361,14 @@ class CaseFlow:
         ):
             logger.info("case flow left at %s for another question", state.stage)
             return FlowStep(
-                None, (Text(body=_flow_text("left", state.language, state.kind)),), handled=False
+                None, (Text(body=say("left", state.language, kind=state.kind)),), handled=False
             )
 
         resumed = now - state.updated_at >= self._config.resume_after
         outcome = await self._answer(state, message, now)
         if not resumed:
             return FlowStep(outcome.state, outcome.contents, outcome.case)
-        hint = _flow_text("cancel_hint", state.language, state.kind)
+        hint = say("cancel_hint", state.language)
         greeting = Text(body=f"{say('resume', state.language, kind=state.kind)} {hint}")
         if outcome.accepted:
             return FlowStep(outcome.state, (greeting, *outcome.contents), outcome.case)
@@ -486,8 +482,31 @@ class CaseFlow:
             scored.append((best, category))
         scored.sort(key=lambda pair: pair[0], reverse=True)
         if scored[0][0] < 85 or (len(scored) > 1 and scored[1][0] == scored[0][0]):
-            return None
+            return self._category_by_words(folded)
         return scored[0][1]
+
+    def _category_by_words(self, folded: str) -> CaseCategory | None:
+        """The one category whose label words the answer uses, as the keyword engine matches:
+        singular or plural ("soroll", "sorolls"), small typos ("sorols"), stop words aside."""
+        tokens = [t for t in content_tokens(folded) if len(t) >= 3]
+        if not tokens:
+            return None
+        best: list[tuple[int, CaseCategory]] = []
+        for category in self._config.categories:
+            words = {
+                word
+                for label in (*category.labels.values(), category.id)
+                for word in content_tokens(fold(label))
+                if len(word) >= 3
+            }
+            hits = sum(any(_same_word(token, word) for word in words) for token in tokens)
+            if hits:
+                best.append((hits, category))
+        best.sort(key=lambda pair: pair[0], reverse=True)
+        if not best or (len(best) > 1 and best[1][0] == best[0][0]):
+            return None
+        hits, category = best[0]
+        return category if len(tokens) - hits <= _MAX_OTHER_CATEGORY_WORDS else None
 
     async def _on_description(
         self, state: FlowState, message: InboundMessage, now: datetime

@@ -86,6 +86,14 @@ TEXTS: dict[str, dict[str, str]] = {
         "ca": "D'acord, no l'enviem. Si vols, pots tornar a començar quan vulguis.",
         "es": "De acuerdo, no la enviamos. Puedes volver a empezar cuando quieras.",
     },
+    "cancel_hint": {
+        "ca": "Per deixar-ho, escriu «cancel·lar».",
+        "es": "Para dejarlo, escribe «cancelar».",
+    },
+    "left": {
+        "ca": "D'acord, deixem {the_kind} aquí. Per tornar a començar, escriu «{kind}».",
+        "es": "De acuerdo, dejamos {the_kind} aquí. Para volver a empezar, escribe «{kind}».",
+    },
     "resume": {
         "ca": "Continuem amb {your_kind}.",
         "es": "Seguimos con {your_kind}.",
@@ -149,10 +157,15 @@ def supported_language(language: str | None) -> str:
 def say(key: str, language: str | None, *, kind: CaseKind | None = None, **values: object) -> str:
     """The text ``key`` in ``language`` with ``values`` filled in.
 
-    With ``kind``, the placeholders ``{a_kind}``, ``{the_kind}``, ``{your_kind}`` (and their
-    capitalised ``{The_kind}``, ``{Your_kind}``) are filled with the right article and gender.
+    With ``kind``, the placeholders ``{kind}`` (the bare noun, "incidència"), ``{a_kind}``,
+    ``{the_kind}``, ``{your_kind}`` (and their capitalised ``{The_kind}``, ``{Your_kind}``) are
+    filled with the right article and gender.
+
+    >>> say("left", "es", kind=CaseKind.COMPLAINT)
+    'De acuerdo, dejamos la queja aquí. Para volver a empezar, escribe «queja».'
     """
     if kind is not None:
+        values.setdefault("kind", kind_label(kind, language))
         for form in ("a", "the", "your"):
             text = kind_label(kind, language, form)
             values.setdefault(f"{form}_kind", text)
