@@ -167,6 +167,31 @@ _T: dict[str, tuple[str, str, str]] = {
         "Estas variables no existen y saldrán vacías: {names}.",
         "These variables do not exist and will render empty: {names}.",
     ),
+    "reply_empty": (
+        "Escriviu el text de la resposta.",
+        "Escriba el texto de la respuesta.",
+        "Write the text of the reply.",
+    ),
+    "bad_url": (
+        "Cal una adreça que comenci per https:// o http://.",
+        "Hace falta una dirección que empiece por https:// o http://.",
+        "An address starting with https:// or http:// is needed.",
+    ),
+    "bad_latitude": (
+        "Latitud entre -90 i 90, p. ex. 41,5391.",
+        "Latitud entre -90 y 90, p. ej. 41,5391.",
+        "A latitude between -90 and 90, e.g. 41.5391.",
+    ),
+    "bad_longitude": (
+        "Longitud entre -180 i 180, p. ex. 2,4445.",
+        "Longitud entre -180 y 180, p. ej. 2,4445.",
+        "A longitude between -180 and 180, e.g. 2.4445.",
+    ),
+    "caption_hint": (
+        "en un document, el text que l'acompanya",
+        "en un documento, el texto que lo acompaña",
+        "with a document, the text that goes with it",
+    ),
     "login_taken": (
         "Ja hi ha un operador amb l'usuari «{login}»: trieu-ne un altre.",
         "Ya hay un operador con el usuario «{login}»: elija otro.",

@@ -23,14 +23,19 @@ from civicchat.messages import (
     Content,
     Location,
     Media,
-    MediaKind,
-    OutboundContent,
     OutboundMessage,
     Text,
     content_from_json,
 )
 from civicchat.routing import ConversationState
+from civicchat.service.console.compose import (
+    DRAFT_FIELDS,
+    REPLY_KINDS,
+    InvalidReply,
+    reply_content,
+)
 from civicchat.service.console.context import ConsoleAccount
+from civicchat.service.console.i18n import translator
 from civicchat.service.console.lists import make_row
 from civicchat.service.console.web import SEEN_EVERY, Console, Denied, Principal, field
 from civicchat.service.dispatch import RETURNED_KEY, commit_move, lock_pool, returned_by
@@ -162,6 +167,19 @@ class ConsoleViews:
         return shown
 
     async def conversation(self, request: Request, me: Principal) -> Response:
+        return await self._conversation_page(request, me)
+
+    async def _conversation_page(
+        self,
+        request: Request,
+        me: Principal,
+        *,
+        status: int = 200,
+        draft: dict[str, str] | None = None,
+        errors: dict[str, str] | None = None,
+    ) -> Response:
+        """The conversation; after a reply that could not be sent, with what the operator
+        typed (``draft``) and the message next to the field to correct (``errors``)."""
         async with self.c.ctx.store.read_transaction() as tx:
             conv = await self._load(tx, me, request)
             account = me.account(conv.account)
@@ -169,13 +187,13 @@ class ConsoleViews:
             messages = await self._messages(tx, conv)
             history = await tx.history.entries(conv.id)
             colleagues = [o for o in await self._colleagues(tx, account) if o.id != me.id]
-            status = await assignment_queries(tx).operator_status([o.id for o in colleagues])
+            known = await assignment_queries(tx).operator_status([o.id for o in colleagues])
             # Offline or disabled colleagues cannot receive a transfer: not offered.
             colleagues = [
                 o
                 for o in colleagues
                 if o.presence is not Presence.OFFLINE
-                and not (o.id in status and status[o.id].disabled)
+                and not (o.id in known and known[o.id].disabled)
             ]
             assigned = (
                 await tx.operators.get_operator(conv.assigned_operator)
@@ -194,6 +212,10 @@ class ConsoleViews:
             request,
             "conversation.html",
             me,
+            status,
+            draft=draft or {"kind": "text"},
+            errors=errors or {},
+            kinds=REPLY_KINDS,
             conv=conv,
             row=row,
             account=account,
@@ -261,43 +283,22 @@ class ConsoleViews:
 
     # ------------------------------------------------------------------ replies
 
-    def _content(self, form: Any, kind: str) -> OutboundContent:
-        if kind == "text":
-            body = field(form, "body")
-            if not body:
-                raise Denied(400, "invalid")
-            return Text(body=body)
-        if kind == "link":
-            url = field(form, "url", max_length=2000)
-            if not _URL.match(url):
-                raise Denied(400, "invalid")
-            body = field(form, "body")
-            return Text(body=f"{body}\n{url}" if body else url, preview_url=True)
-        if kind == "location":
-            try:
-                return Location(
-                    latitude=float(field(form, "latitude", max_length=40)),
-                    longitude=float(field(form, "longitude", max_length=40)),
-                    name=field(form, "name", max_length=200) or None,
-                    address=field(form, "address", max_length=300) or None,
-                )
-            except (ValueError, ValidationError):
-                raise Denied(400, "invalid") from None
-        if kind == "document":
-            url = field(form, "url", max_length=2000)
-            if not _URL.match(url):
-                raise Denied(400, "invalid")
-            return Media(
-                media_kind=MediaKind.DOCUMENT,
-                link=url,
-                filename=field(form, "filename", max_length=200) or None,
-                caption=field(form, "caption", max_length=1000) or None,
-            )
-        raise Denied(400, "invalid")
-
     async def reply(self, request: Request, me: Principal) -> Response:
         form = await self.c.form(request)
-        content = self._content(form, field(form, "kind", max_length=20) or "text")
+        kind = field(form, "kind", max_length=20) or "text"
+        try:
+            content = reply_content(form, kind)
+        except InvalidReply as exc:
+            if request.headers.get("x-requested-with") == "fetch":
+                raise Denied(400, exc.key) from None
+            # Nothing the operator typed is lost: the page again, their input kept.
+            draft = {name: field(form, name, max_length=20_000) for name in DRAFT_FIELDS}
+            draft["kind"] = kind if kind in REPLY_KINDS else "text"
+            draft["request_id"] = field(form, "request_id", max_length=64)
+            t = translator(self.c.language(request))
+            return await self._conversation_page(
+                request, me, status=400, draft=draft, errors={exc.field: t(exc.key)}
+            )
         request_id = field(form, "request_id", max_length=64)
         if not _REQUEST_ID.match(request_id):
             request_id = str(uuid.uuid4())
