@@ -229,9 +229,13 @@ async def test_queued_spanish_citizen_cancels_asks_something_else_and_the_report
         await svc.web(7, text="2")
         clock.advance(timedelta(hours=25))  # Sunday: still closed, already told
         expired = await svc.web(8, text="hola")
+        # The expiry notice first; then routing's short out-of-hours note (not the whole
+        # closed-office reply again) for the "hola" the flow did not take.
         assert expired == [
             "La incidencia que habías empezado ha caducado y no se ha enviado. Si aún es "
-            "necesario, vuelve a empezar escribiendo «incidencia»."
+            "necesario, vuelve a empezar escribiendo «incidencia».",
+            "Hemos recibido tu mensaje. Una persona de la oficina del 010 te responderá "
+            "mañana a las 8:00.",
         ]
         conv = await _conversation(svc)
         assert conv.state == "queued"
@@ -276,3 +280,43 @@ async def test_while_an_operator_attends_the_conversation_the_flow_stays_out(tmp
         assert answer.startswith("📸 Per comunicar una incidència")
         assert "case_flow" not in await _flow_data(svc)
         assert (await _conversation(svc)).state == "assigned"
+
+
+async def test_the_web_chat_language_choice_starts_the_report_in_spanish(tmp_path: Path):
+    async with case_service(tmp_path) as svc:
+        # "incidencia" alone says no language: the selector's choice does.
+        first = " ".join(await svc.web(1, text="incidencia", language="es"))
+        assert "De acuerdo, registramos una incidencia. ¿Qué tipo de problema es?" in first
+        assert "Para dejarlo, escribe «cancelar»." in first
+        assert "Explícanos brevemente" in " ".join(await svc.web(2, text="1", language="es"))
+        await svc.web(3, text="La farola no funciona", language="es")
+        await svc.web(4, text="no", language="es")
+        await svc.web(5, location=LOCATION, language="es")
+        done = " ".join(await svc.web(6, text="sí", language="es"))
+        assert "¡Gracias! Hemos registrado tu incidencia con el número MTR-2026-000001" in done
+        case = await svc.state.runtime.cases.cases.get("MTR-2026-000001")
+        assert case is not None
+        assert case.language == "es"
+
+
+async def test_the_web_chat_language_choice_wins_over_the_conversation_language(
+    tmp_path: Path,
+):
+    async with case_service(tmp_path) as svc:
+        await svc.web(1, text="buenos días", language="es")
+        assert (await _conversation(svc)).language == "es"
+        # The citizen switches the selector to Catalan: the report is in Catalan.
+        first = " ".join(await svc.web(2, text="incidencia", language="ca"))
+        assert "D'acord, registrem una incidència. Quin tipus de problema és?" in first
+        assert "Per deixar-ho, escriu «cancel·lar»." in first
+        assert "case_flow" in await _flow_data(svc)
+        assert "Explica'ns breument" in " ".join(await svc.web(3, text="1", language="ca"))
+
+
+async def test_a_location_from_a_spanish_web_chat_starts_the_report_in_spanish(tmp_path: Path):
+    async with case_service(tmp_path) as svc:
+        started = " ".join(await svc.web(1, location=LOCATION, language="es"))
+        assert "registramos una incidencia" in started
+        assert "¿Qué tipo de problema es?" in started
+        cancelled = " ".join(await svc.web(2, text="cancelar", language="es"))
+        assert "he cancelado la incidencia" in cancelled

@@ -33,6 +33,7 @@ from civicchat.keywords.catalog import Catalog
 from civicchat.keywords.engine import KeywordEngine
 from civicchat.keywords.language import detect_language
 from civicchat.messages import InboundMessage, Text
+from civicchat.routing.pipeline import LANGUAGE_CHOICE_CHANNELS
 
 __all__ = ["CaseChat", "other_keyword"]
 
@@ -88,8 +89,19 @@ def _reporting_topics(catalog: Catalog) -> frozenset[str]:
     return topics
 
 
+def _flow_language(hint: str | None) -> str | None:
+    """``ca`` or ``es`` from a language choice such as ``es`` or ``es-ES``; None for others."""
+    code = (hint or "").lower()[:2]
+    return code if code in ("ca", "es") else None
+
+
 class CaseChat:
-    """Runs the case flow for the bot's accounts (``accounts``: None means every account)."""
+    """Runs the case flow for the bot's accounts (``accounts``: None means every account).
+
+    ``language_choice_channels`` are the channels whose ``sender.language_hint`` is the
+    citizen's own choice (the web chat's selector), as for
+    :class:`~civicchat.routing.Pipeline`: there a report starts in the chosen language.
+    """
 
     def __init__(
         self,
@@ -98,11 +110,17 @@ class CaseChat:
         clock: Clock,
         geocoder: Geocoder | None = None,
         accounts: Collection[str] | None = None,
+        language_choice_channels: Collection[str] = LANGUAGE_CHOICE_CHANNELS,
     ) -> None:
+        if isinstance(language_choice_channels, str):
+            raise TypeError(
+                "language_choice_channels is a collection of channel names, e.g. ('webchat',)"
+            )
         self.config = config
         self.clock = clock
         self.geocoder: Geocoder = geocoder or NoGeocoder()
         self.accounts = None if accounts is None else frozenset(accounts)
+        self.language_choice_channels = frozenset(language_choice_channels)
 
     def enabled_for(self, account: str) -> bool:
         """Whether citizens of ``account`` can report cases in the chat."""
@@ -120,15 +138,19 @@ class CaseChat:
     ) -> FlowStep:
         """Feed ``message`` to the flow; ``data`` (the conversation's) gets the new flow state.
 
-        ``language`` is the conversation's language (None when unknown); a text message's own
+        ``language`` is the conversation's language (None when unknown); on a channel of
+        ``language_choice_channels`` the citizen's choice replaces it. A text message's own
         language decides when a report starts. ``handled=False`` in the result: the message was
         not for the flow (its ``contents`` still go first: an "expired" or "left" notice).
         ``other_request`` is the flow's (see :meth:`CaseFlow.handle` and :func:`other_keyword`).
         """
         state = FlowState.load(data.get(FLOW_DATA_KEY)) if FLOW_DATA_KEY in data else None
+        hint = message.sender.language_hint
+        if message.channel in self.language_choice_channels:
+            language = _flow_language(hint) or language
         if state is None and isinstance(message.content, Text):
             language = detect_language(
-                message.content.body, previous=language, default=default_language
+                message.content.body, previous=language, default=default_language, hint=hint
             )
         flow = CaseFlow(
             self.config, SqlCaseStore.in_transaction(connection), self.geocoder, self.clock
