@@ -297,6 +297,65 @@ def test_a_document_with_a_caption_alone_shows_both_apart(service: Service, brow
     context.close()
 
 
+@pytest.mark.parametrize(
+    ("locale", "header", "body", "footer"),
+    [
+        ("ca-ES", "Deixalleria", "Què vols saber?", "Respon amb un botó o escriu «cancel·lar»."),
+        (
+            "es-ES",
+            "Punto limpio",
+            "¿Qué quieres saber?",
+            "Responde con un botón o escribe «cancelar».",
+        ),
+    ],
+)
+def test_the_header_and_footer_of_buttons_are_shown_around_the_text(
+    service: Service, browser: Any, locale: str, header: str, body: str, footer: str
+) -> None:
+    context = browser.new_context(viewport={"width": 420, "height": 720}, locale=locale)
+    # A question with a text header and a footer, as the live stream brings it (after
+    # degrade: a ListMenu reaches the web chat as these Buttons, footer kept).
+    question = {
+        "id": "q-1",
+        "content": {
+            "kind": "buttons",
+            "body": body,
+            "header": header,
+            "footer": footer,
+            "buttons": [{"id": "kw:horari", "title": "Horari"}, {"id": "kw:on", "title": "On"}],
+        },
+    }
+    stream = f"retry: 60000\nid: 1\nevent: message\ndata: {json.dumps(question)}\n\n"
+    context.route(
+        "**/events?*",
+        lambda route: route.fulfill(
+            status=200, headers={"content-type": "text/event-stream"}, body=stream
+        ),
+    )
+    chat = context.new_page()
+    chat.goto(f"{service.base}/chat/mataro-web")
+    bubble = chat.wait_for_selector(".msg.them:has(.buttons)", timeout=15_000)
+    order = bubble.evaluate("b => [...b.children].map(n => n.className)")
+    assert order == ["header text", "body", "footer", "buttons"]
+    assert bubble.query_selector(".header").inner_text() == header
+    assert bubble.query_selector(".body").inner_text() == body
+    assert bubble.query_selector(".footer").inner_text() == footer
+    # Smaller and muted: under the body's size, in grey rather than the text's colour.
+    sizes = bubble.evaluate(
+        "b => [b.querySelector('.body'), b.querySelector('.footer')]"
+        ".map(n => [parseFloat(getComputedStyle(n).fontSize), getComputedStyle(n).color])"
+    )
+    (body_size, body_color), (footer_size, footer_color) = sizes
+    assert footer_size < body_size
+    assert footer_color != body_color
+    footer_box = bubble.query_selector(".footer").bounding_box()
+    body_box = bubble.query_selector(".body").bounding_box()
+    assert footer_box is not None
+    assert body_box is not None
+    assert footer_box["y"] >= body_box["y"] + body_box["height"] - 1
+    context.close()
+
+
 def test_a_long_answer_in_parts_is_one_bubble(service: Service, browser: Any) -> None:
     context = browser.new_context(viewport={"width": 420, "height": 720}, locale="ca-ES")
     body = "*Paraules clau*\n" + "\n".join(f'• TEMA {n}: «Àrea» "{n}"' for n in range(150))

@@ -201,6 +201,35 @@ async def test_send_publishes_to_the_hub(channel: WebChatChannel, hub: WebChatHu
 
 
 @pytest.mark.parametrize(
+    ("language", "footer"),
+    [
+        ("ca", "Tria una opció o escriu «cancel·lar»."),
+        ("es", "Elige una opción o escribe «cancelar»."),
+    ],
+)
+async def test_the_footer_of_buttons_and_of_a_list_reaches_the_page(
+    channel: WebChatChannel, hub: WebChatHub, language: str, footer: str
+) -> None:
+    rows = tuple(ListRow(id=f"case:cat:{n}", title=f"Categoria {n}") for n in range(4))
+    menu = ListMenu(
+        body="?", button="Categories", sections=(ListSection(rows=rows),), footer=footer
+    )
+    buttons = Buttons(
+        body="?", header="Bus", footer=footer, buttons=(ReplyButton(id="kw:bus", title="Bus"),)
+    )
+    for content in (menu, buttons):
+        # The page has no lists: degrade makes them buttons, and keeps the footer.
+        (shown,) = degrade(content, channel.capabilities, language)
+        assert isinstance(shown, Buttons)
+        await channel.send(out(shown), last_inbound_at=None)
+    listed, plain = hub.backlog("web", VISITOR)
+    assert listed["content"]["footer"] == footer
+    assert [b["id"] for b in listed["content"]["buttons"]] == [r.id for r in rows]
+    assert plain["content"]["footer"] == footer
+    assert plain["content"]["header"] == "Bus"
+
+
+@pytest.mark.parametrize(
     "content",
     [
         Location(latitude=1, longitude=2),

@@ -23,6 +23,9 @@ first (same ``provider_message_id``) instead of a second message.
 that a reconnecting page (``Last-Event-ID``) gets what it missed from the bounded backlog.
 The hub lives in one process: with several app processes, put a pub/sub in front of it.
 
+The page shows a ``Buttons``' text ``header`` above its text and its ``footer`` (smaller,
+muted) under it; a ``ListMenu`` comes as buttons through ``degrade``, header and footer kept.
+
 The page has no length limit, so a long text is one bubble (:data:`WEBCHAT_CAPABILITIES`). A
 pub/sub may have one (PostgreSQL's ``NOTIFY`` carries under 8,000 bytes): an event whose content
 is larger than ``max_event_bytes`` goes as several events of the same ``id``, each with
