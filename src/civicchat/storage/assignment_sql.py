@@ -187,6 +187,22 @@ class AssignmentQueries:
                 first[int(cid)] = _aware(at)
         return {cid: ReplyTimes(last.get(cid), first.get(cid)) for cid in ids}
 
+    async def citizen_conversation(
+        self, channel: str, account: str, recipient_id: str
+    ) -> int | None:
+        """The id of the latest conversation with ``recipient_id`` on ``channel``/``account``
+        (the console links a case to it), or ``None``."""
+        return await self._conn.scalar(
+            select(ConversationRow.id)
+            .where(
+                ConversationRow.channel == channel,
+                ConversationRow.account == account,
+                ConversationRow.recipient_id == recipient_id,
+            )
+            .order_by(ConversationRow.id.desc())
+            .limit(1)
+        )
+
     # ------------------------------------------------------------------ operators' status
 
     async def operator_status(self, operator_ids: Sequence[int]) -> dict[int, OperatorStatus]:

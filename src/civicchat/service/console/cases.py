@@ -15,10 +15,11 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from civicchat.cases.errors import CaseNotFoundError
-from civicchat.cases.models import Case, CaseStatus
+from civicchat.cases.models import Case, CaseKind, CaseStatus
 from civicchat.cases.texts import kind_label, status_label
 from civicchat.exceptions import ConfigError
 from civicchat.service.console.web import Console, Denied, Principal, field
+from civicchat.storage.assignment_sql import assignment_queries
 
 if TYPE_CHECKING:
     from civicchat.service.cases_worker import CaseServices
@@ -35,7 +36,7 @@ _LABELS: Mapping[str, Mapping[str, str]] = {
         "department": "Departament",
         "created": "Creada",
         "updated": "Canviada",
-        "filter": "Filtra",
+        "filter": "Filtrar",
         "none": "Cap incidència.",
         "description": "Descripció",
         "location": "Ubicació",
@@ -44,14 +45,15 @@ _LABELS: Mapping[str, Mapping[str, str]] = {
         "photo": "Foto o vídeo",
         "pending": "encara no descarregat",
         "channel": "Canal",
+        "conversation": "Conversa",
         "open311": "Open311",
         "not_forwarded": "no enviada",
         "error": "Error",
         "history": "Historial",
         "note": "Nota per al ciutadà",
-        "change_status": "Canvia l'estat",
-        "assign": "Assigna",
-        "save": "Desa",
+        "change_status": "Canviar l'estat",
+        "assign": "Assignar",
+        "save": "Desar",
         "notified": "Es notifica al ciutadà pel canal que va fer servir.",
         "kind_created": "registrada",
         "kind_status": "canvi d'estat",
@@ -81,6 +83,7 @@ _LABELS: Mapping[str, Mapping[str, str]] = {
         "photo": "Foto o vídeo",
         "pending": "aún no descargado",
         "channel": "Canal",
+        "conversation": "Conversación",
         "open311": "Open311",
         "not_forwarded": "no enviada",
         "error": "Error",
@@ -118,6 +121,7 @@ _LABELS: Mapping[str, Mapping[str, str]] = {
         "photo": "Photo or video",
         "pending": "not downloaded yet",
         "channel": "Channel",
+        "conversation": "Conversation",
         "open311": "Open311",
         "not_forwarded": "not sent",
         "error": "Error",
@@ -140,6 +144,19 @@ _LABELS: Mapping[str, Mapping[str, str]] = {
 }
 
 
+_EN_STATUS = {
+    CaseStatus.RECEIVED: "received",
+    CaseStatus.IN_PROGRESS: "in progress",
+    CaseStatus.RESOLVED: "resolved",
+    CaseStatus.REJECTED: "rejected",
+}
+_EN_KIND = {
+    CaseKind.INCIDENT: "incident",
+    CaseKind.COMPLAINT: "complaint",
+    CaseKind.SUGGESTION: "suggestion",
+}
+
+
 class CaseViews:
     """The case pages; ``services`` is the service's ``CaseServices``."""
 
@@ -152,24 +169,36 @@ class CaseViews:
         lang = lang if lang in _LABELS else "ca"
         config = self.services.config
 
+        # The city's own names: in the console's language when its cases configuration gives
+        # them (an English console needs ``en:`` labels there), else in Catalan.
+        fallback = (lang, "ca")
+
         def category(case_or_id: Case | str) -> str:
             cid = case_or_id if isinstance(case_or_id, str) else case_or_id.category
             found = config.category(cid)
-            return cid if found is None else str(found.label(lang))
+            if found is None:
+                return cid
+            return next((str(found.labels[x]) for x in fallback if found.labels.get(x)), cid)
 
         def department(did: str | None) -> str:
             for dep in config.departments:
                 if dep.id == did:
-                    return str(dep.names.get(lang) or dep.names["ca"])
+                    return next((str(dep.names[x]) for x in fallback if dep.names.get(x)), did)
             return did or "–"
+
+        def status_name(status: CaseStatus | str, kind: CaseKind | None = None) -> str:
+            if lang == "en":  # the cases package speaks to citizens: ca and es only
+                return _EN_STATUS[CaseStatus(status)]
+            return status_label(CaseStatus(status), lang, *((kind,) if kind is not None else ()))
+
+        def kind_name(kind: CaseKind) -> str:
+            return _EN_KIND[CaseKind(kind)] if lang == "en" else kind_label(kind, lang)
 
         return {
             "L": _LABELS[lang],
             "statuses": list(CaseStatus),
-            "status_name": lambda s, kind=None: status_label(
-                CaseStatus(s), lang, *((kind,) if kind is not None else ())
-            ),
-            "kind_name": lambda k: kind_label(k, lang),
+            "status_name": status_name,
+            "kind_name": kind_name,
             "category_name": category,
             "department_name": department,
             "categories": config.categories,
@@ -213,6 +242,13 @@ class CaseViews:
         labels: Mapping[str, str] = values["L"]
         names: dict[str, str] = {}
         async with self.c.ctx.store.read_transaction() as tx:
+            conversation = (
+                await assignment_queries(tx).citizen_conversation(
+                    case.channel, case.account, case.citizen_id
+                )
+                if case.citizen_id
+                else None
+            )
             for change in case.history:
                 actor = change.actor
                 if actor in names:
@@ -235,6 +271,7 @@ class CaseViews:
             "cases_case.html",
             me,
             case=case,
+            conversation=conversation,
             actor_name=names,
             history_kind=history_kind,
             **values,

@@ -1,4 +1,10 @@
-"""The console's own words in Catalan, Spanish and English (Catalan by default)."""
+"""The console's own words in Catalan, Spanish and English (Catalan by default).
+
+One register throughout: buttons, links and menu entries say what they do in the infinitive
+(``Desar`` / ``Guardar``, ``Canviar la contrasenya`` / ``Cambiar la contraseña``), and sentences
+address the operator formally (``vós`` in Catalan: ``No teniu permís``; ``usted`` in Spanish:
+``No tiene permiso``).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,8 @@ LANG_COOKIE = "cc_lang"
 # key: (ca, es, en)
 _T: dict[str, tuple[str, str, str]] = {
     "app": ("Consola 010", "Consola 010", "010 console"),
-    "login": ("Entra", "Entrar", "Log in"),
-    "logout": ("Surt", "Salir", "Log out"),
+    "login": ("Entrar", "Entrar", "Log in"),
+    "logout": ("Sortir", "Salir", "Log out"),
     "username": ("Usuari", "Usuario", "User name"),
     "password": ("Contrasenya", "Contraseña", "Password"),
     "bad_login": (
@@ -38,12 +44,12 @@ _T: dict[str, tuple[str, str, str]] = {
     "channel": ("Canal", "Canal", "Channel"),
     "state": ("Estat", "Estado", "State"),
     "assigned_to": ("Assignada a", "Asignada a", "Assigned to"),
-    "open": ("Obre", "Abrir", "Open"),
-    "take": ("Assigna-me-la", "Asignármela", "Assign to me"),
-    "transfer": ("Transfereix", "Transferir", "Transfer"),
+    "open": ("Obrir", "Abrir", "Open"),
+    "take": ("Assignar-me-la", "Asignármela", "Assign to me"),
+    "transfer": ("Transferir", "Transferir", "Transfer"),
     "to_queue": ("A la cua", "A la cola", "To the queue"),
-    "close": ("Tanca", "Cerrar", "Close"),
-    "send": ("Envia", "Enviar", "Send"),
+    "close": ("Tancar", "Cerrar", "Close"),
+    "send": ("Enviar", "Enviar", "Send"),
     "reply": ("Resposta", "Respuesta", "Reply"),
     "text": ("Text", "Texto", "Text"),
     "link": ("Enllaç", "Enlace", "Link"),
@@ -60,9 +66,9 @@ _T: dict[str, tuple[str, str, str]] = {
         "Type / and the shortcut in the reply (e.g. /foto).",
     ),
     "suggestions": ("Suggeriments", "Sugerencias", "Suggestions"),
-    "use": ("Fes-la servir", "Usar", "Use"),
+    "use": ("Fer-la servir", "Usar", "Use"),
     "map": ("Mapa", "Mapa", "Map"),
-    "download": ("Descarrega", "Descargar", "Download"),
+    "download": ("Descarregar", "Descargar", "Download"),
     "media_pending": (
         "Fitxer pendent de descàrrega",
         "Archivo pendiente de descarga",
@@ -73,10 +79,10 @@ _T: dict[str, tuple[str, str, str]] = {
     "available": ("Disponible", "Disponible", "Available"),
     "away": ("Absent", "Ausente", "Away"),
     "offline": ("Desconnectat", "Desconectado", "Offline"),
-    "change_password": ("Canvia la contrasenya", "Cambiar la contraseña", "Change password"),
+    "change_password": ("Canviar la contrasenya", "Cambiar la contraseña", "Change password"),
     "current_password": ("Contrasenya actual", "Contraseña actual", "Current password"),
     "new_password": ("Contrasenya nova", "Contraseña nueva", "New password"),
-    "repeat_password": ("Repeteix-la", "Repítela", "Repeat it"),
+    "repeat_password": ("Repetiu-la", "Repítala", "Repeat it"),
     "password_changed": ("Contrasenya canviada.", "Contraseña cambiada.", "Password changed."),
     "password_mismatch": (
         "Les contrasenyes no coincideixen.",
@@ -93,16 +99,16 @@ _T: dict[str, tuple[str, str, str]] = {
         "La contraseña actual no es correcta.",
         "The current password is wrong.",
     ),
-    "save": ("Desa", "Guardar", "Save"),
+    "save": ("Desar", "Guardar", "Save"),
     "saved": ("Desat.", "Guardado.", "Saved."),
-    "validate": ("Valida", "Validar", "Validate"),
+    "validate": ("Validar", "Validar", "Validate"),
     "valid": ("Correcte.", "Correcto.", "Valid."),
-    "preview": ("Previsualitza", "Previsualizar", "Preview"),
+    "preview": ("Previsualitzar", "Previsualizar", "Preview"),
     "keywords": ("Paraules clau", "Palabras clave", "Keywords"),
     "keyword": ("Paraula clau", "Palabra clave", "Keyword"),
     "topic": ("Tema", "Tema", "Topic"),
     "aliases": ("Àlies (un per línia)", "Alias (uno por línea)", "Aliases (one per line)"),
-    "edit": ("Edita", "Editar", "Edit"),
+    "edit": ("Editar", "Editar", "Edit"),
     "catalog": ("Catàleg complet", "Catálogo completo", "Whole catalog"),
     "hours": ("Horari i festius", "Horario y festivos", "Office hours and holidays"),
     "holidays": ("Festius", "Festivos", "Holidays"),
@@ -123,7 +129,7 @@ _T: dict[str, tuple[str, str, str]] = {
     "teams_short": ("Equips", "Equipos", "Teams"),
     "languages": ("Idiomes", "Idiomas", "Languages"),
     "account": ("Compte", "Cuenta", "Account"),
-    "create": ("Crea", "Crear", "Create"),
+    "create": ("Crear", "Crear", "Create"),
     "new_operator": ("Operador nou", "Operador nuevo", "New operator"),
     "login_disabled": (
         "Aquest usuari està desactivat. Adreceu-vos a l'administració.",
@@ -135,9 +141,9 @@ _T: dict[str, tuple[str, str, str]] = {
         "No se puede transferir a un operador desconectado: elija otro o déjela en la cola.",
         "Cannot transfer to an operator who is offline: choose another one or the queue.",
     ),
-    "disable": ("Desactiva", "Desactivar", "Disable"),
-    "enable": ("Reactiva", "Reactivar", "Enable"),
-    "delete": ("Esborra", "Borrar", "Delete"),
+    "disable": ("Desactivar", "Desactivar", "Disable"),
+    "enable": ("Reactivar", "Reactivar", "Enable"),
+    "delete": ("Esborrar", "Borrar", "Delete"),
     "operator_is_disabled": ("desactivat", "desactivado", "disabled"),
     "operator_disabled": (
         "{name} desactivat: no pot entrar ni rep converses; les seves han tornat a la cua.",
@@ -197,7 +203,7 @@ _T: dict[str, tuple[str, str, str]] = {
         "Ya hay un operador con el usuario «{login}»: elija otro.",
         "An operator with the user name '{login}' already exists: choose another one.",
     ),
-    "reset_password": ("Restableix la contrasenya", "Restablecer la contraseña", "Reset password"),
+    "reset_password": ("Restablir la contrasenya", "Restablecer la contraseña", "Reset password"),
     "temporary_password": (
         "Contrasenya temporal (es mostra només ara):",
         "Contraseña temporal (solo se muestra ahora):",

@@ -135,10 +135,11 @@ class ListViews:
                 ):
                     if conv.state == "queued":
                         queued.append(conv)
-                    elif conv.assigned_operator == me.id:
+                        continue
+                    if conv.assigned_operator == me.id:
                         mine.append(conv)
-                    elif me.at_least(OperatorRole.SUPERVISOR):
-                        others.append(conv)
+                    if me.at_least(OperatorRole.SUPERVISOR):
+                        others.append(conv)  # "All": every one being attended, theirs too
             # Longest wait first: the queue is served in order.
             queued.sort(key=lambda c: (-c.priority, c.queued_at or c.created_at))
             return {

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from importlib import resources
 
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -18,6 +20,17 @@ from civicchat.service.console.web import Console
 from civicchat.storage.base import OperatorRole
 
 __all__ = ["build_console_routes"]
+
+
+_FAVICON = resources.files("civicchat.service.console").joinpath("static/favicon.svg").read_bytes()
+
+
+async def favicon(_request: Request) -> Response:
+    return Response(
+        _FAVICON,
+        media_type="image/svg+xml",
+        headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 def build_console_routes(ctx: ConsoleContext) -> list[BaseRoute]:
@@ -94,5 +107,7 @@ def build_console_routes(ctx: ConsoleContext) -> list[BaseRoute]:
             )
         ],
         Route("/admin/audit", g(admin.audit, role=adm), methods=["GET"]),
+        # Browsers ask for /favicon.ico on every page (the web chat's too): the console's icon.
+        Route("/favicon.ico", favicon, methods=["GET"]),
         Mount("/static/console", app=StaticFiles(directory=static_dir), name="console-static"),
     ]

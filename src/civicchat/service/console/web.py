@@ -32,7 +32,7 @@ from civicchat.storage.assignment_sql import assignment_queries
 from civicchat.storage.base import Conversation, Operator, OperatorRole
 from civicchat.storage.login_sql import LoginFailures
 
-__all__ = ["Console", "Denied", "Principal"]
+__all__ = ["Console", "Denied", "Principal", "browser_language"]
 
 log = logging.getLogger("civicchat.console")
 
@@ -149,8 +149,14 @@ class Console:
     # ------------------------------------------------------------------ requests
 
     def language(self, request: Request) -> str:
+        """The language chosen in the console (cookie), else the browser's first language the
+        console speaks (``Accept-Language``), else the default."""
         lang = request.cookies.get(LANG_COOKIE, "")
-        return lang if lang in UI_LANGUAGES else self.ctx.default_language
+        if lang in UI_LANGUAGES:
+            return lang
+        return browser_language(request.headers.get("accept-language", "")) or (
+            self.ctx.default_language
+        )
 
     def accounts_of(self, operator: Operator) -> tuple[ConsoleAccount, ...]:
         return tuple(a for a in self.ctx.accounts.values() if a.member_of(operator.account))
@@ -317,6 +323,30 @@ def safe_next(value: object, default: str = "/console") -> str:
     if isinstance(value, str) and len(value) <= 500 and _LOCAL_PATH.match(value):
         return value
     return default
+
+
+def browser_language(header: str) -> str | None:
+    """The console language ``Accept-Language`` prefers (``ca-ES,ca;q=0.9,es;q=0.8`` → ``ca``),
+    or ``None`` when it names none of them."""
+    best: tuple[float, int, str] | None = None
+    for n, part in enumerate(header.split(",")[:20]):
+        tag, _, params = part.strip().partition(";")
+        code = tag.strip().lower().split("-")[0]
+        if code not in UI_LANGUAGES:
+            continue
+        quality = 1.0
+        params = params.strip()
+        if params.startswith("q="):
+            try:
+                quality = float(params[2:])
+            except ValueError:
+                continue
+        if quality <= 0:
+            continue
+        candidate = (-quality, n, code)
+        if best is None or candidate < best:
+            best = candidate
+    return None if best is None else best[2]
 
 
 def field(form: FormData | Mapping[str, Any], name: str, *, max_length: int = 4096) -> str:
