@@ -139,3 +139,60 @@ async def test_only_an_operator_without_history_can_be_deleted(world: World) -> 
         actions = [e.action for e in await tx.audit.audit_entries("city-a")]
     assert "operator_deleted" in actions
     assert not (await _status(world, "op_b")).disabled
+
+
+async def test_no_console_or_admin_handler_opens_a_transaction_inside_another(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nested = forbid_nested_transactions(world.store, monkeypatch)
+    conv = await world.conversation("wa-a")
+    other = await world.conversation("wa-a")
+    await world.set_presence("op2_a", Presence.AVAILABLE)
+    base = f"/console/conversations/{conv.id}"
+    async with world.client() as client:
+        csrf = await login_as(client, "sup_a")
+        for path in (
+            "/console",
+            base,
+            f"{base}/messages",
+            "/console/api/lists",
+            "/console/reports",
+        ):
+            assert (await client.get(path)).status_code == 200, path
+        steps = [
+            (f"{base}/take", {}),
+            (f"{base}/reply", {"kind": "text", "body": "Bon dia"}),
+            (f"{base}/reply", {"kind": "location", "latitude": "x", "longitude": "2"}),
+            (f"{base}/transfer", {"to": str(world.ops["op2_a"].id)}),
+            (f"{base}/transfer", {"to": "queue"}),
+            (f"{base}/close", {}),
+            (f"/console/conversations/{other.id}/reply", {"kind": "text", "body": "Hola"}),
+            ("/console/presence", {"presence": "available"}),
+            ("/console/password", {"current": "x", "new": "y", "repeat": "y"}),
+        ]
+        for path, data in steps:
+            response = await client.post(path, data={"csrf_token": csrf, **data})
+            assert response.status_code in (200, 303, 400), (path, response.status_code)
+        csrf = await login_as(client, "admin_a")
+        target = world.ops["op2_a"].id
+        for path in (
+            "/admin/accounts",
+            "/admin/operators",
+            "/admin/audit",
+            "/admin/accounts/wa-a/keywords",
+            "/admin/accounts/wa-a/hours",
+        ):
+            assert (await client.get(path)).status_code == 200, path
+        for path, data in [
+            (f"/admin/operators/{target}", {"role": "operator", "capacity": "3"}),
+            (f"/admin/operators/{target}/password", {}),
+            (f"/admin/operators/{target}/disable", {}),
+            (f"/admin/operators/{target}/enable", {}),
+            (f"/admin/operators/{target}/delete", {}),
+            ("/admin/operators", {**_NEW, "login": "op_a"}),
+            ("/admin/accounts/wa-a/hours", {"text": "not: [valid", "action": "validate"}),
+        ]:
+            response = await client.post(path, data={"csrf_token": csrf, **data})
+            assert response.status_code in (200, 303, 400, 409), (path, response.status_code)
+        assert (await client.post("/logout", data={"csrf_token": csrf})).status_code == 303
+    assert nested == []
