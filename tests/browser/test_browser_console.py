@@ -81,6 +81,24 @@ def test_citizen_operator_round_trip_live(service: Service, browser: Any, shots:
     assert "<b>no</b>" in console.inner_text("#messages")  # shown as typed, not as markup
     assert console.locator("#messages b").count() == 0
 
+    # A location typed with a decimal comma, first out of range: the page comes back with what
+    # was typed and the message next to the latitude; corrected, it is sent.
+    console.check("input[name=kind][value=location]")
+    assert not console.is_visible("#reply-body")  # a location has no text
+    console.fill("input[name=latitude]", "141,5391")
+    console.fill("input[name=longitude]", "2,4445")
+    console.fill("input[name=name]", "Oficina d'Atenció Ciutadana")
+    console.click("#send")
+    console.wait_for_selector("[data-error=latitude]")
+    assert "Latitud entre -90 i 90" in console.inner_text("[data-error=latitude]")
+    assert console.input_value("input[name=longitude]") == "2,4445"
+    assert console.input_value("input[name=name]") == "Oficina d'Atenció Ciutadana"
+    assert console.is_checked("input[name=kind][value=location]")
+    console.fill("input[name=latitude]", "41,5391")
+    console.click("#send")
+    console.wait_for_url(re.compile(rf".*/console/conversations/{conversation_id}$"))
+    console.wait_for_selector("#messages a:has-text('Oficina d')", timeout=15_000)
+
     # Answered: the list no longer counts a wait for this citizen.
     console.goto(f"{service.base}/console")
     cells = console.locator(f"tr[data-conversation='{conversation_id}'] td")
@@ -105,6 +123,8 @@ def test_citizen_operator_round_trip_live(service: Service, browser: Any, shots:
 def test_admin_pages_render_and_screenshots(service: Service, browser: Any, shots: Path) -> None:
     context = browser.new_context(viewport={"width": 1366, "height": 800}, locale="ca-ES")
     page = context.new_page()
+    missing: list[str] = []  # nothing a page asks for is missing (the icon included)
+    page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
     login(page, service.base, "admin", service.passwords["admin"])
     page.goto(f"{service.base}/admin/accounts")
     assert "Xat del 010" in page.inner_text("main")
@@ -126,4 +146,5 @@ def test_admin_pages_render_and_screenshots(service: Service, browser: Any, shot
     assert "Operadores y equipos" in page.inner_text("main")
     _shot(page, shots, "admin-operators-es.png")
     context.close()
+    assert missing == []
     assert (shots / "admin-keywords.png").stat().st_size > 10_000
