@@ -84,6 +84,38 @@ def test_a_lost_live_connection_is_said_until_it_is_back(service: Service, brows
     context.close()
 
 
+@pytest.mark.parametrize(
+    ("locale", "offline"),
+    [("ca-ES", "Connexió perduda; reconnectant…"), ("es-ES", "Conexión perdida; reconectando…")],
+)
+def test_a_refused_live_stream_is_tried_again_later(
+    service: Service, browser: Any, locale: str, offline: str
+) -> None:
+    context = browser.new_context(viewport={"width": 420, "height": 720}, locale=locale)
+    streams: list[str] = []
+
+    def first_refused(route: Any) -> None:
+        streams.append(route.request.url)
+        if len(streams) == 1:  # as the service answers a page over its per-address limit
+            route.fulfill(status=429, headers={"retry-after": "60"}, body="too many requests")
+        else:
+            route.continue_()
+
+    context.route("**/events?*", first_refused)
+    chat = context.new_page()
+    chat.goto(f"{service.base}/chat/mataro-web")
+    # A browser gives an EventSource up after a refusal: the page says so and tries again.
+    note = chat.wait_for_selector(".note.offline", timeout=10_000)
+    assert note.inner_text() == offline
+    chat.wait_for_selector(".note.offline", state="detached", timeout=15_000)
+    assert len(streams) == 2
+    # The stream works again: an answer comes live.
+    chat.fill("#text", "horari de la deixalleria")
+    chat.click("#send")
+    chat.wait_for_selector(".msg.them", timeout=15_000)
+    context.close()
+
+
 def test_console_top_bar_fits_one_line_of_a_laptop_in_spanish(
     service: Service, browser: Any
 ) -> None:

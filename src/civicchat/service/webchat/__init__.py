@@ -10,6 +10,10 @@
   a reloaded page shows again (see :mod:`civicchat.service.webchat.history`);
 - ``POST /chat/{account}/upload``: a photo (see :mod:`civicchat.service.webchat.uploads`).
 
+The history and the live stream are public reads: each has a per-address limit
+(:data:`READS_PER_MINUTE` by default, a :class:`~civicchat.service.webhooks.WindowLimiter` of
+its own, apart from the messages' one); over it, ``429`` with ``Retry-After``.
+
 The page posts messages (text, buttons, a shared location) to ``/webhooks/webchat/{account}``
 as JSON. Its title may be one string or one per language (``display_name: {ca: ..., es: ...}``
 in the account's configuration). No build step: the page is one HTML file with inline script,
@@ -23,6 +27,7 @@ import contextlib
 import html as html_lib
 import json
 import logging
+import math
 from collections.abc import AsyncGenerator, Mapping
 from datetime import datetime
 from importlib import resources
@@ -39,8 +44,10 @@ from civicchat.service.webchat.history import (
     history_json,
 )
 from civicchat.service.webchat.uploads import WebChatUploads, upload_routes
+from civicchat.service.webhooks import WindowLimiter
 
 __all__ = [
+    "READS_PER_MINUTE",
     "SqlWebChatHistory",
     "WebChatHistory",
     "WebChatUploads",
@@ -52,6 +59,9 @@ logger = logging.getLogger("civicchat.service")
 
 _HEARTBEAT_SECONDS = 15.0
 HISTORY_LIMIT = 100  # messages a reloaded page shows again
+#: Default per-address limit of each public read (the history, the live stream): a page load
+#: costs one of each, a reconnecting stream one more; a client polling the database is stopped.
+READS_PER_MINUTE = 60
 _TITLES = {
     "ca": "Xat del 010 · Ajuntament de Mataró",
     "es": "Chat del 010 · Ayuntamiento de Mataró",
@@ -107,6 +117,8 @@ def webchat_routes(
     *,
     uploads: WebChatUploads | None = None,
     history: WebChatHistory | None = None,
+    history_limiter: WindowLimiter | None = None,
+    events_limiter: WindowLimiter | None = None,
 ) -> list[Route]:
     """Routes of the web chat accounts.
 
@@ -115,7 +127,14 @@ def webchat_routes(
     offers sending a photo. ``history`` is where a reloaded page finds the conversation again;
     without it, the service's database (``app.state.civicchat.store``) when there is one, else
     the page shows what the hub still keeps of the service's replies only.
+
+    ``history_limiter`` and ``events_limiter`` count the reads of each client address
+    (``request.client.host``: run behind a proxy with its forwarded-address headers trusted);
+    by default each is a new ``WindowLimiter(READS_PER_MINUTE)``, never the messages' limiter,
+    so reading the chat does not use up what a citizen may write. Over the limit: ``429``.
     """
+    history_limiter = history_limiter or WindowLimiter(READS_PER_MINUTE)
+    events_limiter = events_limiter or WindowLimiter(READS_PER_MINUTE)
     page = _asset("page.html")
     widget = _asset("widget.js")
     titles = {name: _titles(title) for name, title in accounts.items()}
@@ -168,6 +187,9 @@ def webchat_routes(
         name = known(request)
         if name is None:
             return PlainTextResponse("no such chat", 404)
+        refused = _over_limit(events_limiter, request, name, "live stream")
+        if refused is not None:
+            return refused
         visitor = request.query_params.get("visitor", "")
         if not valid_visitor_id(visitor):
             return PlainTextResponse("visitor must be 16-128 of A-Z a-z 0-9 _ -", 400)
@@ -187,6 +209,9 @@ def webchat_routes(
         name = known(request)
         if name is None:
             return PlainTextResponse("no such chat", 404)
+        refused = _over_limit(history_limiter, request, name, "history")
+        if refused is not None:
+            return refused
         visitor = request.query_params.get("visitor", "")
         if not valid_visitor_id(visitor):
             return PlainTextResponse("visitor must be 16-128 of A-Z a-z 0-9 _ -", 400)
@@ -210,6 +235,23 @@ def webchat_routes(
     if uploads is not None:
         routes += upload_routes(uploads)
     return routes
+
+
+def _over_limit(
+    limiter: WindowLimiter, request: Request, account: str, what: str
+) -> Response | None:
+    """A ``429`` when this client address has read ``what`` too often, else None."""
+    client = request.client.host if request.client else "unknown"
+    if limiter.allow(client):
+        return None
+    logger.debug("web chat %s of %s: a client over %d a minute", what, account, limiter.limit)
+    wait = max(1, math.ceil(limiter.per))
+    return PlainTextResponse(
+        f"too many requests for the web chat {what} from this address "
+        f"(at most {limiter.limit} in {wait} s): wait and retry",
+        429,
+        headers={"Retry-After": str(wait), "Cache-Control": "no-store"},
+    )
 
 
 def _app_history(request: Request) -> WebChatHistory | None:
