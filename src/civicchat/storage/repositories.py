@@ -62,6 +62,7 @@ from civicchat.storage.schema import (
 )
 from civicchat.storage.statements import (
     _CONV_FIELDS,
+    _ENQUEUE_ARRAYS,
     _PG_COMPLETE_MANY,
     _PG_ENQUEUE,
     LeaseLostError,
@@ -71,6 +72,7 @@ from civicchat.storage.statements import (
     _insert,
     _media,
     _operator,
+    _pg_arrays,
     _stmts,
 )
 
@@ -605,10 +607,7 @@ class SqlTransaction:
         if not rows:
             return []
         if self.connection.dialect.name == "postgresql":
-            columns = ("key", "inbound_event_id", "conversation_id", "channel", "account")
-            params: dict[str, Any] = {c: [r[c] for r in rows] for c in columns}
-            params["recipient_id"] = [r["recipient_id"] for r in rows]
-            params["payload"] = [r["payload"] for r in rows]
+            params: dict[str, Any] = _pg_arrays(rows, list(_ENQUEUE_ARRAYS))
             params["now"] = now
             result = await self.connection.execute(_PG_ENQUEUE, params)
         else:

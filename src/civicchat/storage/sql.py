@@ -63,6 +63,7 @@ from civicchat.storage.schema import (
 )
 from civicchat.storage.signal import WorkSignal
 from civicchat.storage.statements import (
+    _ACCEPT_ARRAYS,
     _DEADLOCK_RETRIES,
     _PG_ACCEPT,
     _PG_CANDIDATES,
@@ -82,6 +83,7 @@ from civicchat.storage.statements import (
     _insert,
     _is_deadlock,
     _outbox_item,
+    _pg_arrays,
     _stmts,
 )
 
@@ -278,9 +280,7 @@ class SqlStore(SqlPrivacyMixin):
         async with self._begin() as conn:
             if self.is_postgres:
                 # One statement for the whole batch, whatever its size (prepared once).
-                columns = ("kind", "channel", "account", "key", "sender_id", "conversation_key")
-                params: dict[str, Any] = {c: [r[c] for r in rows] for c in columns}
-                params["payload"] = [r["payload"] for r in rows]
+                params: dict[str, Any] = _pg_arrays(rows, list(_ACCEPT_ARRAYS))
                 params["now"] = now
                 accepted = len((await conn.execute(_PG_ACCEPT, params)).all())
             else:

@@ -6,7 +6,7 @@ statement per call costs about as much CPU as running it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -28,6 +28,7 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import TextClause
 
 from civicchat.exceptions import StorageError
 from civicchat.messages import (
@@ -354,35 +355,55 @@ _SENT = (
     .returning(OutboxRow.id)
 )
 
-# A batch of webhook events in one statement, in the order given (the order of processing): the
-# rows' ids are drawn in ``ORDER BY n`` order.
-_PG_ACCEPT = text(
-    "INSERT INTO inbox_events (kind, channel, account, key, sender_id, conversation_key,"
-    " payload, state, attempts, received_at, next_attempt_at)"
-    " SELECT t.kind, t.channel, t.account, t.key, t.sender_id, t.conversation_key, t.payload,"
-    " :pending, 0, :now, :now"
-    " FROM unnest(CAST(:kind AS text[]), CAST(:channel AS text[]), CAST(:account AS text[]),"
-    " CAST(:key AS text[]), CAST(:sender_id AS text[]), CAST(:conversation_key AS text[]),"
-    " CAST(:payload AS text[]))"
-    " WITH ORDINALITY AS t(kind, channel, account, key, sender_id, conversation_key, payload, n)"
-    " ORDER BY t.n"
-    " ON CONFLICT (channel, account, key) DO NOTHING"
-    " RETURNING id"
+
+def _pg_insert_in_order(
+    table: str, arrays: Mapping[str, str], fixed: Mapping[str, str], conflict: str
+) -> TextClause:
+    """``INSERT`` of rows given as parallel arrays (one bound parameter per column in ``arrays``,
+    named after it, of the given PostgreSQL type), in the arrays' order: the rows' ids are drawn
+    in that order (for the inbox, the order of processing). ``fixed`` columns take one SQL
+    expression for every row; a row whose ``conflict`` key exists is skipped. Returns the ids
+    written. One prepared statement whatever the number of rows."""
+    columns = list(arrays)
+    return text(
+        f"INSERT INTO {table} ({', '.join([*columns, *fixed])})"
+        f" SELECT {', '.join(f't.{c}' for c in columns)}, {', '.join(fixed.values())}"
+        f" FROM unnest({', '.join(f'CAST(:{c} AS {t}[])' for c, t in arrays.items())})"
+        f" WITH ORDINALITY AS t({', '.join(columns)}, n)"
+        f" ORDER BY t.n ON CONFLICT ({conflict}) DO NOTHING RETURNING id"
+    )
+
+
+def _pg_arrays(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> dict[str, list[Any]]:
+    """The parameters of a :func:`_pg_insert_in_order` statement: one list per column."""
+    return {c: [r[c] for r in rows] for c in columns}
+
+
+_TEXT = "text"
+_ACCEPT_ARRAYS = dict.fromkeys(
+    ("kind", "channel", "account", "key", "sender_id", "conversation_key", "payload"), _TEXT
+)
+_PG_ACCEPT = _pg_insert_in_order(
+    "inbox_events",
+    _ACCEPT_ARRAYS,
+    {"state": ":pending", "attempts": "0", "received_at": ":now", "next_attempt_at": ":now"},
+    "channel, account, key",
 ).bindparams(bindparam("now", type_=UTCDateTime()), pending=EventState.PENDING.value)
 
-# Replies to a batch of events written in one prepared statement, in order (PostgreSQL).
-_PG_ENQUEUE = text(
-    "INSERT INTO outbox (key, inbound_event_id, conversation_id, channel, account, recipient_id,"
-    " payload, status, attempts, created_at, next_attempt_at)"
-    " SELECT t.key, t.inbound_event_id, t.conversation_id, t.channel, t.account, t.recipient_id,"
-    " t.payload, :queued, 0, :now, :now"
-    " FROM unnest(CAST(:key AS text[]), CAST(:inbound_event_id AS bigint[]),"
-    " CAST(:conversation_id AS bigint[]), CAST(:channel AS text[]), CAST(:account AS text[]),"
-    " CAST(:recipient_id AS text[]), CAST(:payload AS text[])) WITH ORDINALITY"
-    " AS t(key, inbound_event_id, conversation_id, channel, account, recipient_id, payload, n)"
-    " ORDER BY t.n"
-    " ON CONFLICT (key) DO NOTHING"
-    " RETURNING id"
+_ENQUEUE_ARRAYS = {
+    "key": _TEXT,
+    "inbound_event_id": "bigint",
+    "conversation_id": "bigint",
+    "channel": _TEXT,
+    "account": _TEXT,
+    "recipient_id": _TEXT,
+    "payload": _TEXT,
+}
+_PG_ENQUEUE = _pg_insert_in_order(
+    "outbox",
+    _ENQUEUE_ARRAYS,
+    {"status": ":queued", "attempts": "0", "created_at": ":now", "next_attempt_at": ":now"},
+    "key",
 ).bindparams(bindparam("now", type_=UTCDateTime()), queued=DeliveryStatus.QUEUED.value)
 
 # Several sends recorded in one statement (PostgreSQL).
