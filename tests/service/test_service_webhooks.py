@@ -67,7 +67,8 @@ async def test_wrong_signature_is_refused_with_403_and_nothing_is_stored(service
     )
     assert missing.status_code == 401
     # The refusal says what is wrong, for whoever sets the provider up.
-    assert response.text.startswith("SignatureError: ") and "signature" in response.text.lower()
+    assert response.text.startswith("SignatureError: ")
+    assert "signature" in response.text.lower()
     assert "X-Hub-Signature-256" in missing.text
     assert await _all_counts(service) == 0
     assert 'status="refused_403"' in (await service.client.get("/metrics")).text
