@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 
 from civicchat.keywords.normalize import normalize
 
-__all__ = ["decide_language", "detect_language", "language_evidence"]
+__all__ = ["decide_language", "detect_language", "language_evidence", "typical_words"]
 
 # Normalised words that (almost) only one of the two languages uses. Words both use ("de",
 # "la", "que", "hola", "bus") say nothing and are absent.
@@ -51,6 +51,15 @@ _ES_WORDS = frozenset(_ES_TEXT.split())
 _SHARED = _CA_WORDS & _ES_WORDS
 _CA_ONLY = _CA_WORDS - _SHARED
 _ES_ONLY = _ES_WORDS - _SHARED
+
+
+def typical_words(language: str) -> frozenset[str]:
+    """The normalised words that (almost) only ``language`` uses ("ca", "es"; empty for others).
+
+    >>> "quin" in typical_words("ca"), "quin" in typical_words("es")
+    (True, False)
+    """
+    return {"ca": _CA_ONLY, "es": _ES_ONLY}.get(language, frozenset())
 
 
 def language_evidence(text: str, *, words: Iterable[str] | None = None) -> dict[str, float]:

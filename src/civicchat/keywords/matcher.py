@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
 from civicchat.keywords.catalog import Catalog
+from civicchat.keywords.language import typical_words
 from civicchat.keywords.normalize import content_tokens, normalize
 
-__all__ = ["AliasIndex", "Candidate", "singular_forms", "typo_tolerance"]
+__all__ = ["AliasIndex", "Candidate", "singular_forms", "telling_words", "typo_tolerance"]
 
 #: Score lost for each message word that the alias does not cover.
 EXTRA_WORD_PENALTY = 5.0
@@ -80,6 +81,60 @@ def singular_forms(word: str) -> set[str]:
     return {f for f in forms if len(f) >= 3}
 
 
+#: A word and its counterpart in another language share at least this many first letters
+#: ("busos" / "bus", "bombers" / "bomberos", "urgent" / "urgencia").
+_COGNATE_PREFIX = 3
+_MIN_TELLING_LENGTH = 4  # "ibi", "zbe", "oac", "r1": acronyms are not words of one language
+
+
+def telling_words(
+    tokens: Iterable[str],
+    language: str,
+    word_languages: Mapping[str, Iterable[str]],
+    keyword_words: Mapping[str, Iterable[str]],
+) -> frozenset[str]:
+    """The words of an alias listed under ``language`` only that show that language.
+
+    A word shows its language when no alias of another language uses it (``word_languages``:
+    each catalog word's languages), it is a word (letters only, four or more: not "112", "r1",
+    "ibi"), and one of:
+
+    - it is one of the words only that language writes (``quin``, ``horari``; see
+      :mod:`~civicchat.keywords.language`);
+    - the same keyword's aliases in another language spell it differently (``keyword_words``:
+      the keyword's words per language): "bombers" / "bomberos", "urgent" / "urgencia";
+    - it is a plural whose singular the keyword's aliases use ("busos", "trens" / "bus",
+      "tren"): Catalan and Spanish make plurals differently.
+
+    A name or acronym listed under one language only ("renfe") shows nothing.
+
+    >>> words = {"busos": {"ca"}, "renfe": {"ca"}, "112": {"ca"}}
+    >>> sorted(telling_words(["busos"], "ca", words, {"ca": ["bus", "busos"]}))
+    ['busos']
+    >>> sorted(telling_words(["renfe", "112"], "ca", words, {"ca": ["tren"], "es": ["tren"]}))
+    []
+    """
+    own = typical_words(language)
+    mine: set[str] = set()
+    others: set[str] = set()
+    for lang, words in keyword_words.items():
+        (mine if lang == language else others).update(w for w in words if w.isalpha())
+    found: set[str] = set()
+    for token in tokens:
+        if set(word_languages.get(token, ())) != {language}:
+            continue
+        if len(token) < _MIN_TELLING_LENGTH or not token.isalpha():
+            continue
+        cognate = any(
+            other != token and other[:_COGNATE_PREFIX] == token[:_COGNATE_PREFIX]
+            for other in others
+        )
+        plural = bool(singular_forms(token) & (mine | others))
+        if token in own or cognate or plural:
+            found.add(token)
+    return frozenset(found)
+
+
 @dataclass(frozen=True, slots=True)
 class _Alias:
     keyword: str
@@ -87,6 +142,7 @@ class _Alias:
     languages: frozenset[str]
     tokens: tuple[str, ...]
     telling: frozenset[str]
+    telling_words: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +150,10 @@ class Candidate:
     """One keyword a message may ask for, through one of its aliases.
 
     ``alias_languages`` are the languages the alias is listed under; ``telling_languages`` is
-    that language when the alias is listed under one only and holds a word no alias of another
-    language uses ("busos"), empty otherwise ("bus" is also in Spanish aliases: "horario bus").
+    that language when the alias is listed under one only and the message holds, as written, a
+    word of it that shows the language (see :func:`telling_words`): "busos", not "bus" (also in
+    Spanish aliases: "horario bus"), not "112", "ibi" or "renfe" (the same in every language),
+    not a typo ("urgente" reaching "urgent"). Empty otherwise.
     """
 
     keyword_id: str
@@ -126,9 +184,13 @@ class AliasIndex:
                     else:
                         slot[1].add(lang)
         word_languages: dict[str, set[str]] = defaultdict(set)
-        for _, langs, tokens in merged.values():
+        # keyword id -> language -> the words of its aliases in that language
+        keyword_words: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+        for (kw_id, _), (_, langs, tokens) in merged.items():
             for token in tokens:
                 word_languages[token].update(langs)
+            for lang in langs:
+                keyword_words[kw_id][lang].update(tokens)
         # key -> keyword id -> the first alias of that keyword with that key
         whole: dict[str, dict[str, _Alias]] = defaultdict(dict)
         phrases: dict[tuple[str, ...], dict[str, _Alias]] = defaultdict(dict)
@@ -137,9 +199,12 @@ class AliasIndex:
         for (kw_id, folded), (text, langs, tokens) in merged.items():
             languages = shared.setdefault(frozenset(langs), frozenset(langs))
             telling: frozenset[str] = frozenset()
-            if len(langs) == 1 and any(word_languages[t] == langs for t in tokens):
-                telling = languages
-            entry = _Alias(kw_id, text, languages, tokens, telling)
+            words: frozenset[str] = frozenset()
+            if len(langs) == 1:
+                (lang,) = langs
+                words = telling_words(tokens, lang, word_languages, keyword_words[kw_id])
+                telling = languages if words else frozenset()
+            entry = _Alias(kw_id, text, languages, tokens, telling, words)
             whole[folded].setdefault(kw_id, entry)
             if tokens:
                 whole[" ".join(tokens)].setdefault(kw_id, entry)
@@ -183,9 +248,11 @@ class AliasIndex:
         content = content_tokens(folded, self.stop_words)
         if whole is None and content:
             whole = self._whole.get(" ".join(content))
+        written = frozenset(tokens)
         if whole:
             return [
-                Candidate(a.keyword, a.text, a.languages, 100.0, True, a.telling) for a in whole
+                Candidate(a.keyword, a.text, a.languages, 100.0, True, _telling(a, written))
+                for a in whole
             ]
         n = len(content)
         if n == 0 or n > self.max_alias_words + MAX_EXTRA_WORDS:
@@ -214,7 +281,7 @@ class AliasIndex:
                                 alias.languages,
                                 score,
                                 False,
-                                alias.telling,
+                                _telling(alias, written),
                             )
         return sorted(best.values(), key=lambda c: (-c.score, c.keyword_id))
 
@@ -254,6 +321,12 @@ class AliasIndex:
                 if score > found.get(word, 0.0):
                     found[word] = score
         return found
+
+
+def _telling(alias: _Alias, written: frozenset[str]) -> frozenset[str]:
+    """The alias's telling language when the citizen wrote one of its telling words as is (a
+    typo or a guessed plural that reaches it says nothing about the language)."""
+    return alias.telling if alias.telling_words & written else frozenset()
 
 
 _VOWELS = frozenset("aeiou")
