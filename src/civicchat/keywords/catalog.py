@@ -33,6 +33,7 @@ import yaml
 from civicchat.exceptions import CatalogError, CatalogProblem
 from civicchat.keywords.normalize import STOP_WORDS, content_tokens, normalize
 from civicchat.keywords.replies import TemplateRenderer
+from civicchat.keywords.to_person import TO_PERSON_PHRASES, PersonRequests, phrase_words
 
 __all__ = [
     "DEFAULT_TEXTS",
@@ -161,7 +162,11 @@ class Keyword:
 
 @dataclass(frozen=True, slots=True)
 class Catalog:
-    """A validated keyword catalog. Build it with :func:`load_catalog` or :func:`parse_catalog`."""
+    """A validated keyword catalog. Build it with :func:`load_catalog` or :func:`parse_catalog`.
+
+    ``to_person`` holds the city's own phrases that ask for a person, per language, added to
+    :data:`~civicchat.keywords.to_person.TO_PERSON_PHRASES`.
+    """
 
     languages: tuple[str, ...]
     keywords: tuple[Keyword, ...]
@@ -169,6 +174,7 @@ class Catalog:
     stop_words: frozenset[str] = STOP_WORDS
     source: str = "<string>"
     texts: Mapping[str, Localized] = field(default_factory=dict)
+    to_person: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     _by_id: Mapping[str, Keyword] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -368,7 +374,7 @@ class _Parser:
             root,
             None,
             "the catalog",
-            ("languages", "topics", "texts", "keywords", "stop_words"),
+            ("languages", "topics", "texts", "keywords", "stop_words", "to_person"),
         )
         if top is None:
             return None
@@ -378,6 +384,7 @@ class _Parser:
         topics = self._topics(top, languages)
         stop_words = self._stop_words(top)
         texts = self._texts(top, languages)
+        to_person = self._to_person(top, languages, stop_words)
         if "keywords" not in top:
             self.problem(root, None, "'keywords' is missing")
             return None
@@ -394,6 +401,7 @@ class _Parser:
         by_id = self._check_ids(keywords)
         self._check_buttons(keywords, by_id)
         self._check_aliases(keywords, stop_words)
+        self._check_to_person(keywords, stop_words, to_person)
         if self.problems:
             return None
         return Catalog(
@@ -403,6 +411,7 @@ class _Parser:
             stop_words=stop_words,
             source=self.source,
             texts=MappingProxyType(texts),
+            to_person=MappingProxyType(to_person),
             _by_id=MappingProxyType(by_id),
         )
 
@@ -480,6 +489,62 @@ class _Parser:
                     )
             texts[key] = MappingProxyType(found)
         return texts
+
+    def _to_person(
+        self,
+        top: dict[str, tuple[yaml.Node, yaml.Node]],
+        languages: tuple[str, ...],
+        stop_words: frozenset[str],
+    ) -> dict[str, tuple[str, ...]]:
+        if "to_person" not in top:
+            return {}
+        by_lang = self.mapping(top["to_person"][1], None, "'to_person'")
+        out: dict[str, tuple[str, ...]] = {}
+        for lang, (key_node, list_node) in (by_lang or {}).items():
+            if lang not in languages:
+                self.problem(
+                    key_node,
+                    None,
+                    f"'to_person': '{lang}' is not a catalog language {list(languages)}",
+                )
+                continue
+            found: list[str] = []
+            for node in self.sequence(list_node, None, f"'to_person' [{lang}]") or ():
+                phrase = self.string(node, None, f"a 'to_person' phrase [{lang}]")
+                if phrase is None:
+                    continue
+                if not phrase_words(phrase, stop_words):
+                    self.problem(
+                        node,
+                        None,
+                        f"'to_person' phrase {phrase!r} has only stop words, so it would match "
+                        'nothing; add the words that ask for a person ("parlar amb una persona")',
+                    )
+                    continue
+                if phrase not in found:
+                    found.append(phrase)
+            out[lang] = tuple(found)
+        return out
+
+    def _check_to_person(
+        self,
+        keywords: list[Keyword],
+        stop_words: frozenset[str],
+        to_person: Mapping[str, tuple[str, ...]],
+    ) -> None:
+        """An alias holding a phrase that asks for a person would never be answered."""
+        requests = PersonRequests(TO_PERSON_PHRASES, to_person, stop_words=stop_words)
+        for kw in keywords:
+            for aliases in kw.aliases.values():
+                for alias in aliases:
+                    phrase = requests.find_in(content_tokens(normalize(alias), stop_words))
+                    if phrase is not None:
+                        self.problem(
+                            self._alias_lines.get((kw.id, alias), kw.line),
+                            kw.id,
+                            f"alias {alias!r} asks for a person ({phrase!r}, see 'to_person'), "
+                            "so it would never be answered; reword it",
+                        )
 
     def _stop_words(self, top: dict[str, tuple[yaml.Node, yaml.Node]]) -> frozenset[str]:
         if "stop_words" not in top:

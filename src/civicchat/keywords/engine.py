@@ -37,8 +37,9 @@ from civicchat.keywords.catalog import Catalog, Keyword
 from civicchat.keywords.index import TopicNames, build_index, parse_index_request
 from civicchat.keywords.language import decide_language, language_evidence
 from civicchat.keywords.matcher import AliasIndex
-from civicchat.keywords.normalize import normalize
+from civicchat.keywords.normalize import content_tokens, normalize
 from civicchat.keywords.replies import TemplateRenderer
+from civicchat.keywords.to_person import TO_PERSON_PHRASES, PersonRequests
 from civicchat.messages import (
     HEADER_MEDIA_KINDS,
     Buttons,
@@ -72,6 +73,7 @@ class _State:
     index: AliasIndex
     renderer: TemplateRenderer
     topics: TopicNames
+    person: PersonRequests
 
 
 def _build_state(catalog: Catalog) -> _State:
@@ -79,7 +81,8 @@ def _build_state(catalog: Catalog) -> _State:
     for kw in catalog.keywords:
         for source in kw.reply.values():
             renderer.check(source)  # compiled now, not on a citizen's first message
-    return _State(catalog, AliasIndex(catalog), renderer, TopicNames(catalog))
+    person = PersonRequests(TO_PERSON_PHRASES, catalog.to_person, stop_words=catalog.stop_words)
+    return _State(catalog, AliasIndex(catalog), renderer, TopicNames(catalog), person)
 
 
 class KeywordEngine:
@@ -122,7 +125,8 @@ class KeywordEngine:
     def match(
         self, text: str, *, language: str | None = None, hint: str | None = None
     ) -> KeywordMatch | None:
-        """The keyword ``text`` asks for, or ``None`` when a person should answer.
+        """The keyword ``text`` asks for, or ``None`` when a person should answer: no keyword
+        fits, or the message asks for a person (:meth:`asks_for_person`).
 
         ``language`` is the language already known for the conversation: the citizen's own
         choice (a web chat's selector), else the conversation's last language. It is kept unless
@@ -131,6 +135,15 @@ class KeywordEngine:
         example Telegram's ``language_code``), which only breaks ties.
         """
         return self._match(self._state, text, language, hint)
+
+    def asks_for_person(self, text: str) -> str | None:
+        """The phrase with which ``text`` asks for a person ("parlar amb una persona", "hablar
+        con alguien"; the library's and the catalog's ``to_person``), else ``None``.
+
+        :meth:`match` and :meth:`answer` give ``None`` for such a message, whatever keyword it
+        also names: "Vull parlar amb una persona sobre el padró" is for a person.
+        """
+        return self._state.person.find(text)
 
     def _match(
         self,
@@ -148,6 +161,9 @@ class KeywordEngine:
         if not folded:
             return None
         tokens = folded.split()
+        if state.person.find_in(content_tokens(folded, state.catalog.stop_words)) is not None:
+            _log.debug("message asks for a person: no keyword")
+            return None
         candidates = [c for c in state.index.search_tokens(folded, tokens) if c.score >= MIN_SCORE]
         if not candidates:
             return None
@@ -211,7 +227,8 @@ class KeywordEngine:
         max_length: int = 4096,
     ) -> KeywordAnswer | None:
         """Answer ``text`` with the keyword index, a keyword's reply or a "Volia dir...?"
-        question; ``None`` when a person should answer.
+        question; ``None`` when a person should answer (no keyword fits, or the message asks for
+        a person, see :meth:`asks_for_person`).
 
         ``context`` may hold ``name``, ``now`` (aware datetime), ``office_hours`` (a string, or
         a mapping per language) and ``language_hint``; other entries reach the templates as is.
@@ -225,6 +242,8 @@ class KeywordEngine:
         hint = hint if isinstance(hint, str) else None
         folded = normalize(value)
         tokens = folded.split()
+        if state.person.find_in(content_tokens(folded, state.catalog.stop_words)) is not None:
+            return None  # not even a topic's index: the citizen asked for a person
         request = parse_index_request(tokens, state.catalog)
         if request is not None:
             lang = (
