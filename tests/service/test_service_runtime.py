@@ -329,3 +329,29 @@ async def test_live_events_are_published_only_for_what_committed(tmp_path: Path)
         await store.close()
     # The batch of two rolled back, then each ran alone: only the one that committed is told.
     assert [(e.kind, e.conversation_id) for e in published] == [("message_in", 1)]
+
+
+async def test_readiness_fails_when_writes_are_stuck_though_reads_answer(tmp_path: Path):
+    app, _fake, provider, _ = await start_service(tmp_path)
+    transport = httpx.ASGITransport(app)
+    async with running(app), httpx.AsyncClient(transport=transport, base_url="http://s") as c:
+        assert (await c.get("/readyz")).status_code == 200
+        store = app.state.civicchat.store
+        holding, release = asyncio.Event(), asyncio.Event()
+
+        async def hold_the_writer() -> None:
+            async with store.transaction():  # SQLite: the single writer, held
+                holding.set()
+                await release.wait()
+
+        holder = asyncio.create_task(hold_the_writer())
+        await holding.wait()
+        try:
+            stuck = await c.get("/readyz")
+            assert stuck.status_code == 503
+            assert stuck.json()["database"] == "writes stuck"
+        finally:
+            release.set()
+            await holder
+        assert (await c.get("/readyz")).status_code == 200
+    await provider.aclose()

@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
@@ -44,6 +45,7 @@ from civicchat.service.live import InProcessLiveBus, LiveBus, PostgresLiveBus
 from civicchat.service.metrics import PROMETHEUS_CONTENT_TYPE, ServiceMetrics
 from civicchat.service.runtime import RelayHub, ServiceRuntime, build_accounts
 from civicchat.service.webchat import WebChatUploads, webchat_routes, webchat_titles
+from civicchat.service.webchat.history import SqlWebChatHistory
 from civicchat.service.webhooks import InboxBatcher, WebhookContext, WindowLimiter, webhook_routes
 from civicchat.storage.base import OperatorRole
 from civicchat.storage.engine import check_schema, create_engine, current_revision, upgrade
@@ -169,7 +171,9 @@ def create_app(
         limiter=webchat_limiter,
         metrics=metrics,
     )
-    routes += webchat_routes(hub, webchat_titles(config), uploads=uploads)
+    routes += webchat_routes(
+        hub, webchat_titles(config), uploads=uploads, history=SqlWebChatHistory(store.engine)
+    )
     console_routes = _console_routes(state)
     state.console = console_routes is not None
     routes += console_routes or []
@@ -333,9 +337,18 @@ def _readyz(state: ServiceState) -> Callable[[Request], Any]:
         try:
             async with state.store.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
+            # Reads alone are not enough: a stuck writer stops every webhook's commit.
+            try:
+                async with asyncio.timeout(2.0):
+                    writable = await state.store.can_write()
+            except TimeoutError:
+                writable = False
         except Exception as exc:
             logger.warning("readiness check failed: %s", type(exc).__name__)
             return JSONResponse({"status": "unavailable", "database": "down"}, 503)
+        if not writable:
+            logger.warning("readiness check failed: no write transaction within 2 s")
+            return JSONResponse({"status": "unavailable", "database": "writes stuck"}, 503)
         return JSONResponse({"status": "ready", "database": "ok"})
 
     return readyz

@@ -154,6 +154,14 @@ class SqlStore(SqlPrivacyMixin):
                 async with conn.begin():
                     yield conn
 
+    async def can_write(self) -> bool:
+        """Whether a write transaction can start now (an empty one, committed: nothing written).
+        Waits as long as writes are stuck (SQLite's single writer held, no pooled connection
+        free) even though reads still answer: call it under ``asyncio.timeout``."""
+        async with self._begin() as conn:
+            await conn.execute(text("SELECT 1"))
+        return True
+
     def transaction(self) -> AbstractAsyncContextManager[SqlTransaction]:
         """A transaction with every repository; commits on success, rolls back on error."""
         return self._transaction()
