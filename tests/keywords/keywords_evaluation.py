@@ -31,6 +31,7 @@ class Case:
     expect: str | None
     lang: str | None
     kind: str
+    known: str | None = None  # the conversation's language before the message (web chat's ?lang=)
 
 
 @dataclass(frozen=True)
@@ -72,14 +73,20 @@ class Scores:
 def load_cases(path: Path = MATARO_SET) -> list[Case]:
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     return [
-        Case(str(item["text"]), item.get("expect"), item.get("lang"), str(item["kind"]))
+        Case(
+            str(item["text"]),
+            item.get("expect"),
+            item.get("lang"),
+            str(item["kind"]),
+            item.get("known"),
+        )
         for item in raw
     ]
 
 
-def engine_predictor(engine: KeywordEngine) -> Callable[[str], Prediction]:
-    def predict(text: str) -> Prediction:
-        answer = engine.answer(text)
+def engine_predictor(engine: KeywordEngine) -> Callable[[str, str | None], Prediction]:
+    def predict(text: str, known: str | None = None) -> Prediction:
+        answer = engine.answer(text, language=known)
         if answer is None:
             return Prediction(None)
         if answer.kind is AnswerKind.INDEX:
@@ -94,7 +101,7 @@ def engine_predictor(engine: KeywordEngine) -> Callable[[str], Prediction]:
     return predict
 
 
-def baseline_predictor(catalog: Catalog) -> Callable[[str], Prediction]:
+def baseline_predictor(catalog: Catalog) -> Callable[[str, str | None], Prediction]:
     """The naive peer of the issue: ``extractOne(WRatio, default_process, cutoff 90)``."""
     owners: dict[str, tuple[str, str]] = {}
     for kw in catalog.keywords:
@@ -103,7 +110,7 @@ def baseline_predictor(catalog: Catalog) -> Callable[[str], Prediction]:
                 owners.setdefault(alias, (kw.id, lang))
     choices = list(owners)
 
-    def predict(text: str) -> Prediction:
+    def predict(text: str, known: str | None = None) -> Prediction:
         found = process.extractOne(
             text, choices, scorer=fuzz.WRatio, processor=utils.default_process, score_cutoff=90
         )
@@ -115,10 +122,12 @@ def baseline_predictor(catalog: Catalog) -> Callable[[str], Prediction]:
     return predict
 
 
-def evaluate(name: str, predict: Callable[[str], Prediction], cases: list[Case]) -> Scores:
+def evaluate(
+    name: str, predict: Callable[[str, str | None], Prediction], cases: list[Case]
+) -> Scores:
     scores = Scores(name)
     for case in cases:
-        got = predict(case.text)
+        got = predict(case.text, case.known)
         scores.total += 1
         scores.kind_totals[case.kind] += 1
         if got.options:

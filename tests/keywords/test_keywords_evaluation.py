@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from keywords_evaluation import MATARO_CATALOG, MATARO_HELDOUT, MATARO_SET, load_cases, report, run
 
+from civicchat.keywords import KeywordEngine, load_catalog
+
 
 def test_the_evaluation_set_is_large_and_covers_both_languages() -> None:
     cases = load_cases(MATARO_SET)
@@ -45,3 +47,18 @@ def test_the_held_out_set_alone() -> None:
     engine, _ = run(MATARO_CATALOG, MATARO_HELDOUT)
     assert engine.accuracy >= 0.95
     assert engine.false_rate <= 0.03
+
+
+def test_the_second_qa_pass_is_right_keyword_and_language() -> None:
+    # The QA messages with a known conversation language (?lang=es) and their neighbours: each
+    # one right, in the expected language, not only on average.
+    cases = [c for c in load_cases(MATARO_SET) if c.known is not None]
+    assert len(cases) >= 8
+    engine, _ = run(MATARO_CATALOG, MATARO_SET)
+    wrong = {case.text for case, _ in engine.mistakes}
+    assert not wrong & {c.text for c in cases}
+    catalog_engine = KeywordEngine(load_catalog(MATARO_CATALOG))
+    for case in cases:
+        answer = catalog_engine.answer(case.text, language=case.known)
+        assert answer is not None
+        assert answer.language == case.lang, case.text
