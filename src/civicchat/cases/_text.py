@@ -1,4 +1,4 @@
-"""Small text helpers for the flow: folding (the keyword engine's) and typo-tolerant matching."""
+"""Small text helpers for the flow: folding (the keyword engine's), typo-tolerant matching, cutting."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from rapidfuzz import fuzz
 
 from civicchat.keywords.normalize import normalize
 
-__all__ = ["fold", "fuzzy_in"]
+__all__ = ["fold", "fuzzy_in", "short"]
 
 
 def fold(text: str) -> str:
@@ -30,3 +30,8 @@ def fuzzy_in(candidate: str, vocabulary: Iterable[str], *, cutoff: float = 85.0)
         if min(len(candidate), len(entry)) >= 5 and fuzz.ratio(candidate, entry) >= cutoff:
             return True
     return False
+
+
+def short(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, an ellipsis marking the cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

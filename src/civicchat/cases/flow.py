@@ -25,36 +25,42 @@ from __future__ import annotations
 
 import enum
 import logging
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
-from rapidfuzz import fuzz
-from rapidfuzz.distance import OSA
 
-from civicchat.cases._text import fold, fuzzy_in
+from civicchat.cases._answers import (
+    CANCEL,
+    NO_ID,
+    SKIP_ID,
+    SKIP_MEDIA,
+    UNKNOWN_PLACE,
+    YES_ID,
+    is_no,
+    is_yes,
+    media_ref,
+    reply_id,
+    says,
+    text_of,
+    visual_media,
+)
+from civicchat.cases._text import fold, fuzzy_in, short
 from civicchat.cases.base import CaseStore, Geocoder
-from civicchat.cases.config import CaseCategory, CasesConfig
-from civicchat.cases.errors import CaseReferenceError
-from civicchat.cases.models import Case, CaseKind, CaseLocation, CaseReference, MediaRef, NewCase
-from civicchat.cases.texts import say, status_label, supported_language
+from civicchat.cases.categories import category_menu, pick_category
+from civicchat.cases.config import CasesConfig
+from civicchat.cases.models import Case, CaseKind, CaseLocation, MediaRef, NewCase
+from civicchat.cases.status_query import status_answer
+from civicchat.cases.texts import say, supported_language
 from civicchat.clock import Clock
-from civicchat.keywords.matcher import singular_forms, typo_tolerance
-from civicchat.keywords.normalize import content_tokens
 from civicchat.messages import (
     Buttons,
     InboundMessage,
-    InteractiveReply,
     ListMenu,
-    ListRow,
-    ListSection,
     Location,
     LocationRequest,
-    Media,
-    MediaKind,
     OutboundContent,
     ReplyButton,
     Text,
@@ -80,47 +86,7 @@ _TRIGGERS: dict[str, CaseKind] = {
     "sugerencia": CaseKind.SUGGESTION,
     "sugerencias": CaseKind.SUGGESTION,
 }
-_CANCEL = ("cancellar", "cancella", "cancelar", "cancela", "cancel", "anullar", "anular")
-_YES = (
-    "si",
-    "s",
-    "yes",
-    "ok",
-    "acord",
-    "dacord",
-    "vale",
-    "correcte",
-    "correcto",
-    "envia",
-    "enviar",
-)
-_NO = ("no", "n", "no gracies", "no gracias")
-_SKIP_MEDIA = (
-    "no",
-    "n",
-    "cap",
-    "ninguna",
-    "ninguno",
-    "no tinc",
-    "no tengo",
-    "sense foto",
-    "sin foto",
-)
-_UNKNOWN_PLACE = ("no ho se", "no lo se", "no se", "nose", "ni idea", "no")
-_STATUS_WORDS = {"estat": "ca", "estado": "es"}
-_REFERENCE_IN_TEXT = re.compile(r"\b([A-Za-z]{2,6}-\d{4}-\d{1,9})\b")
 _MAX_WORDS_TO_START = 6
-_BUTTON_TITLE_MAX = 20
-_ROW_TITLE_MAX = 24
-_MAX_LIST_ROWS = 10
-# A category answer by its words ("soroll" for "Sorolls i civisme") has at most this many
-# other words, like a keyword request ("hi ha soroll al carrer"); more is a description.
-_MAX_OTHER_CATEGORY_WORDS = 2
-
-_CATEGORY_PREFIX = "case:cat:"
-_YES_ID = "case:yes"
-_NO_ID = "case:no"
-_SKIP_ID = "case:skip"
 
 
 class FlowStage(enum.StrEnum):
@@ -217,67 +183,6 @@ def start_kind(text: str) -> CaseKind | None:
     return None
 
 
-def _is(text: str, vocabulary: tuple[str, ...]) -> bool:
-    folded = fold(text)
-    return bool(folded) and fuzzy_in(folded, vocabulary)
-
-
-def _text_of(message: InboundMessage) -> str | None:
-    content = message.content
-    if isinstance(content, Text):
-        return content.body
-    if isinstance(content, InteractiveReply):
-        return content.title
-    return None
-
-
-def _reply_id(message: InboundMessage) -> str | None:
-    content = message.content
-    return content.reply_id if isinstance(content, InteractiveReply) else None
-
-
-def _is_yes(message: InboundMessage) -> bool:
-    if _reply_id(message) is not None:
-        return _reply_id(message) == _YES_ID
-    text = _text_of(message)
-    # "1" is the first option where a channel without buttons shows them as a numbered list.
-    return text is not None and (fold(text) == "1" or _is(text, _YES))
-
-
-def _is_no(message: InboundMessage) -> bool:
-    if _reply_id(message) is not None:
-        return _reply_id(message) == _NO_ID
-    text = _text_of(message)
-    return text is not None and (fold(text) == "2" or _is(text, _NO))
-
-
-def _visual_media(message: InboundMessage) -> Media | None:
-    content = message.content
-    if isinstance(content, Media) and content.media_kind in (MediaKind.IMAGE, MediaKind.VIDEO):
-        return content
-    return None
-
-
-def _media_ref(message: InboundMessage, media: Media) -> MediaRef:
-    ref = media.media_id or media.link or ""
-    return MediaRef(
-        media_kind=media.media_kind, ref=ref, channel=message.channel, mime_type=media.mime_type
-    )
-
-
-def _same_word(token: str, word: str) -> bool:
-    """``token`` (the citizen's) is ``word`` (a label's), in the singular or plural or with a
-    typo the keyword engine would forgive for a word of that length."""
-    if token == word or word in singular_forms(token) or token in singular_forms(word):
-        return True
-    tolerance = typo_tolerance(len(word))
-    return tolerance > 0 and OSA.distance(token, word, score_cutoff=tolerance) <= tolerance
-
-
-def _short(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _with_cancel_hint(
     contents: tuple[OutboundContent, ...], language: str
 ) -> tuple[OutboundContent, ...]:
@@ -329,7 +234,7 @@ class CaseFlow:
         text, the category is asked again.
         """
         now = self._clock.now()
-        text = _text_of(message)
+        text = text_of(message)
 
         if state is not None and now - state.updated_at > self._config.expiry:
             logger.info("case flow expired after %s", now - state.updated_at)
@@ -338,7 +243,9 @@ class CaseFlow:
             return FlowStep(fresh.state, (notice, *fresh.contents), fresh.case, fresh.handled)
 
         if text is not None:
-            status = await self._status_answer(text, message)
+            status = await status_answer(
+                text, message, config=self._config, store=self._store, now=now
+            )
             if status is not None:
                 if state is None:
                     return FlowStep(None, status)
@@ -347,7 +254,7 @@ class CaseFlow:
         if state is None:
             return await self._start(message, supported_language(language), now)
 
-        if text is not None and _is(text, _CANCEL):
+        if text is not None and says(text, CANCEL):
             logger.info("case flow cancelled at %s", state.stage)
             return FlowStep(None, (Text(body=say("cancelled", state.language, kind=state.kind)),))
 
@@ -355,7 +262,7 @@ class CaseFlow:
             state.stage is FlowStage.CATEGORY
             and text is not None
             and other_request is not None
-            and self._pick_category(message) is None
+            and pick_category(self._config.categories, message) is None
             and start_kind(text) is None
             and other_request(text)
         ):
@@ -384,8 +291,8 @@ class CaseFlow:
         state = FlowState(
             stage=FlowStage.CATEGORY, language=language, started_at=now, updated_at=now
         )
-        text = _text_of(message)
-        media = _visual_media(message)
+        text = text_of(message)
+        media = visual_media(message)
         if text is not None:
             kind = start_kind(text)
             if kind is None:
@@ -395,7 +302,7 @@ class CaseFlow:
             caption = (media.caption or "").strip()
             state = state.model_copy(
                 update={
-                    "media": (_media_ref(message, media),),
+                    "media": (media_ref(message, media),),
                     "media_done": True,
                     "description": caption[: self._config.description_max_chars]
                     if len(fold(caption)) >= 3
@@ -438,9 +345,9 @@ class CaseFlow:
 
     async def _absorb(self, state: FlowState, message: InboundMessage) -> dict[str, object]:
         """A photo or a location sent before it was asked for is kept for its own step."""
-        media = _visual_media(message)
+        media = visual_media(message)
         if media is not None and not state.media:
-            return {"media": (_media_ref(message, media),), "media_done": True}
+            return {"media": (media_ref(message, media),), "media_done": True}
         if isinstance(message.content, Location) and not state.location_done:
             return {"location": await self._from_point(message.content), "location_done": True}
         return {}
@@ -448,8 +355,8 @@ class CaseFlow:
     async def _on_category(
         self, state: FlowState, message: InboundMessage, now: datetime
     ) -> _Outcome:
-        category = self._pick_category(message)
-        text = _text_of(message)
+        category = pick_category(self._config.categories, message)
+        text = text_of(message)
         kind = None if category is not None or text is None else start_kind(text)
         if kind is not None:
             # "queixa" while the category of an incident is asked: the citizen meant a complaint.
@@ -459,65 +366,16 @@ class CaseFlow:
             return self._reject(state, now, **await self._absorb(state, message))
         return self._accept(state, now, category=category.id)
 
-    def _pick_category(self, message: InboundMessage) -> CaseCategory | None:
-        categories = self._config.categories
-        reply = _reply_id(message)
-        if reply is not None and reply.startswith(_CATEGORY_PREFIX):
-            return self._config.category(reply.removeprefix(_CATEGORY_PREFIX))
-        text = _text_of(message)
-        if text is None:
-            return None
-        folded = fold(text)
-        if folded.isdigit():
-            index = int(folded) - 1
-            return categories[index] if 0 <= index < len(categories) else None
-        if len(folded) < 3:
-            return None
-        scored: list[tuple[float, CaseCategory]] = []
-        for category in categories:
-            names = [fold(label) for label in category.labels.values()] + [fold(category.id)]
-            best = max(
-                max(fuzz.ratio(folded, name), fuzz.token_set_ratio(folded, name)) for name in names
-            )
-            scored.append((best, category))
-        scored.sort(key=lambda pair: pair[0], reverse=True)
-        if scored[0][0] < 85 or (len(scored) > 1 and scored[1][0] == scored[0][0]):
-            return self._category_by_words(folded)
-        return scored[0][1]
-
-    def _category_by_words(self, folded: str) -> CaseCategory | None:
-        """The one category whose label words the answer uses, as the keyword engine matches:
-        singular or plural ("soroll", "sorolls"), small typos ("sorols"), stop words aside."""
-        tokens = [t for t in content_tokens(folded) if len(t) >= 3]
-        if not tokens:
-            return None
-        best: list[tuple[int, CaseCategory]] = []
-        for category in self._config.categories:
-            words = {
-                word
-                for label in (*category.labels.values(), category.id)
-                for word in content_tokens(fold(label))
-                if len(word) >= 3
-            }
-            hits = sum(any(_same_word(token, word) for word in words) for token in tokens)
-            if hits:
-                best.append((hits, category))
-        best.sort(key=lambda pair: pair[0], reverse=True)
-        if not best or (len(best) > 1 and best[1][0] == best[0][0]):
-            return None
-        hits, category = best[0]
-        return category if len(tokens) - hits <= _MAX_OTHER_CATEGORY_WORDS else None
-
     async def _on_description(
         self, state: FlowState, message: InboundMessage, now: datetime
     ) -> _Outcome:
         content = message.content
-        media = _visual_media(message)
+        media = visual_media(message)
         if media is not None:
             caption = (media.caption or "").strip()
             update: dict[str, object] = {}
             if not state.media:
-                update = {"media": (_media_ref(message, media),), "media_done": True}
+                update = {"media": (media_ref(message, media),), "media_done": True}
             if len(fold(caption)) >= 3:
                 limit = self._config.description_max_chars
                 return self._accept(state, now, description=caption[:limit], **update)
@@ -528,15 +386,15 @@ class CaseFlow:
         return self._reject(state, now, **await self._absorb(state, message))
 
     async def _on_media(self, state: FlowState, message: InboundMessage, now: datetime) -> _Outcome:
-        media = _visual_media(message)
+        media = visual_media(message)
         if media is not None:
             return self._accept(
-                state, now, media=(*state.media, _media_ref(message, media)), media_done=True
+                state, now, media=(*state.media, media_ref(message, media)), media_done=True
             )
-        if _reply_id(message) == _SKIP_ID:
+        if reply_id(message) == SKIP_ID:
             return self._accept(state, now, media_done=True)
-        text = _text_of(message)
-        if text is not None and (fold(text) == "1" or _is(text, _SKIP_MEDIA)):
+        text = text_of(message)
+        if text is not None and (fold(text) == "1" or says(text, SKIP_MEDIA)):
             return self._accept(state, now, media_done=True)
         if isinstance(message.content, Location):
             location = await self._from_point(message.content)
@@ -552,8 +410,8 @@ class CaseFlow:
             return self._accept(
                 state, now, location=location, location_done=True, outside_confirmed=False
             )
-        text = _text_of(message)
-        if text is not None and _is(text, _UNKNOWN_PLACE):
+        text = text_of(message)
+        if text is not None and says(text, UNKNOWN_PLACE):
             return self._accept(state, now, location=None, location_done=True)
         if isinstance(content, Text) and len(fold(content.body)) >= 3:
             location = await self._from_address(content.body.strip())
@@ -563,9 +421,9 @@ class CaseFlow:
         return self._reject(state, now, **await self._absorb(state, message))
 
     def _on_outside(self, state: FlowState, message: InboundMessage, now: datetime) -> _Outcome:
-        if _is_yes(message):
+        if is_yes(message):
             return self._accept(state, now, outside_confirmed=True)
-        if _is_no(message):
+        if is_no(message):
             moved = state.model_copy(
                 update={
                     "location": None,
@@ -582,9 +440,9 @@ class CaseFlow:
         self, state: FlowState, message: InboundMessage, now: datetime
     ) -> _Outcome:
         lang = state.language
-        if _is_no(message):
+        if is_no(message):
             return _Outcome(None, (Text(body=say("discarded", lang)),))
-        if not _is_yes(message):
+        if not is_yes(message):
             return self._reject(state, now)
         case = await self._create(state, message, now)
         body = say("created", lang, kind=state.kind, reference=case.reference)
@@ -667,8 +525,8 @@ class CaseFlow:
         return Buttons(
             body=body,
             buttons=(
-                ReplyButton(id=_YES_ID, title=say("yes", lang)),
-                ReplyButton(id=_NO_ID, title=say("no", lang)),
+                ReplyButton(id=YES_ID, title=say("yes", lang)),
+                ReplyButton(id=NO_ID, title=say("no", lang)),
             ),
         )
 
@@ -680,7 +538,7 @@ class CaseFlow:
                 body = say("ask_category_again", lang)
             else:
                 body = say("ask_category", lang, kind=state.kind)
-            return (self._category_menu(body, lang),)
+            return (category_menu(self._config.categories, body, lang),)
         prefix: tuple[OutboundContent, ...] = ()
         if again:
             key = {
@@ -699,7 +557,7 @@ class CaseFlow:
         if stage is FlowStage.DESCRIPTION:
             return Text(body=say("ask_description", lang))
         if stage is FlowStage.MEDIA:
-            skip = ReplyButton(id=_SKIP_ID, title=say("skip_media", lang))
+            skip = ReplyButton(id=SKIP_ID, title=say("skip_media", lang))
             return Buttons(body=say("ask_media", lang), buttons=(skip,))
         if stage is FlowStage.LOCATION:
             return LocationRequest(body=say("ask_location", lang))
@@ -708,31 +566,8 @@ class CaseFlow:
             return self._yes_no(say("ask_outside", lang, town=town), lang)
         if stage is FlowStage.CONFIRM:
             return self._yes_no(say("confirm", lang, summary=self._summary(state)), lang)
-        return self._category_menu(say("ask_category", lang, kind=state.kind), lang)
-
-    def _category_menu(self, body: str, lang: str) -> Buttons | ListMenu:
-        categories = self._config.categories
-        if len(categories) <= 3:
-            return Buttons(
-                body=body,
-                buttons=tuple(
-                    ReplyButton(
-                        id=f"{_CATEGORY_PREFIX}{c.id}",
-                        title=_short(c.label(lang), _BUTTON_TITLE_MAX),
-                    )
-                    for c in categories
-                ),
-            )
-        rows = tuple(
-            ListRow(
-                id=f"{_CATEGORY_PREFIX}{c.id}",
-                title=_short(c.label(lang), _ROW_TITLE_MAX),
-                description=c.label(lang) if len(c.label(lang)) > _ROW_TITLE_MAX else None,
-            )
-            for c in categories[:_MAX_LIST_ROWS]
-        )
-        return ListMenu(
-            body=body, button=say("list_button", lang), sections=(ListSection(rows=rows),)
+        return category_menu(
+            self._config.categories, say("ask_category", lang, kind=state.kind), lang
         )
 
     def _summary(self, state: FlowState) -> str:
@@ -752,41 +587,7 @@ class CaseFlow:
             "summary",
             lang,
             category=category.label(lang) if category else state.category,
-            description=_short(state.description or "", 300),
+            description=short(state.description or "", 300),
             media=media,
             location=where,
         )
-
-    async def _status_answer(
-        self, text: str, message: InboundMessage
-    ) -> tuple[OutboundContent, ...] | None:
-        tokens = fold(text).split()
-        if not tokens or tokens[0] not in _STATUS_WORDS or len(tokens) > 5:
-            return None
-        lang = _STATUS_WORDS[tokens[0]]
-        found = _REFERENCE_IN_TEXT.search(text)
-        example = f"{self._config.reference_prefix}-{self._clock.now().year}-000123"
-        if found is None:
-            return (Text(body=say("status_bad_reference", lang, example=example)),)
-        try:
-            reference = str(CaseReference.parse(found.group(1)))
-        except CaseReferenceError:
-            return (Text(body=say("status_bad_reference", lang, example=example)),)
-        case = await self._store.get(reference)
-        if case is None:
-            return (Text(body=say("status_unknown", lang, reference=reference)),)
-        category = self._config.category(case.category)
-        body = say(
-            "status",
-            lang,
-            kind=case.kind,
-            reference=case.reference,
-            category=category.label(lang) if category else case.category,
-            status=status_label(case.status, lang, case.kind),
-        )
-        # The last note only goes to the citizen who reported it: references are guessable.
-        same_citizen = case.channel == message.channel and case.citizen_id == message.sender.id
-        notes = [c.note for c in case.history if c.status is not None and c.note]
-        if same_citizen and notes:
-            body = f"{body}\n{say('status_note', lang, note=notes[-1])}"
-        return (Text(body=body),)
