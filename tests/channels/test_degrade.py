@@ -107,10 +107,63 @@ def test_location_becomes_a_map_link() -> None:
 
 
 def test_location_request_becomes_instructions() -> None:
-    (text,) = degrade(LocationRequest(body="On és?"), WEBCHAT_CAPABILITIES, "ca")
+    (text,) = degrade(LocationRequest(body="On és?"), PLAIN, "ca")
     assert isinstance(text, Text)
-    assert text.body.startswith("On és?\n\n")
-    assert "Ubicació" in text.body
+    assert text.body == (
+        "On és?\n\nPer enviar-nos la teva ubicació, fes servir l'opció d'ubicació del xat, "
+        "o escriu-nos l'adreça."
+    )
+    (text,) = degrade(LocationRequest(body="¿Dónde está?"), PLAIN, "es")
+    assert isinstance(text, Text)
+    assert text.body.endswith(
+        "Para enviarnos tu ubicación, usa la opción de ubicación del chat, "
+        "o escríbenos la dirección."
+    )
+
+
+@pytest.mark.parametrize("caps", [PLAIN, WEBCHAT_CAPABILITIES, TELEGRAM_CAPABILITIES])
+@pytest.mark.parametrize("language", ["ca", "es"])
+def test_location_instructions_name_no_button_the_channel_may_not_have(
+    caps: Capabilities, language: str
+) -> None:
+    # QA: the web chat told citizens to tap the paper clip 📎, which opens its photo picker.
+    for piece in degrade(LocationRequest(body="?"), caps, language):
+        if isinstance(piece, Text):
+            assert "📎" not in piece.body
+            assert "clip" not in piece.body
+
+
+def test_a_channel_gives_its_own_location_hint() -> None:
+    caps = Capabilities(
+        share_location_hint={"ca": "Toca el botó 📍.", "es": "Toca el botón 📍."},
+    )
+    request = LocationRequest(body="On és?")
+    assert degrade(request, caps, "ca") == [Text(body="On és?\n\nToca el botó 📍.")]
+    assert degrade(request, caps, "es-ES") == [Text(body="On és?\n\nToca el botón 📍.")]
+    # A language without the channel's words gets them in the rest of the wording's language.
+    assert degrade(request, caps, "fr") == [Text(body="On és?\n\nToca el botó 📍.")]
+    only_ca = Capabilities(share_location_hint={"ca": "Toca el botó 📍."})
+    (text,) = degrade(request, only_ca, "es")
+    assert isinstance(text, Text)
+    assert text.body.endswith("usa la opción de ubicación del chat, o escríbenos la dirección.")
+    # A channel that asks for a location natively never needs the words.
+    assert degrade(request, TELEGRAM_CAPABILITIES, "ca") == [request]
+
+
+@pytest.mark.parametrize(
+    "hint",
+    [{"ca": ""}, {"ca": "  "}, {"": "Toca."}, {"ca": 3}, ["ca", "Toca."], "Toca el botó."],
+)
+def test_a_bad_location_hint_is_refused(hint: object) -> None:
+    with pytest.raises(ValueError, match="share_location_hint must map language codes"):
+        Capabilities(share_location_hint=hint)  # type: ignore[arg-type]
+
+
+def test_capabilities_stay_hashable_and_comparable_with_a_hint() -> None:
+    caps = Capabilities(share_location_hint={"ca": "Toca el botó 📍."})
+    assert caps == Capabilities(share_location_hint={"ca": "Toca el botó 📍."})
+    assert caps != Capabilities()
+    assert hash(caps) == hash(Capabilities(share_location_hint={"es": "x"}))
 
 
 def test_template_falls_back_to_its_text() -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
 from civicchat.exceptions import MediaTooLargeError
@@ -127,7 +128,10 @@ class Capabilities:
     buttons can carry an image, video or document above its text
     (:attr:`~civicchat.messages.Buttons.media`; WhatsApp's media header, Telegram's photo with a
     caption and an inline keyboard); ``max_caption_length`` is the longest text that can go
-    with a media file (WhatsApp and Telegram: 1,024).
+    with a media file (WhatsApp and Telegram: 1,024). ``share_location_hint`` is, per language
+    (``{"ca": ..., "es": ...}``), how a citizen shares a location in this channel's own client,
+    for channels without ``location_requests`` ("toca el botó 📍"); without it ``degrade`` uses
+    wording true in any client.
     """
 
     max_text_length: int = 4096
@@ -144,6 +148,9 @@ class Capabilities:
     mark_read: bool = False
     button_media: bool = False
     max_caption_length: int = 1024
+    share_location_hint: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False
+    )
 
     def __post_init__(self) -> None:
         if self.max_text_length < 16:
@@ -154,6 +161,16 @@ class Capabilities:
             raise ValueError("Capabilities with buttons=True need max_buttons >= 1")
         if self.lists and self.max_list_rows < 1:
             raise ValueError("Capabilities with lists=True need max_list_rows >= 1")
+        hints: object = self.share_location_hint
+        if not isinstance(hints, Mapping) or not all(
+            isinstance(lang, str) and lang and isinstance(text, str) and text.strip()
+            for lang, text in hints.items()
+        ):
+            raise ValueError(
+                "Capabilities.share_location_hint must map language codes to non-empty texts, "
+                'for example {"ca": "Toca el botó 📍.", "es": "Toca el botón 📍."}'
+            )
+        object.__setattr__(self, "share_location_hint", MappingProxyType(dict(hints)))
 
 
 class MediaDownload:

@@ -11,7 +11,9 @@
   buttons, the file with the numbered options as its caption (one message when they fit);
 - a list that does not fit becomes reply buttons when they fit, numbered options otherwise;
 - a location becomes its name, address and a map link;
-- a location request becomes text asking to share the location with the attach button;
+- a location request becomes text asking to share the location: the channel's own
+  :attr:`~civicchat.channels.base.Capabilities.share_location_hint` ("toca el botó 📍"), else
+  wording true in any client (its location option, or the address written out);
 - a template becomes its ``fallback_text`` on channels without templates;
 - a "mark as read" is dropped where the provider has no read receipts;
 - a long text is split at paragraph, line, sentence or word boundaries under the text limit.
@@ -60,12 +62,18 @@ _WORDING = {
     "ca": {
         "choose": "Respon amb el número de l'opció.",
         "location": "Ubicació",
-        "share_location": "Per enviar-nos la ubicació, toca el clip 📎 (o +) i tria «Ubicació».",
+        "share_location": (
+            "Per enviar-nos la teva ubicació, fes servir l'opció d'ubicació del xat, "
+            "o escriu-nos l'adreça."
+        ),
     },
     "es": {
         "choose": "Responde con el número de la opción.",
         "location": "Ubicación",
-        "share_location": "Para enviarnos tu ubicación, toca el clip 📎 (o +) y elige «Ubicación».",
+        "share_location": (
+            "Para enviarnos tu ubicación, usa la opción de ubicación del chat, "
+            "o escríbenos la dirección."
+        ),
     },
 }
 
@@ -126,7 +134,8 @@ def degrade(
     if isinstance(content, LocationRequest):
         if caps.location_requests:
             return [content]
-        return _split(f"{content.body}\n\n{_WORDING[lang]['share_location']}", caps)
+        how = _share_location_hint(caps, language, lang) or _WORDING[lang]["share_location"]
+        return _split(f"{content.body}\n\n{how}", caps)
     if isinstance(content, Template):
         if caps.templates:
             return [content]
@@ -155,6 +164,14 @@ def _buttons_with_media(
     if len(text) <= caps.max_caption_length:
         return [media.model_copy(update={"caption": text})]  # one message, options as caption
     return [media, *_split(text, caps)]
+
+
+def _share_location_hint(caps: Capabilities, language: str | None, lang: str) -> str | None:
+    """The channel's own words for sharing a location in ``language`` ("es-ES" finds "es"),
+    else in ``lang``, the language of the rest of the wording."""
+    hints = caps.share_location_hint
+    code = (language or "").replace("_", "-").lower()
+    return hints.get(code) or hints.get(code.split("-", 1)[0]) or hints.get(lang) or None
 
 
 def _buttons_fit(buttons: tuple[ReplyButton, ...], body: str, caps: Capabilities) -> bool:
