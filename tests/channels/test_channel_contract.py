@@ -208,6 +208,26 @@ def test_is_a_channel(harness: Harness) -> None:
     assert harness.channel.name
 
 
+def test_a_location_request_it_cannot_ask_natively_gets_words_in_ca_and_es(
+    harness: Harness,
+) -> None:
+    caps = harness.channel.capabilities
+    if caps.location_requests:
+        assert degrade(LocationRequest(body="?"), caps, "ca") == [LocationRequest(body="?")]
+        return
+    # The channel's own hint, when it gives one, speaks both languages of the service.
+    if caps.share_location_hint:
+        assert {"ca", "es"} <= set(caps.share_location_hint)
+    texts = {
+        lang: [
+            p.body for p in degrade(LocationRequest(body="?"), caps, lang) if isinstance(p, Text)
+        ]
+        for lang in ("ca", "es")
+    }
+    assert texts["ca"] != texts["es"]
+    assert all("📎" not in body for bodies in texts.values() for body in bodies)
+
+
 def test_text_webhook_gives_one_typed_message(harness: Harness) -> None:
     result = harness.channel.handle_webhook(harness.text_request("horari bus"))
     assert result.status_code == 200
