@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -320,3 +323,19 @@ def test_a_caption_limit_narrower_than_the_body_keeps_the_buttons_apart() -> Non
 def test_capabilities_refuse_an_empty_caption_limit() -> None:
     with pytest.raises(ValueError, match="max_caption_length"):
         Capabilities(max_caption_length=0)
+
+
+def test_the_location_hint_example_in_docs_channels_prints_what_it_says(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    doc = Path(__file__).parents[2] / "docs" / "channels.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), re.S)
+    (example,) = [b for b in blocks if "share_location_hint" in b]
+    exec(compile(example, str(doc), "exec"), {"__name__": "docs_channels"})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [
+        "Per enviar-nos la teva ubicació, fes servir l'opció d'ubicació del xat, o escriu-nos "
+        "l'adreça.",
+        "Toca el botón 📍.",
+    ]
+    assert "# Toca el botón 📍." in example

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from civicchat.keywords import parse_catalog
+from civicchat.keywords import KeywordEngine, parse_catalog
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -46,3 +46,14 @@ def test_the_catalog_page_texts_example_is_a_valid_catalog_part() -> None:
     base = re.findall(r"```yaml\n(.*?)```", page, re.DOTALL)[0]
     catalog = parse_catalog(texts + base, source="docs/catalog.md")
     assert catalog.text("did_you_mean", "es") == "¿Querías decir...?"
+
+
+def test_the_catalog_page_to_person_example_is_a_valid_catalog_part() -> None:
+    page = (DOCS / "catalog.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", page, re.DOTALL)
+    (to_person,) = [b for b in blocks if b.startswith("to_person:")]
+    catalog = parse_catalog(to_person + blocks[0], source="docs/catalog.md")
+    assert catalog.to_person["es"] == ("quiero al gestor", "hablar con el 010")
+    engine = KeywordEngine(catalog)
+    assert engine.answer("Quiero al gestor del autobús") is None
+    assert engine.answer("autobús") is not None

@@ -10,7 +10,7 @@ import pytest
 
 @pytest.mark.parametrize(
     "module",
-    ["catalog", "engine", "language", "normalize", "replies"],
+    ["catalog", "engine", "language", "matcher", "normalize", "replies", "to_person"],
 )
 def test_module_examples(module: str) -> None:
     result = doctest.testmod(importlib.import_module(f"civicchat.keywords.{module}"))
