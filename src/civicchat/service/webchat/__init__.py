@@ -183,16 +183,26 @@ def webchat_routes(
             headers={"Cache-Control": "public, max-age=300"},
         )
 
-    async def events(request: Request) -> Response:
+    def public_read(
+        request: Request, limiter: WindowLimiter, what: str
+    ) -> tuple[str, str] | Response:
+        """The account and visitor of a read of ``what``, or its refusal: 404, 429 or 400."""
         name = known(request)
         if name is None:
             return PlainTextResponse("no such chat", 404)
-        refused = _over_limit(events_limiter, request, name, "live stream")
+        refused = _over_limit(limiter, request, name, what)
         if refused is not None:
             return refused
         visitor = request.query_params.get("visitor", "")
         if not valid_visitor_id(visitor):
             return PlainTextResponse("visitor must be 16-128 of A-Z a-z 0-9 _ -", 400)
+        return name, visitor
+
+    async def events(request: Request) -> Response:
+        read = public_read(request, events_limiter, "live stream")
+        if isinstance(read, Response):
+            return read
+        name, visitor = read
         last = request.headers.get("last-event-id") or request.query_params.get("after")
         after = int(last) if last and last.isdigit() else None
         try:
@@ -206,15 +216,10 @@ def webchat_routes(
         )
 
     async def past(request: Request) -> Response:
-        name = known(request)
-        if name is None:
-            return PlainTextResponse("no such chat", 404)
-        refused = _over_limit(history_limiter, request, name, "history")
-        if refused is not None:
-            return refused
-        visitor = request.query_params.get("visitor", "")
-        if not valid_visitor_id(visitor):
-            return PlainTextResponse("visitor must be 16-128 of A-Z a-z 0-9 _ -", 400)
+        read = public_read(request, history_limiter, "history")
+        if isinstance(read, Response):
+            return read
+        name, visitor = read
         source = history if history is not None else _app_history(request)
         if source is None:
             return PlainTextResponse("no history here", 404)
