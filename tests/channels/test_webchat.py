@@ -426,14 +426,22 @@ def test_hub_refuses_bad_visitor_ids() -> None:
         WebChatHub().publish("web", "bad id", {})
 
 
+def run_channels_doc_example(
+    marker: str, capsys: pytest.CaptureFixture[str]
+) -> tuple[str, list[str]]:
+    """The one example of docs/channels.md that mentions ``marker``, and the lines it printed."""
+    doc = Path(__file__).parents[2] / "docs" / "channels.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), re.S)
+    (example,) = [b for b in blocks if marker in b]
+    exec(compile(example, str(doc), "exec"), {"__name__": f"docs_channels_{marker}"})
+    return example, capsys.readouterr().out.splitlines()
+
+
 def test_the_web_chat_example_in_docs_channels_prints_what_it_says(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    doc = Path(__file__).parents[2] / "docs" / "channels.md"
-    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), re.S)
-    (example,) = [b for b in blocks if "photo_from_the_page" in b]
-    exec(compile(example, str(doc), "exec"), {"__name__": "docs_webchat"})
-    assert capsys.readouterr().out.splitlines() == [
+    _, printed = run_channels_doc_example("photo_from_the_page", capsys)
+    assert printed == [
         "image/jpeg None",
         "image Fanal trencat",
         "image/jpeg True",
@@ -496,11 +504,8 @@ def test_a_citizens_text_is_bounded_apart_from_the_replies(channel: WebChatChann
 def test_the_long_answer_example_in_docs_channels_prints_what_it_says(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    doc = Path(__file__).parents[2] / "docs" / "channels.md"
-    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), re.S)
-    (example,) = [b for b in blocks if "long_answer" in b]
-    exec(compile(example, str(doc), "exec"), {"__name__": "docs_webchat_long"})
-    assert capsys.readouterr().out.splitlines() == ["2 {2}", "True"]
+    example, printed = run_channels_doc_example("long_answer", capsys)
+    assert printed == ["2 {2}", "True"]
     assert "# 2 {2}" in example
     assert "# True" in example
 
