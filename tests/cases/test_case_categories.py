@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -19,8 +17,6 @@ from civicchat.keywords.normalize import normalize
 from civicchat.messages import Buttons, InboundMessage, InteractiveReply, ListMenu, Location, Text
 
 MessageFactory = Callable[..., InboundMessage]
-ROOT = Path(__file__).resolve().parents[2]
-DOC = ROOT / "docs" / "cases.md"
 
 THREE = (
     CaseCategory(id="enllumenat", labels={"ca": "Enllumenat públic", "es": "Alumbrado público"}),
@@ -118,18 +114,3 @@ def test_few_categories_are_buttons_many_a_list_with_short_titles() -> None:
     assert len(rows[2].title) == 24
     assert rows[2].description == "Mobiliario urbano de la ciudad"
     assert rows[3].description is None
-
-
-def test_the_documented_example_runs_and_prints_what_the_page_says(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    text = DOC.read_text(encoding="utf-8")
-    section = text[text.index("### Which category an answer names") :]
-    code = re.search(r"```python\n(.*?)```", section, re.S)
-    expected = re.search(r"```text\n(.*?)```", section, re.S)
-    assert code is not None
-    assert expected is not None
-    monkeypatch.chdir(ROOT)
-    exec(compile(code.group(1), str(DOC), "exec"), {"__name__": "docs_cases_categories"})
-    printed = capsys.readouterr().out.strip().splitlines()
-    assert printed == expected.group(1).strip().splitlines()

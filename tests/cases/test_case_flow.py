@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -712,24 +711,6 @@ def test_other_keyword_tells_a_question_of_another_topic_from_words_of_a_report(
     # report ("farola" while the category is asked), and no keyword at all is no question:
     for text in ["farola", "forat a la vorera", "contenidor ple", "incidència", "xyz qwerty", "1"]:
         assert not asks(text), text
-
-
-def test_the_documented_example_of_another_question_runs_and_prints_what_the_page_says(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    root = Path(__file__).resolve().parents[2]
-    page = root / "docs" / "cases.md"
-    text = page.read_text(encoding="utf-8")
-    section = text[text.index("### Another question instead of a category") :]
-    code = re.search(r"```python\n(.*?)```", section, re.S)
-    expected = re.search(r"```text\n(.*?)```", section, re.S)
-    assert code is not None
-    assert expected is not None
-    monkeypatch.chdir(root)
-    exec(compile(code.group(1), str(page), "exec"), {"__name__": "docs_cases_other"})
-    printed = capsys.readouterr().out
-    for line in expected.group(1).strip().splitlines():
-        assert line in printed, line
 
 
 _MATARO_ENGINE: list[KeywordEngine] = []
