@@ -7,8 +7,10 @@ fails them, so a broken browser install cannot pass unnoticed.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,3 +104,42 @@ def login(page: Any, base: str, user: str, password: str) -> None:
     page.fill("input[name=password]", password)
     page.click("button.primary")
     page.wait_for_url(re.compile(r".*/console$"))
+
+
+# ------------------------------------------------------------------ the citizen's web chat
+
+#: A phone's screen: the size the citizen's page is tested at.
+PHONE = {"width": 420, "height": 720}
+
+
+def phone(browser: Any, locale: str = "ca-ES", **options: Any) -> Any:
+    """A new browser context the size of a phone in ``locale`` (``permissions=``... as given)."""
+    return browser.new_context(viewport=PHONE, locale=locale, **options)
+
+
+def open_chat(context: Any, base: str, lang: str | None = None) -> Any:
+    """A new page of ``context`` on Mataró's web chat, with ``?lang=`` when given."""
+    page = context.new_page()
+    page.goto(f"{base}/chat/mataro-web" + (f"?lang={lang}" if lang else ""))
+    return page
+
+
+def send(chat: Any, text: str) -> None:
+    """Type ``text`` in the chat and press send, as a citizen does."""
+    chat.fill("#text", text)
+    chat.click("#send")
+
+
+def serve_live_events(context: Any, events: Sequence[dict[str, Any]]) -> None:
+    """The pages of ``context`` get ``events`` (ids 1, 2, ...) from their live stream instead of
+    the service's: a reply of a given shape, drawn without making the bot say it."""
+    stream = "retry: 60000\n\n" + "".join(
+        f"id: {seq}\nevent: message\ndata: {json.dumps(event)}\n\n"
+        for seq, event in enumerate(events, 1)
+    )
+    context.route(
+        "**/events?*",
+        lambda route: route.fulfill(
+            status=200, headers={"content-type": "text/event-stream"}, body=stream
+        ),
+    )

@@ -12,7 +12,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser_helpers import Service, login
+from browser_helpers import (
+    Service,
+    login,
+    open_chat,
+    phone,
+    send,
+    serve_live_events,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -20,14 +27,13 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 def test_keyword_list_is_bold_not_starred_and_the_language_switch_sticks(
     service: Service, browser: Any
 ) -> None:
-    context = browser.new_context(viewport={"width": 420, "height": 720}, locale="ca-ES")
+    context = phone(browser)
     failed: list[str] = []
     chat = context.new_page()
     chat.on("response", lambda r: failed.append(r.url) if r.status >= 400 else None)
     chat.goto(f"{service.base}/chat/mataro-web")
     assert "PARAULES CLAU" in chat.inner_text(".note.hello")
-    chat.fill("#text", "PARAULES CLAU")
-    chat.click("#send")
+    send(chat, "PARAULES CLAU")
 
     # WhatsApp's *bold* is shown bold, without the stars.
     title = chat.wait_for_selector(".msg.them strong", timeout=15_000)
@@ -51,11 +57,9 @@ def test_keyword_list_is_bold_not_starred_and_the_language_switch_sticks(
 
 
 def test_a_question_is_answered_once_its_buttons_then_stop(service: Service, browser: Any) -> None:
-    context = browser.new_context(viewport={"width": 420, "height": 720}, locale="ca-ES")
-    chat = context.new_page()
-    chat.goto(f"{service.base}/chat/mataro-web?lang=ca")
-    chat.fill("#text", "horari de la deixalleria")
-    chat.click("#send")
+    context = phone(browser)
+    chat = open_chat(context, service.base, "ca")
+    send(chat, "horari de la deixalleria")
     question = chat.wait_for_selector(".msg.them:has-text('Volies dir') .buttons", timeout=15_000)
     buttons = question.query_selector_all("button")
     assert len(buttons) >= 2
@@ -73,10 +77,9 @@ def test_a_question_is_answered_once_its_buttons_then_stop(service: Service, bro
 
 
 def test_a_lost_live_connection_is_said_until_it_is_back(service: Service, browser: Any) -> None:
-    context = browser.new_context(viewport={"width": 420, "height": 720}, locale="es-ES")
+    context = phone(browser, "es-ES")
     context.route("**/events?*", lambda route: route.abort())
-    chat = context.new_page()
-    chat.goto(f"{service.base}/chat/mataro-web")
+    chat = open_chat(context, service.base)
     note = chat.wait_for_selector(".note.offline", timeout=10_000)
     assert note.inner_text() == "Conexión perdida; reconectando…"
     context.unroute("**/events?*")
@@ -91,7 +94,7 @@ def test_a_lost_live_connection_is_said_until_it_is_back(service: Service, brows
 def test_a_refused_live_stream_is_tried_again_later(
     service: Service, browser: Any, locale: str, offline: str
 ) -> None:
-    context = browser.new_context(viewport={"width": 420, "height": 720}, locale=locale)
+    context = phone(browser, locale)
     streams: list[str] = []
 
     def first_refused(route: Any) -> None:
@@ -102,16 +105,14 @@ def test_a_refused_live_stream_is_tried_again_later(
             route.continue_()
 
     context.route("**/events?*", first_refused)
-    chat = context.new_page()
-    chat.goto(f"{service.base}/chat/mataro-web")
+    chat = open_chat(context, service.base)
     # A browser gives an EventSource up after a refusal: the page says so and tries again.
     note = chat.wait_for_selector(".note.offline", timeout=10_000)
     assert note.inner_text() == offline
     chat.wait_for_selector(".note.offline", state="detached", timeout=15_000)
     assert len(streams) == 2
     # The stream works again: an answer comes live.
-    chat.fill("#text", "horari de la deixalleria")
-    chat.click("#send")
+    send(chat, "horari de la deixalleria")
     chat.wait_for_selector(".msg.them", timeout=15_000)
     context.close()
 
@@ -161,14 +162,8 @@ MATARO_POINT = {"latitude": 41.5381, "longitude": 2.4445}
 def test_a_citizen_sends_a_photo_and_a_location_and_the_operator_sees_both(
     service: Service, browser: Any
 ) -> None:
-    citizen = browser.new_context(
-        viewport={"width": 420, "height": 720},
-        locale="ca-ES",
-        permissions=["geolocation"],
-        geolocation=MATARO_POINT,
-    )
-    chat = citizen.new_page()
-    chat.goto(f"{service.base}/chat/mataro-web")
+    citizen = phone(browser, permissions=["geolocation"], geolocation=MATARO_POINT)
+    chat = open_chat(citizen, service.base)
     assert chat.is_visible("#photo")
     # What is typed when the photo is chosen goes with it as its caption.
     chat.fill("#text", CAPTION)
@@ -213,9 +208,8 @@ def test_photo_and_location_refusals_are_said_in_the_citizens_language(
     service: Service, browser: Any
 ) -> None:
     # No geolocation permission granted: the browser denies it.
-    citizen = browser.new_context(viewport={"width": 420, "height": 720}, locale="es-ES")
-    chat = citizen.new_page()
-    chat.goto(f"{service.base}/chat/mataro-web")
+    citizen = phone(browser, "es-ES")
+    chat = open_chat(citizen, service.base)
     heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64
     chat.fill("#text", "Farola apagada")
     chat.set_input_files(
@@ -241,7 +235,7 @@ def test_photo_and_location_refusals_are_said_in_the_citizens_language(
 
 
 def test_the_title_switches_with_the_language(service: Service, browser: Any) -> None:
-    context = browser.new_context(viewport={"width": 420, "height": 720}, locale="ca-ES")
+    context = phone(browser)
     titles = {"ca": "Xat de l'Ajuntament", "es": "Chat del Ayuntamiento"}
 
     def per_language(route: Any) -> None:
@@ -253,8 +247,7 @@ def test_the_title_switches_with_the_language(service: Service, browser: Any) ->
         route.fulfill(response=response, body=body)
 
     context.route("**/chat/mataro-web?lang=ca", per_language)
-    chat = context.new_page()
-    chat.goto(f"{service.base}/chat/mataro-web?lang=ca")
+    chat = open_chat(context, service.base, "ca")
     assert chat.inner_text("#title") == titles["ca"]
     assert chat.title() == titles["ca"]
     chat.click("#lang")
@@ -266,11 +259,9 @@ def test_the_title_switches_with_the_language(service: Service, browser: Any) ->
 def test_a_document_above_the_buttons_is_a_download_link_apart_from_its_caption(
     service: Service, browser: Any
 ) -> None:
-    context = browser.new_context(viewport={"width": 420, "height": 720}, locale="ca-ES")
-    chat = context.new_page()
-    chat.goto(f"{service.base}/chat/mataro-web?lang=ca")
-    chat.fill("#text", "bus urbà")
-    chat.click("#send")
+    context = phone(browser)
+    chat = open_chat(context, service.base, "ca")
+    send(chat, "bus urbà")
     bubble = chat.wait_for_selector(
         ".msg.them:has(.buttons):has-text('Mataró Bus')", timeout=15_000
     )
@@ -299,7 +290,7 @@ def test_a_document_above_the_buttons_is_a_download_link_apart_from_its_caption(
 
 
 def test_a_document_with_a_caption_alone_shows_both_apart(service: Service, browser: Any) -> None:
-    context = browser.new_context(viewport={"width": 420, "height": 720}, locale="ca-ES")
+    context = phone(browser)
     # A document message as the live stream brings it (served here by the test).
     document = {
         "id": "doc-1",
@@ -311,15 +302,8 @@ def test_a_document_with_a_caption_alone_shows_both_apart(service: Service, brow
             "filename": "planol.pdf",
         },
     }
-    stream = f"retry: 60000\nid: 1\nevent: message\ndata: {json.dumps(document)}\n\n"
-    context.route(
-        "**/events?*",
-        lambda route: route.fulfill(
-            status=200, headers={"content-type": "text/event-stream"}, body=stream
-        ),
-    )
-    chat = context.new_page()
-    chat.goto(f"{service.base}/chat/mataro-web?lang=ca")
+    serve_live_events(context, [document])
+    chat = open_chat(context, service.base, "ca")
     bubble = chat.wait_for_selector(".msg.them .media")
     assert bubble.query_selector("a.file .name").inner_text() == "planol.pdf"
     assert bubble.query_selector(".caption").inner_text() == "Plànol de la xarxa"
@@ -344,7 +328,7 @@ def test_a_document_with_a_caption_alone_shows_both_apart(service: Service, brow
 def test_the_header_and_footer_of_buttons_are_shown_around_the_text(
     service: Service, browser: Any, locale: str, header: str, body: str, footer: str
 ) -> None:
-    context = browser.new_context(viewport={"width": 420, "height": 720}, locale=locale)
+    context = phone(browser, locale)
     # A question with a text header and a footer, as the live stream brings it (after
     # degrade: a ListMenu reaches the web chat as these Buttons, footer kept).
     question = {
@@ -357,15 +341,8 @@ def test_the_header_and_footer_of_buttons_are_shown_around_the_text(
             "buttons": [{"id": "kw:horari", "title": "Horari"}, {"id": "kw:on", "title": "On"}],
         },
     }
-    stream = f"retry: 60000\nid: 1\nevent: message\ndata: {json.dumps(question)}\n\n"
-    context.route(
-        "**/events?*",
-        lambda route: route.fulfill(
-            status=200, headers={"content-type": "text/event-stream"}, body=stream
-        ),
-    )
-    chat = context.new_page()
-    chat.goto(f"{service.base}/chat/mataro-web")
+    serve_live_events(context, [question])
+    chat = open_chat(context, service.base)
     bubble = chat.wait_for_selector(".msg.them:has(.buttons)", timeout=15_000)
     order = bubble.evaluate("b => [...b.children].map(n => n.className)")
     assert order == ["header text", "body", "footer", "buttons"]
@@ -389,7 +366,7 @@ def test_the_header_and_footer_of_buttons_are_shown_around_the_text(
 
 
 def test_a_long_answer_in_parts_is_one_bubble(service: Service, browser: Any) -> None:
-    context = browser.new_context(viewport={"width": 420, "height": 720}, locale="ca-ES")
+    context = phone(browser)
     body = "*Paraules clau*\n" + "\n".join(f'• TEMA {n}: «Àrea» "{n}"' for n in range(150))
     content = json.dumps({"kind": "text", "body": body, "preview_url": False})
     cut = [content[:1000], content[1000:2500], content[2500:]]
@@ -399,18 +376,8 @@ def test_a_long_answer_in_parts_is_one_bubble(service: Service, browser: Any) ->
         for n, chunk in enumerate(cut, 1)
     ]  # fmt: skip
     # Parts as the service's live stream brings them (here served by the test, second one twice).
-    stream = "retry: 60000\n\n" + "".join(
-        f"id: {seq}\nevent: message\ndata: {json.dumps(event)}\n\n"
-        for seq, event in enumerate([events[0], events[1], events[1], events[2]], 1)
-    )
-    context.route(
-        "**/events?*",
-        lambda route: route.fulfill(
-            status=200, headers={"content-type": "text/event-stream"}, body=stream
-        ),
-    )
-    chat = context.new_page()
-    chat.goto(f"{service.base}/chat/mataro-web?lang=ca")
+    serve_live_events(context, [events[0], events[1], events[1], events[2]])
+    chat = open_chat(context, service.base, "ca")
     bubble = chat.wait_for_selector(".msg.them:has-text('TEMA 149')", timeout=10_000)
     chat.wait_for_timeout(300)
     assert chat.locator(".msg.them").count() == 1
@@ -421,14 +388,11 @@ def test_a_long_answer_in_parts_is_one_bubble(service: Service, browser: Any) ->
 
 
 def test_after_a_reload_both_sides_come_back_in_order_once(service: Service, browser: Any) -> None:
-    context = browser.new_context(viewport={"width": 420, "height": 720}, locale="ca-ES")
-    chat = context.new_page()
-    chat.goto(f"{service.base}/chat/mataro-web?lang=ca")
-    chat.fill("#text", "hola")
-    chat.click("#send")
+    context = phone(browser)
+    chat = open_chat(context, service.base, "ca")
+    send(chat, "hola")
     chat.wait_for_selector(".msg.them", timeout=15_000)
-    chat.fill("#text", "bus urbà")
-    chat.click("#send")
+    send(chat, "bus urbà")
     chat.wait_for_selector(".msg.them:has-text('Mataró Bus')", timeout=15_000)
     chat.wait_for_timeout(500)  # let the service mark the replies sent
     before = chat.evaluate(
@@ -451,8 +415,7 @@ def test_after_a_reload_both_sides_come_back_in_order_once(service: Service, bro
     # The last question's buttons still answer; it is the citizen's turn.
     assert not any(b.is_disabled() for b in bus.query_selector_all(".buttons button"))
     # A new message after the reload arrives live, once.
-    chat.fill("#text", "horari de la deixalleria")
-    chat.click("#send")
+    send(chat, "horari de la deixalleria")
     chat.wait_for_selector(".msg.them:has-text('Volies dir')", timeout=15_000)
     chat.wait_for_timeout(500)
     assert chat.locator(".msg.them:has-text('Volies dir')").count() == 1
