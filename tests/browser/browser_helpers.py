@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import struct
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,4 +144,20 @@ def serve_live_events(context: Any, events: Sequence[dict[str, Any]]) -> None:
         lambda route: route.fulfill(
             status=200, headers={"content-type": "text/event-stream"}, body=stream
         ),
+    )
+
+
+def tiny_png() -> bytes:
+    """A real 2x2 red PNG, which a browser can draw (the web chat's page and the console)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(b"\x00" + b"\xff\x00\x00" * 2 for _ in range(2))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
     )

@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
-import struct
 import threading
-import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +17,7 @@ from browser_helpers import (
     phone,
     send,
     serve_live_events,
+    tiny_png,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -139,22 +138,6 @@ def test_console_top_bar_fits_one_line_of_a_laptop_in_spanish(
     context.close()
 
 
-def _tiny_png() -> bytes:
-    """A real 2x2 red PNG, which the browsers of both sides can draw."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    rows = b"".join(b"\x00" + b"\xff\x00\x00" * 2 for _ in range(2))
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0))
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
-
-
 CAPTION = "Fanal trencat davant del número 12"
 MATARO_POINT = {"latitude": 41.5381, "longitude": 2.4445}
 
@@ -168,7 +151,7 @@ def test_a_citizen_sends_a_photo_and_a_location_and_the_operator_sees_both(
     # What is typed when the photo is chosen goes with it as its caption.
     chat.fill("#text", CAPTION)
     chat.set_input_files(
-        "#photo-file", files=[{"name": "fanal.png", "mimeType": "image/png", "buffer": _tiny_png()}]
+        "#photo-file", files=[{"name": "fanal.png", "mimeType": "image/png", "buffer": tiny_png()}]
     )
     chat.wait_for_selector(".msg.me img")
     chat.wait_for_selector(".note:has-text('Enviant la foto')", state="detached", timeout=15_000)

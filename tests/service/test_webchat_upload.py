@@ -5,9 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import struct
 import urllib.parse
-import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import pytest
 from cases_service_helpers import case_service
 from service_fakes import Service, running, start_service, wait_for
 
+from browser.browser_helpers import tiny_png
 from civicchat.exceptions import StorageError
 from civicchat.messages import Media, MediaKind
 from civicchat.storage.base import EventState, MediaState
@@ -27,22 +26,6 @@ UPLOAD = "/chat/mataro-web/upload"
 JPEG = bytes.fromhex("ffd8ffe000104a46494600010100000100010000") + b"\x00" * 200 + b"\xff\xd9"
 HEIC = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n"
-
-
-def tiny_png() -> bytes:
-    """A real 2x2 red PNG (a browser can draw it)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    rows = b"".join(b"\x00" + b"\xff\x00\x00" * 2 for _ in range(2))
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0))
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
 
 
 def headers(
