@@ -355,3 +355,35 @@ async def test_work_written_by_another_process_wakes_the_workers(store, target):
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await other.close()
+
+
+async def test_one_worker_of_a_pool_polls_the_others_sleep_until_woken(store, clock):
+    looks: dict[str, int] = {"poller": 0, "sleeper": 0}
+
+    class Counting(InboxProcessor):
+        def __init__(self, name: str, **kwargs: object) -> None:
+            super().__init__(store, _noop, clock, idle_seconds=0.01, **kwargs)
+            self.name = name
+
+        async def run_once(self) -> bool:
+            looks[self.name] += 1
+            return await super().run_once()
+
+    poller, sleeper = Counting("poller"), Counting("sleeper", poll=False)
+    tasks = [asyncio.create_task(w.run_forever()) for w in (poller, sleeper)]
+    try:
+        await asyncio.sleep(0.3)
+        assert looks["poller"] >= 5  # every idle_seconds
+        assert looks["sleeper"] == 1  # its first look, then nothing announced work
+        before = looks["sleeper"] + looks["poller"]
+        store.inbox_signal.set()  # work written: exactly one idle worker looks at once
+        await asyncio.sleep(0.005)
+        assert looks["sleeper"] + looks["poller"] >= before + 1
+    finally:
+        for w in (poller, sleeper):
+            w.stop()
+        await asyncio.gather(*tasks)
+
+
+async def _noop(event, tx):  # pragma: no cover - no events in this test
+    return []

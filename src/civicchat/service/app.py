@@ -122,8 +122,11 @@ def create_app(
     live = _live_bus(config)
     hub = WebChatHub()
     http = client or provider_client()
-    accounts = build_accounts(config, client=http, clock=clock, relay_hub=RelayHub(live))
     blobs = LocalBlobStore(config.media.directory)
+    # The web chat reads the citizens' photos back from the blob store (for the media worker).
+    accounts = build_accounts(
+        config, client=http, clock=clock, relay_hub=RelayHub(live), uploads=blobs
+    )
     metrics = ServiceMetrics()
     runtime = ServiceRuntime(
         config,
@@ -161,8 +164,6 @@ def create_app(
     )
     chats = {a.name: a.display_name for a in accounts.values() if a.channel_name == "webchat"}
     webchats = {n: a.channel for n, a in accounts.items() if isinstance(a.channel, WebChatChannel)}
-    for channel in webchats.values():
-        channel.uploads = blobs  # the media worker reads the photos back through the channel
     uploads = WebChatUploads(
         webchats,
         blobs,

@@ -38,7 +38,7 @@ from civicchat.bot import (
 from civicchat.channels.base import Channel, MediaDownload
 from civicchat.channels.degrade import degrade
 from civicchat.channels.telegram import TelegramAccount, TelegramChannel
-from civicchat.channels.webchat import WebChatChannel, WebChatHub
+from civicchat.channels.webchat import UploadReader, WebChatChannel, WebChatHub
 from civicchat.channels.whatsapp import WhatsAppAccount, WhatsAppChannel
 from civicchat.clock import Clock
 from civicchat.exceptions import (
@@ -108,19 +108,28 @@ def build_accounts(
     client: httpx.AsyncClient,
     clock: Clock,
     relay_hub: WebChatHub,
+    uploads: UploadReader | None = None,
 ) -> dict[str, BotAccount]:
     """One :class:`BotAccount` per enabled account of ``config``."""
     accounts: dict[str, BotAccount] = {}
     for acfg in config.enabled_accounts:
-        accounts[acfg.name] = _build_account(acfg, client=client, clock=clock, hub=relay_hub)
+        accounts[acfg.name] = _build_account(
+            acfg, client=client, clock=clock, hub=relay_hub, uploads=uploads
+        )
     return accounts
 
 
 def build_channel(
-    acfg: AccountConfig, *, client: httpx.AsyncClient, clock: Clock, hub: WebChatHub | None = None
+    acfg: AccountConfig,
+    *,
+    client: httpx.AsyncClient,
+    clock: Clock,
+    hub: WebChatHub | None = None,
+    uploads: UploadReader | None = None,
 ) -> Channel:
     """The channel adapter of one configured account (``hub``: the web chat's, required for a
-    web chat account). Used by the service and by ``civicchat telegram-webhook``."""
+    web chat account; ``uploads``: the blob store its photos are read back from). Used by the
+    service and by ``civicchat telegram-webhook``."""
     channel: Channel
     if acfg.channel == "whatsapp":
         wa = acfg.whatsapp
@@ -159,12 +168,17 @@ def build_channel(
             raise ConfigError(f"account {acfg.name}: a web chat channel needs the web chat hub")
         # A long reply is one bubble: the channel publishes it in parts small enough for one
         # PostgreSQL NOTIFY each, and the page joins them.
-        channel = WebChatChannel(hub, account=acfg.name, clock=clock)
+        channel = WebChatChannel(hub, account=acfg.name, clock=clock, uploads=uploads)
     return channel
 
 
 def _build_account(
-    acfg: AccountConfig, *, client: httpx.AsyncClient, clock: Clock, hub: WebChatHub
+    acfg: AccountConfig,
+    *,
+    client: httpx.AsyncClient,
+    clock: Clock,
+    hub: WebChatHub,
+    uploads: UploadReader | None = None,
 ) -> BotAccount:
     catalog = load_catalog(acfg.catalog)
     hours = load_office_hours(acfg.office_hours)
@@ -179,7 +193,7 @@ def _build_account(
         reengagement_template=reengagement if acfg.channel == "whatsapp" else None,
         languages=acfg.languages,
     )
-    channel = build_channel(acfg, client=client, clock=clock, hub=hub)
+    channel = build_channel(acfg, client=client, clock=clock, hub=hub, uploads=uploads)
     return BotAccount(
         name=acfg.name,
         channel_name=acfg.channel,
@@ -474,7 +488,7 @@ class ServiceRuntime:
         wc = self.config.workers
         inbox, outbox = wc.for_database(postgres=self.store.is_postgres)
         rng = random.Random()
-        for _ in range(inbox):
+        for n in range(inbox):
             self._workers.append(
                 LiveInboxProcessor(
                     self.store,
@@ -486,6 +500,7 @@ class ServiceRuntime:
                     # SQLite has one writer: a long batch would hold webhooks' commits back.
                     batch_size=INBOX_BATCH if self.store.is_postgres else 1,
                     rng=rng,
+                    poll=n == 0,  # one poller per kind; the others wait for the store's signal
                 )
             )
         senders = self.senders()
@@ -494,7 +509,7 @@ class ServiceRuntime:
             found = _limiter(sender.account)
             if found is not None:
                 limiters[key] = found
-        for _ in range(outbox):
+        for n in range(outbox):
             self._workers.append(
                 LiveOutboxSender(
                     self.store,
@@ -505,6 +520,7 @@ class ServiceRuntime:
                     limiters=limiters,
                     idle_seconds=wc.idle_seconds,
                     rng=rng,
+                    poll=n == 0,
                 )
             )
         by_channel: dict[str, dict[str, Channel]] = {}

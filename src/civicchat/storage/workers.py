@@ -77,10 +77,17 @@ def backoff(
 
 
 class _Loop:
-    def __init__(self, idle_seconds: float, signal: WorkSignal | None = None) -> None:
+    def __init__(
+        self, idle_seconds: float, signal: WorkSignal | None = None, *, poll: bool = True
+    ) -> None:
         self._stop = asyncio.Event()
         self._idle = idle_seconds
         self._signal = signal
+        # Without a signal a worker can only poll. With one, a pool needs a single poller (for
+        # work no signal announces: retries coming due, a lost notification); the others sleep
+        # until woken, instead of every idle worker claiming nothing ``1 / idle_seconds`` times a
+        # second.
+        self._poll = poll or signal is None
 
     def stop(self) -> None:
         """Ask ``run_forever`` to return after the current item."""
@@ -117,8 +124,9 @@ class _Loop:
         waits: list[asyncio.Future[bool]] = [asyncio.ensure_future(self._stop.wait())]
         if signal is not None:
             waits.append(asyncio.ensure_future(signal.wait()))
+        timeout = self._idle if self._poll or signal is None else None
         try:
-            await asyncio.wait(waits, timeout=self._idle, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for w in waits:
                 w.cancel()
@@ -155,8 +163,9 @@ class InboxProcessor(_Loop):
         idle_seconds: float = 0.2,
         batch_size: int = 1,
         rng: random.Random | None = None,
+        poll: bool = True,
     ) -> None:
-        super().__init__(idle_seconds, getattr(store, "inbox_signal", None))
+        super().__init__(idle_seconds, getattr(store, "inbox_signal", None), poll=poll)
         self.store = store
         self.handler = handler
         self.clock: Clock = clock or store.clock or SystemClock()
@@ -368,8 +377,9 @@ class OutboxSender(_Loop):
         backoff_cap: float = 900.0,
         idle_seconds: float = 0.2,
         rng: random.Random | None = None,
+        poll: bool = True,
     ) -> None:
-        super().__init__(idle_seconds, getattr(store, "outbox_signal", None))
+        super().__init__(idle_seconds, getattr(store, "outbox_signal", None), poll=poll)
         self.store = store
         self.channels = channels
         self.limiters = limiters or {}
