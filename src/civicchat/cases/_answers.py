@@ -86,21 +86,21 @@ def reply_id(message: InboundMessage) -> str | None:
 
 def is_yes(message: InboundMessage) -> bool:
     """The yes button, "1", or a yes in words."""
-    tapped = reply_id(message)
-    if tapped is not None:
-        return tapped == YES_ID
-    text = text_of(message)
-    # "1" is the first option where a channel without buttons shows them as a numbered list.
-    return text is not None and (fold(text) == "1" or says(text, YES))
+    return _chose(message, YES_ID, "1", YES)
 
 
 def is_no(message: InboundMessage) -> bool:
     """The no button, "2", or a no in words."""
+    return _chose(message, NO_ID, "2", NO)
+
+
+def _chose(message: InboundMessage, button: str, number: str, words: tuple[str, ...]) -> bool:
     tapped = reply_id(message)
     if tapped is not None:
-        return tapped == NO_ID
+        return tapped == button
     text = text_of(message)
-    return text is not None and (fold(text) == "2" or says(text, NO))
+    # The number is the option's where a channel without buttons shows them as a numbered list.
+    return text is not None and (fold(text) == number or says(text, words))
 
 
 def visual_media(message: InboundMessage) -> Media | None:
