@@ -327,7 +327,10 @@ class Bot:
         if case_step is not None and case_step.handled:
             outcome = Outcome(_flow_view(view, routed, case_step, now))
         else:
-            outcome = account.pipeline.decide(view, routed, now)
+            # Where a waiting citizen stands, for a reminder that says so (one count, only for
+            # a conversation queued unassigned).
+            position = await tx.conversations.queue_position(conv)
+            outcome = account.pipeline.decide(view, routed, now, queue_position=position)
         answer = _last_answer.get()
         new_view = outcome.view
 

@@ -139,8 +139,8 @@ async def test_a_citizen_who_keeps_writing_while_queued_gets_one_reminder_then_a
     clock.advance(timedelta(minutes=3))
     third = await _say(store, processor, 3, "contesteu sisplau")
     assert third == [
-        "Tenim els teus missatges. Una persona de l'oficina del 010 et respondrà "
-        "tan aviat com pugui."
+        "Tenim els teus missatges. Una persona de l'oficina del 010 et respondrà tan aviat com "
+        "pugui; ets el número 1 de la cua."  # nobody else waits: first in the queue
     ]
     assert await _say(store, processor, 4, "ja ho he explicat abans") == []  # never two in a row
     clock.advance(timedelta(minutes=11))  # ten minutes after the reminder: another one

@@ -146,3 +146,31 @@ async def test_audit_log_and_keyword_counts(store, clock):
             ("bus", day, 3),
             ("padro", day + timedelta(days=1), 1),
         ]
+
+
+async def test_queue_position_counts_who_waits_unassigned_before_by_time_queued(store):
+    async with store.transaction() as tx:
+        convs = []
+        for n in range(4):
+            contact = await tx.contacts.identify("whatsapp", "acc1", f"34600{n}")
+            conv = await tx.conversations.create(
+                channel="whatsapp", account="acc1", contact_id=contact.id, recipient_id="x",
+                state="queued",
+            )  # fmt: skip
+            conv = dataclasses.replace(conv, queued_at=T0 + timedelta(minutes=10 - n))
+            await tx.conversations.save(conv)
+            convs.append(conv)
+        # The oldest in the queue (queued first) is number 1; an assigned one no longer counts.
+        taken = dataclasses.replace(convs[3], assigned_operator=None, state="assigned")
+        await tx.conversations.save(taken)
+        other = await tx.contacts.identify("whatsapp", "acc2", "34699")
+        elsewhere = await tx.conversations.create(
+            channel="whatsapp", account="acc2", contact_id=other.id, recipient_id="y",
+            state="queued",
+        )  # fmt: skip
+        await tx.conversations.save(dataclasses.replace(elsewhere, queued_at=T0))
+    async with store.transaction() as tx:
+        assert await tx.conversations.queue_position(convs[2]) == 1  # queued at T0+8
+        assert await tx.conversations.queue_position(convs[1]) == 2
+        assert await tx.conversations.queue_position(convs[0]) == 3  # another account's not
+        assert await tx.conversations.queue_position(taken) is None  # not waiting

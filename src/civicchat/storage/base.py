@@ -344,6 +344,11 @@ class ConversationRepository(Protocol):
         """Conversations of an account, most recently active first."""
         ...
 
+    async def queue_position(self, conversation: Conversation) -> int | None:
+        """1 when ``conversation`` is the next of its account's queue to be served (by time
+        queued), 2 after one other...; None when it is not waiting unassigned in the queue."""
+        ...
+
 
 @runtime_checkable
 class ConversationHistory(Protocol):

@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    and_,
     func,
     or_,
     select,
@@ -209,6 +210,27 @@ class SqlConversations(_Repo):
             ConversationRow.id.desc(),
         ).limit(limit)
         return [_conversation(r) for r in await self._conn.execute(stmt)]
+
+
+    async def queue_position(self, conversation: Conversation) -> int | None:
+        c = conversation
+        if c.state != "queued" or c.assigned_operator is not None or c.queued_at is None:
+            return None
+        row = ConversationRow
+        ahead = await self._conn.scalar(
+            select(func.count())
+            .select_from(row)
+            .where(
+                row.account == c.account,
+                row.state == "queued",
+                row.assigned_operator.is_(None),
+                or_(
+                    row.queued_at < c.queued_at,
+                    and_(row.queued_at == c.queued_at, row.id < c.id),
+                ),
+            )
+        )
+        return int(ahead or 0) + 1
 
 
 class SqlHistory(_Repo):
