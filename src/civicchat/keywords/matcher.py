@@ -114,25 +114,49 @@ def telling_words(
     >>> sorted(telling_words(["renfe", "112"], "ca", words, {"ca": ["tren"], "es": ["tren"]}))
     []
     """
-    own = typical_words(language)
-    mine: set[str] = set()
-    others: set[str] = set()
-    for lang, words in keyword_words.items():
-        (mine if lang == language else others).update(w for w in words if w.isalpha())
-    found: set[str] = set()
-    for token in tokens:
-        if set(word_languages.get(token, ())) != {language}:
-            continue
-        if len(token) < _MIN_TELLING_LENGTH or not token.isalpha():
-            continue
-        cognate = any(
-            other != token and other[:_COGNATE_PREFIX] == token[:_COGNATE_PREFIX]
-            for other in others
+    candidates = [
+        t
+        for t in tokens
+        if len(t) >= _MIN_TELLING_LENGTH
+        and t.isalpha()
+        and set(word_languages.get(t, ())) == {language}
+    ]
+    if not candidates:
+        return frozenset()
+    return _Counterparts(keyword_words).telling(candidates, language)
+
+
+class _Counterparts:
+    """One keyword's words per language, for :func:`telling_words` (built once per keyword)."""
+
+    __slots__ = ("_others", "_prefixes", "_words")
+
+    def __init__(self, keyword_words: Mapping[str, Iterable[str]]) -> None:
+        self._words: set[str] = set()
+        self._prefixes: dict[str, set[str]] = {}  # language -> first letters of its words
+        for lang, words in keyword_words.items():
+            for word in words:
+                if word.isalpha():
+                    self._words.add(word)
+                    self._prefixes.setdefault(lang, set()).add(word[:_COGNATE_PREFIX])
+        self._others: dict[str, set[str]] = {}
+
+    def telling(self, candidates: Iterable[str], language: str) -> frozenset[str]:
+        """Which ``candidates`` (words only ``language``'s aliases use) show ``language``."""
+        own = typical_words(language)
+        # A candidate is in no other language's aliases, so another language's word with its
+        # first letters is a different spelling of it.
+        others = self._others.get(language)
+        if others is None:
+            others = set().union(*(p for lang, p in self._prefixes.items() if lang != language))
+            self._others[language] = others
+        return frozenset(
+            t
+            for t in candidates
+            if t in own
+            or t[:_COGNATE_PREFIX] in others
+            or (t.endswith("s") and not singular_forms(t).isdisjoint(self._words))
         )
-        plural = bool(singular_forms(token) & (mine | others))
-        if token in own or cognate or plural:
-            found.add(token)
-    return frozenset(found)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,13 +220,23 @@ class AliasIndex:
         phrases: dict[tuple[str, ...], dict[str, _Alias]] = defaultdict(dict)
         vocab: set[str] = set()
         shared: dict[frozenset[str], frozenset[str]] = {}  # one object per set of languages
+        counterparts: dict[str, _Counterparts] = {}
         for (kw_id, folded), (text, langs, tokens) in merged.items():
             languages = shared.setdefault(frozenset(langs), frozenset(langs))
             telling: frozenset[str] = frozenset()
             words: frozenset[str] = frozenset()
             if len(langs) == 1:
                 (lang,) = langs
-                words = telling_words(tokens, lang, word_languages, keyword_words[kw_id])
+                candidates = [
+                    t
+                    for t in tokens
+                    if len(t) >= _MIN_TELLING_LENGTH and t.isalpha() and word_languages[t] == langs
+                ]
+                if candidates:
+                    found = counterparts.get(kw_id)
+                    if found is None:
+                        found = counterparts[kw_id] = _Counterparts(keyword_words[kw_id])
+                    words = found.telling(candidates, lang)
                 telling = languages if words else frozenset()
             entry = _Alias(kw_id, text, languages, tokens, telling, words)
             whole[folded].setdefault(kw_id, entry)
