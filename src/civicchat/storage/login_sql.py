@@ -63,6 +63,19 @@ class LoginFailures:
                     insert(LoginFailureRow), [{"key": failure_key(k), "at": at} for k in keys]
                 )
 
+    async def discard(self, key: str, at: datetime) -> None:
+        """Forget one failure of ``key`` counted at ``at`` (an attempt that turned out right)."""
+        async with self.store.transaction() as tx:
+            one = await tx.connection.scalar(
+                select(LoginFailureRow.id)
+                .where(LoginFailureRow.key == failure_key(key), LoginFailureRow.at == at)
+                .limit(1)
+            )
+            if one is not None:
+                await tx.connection.execute(
+                    delete(LoginFailureRow).where(LoginFailureRow.id == one)
+                )
+
     async def clear(self, key: str) -> None:
         """Forget the failures of ``key`` (a login that succeeded)."""
         async with self.store.transaction() as tx:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -10,12 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 from argon2 import PasswordHasher
-from console_helpers import PASSWORD, SECRET, START, MemoryBlobs, login
+from console_helpers import PASSWORD, SECRET, START, MemoryBlobs, form_token, login
 from sqlalchemy import func, select
 from starlette.applications import Starlette
 
 from civicchat.clock import ManualClock
-from civicchat.service.console import ConsoleAccount, ConsoleContext, build_console_routes
+from civicchat.service.console import ConsoleAccount, ConsoleContext, auth, build_console_routes
 from civicchat.service.console.security import LoginLimiter
 from civicchat.service.live import InProcessLiveBus
 from civicchat.storage.engine import create_engine
@@ -42,7 +44,7 @@ async def _two_stores(
         yield stores[0], stores[1]
 
 
-def _console(store: SqlStore, clock: ManualClock) -> httpx.AsyncClient:
+def _app(store: SqlStore, clock: ManualClock, *, shared: bool = True) -> Starlette:
     ctx = ConsoleContext(
         store=store,
         accounts={"wa-a": ConsoleAccount("wa-a", "whatsapp", "WhatsApp 010")},
@@ -52,10 +54,18 @@ def _console(store: SqlStore, clock: ManualClock) -> httpx.AsyncClient:
         secret_key=SECRET,
         login_attempts=3,
         login_attempts_per_address=50,
+        shared_login_limit=shared,
     )
-    app = Starlette(routes=build_console_routes(ctx))
+    return Starlette(routes=build_console_routes(ctx))
+
+
+def _client(app: Starlette) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5000))
     return httpx.AsyncClient(transport=transport, base_url="https://console.test")
+
+
+def _console(store: SqlStore, clock: ManualClock) -> httpx.AsyncClient:
+    return _client(_app(store, clock))
 
 
 async def _failure_rows(store: SqlStore) -> list[str]:
@@ -117,13 +127,60 @@ async def test_a_success_clears_the_login_for_every_process(tmp_path: Path) -> N
 
 async def test_without_the_database_the_limit_is_counted_in_memory() -> None:
     limiter = LoginLimiter(per_login=2, per_address=3, window=timedelta(minutes=15))
-    for n in range(2):
-        assert await limiter.blocked_for("Anna", "203.0.113.7", START) is None
-        await limiter.failed("Anna", "203.0.113.7", START + timedelta(minutes=n))
-    assert await limiter.blocked_for("anna", "198.51.100.1", START) == timedelta(minutes=15)
-    await limiter.succeeded("ANNA")
-    assert await limiter.blocked_for("anna", "203.0.113.7", START) is None
-    await limiter.failed("bob", "203.0.113.7", START)  # the address's third
-    assert await limiter.blocked_for("carla", "203.0.113.7", START) == timedelta(minutes=15)
+    here, there = "203.0.113.7", "198.51.100.1"
+    for n in range(2):  # each attempt counts before its password is checked
+        assert await limiter.attempt("Anna", here, START + timedelta(minutes=n)) is None
+    assert await limiter.attempt("anna", there, START) == timedelta(minutes=15)
+    # The second attempt was right: the login's failures go, and so does its count here.
+    await limiter.succeeded("ANNA", here, START + timedelta(minutes=1))
+    assert await limiter.blocked_for("anna", there, START) is None
+    assert await limiter.attempt("bob", here, START) is None
+    assert await limiter.attempt("bob", here, START) is None  # the address's third
+    assert await limiter.attempt("carla", here, START) == timedelta(minutes=15)
     later = START + timedelta(minutes=15, seconds=1)
-    assert await limiter.blocked_for("carla", "203.0.113.7", later) is None
+    assert await limiter.attempt("carla", here, later) is None
+
+
+@pytest.mark.parametrize(
+    ("backend", "shared"),
+    [
+        ("sqlite", True),
+        pytest.param("postgres", True, marks=pytest.mark.postgres),
+        ("sqlite", False),
+    ],
+)
+async def test_simultaneous_wrong_logins_reach_the_password_check_at_most_the_limit(
+    backend: str, shared: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = ManualClock(START)
+    checked: list[str] = []
+    real_verify = auth.verify_password
+
+    def slow_verify(password_hash: str, password: str) -> bool:
+        checked.append(password)
+        time.sleep(0.05)  # a real argon2 check takes longer: every try is in flight at once
+        return real_verify(password_hash, password)
+
+    monkeypatch.setattr(auth, "verify_password", slow_verify)
+    async with _two_stores(backend, tmp_path, clock) as (one, _):
+        pw = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
+        async with one.transaction() as tx:
+            await tx.operators.add_operator(
+                account="wa-a", name="Anna", login="anna", password_hash=pw
+            )
+        app = _app(one, clock, shared=shared)  # one process: the in-memory count is its own
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(_client(app)) for _ in range(12)]
+            tokens = [form_token((await c.get("/login")).text) for c in clients]
+
+            async def attempt(n: int) -> int:
+                data = {"login": "anna", "password": f"guess {n}", "csrf_token": tokens[n]}
+                return (await clients[n].post("/login", data=data)).status_code
+
+            statuses = await asyncio.gather(*(attempt(n) for n in range(12)))
+        # Each try is counted before its check; one that finds more than the limit counted is
+        # refused (when all are counted before any looks, all are: the safe side).
+        assert len(checked) <= 3  # login_attempts
+        assert sorted(statuses) == [401] * len(checked) + [429] * (12 - len(checked))
+        async with _client(app) as late:
+            assert (await login(late, "anna")).status_code == 429  # even the right password

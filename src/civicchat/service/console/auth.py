@@ -81,7 +81,9 @@ class AuthViews:
             return self.c.finish(self.c.error(request, 403, "csrf", None))
         now = self.c.ctx.clock.now()
         address = self._client(request)
-        wait = await self.c.limiter.blocked_for(login, address, now)
+        # Counted as a failure before the password is checked (cleared below if it is right):
+        # many simultaneous tries cannot all pass a check made before any failure is recorded.
+        wait = await self.c.limiter.attempt(login, address, now)
         if wait is not None:
             minutes = max(1, math.ceil(wait.total_seconds() / 60))
             log.warning("login rate limited (too many failures)")
@@ -104,11 +106,10 @@ class AuthViews:
         else:
             ok = await asyncio.to_thread(verify_password, operator.password_hash, password)
         if not ok or operator is None:
-            await self.c.limiter.failed(login, address, now)
             log.info("failed console login")
             t = translator(self.c.language(request))
             return self._login_page(request, error=t("bad_login"), status=401, login=login)
-        await self.c.limiter.succeeded(login)
+        await self.c.limiter.succeeded(login, address, now)
         known = status.get(operator.id)
         if known is not None and known.disabled:
             log.info("login refused: operator %d is disabled", operator.id)

@@ -167,21 +167,44 @@ class LoginLimiter:
 
     async def blocked_for(self, login: str, address: str, now: datetime) -> timedelta | None:
         """How long until another try is allowed, or ``None`` if one is allowed now."""
+        return await self._over(login, address, now, allowed=0)
+
+    async def _over(
+        self, login: str, address: str, now: datetime, *, allowed: int
+    ) -> timedelta | None:
+        """The wait if a key has more than ``limit - allowed`` failures in the window."""
         waits: list[timedelta] = []
         if self._shared is not None:
             keys = {f"{kind}:{value}": kind for kind, value in self._keys(login, address)}
             found = await self._shared.since(list(keys), now - self._window)
             for key, (count, oldest) in found.items():
-                if count >= self._limits[keys[key]]:
+                if count > self._limits[keys[key]] - 1 + allowed:
                     waits.append(max(oldest + self._window - now, timedelta(seconds=1)))
             return max(waits) if waits else None
         for kind, value in self._keys(login, address):
             times = self._recent((kind, value), now)
-            if len(times) >= self._limits[kind]:
-                waits.append(times[0] + self._window - now)
+            if len(times) > self._limits[kind] - 1 + allowed:
+                waits.append(max(times[0] + self._window - now, timedelta(seconds=1)))
         return max(waits) if waits else None
 
+    async def attempt(self, login: str, address: str, now: datetime) -> timedelta | None:
+        """Count a login attempt as a failure BEFORE its password is checked, and say whether it
+        may be checked: ``None`` if so, else how long to wait.
+
+        Counting first closes the race of many simultaneous tries: each one is counted before
+        any is verified, and one that finds more than the limit counted (its own included) is
+        refused, so at most the limit reach the password check. A refused try that was over the
+        limit already is not counted (hammering does not extend the wait). Call
+        :meth:`succeeded` when the password was right.
+        """
+        wait = await self.blocked_for(login, address, now)
+        if wait is not None:
+            return wait
+        await self.failed(login, address, now)
+        return await self._over(login, address, now, allowed=1)
+
     async def failed(self, login: str, address: str, now: datetime) -> None:
+        """Count one failure of ``login`` and of ``address`` at ``now``."""
         keys = self._keys(login, address)
         if self._shared is not None:
             await self._shared.record(
@@ -196,8 +219,17 @@ class LoginLimiter:
             for key in oldest:
                 del self._failures[key]
 
-    async def succeeded(self, login: str) -> None:
+    async def succeeded(self, login: str, address: str, now: datetime) -> None:
+        """The attempt counted at ``now`` had the right password: forget the login's failures,
+        and this attempt's count against the address (a success is no failure)."""
+        address_key = ("address", address)
         if self._shared is not None:
             await self._shared.clear(f"login:{login.casefold()}")
-        else:
-            self._failures.pop(("login", login.casefold()), None)
+            await self._shared.discard(f"address:{address}", now)
+            return
+        self._failures.pop(("login", login.casefold()), None)
+        times = self._failures.get(address_key)
+        if times is not None and now in times:
+            times.remove(now)
+            if not times:
+                del self._failures[address_key]
