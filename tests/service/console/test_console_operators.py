@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
-from console_helpers import World, forbid_nested_transactions, login, login_as
+from console_helpers import PASSWORD, World, forbid_nested_transactions, login, login_as
 
+from civicchat.service.console import auth
 from civicchat.storage.assignment_sql import OperatorStatus, assignment_queries
 from civicchat.storage.base import Presence
 
@@ -72,11 +74,11 @@ async def test_a_disabled_operator_cannot_log_in_loses_sessions_and_conversation
         assert "Op A desactivat" in page.text
         row = page.text[page.text.index(f'data-operator="{op.id}"') :]
         assert "desactivat" in row[: row.index("</tr>")]
-        # The open session ends at its next request; a new login is refused with the reason.
+        # The open session ends at its next request; a new login is refused like a wrong one.
         assert (await worker.get("/console")).headers["location"].startswith("/login")
         refused = await login(worker, "op_a")
-        assert refused.status_code == 403
-        assert "desactivat" in refused.text
+        assert refused.status_code == 401
+        assert "Usuari o contrasenya incorrectes" in refused.text
         # Enabled again: they log in.
         await admin.post(f"/admin/operators/{op.id}/enable", data={"csrf_token": csrf})
         assert (await login(worker, "op_a")).status_code == 303
@@ -92,6 +94,40 @@ async def test_a_disabled_operator_cannot_log_in_loses_sessions_and_conversation
     assert ("operator_disabled", {"operator": op.id, "requeued": 1}) in entries
     assert ("operator_enabled", {"operator": op.id}) in entries
     assert not (await _status(world, "op_a")).disabled
+
+
+def _error_of(page: str) -> str:
+    """The login page's text without its per-page CSRF token."""
+    return re.sub(r'value="[^"]{20,}"|content="[^"]{20,}"', "", page)
+
+
+async def test_a_disabled_operator_is_answered_like_a_wrong_password_and_stays_counted(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked: list[str] = []
+    real_verify = auth.verify_password
+
+    def counting_verify(password_hash: str, password: str) -> bool:
+        checked.append(password)
+        return real_verify(password_hash, password)
+
+    monkeypatch.setattr(auth, "verify_password", counting_verify)
+    async with world.client() as admin:
+        csrf = await login_as(admin, "admin_a")
+        await admin.post(
+            f"/admin/operators/{world.ops['op_a'].id}/disable", data={"csrf_token": csrf}
+        )
+    checked.clear()
+    async with world.client() as client:
+        wrong = await login(client, "op_a", "wrong password")
+        right = await login(client, "op_a")  # the right password of a disabled operator
+        # Same status, same page: the answer tells nothing about the password.
+        assert (right.status_code, wrong.status_code) == (401, 401)
+        assert _error_of(right.text) == _error_of(wrong.text)
+        assert checked == ["wrong password", PASSWORD]  # both verified: the same time spent
+        # The right password did not clear the count: the third attempt is the last one.
+        assert (await login(client, "op_a")).status_code == 401
+        assert (await login(client, "op_a")).status_code == 429
 
 
 @pytest.mark.parametrize(("lang", "words"), [("es", "desactivado"), ("en", "disabled")])

@@ -105,16 +105,16 @@ class AuthViews:
             ok = False
         else:
             ok = await asyncio.to_thread(verify_password, operator.password_hash, password)
+        if ok and operator is not None and (known := status.get(operator.id)) and known.disabled:
+            # Answered exactly like a wrong password, and still counted as a failure: a distinct
+            # answer, reachable only with the right password, would confirm that password.
+            log.info("login refused: operator %d is disabled", operator.id)
+            ok = False
         if not ok or operator is None:
             log.info("failed console login")
             t = translator(self.c.language(request))
             return self._login_page(request, error=t("bad_login"), status=401, login=login)
         await self.c.limiter.succeeded(login, address, now)
-        known = status.get(operator.id)
-        if known is not None and known.disabled:
-            log.info("login refused: operator %d is disabled", operator.id)
-            t = translator(self.c.language(request))
-            return self._login_page(request, error=t("login_disabled"), status=403, login=login)
         came_online = operator.presence is Presence.OFFLINE
         async with self.c.ctx.store.transaction() as tx:
             if came_online:

@@ -131,11 +131,6 @@ _T: dict[str, tuple[str, str, str]] = {
     "account": ("Compte", "Cuenta", "Account"),
     "create": ("Crear", "Crear", "Create"),
     "new_operator": ("Operador nou", "Operador nuevo", "New operator"),
-    "login_disabled": (
-        "Aquest usuari està desactivat. Adreceu-vos a l'administració.",
-        "Este usuario está desactivado. Diríjase a la administración.",
-        "This user is disabled. Ask an administrator.",
-    ),
     "transfer_offline": (
         "No es pot transferir a un operador desconnectat: trieu-ne un altre o deixeu-la a la cua.",
         "No se puede transferir a un operador desconectado: elija otro o déjela en la cola.",
