@@ -1,9 +1,10 @@
 """Failed console logins in the database, so every process of the service counts the same ones.
 
 The console's login limiter (``civicchat.service.console.security.LoginLimiter``) keys failures
-by login name and by client address; only a digest of each key is stored::
+by login name and by client address; only a digest of each key, keyed with the console's
+secret key, is stored::
 
-    failures = LoginFailures(store)
+    failures = LoginFailures(store, secret_key)
     await failures.record(["login:anna", "address:203.0.113.7"], now, prune_before=now - window)
     counts = await failures.since(["login:anna"], now - window)   # {"login:anna": (1, now)}
 """
@@ -23,20 +24,46 @@ from civicchat.storage.sql import SqlStore
 __all__ = ["LoginFailures", "failure_key"]
 
 
-def failure_key(key: str) -> str:
-    """What is stored for ``key`` (``login:<name>`` or ``address:<ip>``): a hex digest."""
-    return hashlib.blake2b(key.encode(), digest_size=32, person=b"cc-login").hexdigest()
+def _mac_key(secret_key: str) -> bytes:
+    return hashlib.blake2b(secret_key.encode(), digest_size=32, person=b"cc-login-key").digest()
+
+
+def failure_key(key: str, secret_key: str) -> str:
+    """What is stored for ``key`` (``login:<name>`` or ``address:<ip>``): a hex digest keyed
+    with the console's secret key.
+
+    Keyed so that a copy of the table cannot be reversed offline: an unkeyed digest of
+    ``address:<ip>`` falls to trying the 2^32 IPv4 addresses.
+    """
+    return _keyed(key, _mac_key(secret_key))
+
+
+def _keyed(key: str, mac_key: bytes) -> str:
+    return hashlib.blake2b(
+        key.encode(), digest_size=32, key=mac_key, person=b"cc-login"
+    ).hexdigest()
 
 
 class LoginFailures:
-    """Failed logins of every process, in ``store``'s ``login_failures`` table."""
+    """Failed logins of every process, in ``store``'s ``login_failures`` table.
 
-    def __init__(self, store: SqlStore) -> None:
+    ``secret_key`` (the console's) keys the stored digests: the processes of one deployment
+    share it, so they count the same failures. A service started without a configured secret
+    key makes a random one per start: its rows then count only within that run.
+    """
+
+    def __init__(self, store: SqlStore, secret_key: str) -> None:
+        if not secret_key:
+            raise ValueError("LoginFailures needs the console's secret key to key its digests")
         self.store = store
+        self._mac_key = _mac_key(secret_key)
+
+    def _digest(self, key: str) -> str:
+        return _keyed(key, self._mac_key)
 
     async def since(self, keys: Sequence[str], since: datetime) -> dict[str, tuple[int, datetime]]:
         """For each key with failures after ``since``: how many, and when the oldest was."""
-        digests = {failure_key(k): k for k in keys}
+        digests = {self._digest(k): k for k in keys}
         if not digests:
             return {}
         async with self.store.read_transaction() as tx:
@@ -60,7 +87,7 @@ class LoginFailures:
             )
             if keys:
                 await tx.connection.execute(
-                    insert(LoginFailureRow), [{"key": failure_key(k), "at": at} for k in keys]
+                    insert(LoginFailureRow), [{"key": self._digest(k), "at": at} for k in keys]
                 )
 
     async def discard(self, key: str, at: datetime) -> None:
@@ -68,7 +95,7 @@ class LoginFailures:
         async with self.store.transaction() as tx:
             one = await tx.connection.scalar(
                 select(LoginFailureRow.id)
-                .where(LoginFailureRow.key == failure_key(key), LoginFailureRow.at == at)
+                .where(LoginFailureRow.key == self._digest(key), LoginFailureRow.at == at)
                 .limit(1)
             )
             if one is not None:
@@ -80,5 +107,5 @@ class LoginFailures:
         """Forget the failures of ``key`` (a login that succeeded)."""
         async with self.store.transaction() as tx:
             await tx.connection.execute(
-                delete(LoginFailureRow).where(LoginFailureRow.key == failure_key(key))
+                delete(LoginFailureRow).where(LoginFailureRow.key == self._digest(key))
             )

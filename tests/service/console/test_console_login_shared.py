@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -21,6 +22,7 @@ from civicchat.service.console import ConsoleAccount, ConsoleContext, auth, buil
 from civicchat.service.console.security import LoginLimiter
 from civicchat.service.live import InProcessLiveBus
 from civicchat.storage.engine import create_engine
+from civicchat.storage.login_sql import LoginFailures, failure_key
 from civicchat.storage.schema import LoginFailureRow
 from civicchat.storage.sql import SqlStore
 from pg_helpers import PG_URL, fresh_pg_schema, migrate_file
@@ -44,14 +46,16 @@ async def _two_stores(
         yield stores[0], stores[1]
 
 
-def _app(store: SqlStore, clock: ManualClock, *, shared: bool = True) -> Starlette:
+def _app(
+    store: SqlStore, clock: ManualClock, *, shared: bool = True, secret: str = SECRET
+) -> Starlette:
     ctx = ConsoleContext(
         store=store,
         accounts={"wa-a": ConsoleAccount("wa-a", "whatsapp", "WhatsApp 010")},
         live=InProcessLiveBus(),
         blobs=MemoryBlobs(),
         clock=clock,
-        secret_key=SECRET,
+        secret_key=secret,
         login_attempts=3,
         login_attempts_per_address=50,
         shared_login_limit=shared,
@@ -64,8 +68,8 @@ def _client(app: Starlette) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=transport, base_url="https://console.test")
 
 
-def _console(store: SqlStore, clock: ManualClock) -> httpx.AsyncClient:
-    return _client(_app(store, clock))
+def _console(store: SqlStore, clock: ManualClock, secret: str = SECRET) -> httpx.AsyncClient:
+    return _client(_app(store, clock, secret=secret))
 
 
 async def _failure_rows(store: SqlStore) -> list[str]:
@@ -184,3 +188,38 @@ async def test_simultaneous_wrong_logins_reach_the_password_check_at_most_the_li
         assert sorted(statuses) == [401] * len(checked) + [429] * (12 - len(checked))
         async with _client(app) as late:
             assert (await login(late, "anna")).status_code == 429  # even the right password
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def test_stored_keys_are_keyed_with_the_secret_and_only_one_secret_shares_counts(
+    backend: str, tmp_path: Path
+) -> None:
+    clock = ManualClock(START)
+    other_secret = "another-deployment-secret-key-0123456789abcdef"
+    async with _two_stores(backend, tmp_path, clock) as (one, two):
+        async with _console(one, clock) as first:
+            assert (await login(first, "anna", "guess")).status_code == 401
+        stored = set(await _failure_rows(one))
+        address = "address:203.0.113.7"
+        unkeyed = hashlib.blake2b(address.encode(), digest_size=32, person=b"cc-login").hexdigest()
+        assert unkeyed not in stored  # what an offline search of the 2^32 addresses would find
+        assert failure_key(address, SECRET) in stored
+        assert failure_key(address, other_secret) not in stored
+        window = START - timedelta(minutes=15)
+        # Another process of the same deployment (same secret) sees the count...
+        same = await LoginFailures(two, SECRET).since(["login:anna", address], window)
+        assert {k: n for k, (n, _) in same.items()} == {"login:anna": 1, address: 1}
+        # ...a store keyed with another secret does not.
+        assert await LoginFailures(two, other_secret).since(["login:anna", address], window) == {}
+        async with _console(two, clock, other_secret) as elsewhere:
+            for n in range(3):  # its own three failures, not four
+                assert (await login(elsewhere, "anna", f"guess {n}")).status_code == 401
+            assert (await login(elsewhere, "anna")).status_code == 429
+
+
+def test_failures_need_a_secret_key(tmp_path: Path) -> None:
+    store = SqlStore(create_engine(str(tmp_path / "unused.db")))
+    with pytest.raises(ValueError, match="secret key"):
+        LoginFailures(store, "")
