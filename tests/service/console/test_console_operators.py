@@ -6,11 +6,12 @@ import asyncio
 import re
 
 import pytest
+from argon2 import PasswordHasher
 from console_helpers import PASSWORD, World, forbid_nested_transactions, login, login_as
 
 from civicchat.service.console import auth
 from civicchat.storage.assignment_sql import OperatorStatus, assignment_queries
-from civicchat.storage.base import Presence
+from civicchat.storage.base import Operator, OperatorRole, Presence
 
 _NEW = {"name": "Jordi", "account": "city-a", "role": "operator", "capacity": "4"}
 
@@ -232,3 +233,102 @@ async def test_no_console_or_admin_handler_opens_a_transaction_inside_another(
             assert response.status_code in (200, 303, 400, 409), (path, response.status_code)
         assert (await client.post("/logout", data={"csrf_token": csrf})).status_code == 303
     assert nested == []
+
+
+async def _admin(world: World, login_name: str, scope: str) -> Operator:
+    """An admin of ``scope`` (an account name: account-level) who can log in."""
+    pw = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
+    async with world.store.transaction() as tx:
+        op = await tx.operators.add_operator(
+            account=scope,
+            name=login_name,
+            login=login_name,
+            password_hash=pw,
+            role=OperatorRole.ADMIN,
+        )
+    world.ops[login_name] = op
+    return op
+
+
+@pytest.mark.parametrize(
+    ("action", "data"),
+    [
+        ("disable", {}),
+        ("delete", {}),
+        ("password", {}),
+        ("enable", {}),
+        ("", {"role": "operator", "capacity": "3"}),
+    ],
+)
+async def test_an_account_admin_cannot_manage_a_group_wide_admin(
+    world: World, action: str, data: dict[str, str]
+) -> None:
+    await _admin(world, "admin_wa", "wa-a")
+    group_admin = world.ops["admin_a"]  # scope city-a: wa-a and web-a
+    url = f"/admin/operators/{group_admin.id}" + (f"/{action}" if action else "")
+    async with world.client() as client:
+        csrf = await login_as(client, "admin_wa")
+        refused = await client.post(url, data={"csrf_token": csrf, **data})
+    assert refused.status_code == 403
+    async with world.store.read_transaction() as tx:
+        after = await tx.operators.get_operator(group_admin.id)
+        actions = [e.action for e in await tx.audit.audit_entries("city-a")]
+    assert after == group_admin  # same role, password hash, everything
+    assert not (await _status(world, "admin_a")).disabled
+    assert not [a for a in actions if a.startswith(("operator_", "password_reset"))]
+
+
+async def test_an_account_admin_cannot_make_a_group_wide_admin(world: World) -> None:
+    await _admin(world, "admin_wa", "wa-a")
+    async with world.client() as client:
+        csrf = await login_as(client, "admin_wa")
+        created = await client.post(
+            "/admin/operators",
+            data={**_NEW, "login": "boss", "role": "admin", "csrf_token": csrf},
+        )
+        promoted = await client.post(
+            f"/admin/operators/{world.ops['op_a'].id}",
+            data={"role": "admin", "capacity": "4", "csrf_token": csrf},
+        )
+        # Within its own scope it still works: an admin of wa-a, a plain group operator.
+        peer = await client.post(
+            "/admin/operators",
+            data={**_NEW, "account": "wa-a", "login": "peer", "role": "admin", "csrf_token": csrf},
+        )
+        reset = await client.post(
+            f"/admin/operators/{world.ops['op_a'].id}/password", data={"csrf_token": csrf}
+        )
+    assert (created.status_code, promoted.status_code) == (403, 403)
+    assert "No teniu permís" in created.text
+    assert (peer.status_code, reset.status_code) == (200, 200)
+    async with world.store.read_transaction() as tx:
+        assert await tx.operators.by_login("boss") is None
+        op_a = await tx.operators.get_operator(world.ops["op_a"].id)
+    assert op_a is not None
+    assert op_a.role is OperatorRole.OPERATOR
+
+
+async def test_another_accounts_admin_is_not_found_and_a_group_admin_manages_everyone(
+    world: World,
+) -> None:
+    web_admin = await _admin(world, "admin_web", "web-a")
+    wa_admin = await _admin(world, "admin_wa", "wa-a")
+    wa_peer = await _admin(world, "admin_wa2", "wa-a")
+    async with world.client() as client:
+        csrf = await login_as(client, "admin_wa")
+        other_account = await client.post(
+            f"/admin/operators/{web_admin.id}/disable", data={"csrf_token": csrf}
+        )
+        peer = await client.post(
+            f"/admin/operators/{wa_peer.id}/disable", data={"csrf_token": csrf}
+        )
+        csrf = await login_as(client, "admin_a")  # group-level: city-a
+        by_group = [
+            await client.post(f"/admin/operators/{op.id}/disable", data={"csrf_token": csrf})
+            for op in (web_admin, wa_admin)
+        ]
+    assert other_account.status_code == 404  # like every object of another account
+    assert peer.status_code == 200  # an admin of the same scope
+    assert [r.status_code for r in by_group] == [200, 200]
+    for key in ("admin_web", "admin_wa", "admin_wa2"):
+        assert (await _status(world, key)).disabled

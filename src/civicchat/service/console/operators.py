@@ -40,6 +40,12 @@ def scopes(me: Principal) -> list[str]:
     return found
 
 
+def _covers_wider(console_accounts: Any, me: Principal, scope: str) -> bool:
+    """Whether operator scope ``scope`` reaches an account outside ``me``'s own."""
+    mine = me.account_names
+    return any(a.member_of(scope) and a.name not in mine for a in console_accounts)
+
+
 def _csv(value: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in value.split(",") if x.strip())
 
@@ -97,6 +103,7 @@ class OperatorViews:
         values = self._fields(form)
         if not name or not login or scope not in scopes(me):
             raise Denied(400, "invalid")
+        self._check_admin_scope(me, values["role"], scope)
         temporary = secrets.token_urlsafe(12)
         # argon2 before the transaction: the write lock is not held while it runs.
         password_hash = await asyncio.to_thread(hash_password, temporary)
@@ -131,10 +138,20 @@ class OperatorViews:
         log.info("operator %d created by operator %d", op.id, me.id)
         return await self.operators(request, me, temporary=(login, temporary))
 
+    def _check_admin_scope(self, me: Principal, role: OperatorRole, scope: str) -> None:
+        """An admin whose scope reaches accounts beyond ``me``'s own (an account-level admin
+        facing a group-wide one, or another account's admin) is not ``me``'s to manage, nor to
+        make: ``403``, like any object that is visible but not ``me``'s to act on. A group-level
+        admin manages everyone in the group."""
+        if role is OperatorRole.ADMIN and _covers_wider(self.c.ctx.accounts.values(), me, scope):
+            log.warning("operator %d refused: an admin of a wider scope", me.id)
+            raise Denied(403, "forbidden")
+
     async def _target(self, tx: Any, request: Request, me: Principal) -> Operator:
         op: Operator | None = await tx.operators.get_operator(request.path_params["operator_id"])
         if op is None or op.account not in scopes(me):
             raise Denied(404)
+        self._check_admin_scope(me, op.role, op.account)
         return op
 
     async def update_operator(self, request: Request, me: Principal) -> Response:
@@ -142,6 +159,7 @@ class OperatorViews:
         values = self._fields(form)
         async with self.c.ctx.store.transaction() as tx:
             op = await self._target(tx, request, me)
+            self._check_admin_scope(me, values["role"], op.account)  # no promotion beyond me
             changed = dataclasses.replace(op, **values)
             await tx.operators.save_operator(changed)
             await tx.audit.audit(
