@@ -85,6 +85,7 @@ def singular_forms(word: str) -> set[str]:
 #: ("busos" / "bus", "bombers" / "bomberos", "urgent" / "urgencia").
 _COGNATE_PREFIX = 3
 _MIN_TELLING_LENGTH = 4  # "ibi", "zbe", "oac", "r1": acronyms are not words of one language
+_NOTHING: frozenset[str] = frozenset()  # one object: an empty frozenset() is a new one each time
 
 
 def telling_words(
@@ -122,7 +123,7 @@ def telling_words(
         and set(word_languages.get(t, ())) == {language}
     ]
     if not candidates:
-        return frozenset()
+        return _NOTHING
     return _Counterparts(keyword_words).telling(candidates, language)
 
 
@@ -166,7 +167,7 @@ class _Alias:
     languages: frozenset[str]
     tokens: tuple[str, ...]
     telling: frozenset[str]
-    telling_words: frozenset[str]
+    telling_words: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,8 +224,8 @@ class AliasIndex:
         counterparts: dict[str, _Counterparts] = {}
         for (kw_id, folded), (text, langs, tokens) in merged.items():
             languages = shared.setdefault(frozenset(langs), frozenset(langs))
-            telling: frozenset[str] = frozenset()
-            words: frozenset[str] = frozenset()
+            telling = _NOTHING
+            words = _NOTHING
             if len(langs) == 1:
                 (lang,) = langs
                 candidates = [
@@ -237,8 +238,8 @@ class AliasIndex:
                     if found is None:
                         found = counterparts[kw_id] = _Counterparts(keyword_words[kw_id])
                     words = found.telling(candidates, lang)
-                telling = languages if words else frozenset()
-            entry = _Alias(kw_id, text, languages, tokens, telling, words)
+                telling = languages if words else _NOTHING
+            entry = _Alias(kw_id, text, languages, tokens, telling, tuple(sorted(words)))
             whole[folded].setdefault(kw_id, entry)
             if tokens:
                 whole[" ".join(tokens)].setdefault(kw_id, entry)
@@ -360,7 +361,11 @@ class AliasIndex:
 def _telling(alias: _Alias, written: frozenset[str]) -> frozenset[str]:
     """The alias's telling language when the citizen wrote one of its telling words as is (a
     typo or a guessed plural that reaches it says nothing about the language)."""
-    return alias.telling if alias.telling_words & written else frozenset()
+    return (
+        alias.telling
+        if alias.telling_words and not written.isdisjoint(alias.telling_words)
+        else _NOTHING
+    )
 
 
 _VOWELS = frozenset("aeiou")
