@@ -114,3 +114,66 @@ async def test_a_document_is_sent_with_the_reply_box_as_its_caption(world: World
             caption="El formulari",
         )
     ]
+
+
+@pytest.mark.parametrize(
+    ("lang", "kind", "extra", "body_length", "words"),
+    [
+        ("ca", "text", {}, 4097, "Massa llarg: com a màxim 4096 caràcters"),
+        ("es", "text", {}, 25_000, "Demasiado largo: como máximo 4096 caracteres"),
+        (
+            "en",
+            "document",
+            {"url": "https://www.mataro.cat/doc.pdf"},
+            1001,
+            "Too long: at most 1000 characters",
+        ),
+    ],
+)
+async def test_a_reply_too_long_comes_back_with_the_draft_and_the_error_by_the_box(
+    world: World, lang: str, kind: str, extra: dict[str, str], body_length: int, words: str
+) -> None:
+    conv = await world.conversation("wa-a")
+    body = ("Bon dia, " * 3000)[: body_length - 1] + "Z"
+    async with world.client() as client:
+        csrf = await login_as(client, "op_a")
+        client.cookies.set("cc_lang", lang)
+        page = await client.post(
+            f"/console/conversations/{conv.id}/reply",
+            data={"csrf_token": csrf, "kind": kind, "body": body, **extra},
+        )
+    assert page.status_code == 400
+    text = html.unescape(page.text)
+    assert f">{body}</textarea>" in text  # every character typed is back in the box
+    assert text[text.index('data-error="body"') :].split(">", 1)[1].startswith(words)
+    assert await _sent(world, conv.id) == []
+
+
+@pytest.mark.parametrize(
+    ("form", "wrong"),
+    [
+        ({"kind": "link", "url": "https://x.cat/" + "a" * 2000}, "url"),
+        ({"kind": "location", "latitude": "41", "longitude": "2", "name": "n" * 201}, "name"),
+        ({"kind": "location", "latitude": "41", "longitude": "2", "address": "a" * 301}, "address"),
+        ({"kind": "document", "url": "https://x.cat/a.pdf", "caption": "c" * 1001}, "body"),
+        ({"kind": "document", "url": "https://x.cat/a.pdf", "filename": "f" * 201}, "filename"),
+    ],
+)
+def test_every_field_over_its_limit_names_itself(form: dict[str, str], wrong: str) -> None:
+    with pytest.raises(InvalidReply) as refused:
+        reply_content(form, form["kind"])
+    assert (refused.value.field, refused.value.key) == (wrong, "too_long")
+    assert refused.value.params["n"] in (200, 300, 1000, 2000)
+
+
+async def test_a_fetched_reply_too_long_is_refused_with_the_limit_in_words(world: World) -> None:
+    conv = await world.conversation("wa-a")
+    async with world.client() as client:
+        csrf = await login_as(client, "op_a")
+        refused = await client.post(
+            f"/console/conversations/{conv.id}/reply",
+            data={"kind": "text", "body": "x" * 5000},
+            headers={"X-CSRF-Token": csrf, "X-Requested-With": "fetch"},
+        )
+    assert refused.status_code == 400
+    assert "com a màxim 4096 caràcters" in html.unescape(refused.text)

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from civicchat.messages import Location, Media, MediaKind, OutboundContent, Text
-from civicchat.service.console.web import Denied, field
+from civicchat.service.console.web import MAX_FORM_BYTES, Denied, field
 
 __all__ = ["DRAFT_FIELDS", "REPLY_KINDS", "InvalidReply", "reply_content"]
 
@@ -24,12 +24,23 @@ REPLY_KINDS = ("text", "link", "location", "document")
 
 
 class InvalidReply(Exception):
-    """A reply the operator must correct: ``field`` is where the message ``key`` goes."""
+    """A reply the operator must correct: ``field`` is where the message ``key`` goes, filled
+    in with ``params`` (``too_long`` takes ``n``, the most characters allowed)."""
 
-    def __init__(self, field: str, key: str) -> None:
+    def __init__(self, field: str, key: str, **params: object) -> None:
         super().__init__(key)
         self.field = field
         self.key = key
+        self.params = params
+
+
+def _typed(form: Any, name: str, limit: int, *, shown_at: str | None = None) -> str:
+    """Field ``name`` as typed; over ``limit`` characters it is a field to correct (shown at
+    ``shown_at``, else at itself), never a bare refusal that would lose the draft."""
+    value = field(form, name, max_length=MAX_FORM_BYTES)  # the whole form is bounded anyway
+    if len(value) > limit:
+        raise InvalidReply(shown_at or name, "too_long", n=limit)
+    return value
 
 
 def _coordinate(value: str, name: str, limit: float) -> float:
@@ -47,38 +58,38 @@ def _coordinate(value: str, name: str, limit: float) -> float:
 
 
 def reply_content(form: Any, kind: str) -> OutboundContent:
-    """The message a reply form describes; :class:`_Invalid` names the field to correct."""
+    """The message a reply form describes; :class:`InvalidReply` names the field to correct."""
     if kind == "text":
-        body = field(form, "body")
+        body = _typed(form, "body", 4096)
         if not body:
             raise InvalidReply("body", "reply_empty")
         return Text(body=body)
     if kind == "link":
-        url = field(form, "url", max_length=2000)
+        url = _typed(form, "url", 2000)
         if not _URL.match(url):
             raise InvalidReply("url", "bad_url")
-        body = field(form, "body")
+        body = _typed(form, "body", 4096)
         return Text(body=f"{body}\n{url}" if body else url, preview_url=True)
     if kind == "location":
         try:
             return Location(
-                latitude=_coordinate(field(form, "latitude", max_length=40), "latitude", 90),
-                longitude=_coordinate(field(form, "longitude", max_length=40), "longitude", 180),
-                name=field(form, "name", max_length=200) or None,
-                address=field(form, "address", max_length=300) or None,
+                latitude=_coordinate(_typed(form, "latitude", 40), "latitude", 90),
+                longitude=_coordinate(_typed(form, "longitude", 40), "longitude", 180),
+                name=_typed(form, "name", 200) or None,
+                address=_typed(form, "address", 300) or None,
             )
         except ValidationError:
             raise InvalidReply("latitude", "bad_latitude") from None
     if kind == "document":
-        url = field(form, "url", max_length=2000)
+        url = _typed(form, "url", 2000)
         if not _URL.match(url):
             raise InvalidReply("url", "bad_url")
         # The reply box is the document's caption (one text box, the one that is sent).
-        caption = field(form, "body", max_length=1000) or field(form, "caption", max_length=1000)
+        caption = _typed(form, "body", 1000) or _typed(form, "caption", 1000, shown_at="body")
         return Media(
             media_kind=MediaKind.DOCUMENT,
             link=url,
-            filename=field(form, "filename", max_length=200) or None,
+            filename=_typed(form, "filename", 200) or None,
             caption=caption or None,
         )
     raise Denied(400, "invalid")

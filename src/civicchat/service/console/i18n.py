@@ -173,6 +173,11 @@ _T: dict[str, tuple[str, str, str]] = {
         "Escriba el texto de la respuesta.",
         "Write the text of the reply.",
     ),
+    "too_long": (
+        "Massa llarg: com a màxim {n} caràcters. Escurceu-lo i torneu a enviar.",
+        "Demasiado largo: como máximo {n} caracteres. Acórtelo y vuelva a enviar.",
+        "Too long: at most {n} characters. Shorten it and send again.",
+    ),
     "bad_url": (
         "Cal una adreça que comenci per https:// o http://.",
         "Hace falta una dirección que empiece por https:// o http://.",

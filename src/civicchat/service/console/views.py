@@ -37,7 +37,14 @@ from civicchat.service.console.compose import (
 from civicchat.service.console.context import ConsoleAccount
 from civicchat.service.console.i18n import translator
 from civicchat.service.console.lists import make_row
-from civicchat.service.console.web import SEEN_EVERY, Console, Denied, Principal, field
+from civicchat.service.console.web import (
+    MAX_FORM_BYTES,
+    SEEN_EVERY,
+    Console,
+    Denied,
+    Principal,
+    field,
+)
 from civicchat.service.dispatch import RETURNED_KEY, commit_move, lock_pool, returned_by
 from civicchat.service.live import LiveEvent
 from civicchat.storage.assignment_sql import (
@@ -289,15 +296,17 @@ class ConsoleViews:
         try:
             content = reply_content(form, kind)
         except InvalidReply as exc:
+            t = translator(self.c.language(request))
             if request.headers.get("x-requested-with") == "fetch":
-                raise Denied(400, exc.key) from None
+                words = t(exc.key, **exc.params)
+                return self.c.render(request, "error.html", me, 400, message=words, detail=None)
             # Nothing the operator typed is lost: the page again, their input kept.
-            draft = {name: field(form, name, max_length=20_000) for name in DRAFT_FIELDS}
+            # Read without a cap of its own: a field over its limit is kept too, to be shortened.
+            draft = {name: field(form, name, max_length=MAX_FORM_BYTES) for name in DRAFT_FIELDS}
             draft["kind"] = kind if kind in REPLY_KINDS else "text"
             draft["request_id"] = field(form, "request_id", max_length=64)
-            t = translator(self.c.language(request))
             return await self._conversation_page(
-                request, me, status=400, draft=draft, errors={exc.field: t(exc.key)}
+                request, me, status=400, draft=draft, errors={exc.field: t(exc.key, **exc.params)}
             )
         request_id = field(form, "request_id", max_length=64)
         if not _REQUEST_ID.match(request_id):
