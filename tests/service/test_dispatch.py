@@ -25,6 +25,7 @@ from argon2 import PasswordHasher
 from console.console_helpers import PASSWORD, SECRET, MemoryBlobs, login_as
 from service_fakes import FakeProviders, running, signed_headers, wa_text, wait_for, write_config
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 
 from civicchat.clock import ManualClock
@@ -48,7 +49,7 @@ from civicchat.storage import SqlStore
 from civicchat.storage.assignment_sql import ReplyTimes, assignment_queries
 from civicchat.storage.base import Conversation, Operator, OperatorRole, Presence
 from civicchat.storage.engine import create_engine
-from civicchat.storage.schema import AssignmentRow
+from civicchat.storage.schema import AssignmentRow, ConversationRow
 from pg_helpers import (
     PG_URL,
     create_pg_schema,
@@ -1063,3 +1064,38 @@ async def test_a_disabled_operator_is_never_assigned_and_gives_back_what_they_ho
         refs = await assignment_queries(tx).operator_references(anna.id)
     assert status[anna.id].disabled
     assert refs > 0  # her assignment history stays
+
+
+async def test_one_operators_conversations_are_filtered_and_locked_alone(
+    store: SqlStore, clock: ManualClock, target: Target
+) -> None:
+    anna = await add_operator(store, "anna")
+    bob = await add_operator(store, "bob")
+    for n in range(4):
+        await queued(store, f"c{n}")
+    await dispatcher(store, clock).run_round()
+    holds = await held(store)
+    assert sorted(len(v) for v in holds.values()) == [2, 2]
+    other = SqlStore(create_engine(target.url, schema=target.schema), clock=clock)
+
+    async def lock_elsewhere(ids: list[int]) -> list[int]:
+        """Lock ``ids`` from another connection without waiting (fails if one is locked)."""
+        async with other.transaction() as tx2:
+            stmt = select(ConversationRow.id).where(ConversationRow.id.in_(ids))
+            return sorted(
+                (await tx2.connection.execute(stmt.with_for_update(nowait=True))).scalars()
+            )
+
+    try:
+        async with store.transaction() as tx:
+            theirs = await assignment_queries(tx).conversations(
+                "acc", "assigned", lock=True, assigned_operator=anna.id
+            )
+            assert sorted(c.id for c in theirs) == sorted(holds[anna.id])
+            if target.backend == "postgres":
+                # Another transaction can still lock Bob's conversations, not Anna's.
+                assert await lock_elsewhere(holds[bob.id]) == sorted(holds[bob.id])
+                with pytest.raises(DBAPIError):
+                    await lock_elsewhere(holds[anna.id])
+    finally:
+        await other.close()

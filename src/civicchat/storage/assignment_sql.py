@@ -111,13 +111,23 @@ class AssignmentQueries:
         return {int(op): int(n) for op, n in rows if op is not None}
 
     async def conversations(
-        self, account: str, state: str, *, limit: int | None = None, lock: bool = False
+        self,
+        account: str,
+        state: str,
+        *,
+        limit: int | None = None,
+        lock: bool = False,
+        assigned_operator: int | None = None,
     ) -> list[Conversation]:
         """Conversations of ``account`` in ``state``; queued ones in the queue's order (priority,
-        then age). ``lock`` locks their rows until the transaction ends (PostgreSQL)."""
+        then age). ``assigned_operator`` keeps only the ones that operator holds (filtered in
+        SQL: with ``lock``, the pool's other conversations stay unlocked). ``lock`` locks their
+        rows until the transaction ends (PostgreSQL)."""
         stmt = select(ConversationRow).where(
             ConversationRow.account == account, ConversationRow.state == state
         )
+        if assigned_operator is not None:
+            stmt = stmt.where(ConversationRow.assigned_operator == assigned_operator)
         if state == "queued":
             stmt = stmt.order_by(
                 ConversationRow.priority.desc(),

@@ -208,17 +208,19 @@ class OperatorViews:
             op = dataclasses.replace(op, presence=Presence.OFFLINE)
             await tx.operators.save_operator(op)
             for account in mine:
-                for conv in await queries.conversations(account.name, "assigned", lock=True):
-                    if conv.assigned_operator == op.id:
-                        moved = await commit_move(
-                            tx,
-                            conv,
-                            ConversationState.QUEUED,
-                            at=now,
-                            actor=actor,
-                            note="operator_disabled",
-                        )
-                        requeued.append(moved)
+                theirs = await queries.conversations(
+                    account.name, "assigned", lock=True, assigned_operator=op.id
+                )
+                for conv in theirs:
+                    moved = await commit_move(
+                        tx,
+                        conv,
+                        ConversationState.QUEUED,
+                        at=now,
+                        actor=actor,
+                        note="operator_disabled",
+                    )
+                    requeued.append(moved)
             await tx.audit.audit(
                 self._audit_entry(
                     me, "operator_disabled", op.account, operator=op.id, requeued=len(requeued)
