@@ -132,12 +132,16 @@ def send(chat: Any, text: str) -> None:
     chat.click("#send")
 
 
-def serve_live_events(context: Any, events: Sequence[dict[str, Any]]) -> None:
-    """The pages of ``context`` get ``events`` (ids 1, 2, ...) from their live stream instead of
-    the service's: a reply of a given shape, drawn without making the bot say it."""
+def serve_live_events(
+    context: Any, events: Sequence[dict[str, Any]], seqs: Sequence[int] | None = None
+) -> None:
+    """The pages of ``context`` get ``events`` (ids 1, 2, ..., or ``seqs``) from their live
+    stream instead of the service's: a reply of a given shape, drawn without making the bot
+    say it."""
+    numbers = list(seqs) if seqs is not None else list(range(1, len(events) + 1))
     stream = "retry: 60000\n\n" + "".join(
         f"id: {seq}\nevent: message\ndata: {json.dumps(event)}\n\n"
-        for seq, event in enumerate(events, 1)
+        for seq, event in zip(numbers, events, strict=True)
     )
     context.route(
         "**/events?*",

@@ -370,6 +370,56 @@ def test_a_long_answer_in_parts_is_one_bubble(service: Service, browser: Any) ->
     context.close()
 
 
+def _long_answer_parts(event_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    body = "*Paraules clau*\n" + "\n".join(f"• TEMA {n}: «Àrea»" for n in range(150))
+    content = {"kind": "text", "body": body, "preview_url": False}
+    encoded = json.dumps(content)
+    cut = [encoded[:1000], encoded[1000:2500], encoded[2500:]]
+    parts = [
+        {"id": event_id, "timestamp": "2026-11-30T10:00:00+00:00", "part": n, "parts": 3,
+         "chunk": chunk}
+        for n, chunk in enumerate(cut, 1)
+    ]  # fmt: skip
+    return content, parts
+
+
+def _history_after_first(context: Any, messages: list[dict[str, Any]]) -> list[int]:
+    """The page's first history read (on load) is empty, the next ones hold ``messages``."""
+    reads: list[int] = []
+
+    def history(route: Any) -> None:
+        reads.append(1)
+        data = {"messages": messages if len(reads) > 1 else [], "since": None}
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(data))
+
+    context.route("**/history?*", history)
+    return reads
+
+
+@pytest.mark.parametrize("gap", [True, False], ids=["seq-gap", "new-id-while-incomplete"])
+def test_a_long_answer_missing_a_part_comes_from_the_history(
+    service: Service, browser: Any, gap: bool
+) -> None:
+    context = phone(browser)
+    content, parts = _long_answer_parts("long-2")
+    after = {"id": "short-3", "timestamp": "2026-11-30T10:00:01+00:00",
+             "content": {"kind": "text", "body": "Alguna cosa més?", "preview_url": False}}  # fmt: skip
+    # The second part was dropped on the way: either the next event's seq says so (gap), or
+    # (the seq counting started again) another message arrives while this one is incomplete.
+    seqs = [1, 3, 4] if gap else [7, 1, 2]
+    serve_live_events(context, [parts[0], parts[2], after], seqs)
+    history = [{"direction": "out", "at": "2026-11-30T10:00:00+00:00", "id": "long-2",
+                "content": content}]  # fmt: skip
+    reads = _history_after_first(context, history)
+    chat = open_chat(context, service.base, "ca")
+    chat.wait_for_selector(".msg.them:has-text('TEMA 149')", timeout=10_000)
+    chat.wait_for_selector(".msg.them:has-text('Alguna cosa més?')", timeout=10_000)
+    chat.wait_for_timeout(300)
+    assert chat.locator(".msg.them:has-text('TEMA 149')").count() == 1
+    assert len(reads) >= 2
+    context.close()
+
+
 def test_after_a_reload_both_sides_come_back_in_order_once(service: Service, browser: Any) -> None:
     context = phone(browser)
     chat = open_chat(context, service.base, "ca")

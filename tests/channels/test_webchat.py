@@ -397,6 +397,43 @@ async def test_reconnecting_page_gets_only_what_it_missed(hub: WebChatHub) -> No
     await stream.aclose()  # type: ignore[attr-defined]
 
 
+async def test_the_backlog_drops_whole_messages_never_one_part() -> None:
+    hub = WebChatHub(backlog=5)
+    channel = WebChatChannel(hub, account="web", max_event_bytes=256)
+    for body in ("x" * 600, "y" * 600, "z" * 600):  # 3 parts each
+        await channel.send(out(Text(body=body)), last_inbound_at=None)
+    events = hub.backlog("web", VISITOR)
+    # 9 events for a bound of 5: the two oldest messages went whole, the newest is whole.
+    assert [e["part"] for e in events] == [1, 2, 3]
+    assert json.loads("".join(e["chunk"] for e in events))["body"] == "z" * 600
+    # A message with more parts than the bound is kept whole rather than cut.
+    await channel.send(out(Text(body="w" * 2000)), last_inbound_at=None)
+    events = hub.backlog("web", VISITOR)
+    assert len(events) > 5
+    assert json.loads("".join(e["chunk"] for e in events))["body"] == "w" * 2000
+
+
+async def test_a_slow_page_loses_whole_messages_and_sees_a_gap() -> None:
+    hub = WebChatHub(backlog=100, queue_size=4)
+    channel = WebChatChannel(hub, account="web", max_event_bytes=256)
+    stream = hub.subscribe("web", VISITOR)
+    waiting = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0)
+    await channel.send(out(Text(body="a" * 600)), last_inbound_at=None)  # seq 1-3
+    first = await asyncio.wait_for(waiting, 1)
+    # The page took part 1 of "a", then reads nothing while three more messages come.
+    for body in ("b" * 600, "c" * 600, "d"):  # seq 4-6, 7-9, 10
+        await channel.send(out(Text(body=body)), last_inbound_at=None)
+    rest = [await asyncio.wait_for(anext(stream), 1) for _ in range(4)]
+    await stream.aclose()  # type: ignore[attr-defined]
+    # What is left of "a" and all of "b" went; "c" and "d" are whole. The jump from seq 1 to
+    # 7 tells the page it lost something (it reads its history again).
+    assert [first["seq"]] + [e["seq"] for e in rest] == [1, 7, 8, 9, 10]
+    assert [e.get("part") for e in rest] == [1, 2, 3, None]
+    assert json.loads("".join(e["chunk"] for e in rest[:3]))["body"] == "c" * 600
+    assert rest[3]["content"]["body"] == "d"
+
+
 async def test_visitors_and_accounts_are_isolated(hub: WebChatHub) -> None:
     other = "w_" + "0" * 16
     hub.publish("web", other, {"text": "private"})

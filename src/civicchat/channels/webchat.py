@@ -183,7 +183,11 @@ class WebChatHub:
     ``backlog``: events kept per visitor for reconnecting pages; ``max_visitors``: visitors kept
     in memory (the least recently active without an open page are forgotten first);
     ``queue_size``: events buffered for one slow page before its oldest are dropped (the page
-    sees a gap in ``seq`` and can reconnect).
+    sees a gap in ``seq`` and reads its history again).
+
+    Both bounds drop whole messages: the parts of a long message (same ``id``) go together,
+    never one alone, and the newest message stays even when it alone has more parts than the
+    bound (a page could never complete a message missing a part).
     """
 
     def __init__(
@@ -202,7 +206,7 @@ class WebChatHub:
         key = (account, visitor)
         state = self._visitors.get(key)
         if state is None:
-            state = _Visitor(backlog=deque(maxlen=self._backlog))
+            state = _Visitor(backlog=deque())
             self._visitors[key] = state
             self._evict()
         self._visitors.move_to_end(key)
@@ -222,9 +226,9 @@ class WebChatHub:
         state = self._visitor(account, visitor)
         state.seq += 1
         stored = {**event, "seq": state.seq}
-        state.backlog.append(stored)
+        _append_whole(state.backlog, stored, self._backlog)
         for subscriber in state.subscribers:
-            subscriber.pending.append(stored)
+            _append_whole(subscriber.pending, stored, self._queue_size)
             subscriber.wake.set()
         return stored
 
@@ -240,7 +244,7 @@ class WebChatHub:
         Runs until the consumer stops iterating (closing the iterator unsubscribes the page).
         """
         state = self._visitor(account, visitor)
-        subscriber = _Subscriber(pending=deque(maxlen=self._queue_size))
+        subscriber = _Subscriber(pending=deque())
         # Register before reading the backlog so nothing published in between is lost.
         state.subscribers.append(subscriber)
         last = after if after is not None else 0
@@ -264,6 +268,18 @@ class WebChatHub:
         """How many pages of this visitor are listening."""
         state = self._visitors.get((account, visitor))
         return len(state.subscribers) if state else 0
+
+
+def _append_whole(events: deque[dict[str, Any]], event: dict[str, Any], limit: int) -> None:
+    """Append ``event``; over ``limit``, drop the oldest whole messages (all parts of an id)."""
+    events.append(event)
+    newest = event.get("id")
+    while len(events) > limit and events[0].get("id", object()) != newest:
+        dropped = events.popleft()
+        if "parts" in dropped:
+            # Its other parts would never make a message on their own: they go too.
+            while events and "parts" in events[0] and events[0].get("id") == dropped.get("id"):
+                events.popleft()
 
 
 class WebChatChannel:
