@@ -706,15 +706,22 @@ async def commit_move(
     operator: int | None = None,
     note: str = "",
     data: Mapping[str, Any] | None = None,
+    operator_reply_at: datetime | None = None,
 ) -> Conversation:
     """:func:`move`, then write it in ``tx``: the conversation (with ``data`` if given), its
     history entry, and the assignment opened (to ``assigned``) or released (from it).
+
+    ``operator_reply_at`` is an operator's reply that comes with the move (a reply that picks
+    up a waiting conversation): written in the same save, after the move (which starts the
+    reply timer afresh on ``assigned``), so the row is updated once.
 
     Take the pool's lock (:func:`lock_pool`) and read ``conv`` after it first.
     """
     moved, entry = move(conv, to, at=at, actor=actor, operator=operator, note=note)
     if data is not None:
         moved = dataclasses.replace(moved, data=dict(data))
+    if operator_reply_at is not None:
+        moved = dataclasses.replace(moved, last_operator_reply_at=operator_reply_at)
     if to is ConversationState.ASSIGNED and RETURNED_KEY in (moved.data or {}):
         # Someone has it again: the next wait starts without the list of who put it back.
         moved = dataclasses.replace(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from console_helpers import World, login_as
+from sqlalchemy import event
 
 from civicchat.messages import Location, Media, MediaKind, Text, content_from_json
 from civicchat.service.console.views import ConsoleViews
@@ -316,3 +318,35 @@ async def test_live_stream_sends_only_the_operators_accounts_and_no_text(world: 
     assert payload == {"kind": "message_in", "account": "wa-a", "conversation_id": 8}
     assert not any("tg-b" in c or "secret" in c or "forat" in c for c in chunks)
     assert world.live.subscriber_count == 0  # closing the stream closed the subscriptions
+
+
+@pytest.mark.parametrize("state", ["queued", "assigned"])
+async def test_a_reply_updates_the_conversation_row_once(world: World, state: str) -> None:
+    me = world.ops["op_a"]
+    conv = await world.conversation(
+        "wa-a", state=state, assigned=me if state == "assigned" else None
+    )
+    updates: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE CONVERSATIONS"):
+            updates.append(statement)
+
+    async with world.client() as client:
+        csrf = await login_as(client, "op_a")
+        world.clock.advance(timedelta(seconds=30))
+        event.listen(world.store.engine.sync_engine, "before_cursor_execute", count)
+        try:
+            response = await client.post(
+                f"/console/conversations/{conv.id}/reply",
+                data={"csrf_token": csrf, "kind": "text", "body": "Bon dia"},
+            )
+        finally:
+            event.remove(world.store.engine.sync_engine, "before_cursor_execute", count)
+    assert response.status_code == 303
+    assert len(updates) == 1  # the move and the reply's time in one save
+    async with world.store.read_transaction() as tx:
+        stored = await tx.conversations.get(conv.id)
+    assert stored is not None
+    assert (stored.state, stored.assigned_operator) == ("assigned", me.id)
+    assert stored.last_operator_reply_at == world.clock.now()  # not reset by the move

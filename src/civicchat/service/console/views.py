@@ -334,6 +334,7 @@ class ConsoleViews:
                             tx, conv, ConversationState.QUEUED, at=now, actor=actor
                         )
                     if conv.state in ("queued", "bot"):
+                        # The reply's time goes with the move: one UPDATE of the row.
                         conv = await commit_move(
                             tx,
                             conv,
@@ -342,12 +343,14 @@ class ConsoleViews:
                             actor=actor,
                             operator=me.id,
                             note="reply",
+                            operator_reply_at=now,
                         )
                         moved = True
                 except RoutingError:
                     raise Denied(409, "invalid") from None
-                conv = dataclasses.replace(conv, last_operator_reply_at=now)
-                await tx.conversations.save(conv)
+                if not moved:
+                    conv = dataclasses.replace(conv, last_operator_reply_at=now)
+                    await tx.conversations.save(conv)
                 await tx.audit.audit(
                     AuditEntry(
                         now,
