@@ -3,18 +3,23 @@ import contextlib
 import hashlib
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from channels_helpers import NOW
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from civicchat.channels.base import WebhookRequest
 from civicchat.channels.degrade import degrade
 from civicchat.channels.webchat import (
+    MAX_EVENT_BYTES,
     MAX_TEXT_IN,
     WebChatChannel,
     WebChatHub,
+    event_chunks,
     is_heif,
     sniff_image,
     upload_blob_key,
@@ -523,6 +528,56 @@ async def test_a_long_message_goes_in_parts_that_each_fit_a_notification(unit: s
         assert len(json.dumps(event, ensure_ascii=False).encode()) < 1300
     content = json.loads("".join(e["chunk"] for e in events))
     assert content["body"] == body
+
+
+def _chunks_per_char(text: str, max_bytes: int) -> list[str]:
+    """The obviously correct reference: each character's JSON-escaped size from json.dumps."""
+    pieces: list[str] = []
+    start, size = 0, 0
+    for index, char in enumerate(text):
+        cost = len(json.dumps(char, ensure_ascii=False).encode()) - 2
+        if size + cost > max_bytes and index > start:
+            pieces.append(text[start:index])
+            start, size = index, 0
+        size += cost
+    pieces.append(text[start:])
+    return pieces
+
+
+# The worst case: characters that escape (quotes, backslashes, control characters) or take
+# 2-4 bytes, mixed with plain ASCII.
+_HARD = st.text(
+    alphabet=st.one_of(
+        st.sampled_from('"\\\x00\x01\x1f\x7f\b\f\n\r\t\u2028é€🚌a '),
+        st.characters(codec="utf-8"),
+    ),
+    max_size=400,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=_HARD, max_bytes=st.integers(min_value=1, max_value=64))
+def test_event_chunks_cut_as_the_per_character_json_reference(text: str, max_bytes: int) -> None:
+    chunks = event_chunks(text, max_bytes)
+    assert chunks == _chunks_per_char(text, max_bytes)
+    assert "".join(chunks) == text
+    for chunk in chunks:
+        size = len(json.dumps(chunk, ensure_ascii=False).encode()) - 2
+        assert size <= max_bytes or len(chunk) == 1
+
+
+def test_a_32k_answer_of_escapes_is_cut_fast_and_every_part_fits_a_notification() -> None:
+    body = ('\x01"\\🚌é\n' * 6000)[:32_768]
+    content = json.dumps({"kind": "text", "body": body}, ensure_ascii=False)
+    started = time.perf_counter()
+    chunks = event_chunks(content, MAX_EVENT_BYTES)
+    elapsed = time.perf_counter() - started
+    assert chunks == _chunks_per_char(content, MAX_EVENT_BYTES)
+    for chunk in chunks:
+        event = {"id": "e" * 32, "timestamp": NOW.isoformat(), "reply_to": None, "part": 99,
+                 "parts": 99, "chunk": chunk, "seq": 10**6}  # fmt: skip
+        assert len(json.dumps(event, ensure_ascii=False).encode()) < 8000  # PostgreSQL NOTIFY
+    assert elapsed < 0.05  # the per-character json.dumps took ~0.08 s here
 
 
 def test_a_too_small_event_budget_is_refused(hub: WebChatHub) -> None:

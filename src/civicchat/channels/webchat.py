@@ -36,7 +36,9 @@ page joins them into one message.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -484,6 +486,11 @@ class WebChatChannel:
         return MediaDownload(mime_type=mime, chunks=chunks(), max_bytes=max_bytes, size=len(data))
 
 
+# What one character costs in a JSON string (UTF-8, ``ensure_ascii=False``): ASCII from a table
+# (``\"`` and ``\\``: 2; ``\b \f \n \r \t``: 2; other control characters ``\u00XX``: 6).
+_ASCII_COST = tuple(len(json.dumps(chr(o), ensure_ascii=False)) - 2 for o in range(128))
+
+
 def event_chunks(text: str, max_bytes: int) -> list[str]:
     """``text`` cut into pieces whose JSON string (UTF-8, escapes included) is at most
     ``max_bytes``; joined, they are ``text`` again.
@@ -491,16 +498,23 @@ def event_chunks(text: str, max_bytes: int) -> list[str]:
     >>> event_chunks('{"body":"àà"}', 8)
     ['{"body', '":"à', 'à"}']
     """
+    ascii_cost = _ASCII_COST
+    costs = [
+        ascii_cost[o] if o < 0x80 else 2 if o < 0x800 else 3 if o < 0x10000 else 4
+        for o in map(ord, text)
+    ]
+    ends = list(itertools.accumulate(costs, initial=0))  # ends[i]: cost of text[:i]
     pieces: list[str] = []
-    start, size = 0, 0
-    for index, char in enumerate(text):
-        cost = len(json.dumps(char, ensure_ascii=False).encode()) - 2
-        if size + cost > max_bytes and index > start:
-            pieces.append(text[start:index])
-            start, size = index, 0
-        size += cost
-    pieces.append(text[start:])
-    return pieces
+    start = 0
+    while True:
+        # The longest piece from ``start`` within budget; one character at least.
+        stop = bisect.bisect_right(ends, ends[start] + max_bytes, lo=start + 1) - 1
+        stop = max(stop, start + 1)
+        if stop >= len(text):
+            pieces.append(text[start:])
+            return pieces
+        pieces.append(text[start:stop])
+        start = stop
 
 
 def _language(value: object) -> str | None:
