@@ -4,8 +4,10 @@
 - ``GET /chat/{account}/widget.js``: ``<script src=".../widget.js" async></script>`` on any page
   of the city's website adds a chat button that opens the page in a frame;
 - ``GET /chat/{account}/events?visitor=...``: the replies, as server-sent events (``id`` is the
-  hub's ``seq``, so a reconnecting page gets what it missed from the backlog; ``since=`` an ISO
-  time leaves out the backlog's events up to then);
+  hub's ``seq``, so a reconnecting page gets what it missed from the backlog; the page skips an
+  event whose ``id`` its history already showed. ``since=``, which older pages send, is still
+  checked to be a zone-aware ISO time but filters nothing: the history's times are when the
+  outbox marked a reply sent, later than the event's own, and comparing the two lost replies);
 - ``GET /chat/{account}/history?visitor=...``: both sides of the visitor's conversation, which
   a reloaded page shows again (see :mod:`civicchat.service.webchat.history`);
 - ``POST /chat/{account}/upload``: a photo (see :mod:`civicchat.service.webchat.uploads`).
@@ -206,11 +208,11 @@ def webchat_routes(
         last = request.headers.get("last-event-id") or request.query_params.get("after")
         after = int(last) if last and last.isdigit() else None
         try:
-            since = _time(request.query_params.get("since"))
+            _time(request.query_params.get("since"))  # older pages send it: checked, unused
         except ValueError:
             return PlainTextResponse("since must be an ISO 8601 time with its zone", 400)
         return StreamingResponse(
-            _stream(hub, name, visitor, after, request, since=since),
+            _stream(hub, name, visitor, after, request),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -276,32 +278,18 @@ def _time(value: str | None) -> datetime | None:
     return parsed
 
 
-def _older(event: Mapping[str, object], since: datetime) -> bool:
-    stamp = event.get("timestamp")
-    if not isinstance(stamp, str):
-        return False
-    try:
-        return datetime.fromisoformat(stamp) <= since
-    except (ValueError, TypeError):  # TypeError: a naive time cannot be compared
-        return False
-
-
 async def _stream(
     hub: WebChatHub,
     account: str,
     visitor: str,
     after: int | None,
     request: Request,
-    *,
-    since: datetime | None = None,
 ) -> AsyncGenerator[bytes, None]:
     queue: asyncio.Queue[dict[str, object]] = asyncio.Queue(maxsize=200)
 
     async def pump() -> None:
         async for event in hub.subscribe(account, visitor, after=after):
-            # The page already shows what was sent up to `since` (from the history).
-            if since is None or not _older(event, since):
-                await queue.put(event)
+            await queue.put(event)
 
     task = asyncio.create_task(pump())
     try:

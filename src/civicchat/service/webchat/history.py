@@ -3,7 +3,8 @@
 The citizen's messages are read from the durable inbox (by sender: a message not yet handled
 by a worker is there too), the service's from the outbox rows of the same conversations, once
 sent (a message still queued reaches the page live, a failed one never did). The page then
-listens to the live stream ``since`` the newest message shown, so nothing appears twice.
+listens to the live stream and skips the events whose ``id`` it already showed, so nothing
+appears twice and nothing sent meanwhile is lost.
 """
 
 from __future__ import annotations
@@ -114,16 +115,14 @@ class SqlWebChatHistory:
 
 
 def history_json(entries: list[HistoryEntry]) -> dict[str, Any]:
-    """The page's history: the messages, and ``since``, the time of the newest one sent to it.
+    """The page's history: the messages, each with its ``id`` (a reply's is its live event's).
 
-    The page asks the live stream for what came after ``since`` only: every event older than
-    that is already among the messages.
+    The page skips a live event whose ``id`` is among them. There is no time to listen from:
+    a reply's time here is when the outbox marked it sent, later than its live event's own.
     """
-    sent = [e.at for e in entries if e.direction == "out"]
     return {
         "messages": [
             {"direction": e.direction, "at": e.at.isoformat(), "id": e.id, "content": e.content}
             for e in entries
-        ],
-        "since": max(sent).isoformat() if sent else None,
+        ]
     }
