@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 
 from civicchat.clock import ManualClock
 from civicchat.service.console import ConsoleAccount, ConsoleContext, auth, build_console_routes
-from civicchat.service.console.security import LoginLimiter
+from civicchat.service.console.security import FailureStore, LoginLimiter, MemoryLoginFailures
 from civicchat.service.live import InProcessLiveBus
 from civicchat.storage.engine import create_engine
 from civicchat.storage.login_sql import LoginFailures, failure_key
@@ -223,3 +223,53 @@ def test_failures_need_a_secret_key(tmp_path: Path) -> None:
     store = SqlStore(create_engine(str(tmp_path / "unused.db")))
     with pytest.raises(ValueError, match="secret key"):
         LoginFailures(store, "")
+
+
+@contextlib.asynccontextmanager
+async def _failure_store(backend: str, tmp_path: Path) -> AsyncIterator[FailureStore]:
+    if backend == "memory":
+        yield MemoryLoginFailures()
+        return
+    async with _two_stores(backend, tmp_path, ManualClock(START)) as (one, _):
+        yield LoginFailures(one, SECRET)
+
+
+@pytest.mark.parametrize(
+    "backend", ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def test_every_failure_store_keeps_the_same_contract(backend: str, tmp_path: Path) -> None:
+    minute = timedelta(minutes=1)
+    window = timedelta(minutes=15)
+    async with _failure_store(backend, tmp_path) as store:
+        assert await store.since(["login:anna"], START - window) == {}
+        for n in range(3):
+            at = START + n * minute
+            await store.record(["login:anna", "address:a"], at, prune_before=at - window)
+        await store.record(["login:bob"], START, prune_before=START - window)
+        assert await store.since(["login:anna", "address:a", "login:carla"], START - window) == {
+            "login:anna": (3, START),
+            "address:a": (3, START),
+        }
+        # Only failures after ``since`` count, and the oldest of those is reported.
+        assert await store.since(["login:anna"], START) == {"login:anna": (2, START + minute)}
+        await store.discard("address:a", START + minute)  # one attempt, not the key
+        await store.discard("address:a", START + 9 * minute)  # nothing at that time: nothing
+        await store.clear("login:anna")
+        assert await store.since(["login:anna", "address:a"], START - window) == {
+            "address:a": (2, START)
+        }
+        # A failure a window later forgets what came before it.
+        late = START + window + 5 * minute
+        await store.record(["address:a"], late, prune_before=late - window)
+        assert await store.since(["address:a", "login:bob"], START - window) == {
+            "address:a": (1, late)
+        }
+
+
+async def test_the_memory_store_stays_bounded_under_a_spray_of_logins() -> None:
+    store = MemoryLoginFailures(max_failures=100)
+    for n in range(250):
+        at = START + timedelta(seconds=n)
+        await store.record([f"login:user{n}"], at, prune_before=at - timedelta(minutes=15))
+    kept = await store.since([f"login:user{n}" for n in range(250)], START - timedelta(hours=1))
+    assert sorted(kept) == sorted(f"login:user{n}" for n in range(150, 250))  # the newest

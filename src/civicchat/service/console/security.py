@@ -10,20 +10,22 @@ import hashlib
 import hmac
 import secrets
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from civicchat.storage.base import Operator
-from civicchat.storage.login_sql import LoginFailures
 
 __all__ = [
     "SESSION_COOKIE",
+    "FailureStore",
     "LoginLimiter",
+    "MemoryLoginFailures",
     "Session",
     "SessionSigner",
     "hash_password",
@@ -128,14 +130,79 @@ class SessionSigner:
         return value if isinstance(value, str) else None
 
 
+class FailureStore(Protocol):
+    """Where the login limiter counts failures: :class:`MemoryLoginFailures` (one process) or
+    :class:`~civicchat.storage.login_sql.LoginFailures` (the database, every process)."""
+
+    async def since(
+        self, keys: Sequence[str], since: datetime
+    ) -> dict[str, tuple[int, datetime]]: ...
+
+    async def record(
+        self, keys: Sequence[str], at: datetime, *, prune_before: datetime
+    ) -> None: ...
+
+    async def discard(self, key: str, at: datetime) -> None: ...
+
+    async def clear(self, key: str) -> None: ...
+
+
+class MemoryLoginFailures:
+    """Failed logins in this process's memory (the same methods as ``LoginFailures``).
+
+    At most ``max_failures`` are kept (the oldest go first), so a spray of random logins
+    cannot grow it without bound.
+    """
+
+    def __init__(self, *, max_failures: int = 100_000) -> None:
+        self._times: dict[str, list[datetime]] = {}
+        self._order: deque[tuple[datetime, str]] = deque()  # every failure, oldest first
+        self._max = max_failures
+
+    async def since(self, keys: Sequence[str], since: datetime) -> dict[str, tuple[int, datetime]]:
+        """For each key with failures after ``since``: how many, and when the oldest was."""
+        out: dict[str, tuple[int, datetime]] = {}
+        for key in keys:
+            recent = [t for t in self._times.get(key, ()) if t > since]
+            if recent:
+                out[key] = (len(recent), min(recent))
+        return out
+
+    async def record(self, keys: Sequence[str], at: datetime, *, prune_before: datetime) -> None:
+        """Count one failure for each key at ``at``, and forget failures before
+        ``prune_before``."""
+        for key in keys:
+            self._times.setdefault(key, []).append(at)
+            self._order.append((at, key))
+        while self._order and (self._order[0][0] < prune_before or len(self._order) > self._max):
+            old, key = self._order.popleft()
+            self._forget(key, old)
+
+    def _forget(self, key: str, at: datetime) -> None:
+        times = self._times.get(key)
+        if times is not None and at in times:
+            times.remove(at)
+            if not times:
+                del self._times[key]
+
+    async def discard(self, key: str, at: datetime) -> None:
+        """Forget one failure of ``key`` counted at ``at``."""
+        self._forget(key, at)
+
+    async def clear(self, key: str) -> None:
+        """Forget every failure of ``key``."""
+        self._times.pop(key, None)
+
+
 class LoginLimiter:
     """Counts failed logins per login name and per client address in a sliding window.
 
-    With ``shared`` (the database's :class:`~civicchat.storage.login_sql.LoginFailures`) every
-    process of the service counts the same failures: ``serve --workers 2`` gives an attacker no
-    more tries than one process. Without it the count is in memory, per process. (No in-memory
-    fast path in front of the database: it would keep refusing a login that succeeded in
-    another process since; one indexed query costs little next to the password hash.)
+    ``store`` keeps the count: the database's
+    :class:`~civicchat.storage.login_sql.LoginFailures` makes every process of the service count
+    the same failures (``serve --workers 2`` gives an attacker no more tries than one process);
+    the default, :class:`MemoryLoginFailures`, counts per process. (No in-memory fast path in
+    front of the database: it would keep refusing a login that succeeded in another process
+    since; one indexed query costs little next to the password hash.)
     """
 
     def __init__(
@@ -144,26 +211,18 @@ class LoginLimiter:
         per_login: int,
         per_address: int,
         window: timedelta,
-        shared: LoginFailures | None = None,
+        store: FailureStore | None = None,
     ) -> None:
         self._limits = {"login": per_login, "address": per_address}
         self._window = window
-        self._failures: dict[tuple[str, str], deque[datetime]] = {}
-        self._shared = shared
+        self._store: FailureStore = store if store is not None else MemoryLoginFailures()
 
-    def _recent(self, key: tuple[str, str], now: datetime) -> deque[datetime]:
-        times = self._failures.get(key)
-        if times is None:
-            return deque()
-        while times and times[0] <= now - self._window:
-            times.popleft()
-        if not times:
-            del self._failures[key]
-        return times
-
-    @staticmethod
-    def _keys(login: str, address: str) -> tuple[tuple[str, str], tuple[str, str]]:
-        return ("login", login.casefold()), ("address", address)
+    def _keys(self, login: str, address: str) -> dict[str, int]:
+        """The keys of an attempt, each with its limit."""
+        return {
+            f"login:{login.casefold()}": self._limits["login"],
+            f"address:{address}": self._limits["address"],
+        }
 
     async def blocked_for(self, login: str, address: str, now: datetime) -> timedelta | None:
         """How long until another try is allowed, or ``None`` if one is allowed now."""
@@ -172,19 +231,14 @@ class LoginLimiter:
     async def _over(
         self, login: str, address: str, now: datetime, *, allowed: int
     ) -> timedelta | None:
-        """The wait if a key has more than ``limit - allowed`` failures in the window."""
-        waits: list[timedelta] = []
-        if self._shared is not None:
-            keys = {f"{kind}:{value}": kind for kind, value in self._keys(login, address)}
-            found = await self._shared.since(list(keys), now - self._window)
-            for key, (count, oldest) in found.items():
-                if count > self._limits[keys[key]] - 1 + allowed:
-                    waits.append(max(oldest + self._window - now, timedelta(seconds=1)))
-            return max(waits) if waits else None
-        for kind, value in self._keys(login, address):
-            times = self._recent((kind, value), now)
-            if len(times) > self._limits[kind] - 1 + allowed:
-                waits.append(max(times[0] + self._window - now, timedelta(seconds=1)))
+        """The wait if a key has more than ``limit - 1 + allowed`` failures in the window."""
+        keys = self._keys(login, address)
+        found = await self._store.since(list(keys), now - self._window)
+        waits = [
+            max(oldest + self._window - now, timedelta(seconds=1))
+            for key, (count, oldest) in found.items()
+            if count > keys[key] - 1 + allowed
+        ]
         return max(waits) if waits else None
 
     async def attempt(self, login: str, address: str, now: datetime) -> timedelta | None:
@@ -205,31 +259,11 @@ class LoginLimiter:
 
     async def failed(self, login: str, address: str, now: datetime) -> None:
         """Count one failure of ``login`` and of ``address`` at ``now``."""
-        keys = self._keys(login, address)
-        if self._shared is not None:
-            await self._shared.record(
-                [f"{kind}:{value}" for kind, value in keys], now, prune_before=now - self._window
-            )
-            return
-        for key in keys:
-            self._recent(key, now)
-            self._failures.setdefault(key, deque()).append(now)
-        if len(self._failures) > 100_000:  # bound memory under a spray of random logins
-            oldest = sorted(self._failures, key=lambda k: self._failures[k][-1])[:50_000]
-            for key in oldest:
-                del self._failures[key]
+        keys = list(self._keys(login, address))
+        await self._store.record(keys, now, prune_before=now - self._window)
 
     async def succeeded(self, login: str, address: str, now: datetime) -> None:
         """The attempt counted at ``now`` had the right password: forget the login's failures,
         and this attempt's count against the address (a success is no failure)."""
-        address_key = ("address", address)
-        if self._shared is not None:
-            await self._shared.clear(f"login:{login.casefold()}")
-            await self._shared.discard(f"address:{address}", now)
-            return
-        self._failures.pop(("login", login.casefold()), None)
-        times = self._failures.get(address_key)
-        if times is not None and now in times:
-            times.remove(now)
-            if not times:
-                del self._failures[address_key]
+        await self._store.clear(f"login:{login.casefold()}")
+        await self._store.discard(f"address:{address}", now)

@@ -116,7 +116,7 @@ class Console:
             per_login=ctx.login_attempts,
             per_address=ctx.login_attempts_per_address,
             window=ctx.login_window,
-            shared=LoginFailures(ctx.store, ctx.secret_key) if ctx.shared_login_limit else None,
+            store=LoginFailures(ctx.store, ctx.secret_key) if ctx.shared_login_limit else None,
         )
         self.env = jinja2.Environment(
             loader=jinja2.PackageLoader("civicchat.service.console", "templates"),
