@@ -22,7 +22,6 @@ from civicchat.channels.webchat import (
     event_chunks,
     is_heif,
     sniff_image,
-    upload_blob_key,
 )
 from civicchat.clock import ManualClock
 from civicchat.exceptions import (
@@ -50,6 +49,7 @@ from civicchat.messages import (
     ReplyButton,
     Text,
 )
+from civicchat.storage.media import media_blob_key
 
 VISITOR = "v_3f9a2c71b84e4d0f"
 
@@ -364,7 +364,7 @@ async def test_fetch_media_reads_an_upload_back_from_the_blob_store(hub: WebChat
     assert media_id is not None
     with pytest.raises(MediaExpiredError):  # the service stores the bytes before the event
         await channel.fetch_media("web", media_id, max_bytes=10_000)
-    blobs.blobs[upload_blob_key("web", hashlib.sha256(PNG).hexdigest())] = PNG
+    blobs.blobs[media_blob_key("webchat", "web", hashlib.sha256(PNG).hexdigest())] = PNG
     download = await channel.fetch_media("web", media_id, max_bytes=10_000)
     assert download.mime_type == "image/png"
     assert await download.read() == PNG

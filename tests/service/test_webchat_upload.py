@@ -19,6 +19,7 @@ from browser.browser_helpers import tiny_png
 from civicchat.exceptions import StorageError
 from civicchat.messages import Media, MediaKind
 from civicchat.storage.base import EventState, MediaState
+from civicchat.storage.media import media_blob_key
 from pg_helpers import PG_URL, fresh_pg_schema
 
 VISITOR = "visitor_photo_0123456789"
@@ -284,6 +285,36 @@ async def test_a_failed_inbox_commit_is_an_error_the_citizen_can_retry(
     assert again.status_code == 200
     (media,) = await wait_for(lambda: web_media(service))
     assert media.sha256 == digest
+
+
+async def test_an_upload_is_written_once_under_the_media_workers_key(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blobs = service.state.blobs
+    real_put = blobs.put
+    puts: list[str] = []
+
+    async def counted(key: str, data: bytes, *, content_type: str | None = None) -> None:
+        puts.append(key)
+        await real_put(key, data, content_type=content_type)
+
+    monkeypatch.setattr(blobs, "put", counted)
+    png = tiny_png()
+    response = await service.client.post(UPLOAD, content=png, headers=headers(mid="once"))
+    assert response.status_code == 200, response.text
+    (media,) = await wait_for(lambda: web_media(service))
+    key = media_blob_key("webchat", "mataro-web", hashlib.sha256(png).hexdigest())
+
+    async def stored() -> Any:
+        async with service.state.store.transaction() as tx:
+            assert media.media_id is not None
+            row = await tx.media.get_media("webchat", "mataro-web", media.media_id)
+        return row if row is not None and row.state is MediaState.STORED else None
+
+    row = await wait_for(stored)
+    assert row.blob_key == key
+    # The upload wrote it; the media worker, finding it under its own key, did not again.
+    assert puts == [key]
 
 
 async def test_a_failed_blob_write_accepts_nothing(

@@ -12,7 +12,7 @@ from storage_helpers import T0
 from civicchat.exceptions import MediaExpiredError, MediaTooLargeError
 from civicchat.messages import InboundMessage, Media, MediaKind, Sender
 from civicchat.storage.base import MediaState
-from civicchat.storage.media import LocalBlobStore, MediaDownloader
+from civicchat.storage.media import LocalBlobStore, MediaDownloader, media_blob_key
 from civicchat.storage.schema import MediaRow
 from civicchat.storage.workers import InboxProcessor
 
@@ -21,7 +21,11 @@ async def test_local_blob_store_round_trip_and_refuses_escaping_keys(tmp_path):
     blobs = LocalBlobStore(tmp_path)
     await blobs.put("whatsapp/acc/ab/abc", b"\x89PNG")
     assert await blobs.get("whatsapp/acc/ab/abc") == b"\x89PNG"
+    assert await blobs.exists("whatsapp/acc/ab/abc")
+    assert not await blobs.exists("whatsapp/acc/ab/other")
+    assert not await blobs.exists("whatsapp/acc/ab")  # a directory is no blob
     await blobs.delete("whatsapp/acc/ab/abc")
+    assert not await blobs.exists("whatsapp/acc/ab/abc")
     await blobs.delete("whatsapp/acc/ab/abc")  # twice is fine
     with pytest.raises(KeyError):
         await blobs.get("whatsapp/acc/ab/abc")
@@ -115,6 +119,38 @@ async def test_downloader_stores_checks_and_retries(store, clock, tmp_path):
     assert "not accepted" in got["exe"].last_error
     assert got["gone"].state == MediaState.FAILED
     assert source.calls[0] == ("acc1", "ok", 1000)
+
+
+class CountingBlobs(LocalBlobStore):
+    def __init__(self, root):
+        super().__init__(root)
+        self.puts: list[str] = []
+
+    async def put(self, key, data, *, content_type=None):
+        self.puts.append(key)
+        await super().put(key, data, content_type=content_type)
+
+
+async def test_downloader_does_not_write_bytes_already_stored_under_their_key(
+    store, clock, tmp_path
+):
+    await receive(store, clock, "first", "again")
+    photo = b"\xff\xd8\xff same photo"
+    source = Source(
+        {"first": [Download("image/jpeg", photo)], "again": [Download("image/jpeg", photo)]}
+    )
+    blobs = CountingBlobs(tmp_path)
+    digest = hashlib.sha256(photo).hexdigest()
+    key = media_blob_key("whatsapp", "acc1", digest)
+    assert key == f"whatsapp/acc1/{digest[:2]}/{digest}"
+    downloader = MediaDownloader(store, {"whatsapp": source}, blobs, clock, batch_size=10)
+    assert await downloader.run_once()
+    got = await refs(store)
+    # Two media, the same bytes: both recorded under one key, written once.
+    assert got["first"].state == got["again"].state == MediaState.STORED
+    assert got["first"].blob_key == got["again"].blob_key == key
+    assert blobs.puts == [key]
+    assert await blobs.get(key) == photo
 
 
 async def test_downloader_gives_up_after_max_attempts(store, clock, tmp_path):

@@ -9,7 +9,8 @@ cannot send that without a CORS preflight, so the content type doubles as CSRF p
      "location": {"latitude": 41.54, "longitude": 2.44}          # a shared location
 
 A photo is not JSON: the service reads its bytes (bounded), checks the real type with
-:func:`sniff_image`, stores them in the blob store under :func:`upload_blob_key` and accepts the
+:func:`sniff_image`, stores them in the blob store under
+:func:`~civicchat.storage.media.media_blob_key` (the media's SHA-256) and accepts the
 event of :meth:`WebChatChannel.upload_message`; the media worker then takes the bytes back
 through :meth:`WebChatChannel.fetch_media` (``uploads=`` the same blob store), as it downloads a
 WhatsApp photo, so the console and the cases show it the same way.
@@ -74,6 +75,7 @@ from civicchat.messages import (
     Sender,
     Text,
 )
+from civicchat.storage.media import media_blob_key
 
 __all__ = [
     "MAX_CAPTION",
@@ -87,7 +89,6 @@ __all__ = [
     "event_chunks",
     "is_heif",
     "sniff_image",
-    "upload_blob_key",
     "valid_visitor_id",
 ]
 
@@ -154,11 +155,6 @@ class UploadReader(Protocol):
     async def get(self, key: str) -> bytes:
         """The bytes, or :class:`KeyError` when there is no such blob."""
         ...
-
-
-def upload_blob_key(account: str, sha256_hex: str) -> str:
-    """Where an uploaded photo's bytes live: the media worker's own content-addressed key."""
-    return f"{CHANNEL}/{account}/{sha256_hex[:2]}/{sha256_hex}"
 
 
 def valid_visitor_id(value: object) -> bool:
@@ -467,7 +463,7 @@ class WebChatChannel:
         if self.uploads is None or found is None or account != self.account:
             raise MediaError("no such web chat upload", channel=CHANNEL, account=account)
         try:
-            data = await self.uploads.get(upload_blob_key(account, found.group(1)))
+            data = await self.uploads.get(media_blob_key(CHANNEL, account, found.group(1)))
         except KeyError:
             raise MediaExpiredError(
                 "the uploaded bytes are gone", channel=CHANNEL, account=account

@@ -464,6 +464,10 @@ class BlobStore(Protocol):
         """Remove the blob; a missing blob is not an error."""
         ...
 
+    async def exists(self, key: str) -> bool:
+        """True when a blob is stored under ``key`` (its bytes are not read)."""
+        ...
+
 
 # --------------------------------------------------------------------------- operators
 

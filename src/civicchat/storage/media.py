@@ -23,7 +23,7 @@ from civicchat.storage.base import BlobStore, MediaRef, MediaSource
 from civicchat.storage.sql import SqlStore
 from civicchat.storage.workers import _Loop, backoff, worker_name
 
-__all__ = ["DEFAULT_MEDIA_TYPES", "LocalBlobStore", "MediaDownloader"]
+__all__ = ["DEFAULT_MEDIA_TYPES", "LocalBlobStore", "MediaDownloader", "media_blob_key"]
 
 _log = logging.getLogger("civicchat.storage")
 
@@ -37,6 +37,18 @@ DEFAULT_MEDIA_TYPES: tuple[str, ...] = (
     "application/vnd.openxmlformats-officedocument.",
     "application/vnd.oasis.opendocument.",
 )
+
+
+def media_blob_key(channel: str, account: str, sha256_hex: str) -> str:
+    """Where a media's bytes live: content-addressed, per channel and account.
+
+    The one key scheme of the media worker and of the web chat's uploads (the page's photo is
+    stored under it first, so the worker finds it there and does not write it again).
+
+    >>> media_blob_key("webchat", "mataro-web", "ab" + "0" * 62)
+    'webchat/mataro-web/ab/ab00000000000000000000000000000000000000000000000000000000000000'
+    """
+    return f"{channel}/{account}/{sha256_hex[:2]}/{sha256_hex}"
 
 
 class LocalBlobStore:
@@ -80,6 +92,10 @@ class LocalBlobStore:
     async def delete(self, key: str) -> None:
         path = self._path(key)
         await asyncio.to_thread(path.unlink, missing_ok=True)
+
+    async def exists(self, key: str) -> bool:
+        path = self._path(key)
+        return await asyncio.to_thread(path.is_file)
 
 
 class MediaDownloader(_Loop):
@@ -147,8 +163,11 @@ class MediaDownloader(_Loop):
             await self._failed(ref, exc, retry=ref.attempts < self.max_attempts)
             return
         digest = hashlib.sha256(data).hexdigest()
-        key = f"{ref.channel}/{ref.account}/{digest[:2]}/{digest}"
-        await self.blobs.put(key, data, content_type=mime)
+        key = media_blob_key(ref.channel, ref.account, digest)
+        # Content-addressed: bytes already there (a web chat upload, the same photo sent
+        # again) are these bytes; writing them again would only cost an fsync.
+        if not await self.blobs.exists(key):
+            await self.blobs.put(key, data, content_type=mime)
         async with self.store.transaction() as tx:
             await tx.media.media_stored(
                 ref.id, blob_key=key, size=len(data), sha256=digest, mime_type=mime

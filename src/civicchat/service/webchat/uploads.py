@@ -21,7 +21,6 @@ leftovers stay until an operator sweeps them (docs/channels.md, "Photos and loca
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -38,13 +37,14 @@ from civicchat.channels.webchat import (
     WebChatChannel,
     is_heif,
     sniff_image,
-    upload_blob_key,
     valid_visitor_id,
 )
 from civicchat.exceptions import PayloadError, StorageError
+from civicchat.messages import Media
 from civicchat.service.metrics import ServiceMetrics
 from civicchat.service.webhooks import BodyTooLarge, WindowLimiter, read_body
 from civicchat.storage.base import BlobStore
+from civicchat.storage.media import media_blob_key
 
 __all__ = ["WebChatUploads", "upload_routes"]
 
@@ -203,9 +203,13 @@ def upload_routes(ctx: WebChatUploads) -> list[Route]:
             )
         except PayloadError:
             return refuse("bad_request")
-        digest = hashlib.sha256(data).hexdigest()
+        media = event.content
+        if not isinstance(media, Media) or not media.sha256:  # upload_message sets both
+            return refuse("try_again")
+        # upload_message hashed the bytes already: the key is that digest, not a second hash.
+        key = media_blob_key(channel.name, name, media.sha256)
         try:
-            await ctx.blobs.put(upload_blob_key(name, digest), data, content_type=mime)
+            await ctx.blobs.put(key, data, content_type=mime)
         except OSError:
             logger.exception("webchat %s: storing an upload failed", name)
             return refuse("try_again")
