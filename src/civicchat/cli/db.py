@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from civicchat.cli._options import (
@@ -16,8 +18,14 @@ from civicchat.cli._options import (
     add_subcommands,
     database_of,
 )
-from civicchat.exceptions import StorageError
-from civicchat.storage.engine import check_schema, create_engine, current_revision, upgrade
+from civicchat.exceptions import ConfigError, StorageError
+from civicchat.storage.engine import (
+    check_schema,
+    create_engine,
+    current_revision,
+    normalise_url,
+    upgrade,
+)
 from civicchat.storage.schema import SCHEMA_REVISION
 
 __all__ = ["register"]
@@ -62,8 +70,10 @@ def register(subparsers: Any) -> None:
 def _on_database(args: argparse.Namespace, work: Callable[[AsyncEngine], Awaitable[_T]]) -> _T:
     """Run ``work`` on an engine for the database the options name, then dispose of it."""
 
+    db = database_of(args)
+    _refuse_missing_sqlite_directory(db.url)
+
     async def run() -> _T:
-        db = database_of(args)
         engine = create_engine(db.url, schema=db.schema)
         try:
             return await work(engine)
@@ -71,6 +81,20 @@ def _on_database(args: argparse.Namespace, work: Callable[[AsyncEngine], Awaitab
             await engine.dispose()
 
     return asyncio.run(run())
+
+
+def _refuse_missing_sqlite_directory(url: str) -> None:
+    """A SQLite file in a directory that does not exist: say so before aiosqlite tries (its
+    worker thread can print a traceback after a failed connection, once the loop has closed)."""
+    full = normalise_url(url)
+    if not full.startswith("sqlite"):
+        return
+    database = make_url(full).database
+    if database and not Path(database).parent.is_dir():
+        raise ConfigError(
+            f"database: unable to open database file: the directory {Path(database).parent} "
+            "does not exist"
+        )
 
 
 def _upgrade(args: argparse.Namespace) -> int:
