@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from civicchat.cases.base import Geocoder, NoGeocoder
-from civicchat.cases.config import CasesConfig
+from civicchat.cases.config import LANGUAGES, CasesConfig
 from civicchat.cases.flow import FLOW_DATA_KEY, CaseFlow, FlowState, FlowStep, start_kind
 from civicchat.cases.sql import SqlCaseStore
 from civicchat.clock import Clock
@@ -33,7 +33,7 @@ from civicchat.keywords.catalog import Catalog
 from civicchat.keywords.engine import KeywordEngine
 from civicchat.keywords.language import detect_language
 from civicchat.messages import InboundMessage, Text
-from civicchat.routing.pipeline import LANGUAGE_CHOICE_CHANNELS
+from civicchat.routing.pipeline import LANGUAGE_CHOICE_CHANNELS, known_language
 
 __all__ = ["CaseChat", "other_keyword"]
 
@@ -89,12 +89,6 @@ def _reporting_topics(catalog: Catalog) -> frozenset[str]:
     return topics
 
 
-def _flow_language(hint: str | None) -> str | None:
-    """``ca`` or ``es`` from a language choice such as ``es`` or ``es-ES``; None for others."""
-    code = (hint or "").lower()[:2]
-    return code if code in ("ca", "es") else None
-
-
 class CaseChat:
     """Runs the case flow for the bot's accounts (``accounts``: None means every account).
 
@@ -146,8 +140,9 @@ class CaseChat:
         """
         state = FlowState.load(data.get(FLOW_DATA_KEY)) if FLOW_DATA_KEY in data else None
         hint = message.sender.language_hint
-        if message.channel in self.language_choice_channels:
-            language = _flow_language(hint) or language
+        language = known_language(
+            message.channel, hint, language, LANGUAGES, self.language_choice_channels
+        )
         if state is None and isinstance(message.content, Text):
             language = detect_language(
                 message.content.body, previous=language, default=default_language, hint=hint

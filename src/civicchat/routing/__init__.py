@@ -45,6 +45,7 @@ from civicchat.routing.pipeline import (
     LanguageDetector,
     Pipeline,
     Router,
+    known_language,
 )
 from civicchat.routing.reminder import ReminderPolicy
 from civicchat.routing.state import (
@@ -105,6 +106,7 @@ __all__ = [
     "WaitingConversation",
     "apply_decision",
     "backlog_key",
+    "known_language",
     "load_office_hours",
     "parse_ical_holidays",
     "parse_office_hours",

@@ -67,6 +67,7 @@ __all__ = [
     "LanguageDetector",
     "Pipeline",
     "Router",
+    "known_language",
 ]
 
 log = logging.getLogger("civicchat.routing")
@@ -341,12 +342,13 @@ class Pipeline:
         return Reply(answer.contents, _REASON[answer.kind], answer.language)
 
     def _known_language(self, view: ConversationView, message: InboundMessage) -> str | None:
-        """The citizen's explicit choice on a channel that has one, else the conversation's."""
-        if message.channel in self.language_choice_channels:
-            choice = _short(message.sender.language_hint)
-            if choice in self.languages:
-                return choice
-        return view.language
+        return known_language(
+            message.channel,
+            message.sender.language_hint,
+            view.language,
+            self.languages,
+            self.language_choice_channels,
+        )
 
     def _language(
         self,
@@ -414,6 +416,34 @@ def _is_exact(answer: KeywordAnswer | None) -> bool:
         return True
     match = answer.match
     return answer.kind is AnswerKind.KEYWORD and match is not None and match.exact
+
+
+def known_language(
+    channel: str,
+    hint: str | None,
+    previous: str | None,
+    languages: Collection[str],
+    choice_channels: Collection[str] = LANGUAGE_CHOICE_CHANNELS,
+) -> str | None:
+    """The citizen's chosen language, else ``previous`` (the conversation's, None if unknown).
+
+    On a channel of ``choice_channels`` the sender's ``language_hint`` is the citizen's own
+    choice (the web chat's selector): it wins when it is one of ``languages`` (``es-ES`` and
+    ``es_ES`` count as ``es``). Elsewhere a hint is a client setting and ``previous`` stays.
+    The pipeline and the report flow both decide this way.
+
+    >>> known_language("webchat", "es-ES", "ca", ("ca", "es"))
+    'es'
+    >>> known_language("whatsapp", "es", "ca", ("ca", "es"))
+    'ca'
+    >>> known_language("webchat", "fr", None, ("ca", "es")) is None
+    True
+    """
+    if channel in choice_channels:
+        choice = _short(hint)
+        if choice is not None and choice in languages:
+            return choice
+    return previous
 
 
 def _short(language: str | None) -> str | None:
