@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import gc
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
 import civicchat.cases.chat as chat_module
-from civicchat.cases.chat import CaseChat
+from civicchat.cases.chat import CaseChat, other_keyword
 from civicchat.cases.config import CasesConfig
 from civicchat.cases.flow import FlowStep
 from civicchat.cases.sql import SqlCaseStore
 from civicchat.clock import ManualClock
+from civicchat.keywords import KeywordEngine, load_catalog
+from civicchat.keywords.catalog import Catalog
 from civicchat.messages import InboundMessage, Location, Sender
 from civicchat.routing import known_language
 
@@ -75,3 +79,39 @@ async def test_the_flow_takes_the_language_the_pipeline_would(
     await chat.step(None, {}, message, language=conversation, default_language="ca")  # type: ignore[arg-type]
     assert _FakeFlow.languages == [expected]
     assert expected == (known_language(channel, hint, conversation, ("ca", "es")) or "ca")
+
+
+MATARO_CATALOG = Path(__file__).resolve().parents[2] / "examples" / "mataro" / "catalog.yaml"
+
+
+def test_reporting_topics_are_worked_out_once_per_engine_and_catalog(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    worked_out: list[Catalog] = []
+    real = chat_module._reporting_topics
+
+    def counted(catalog: Catalog) -> frozenset[str]:
+        worked_out.append(catalog)
+        return real(catalog)
+
+    monkeypatch.setattr(chat_module, "_reporting_topics", counted)
+    engine = KeywordEngine(load_catalog(MATARO_CATALOG))
+    for _ in range(3):  # the bot makes a new other_keyword for every message
+        asks = other_keyword(engine)
+        assert asks("el tiempo")
+        assert not asks("farola")
+    assert worked_out == [engine.catalog]
+    # A reloaded catalog (a new object, same file) is worked out again, once.
+    engine.reload(load_catalog(MATARO_CATALOG))
+    assert other_keyword(engine)("punto limpio")
+    assert not other_keyword(engine)("contenidor ple")
+    assert worked_out[1:] == [engine.catalog]
+    # Another engine has its own entry, which goes with the engine: nothing keyed by id().
+    other = KeywordEngine(engine.catalog)
+    assert other_keyword(other)("deixalleria")
+    assert len(worked_out) == 3
+    assert other in chat_module._TOPICS
+    entries = len(chat_module._TOPICS)
+    del other
+    gc.collect()
+    assert len(chat_module._TOPICS) == entries - 1

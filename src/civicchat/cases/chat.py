@@ -19,6 +19,7 @@ tiempo", "punto limpio"): the flow steps aside and the keyword engine answers.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Collection, MutableMapping
 from typing import Any
 
@@ -59,22 +60,34 @@ def other_keyword(engine: KeywordEngine) -> Callable[[str], bool]:
         match = engine.match(text)
         if match is None or match.runner_up is not None:
             return False
-        catalog = engine.catalog
+        catalog, reporting = _engine_reporting_topics(engine)
         keyword = catalog.keyword(match.keyword_id)
-        return keyword is not None and keyword.topic not in _reporting_topics(catalog)
+        return keyword is not None and keyword.topic not in reporting
 
     return asks_something_else
 
 
-# Worked out once per catalog (some 20 ms for Mataró's); a reloaded catalog is a new object.
-_TOPICS_SEEN: dict[int, tuple[Catalog, frozenset[str]]] = {}
+# Worked out once per catalog (some 20 ms for Mataró's), remembered per engine: weakly, so a
+# dropped engine takes its entry with it, and with the catalog itself (not its ``id()``, which
+# is reused after garbage collection), so a reloaded catalog is worked out again.
+_TOPICS: weakref.WeakKeyDictionary[KeywordEngine, tuple[Catalog, frozenset[str]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _engine_reporting_topics(engine: KeywordEngine) -> tuple[Catalog, frozenset[str]]:
+    """The catalog in force in ``engine`` and its reporting topics."""
+    catalog = engine.catalog
+    seen = _TOPICS.get(engine)
+    if seen is not None and seen[0] is catalog:
+        return seen
+    seen = (catalog, _reporting_topics(catalog))
+    _TOPICS[engine] = seen
+    return seen
 
 
 def _reporting_topics(catalog: Catalog) -> frozenset[str]:
-    seen = _TOPICS_SEEN.get(id(catalog))
-    if seen is not None and seen[0] is catalog:
-        return seen[1]
-    topics = frozenset(
+    return frozenset(
         keyword.topic
         for keyword in catalog.keywords
         if any(
@@ -83,10 +96,6 @@ def _reporting_topics(catalog: Catalog) -> frozenset[str]:
             for alias in aliases
         )
     )
-    if len(_TOPICS_SEEN) >= 16:  # catalogs reloaded many times: forget the old ones
-        _TOPICS_SEEN.clear()
-    _TOPICS_SEEN[id(catalog)] = (catalog, topics)
-    return topics
 
 
 class CaseChat:
