@@ -151,7 +151,11 @@ class OperatorViews:
         op: Operator | None = await tx.operators.get_operator(request.path_params["operator_id"])
         if op is None or op.account not in scopes(me):
             raise Denied(404)
-        self._check_admin_scope(me, op.role, op.account)
+        if _covers_wider(self.c.ctx.accounts.values(), me, op.account):
+            # Whatever their role: resetting the password of a group-wide operator would let an
+            # account-level admin log in as them and reach the group's other accounts.
+            log.warning("operator %d refused: an operator of a wider scope", me.id)
+            raise Denied(403, "forbidden")
         return op
 
     async def update_operator(self, request: Request, me: Principal) -> Response:
