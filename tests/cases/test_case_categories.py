@@ -114,3 +114,28 @@ def test_few_categories_are_buttons_many_a_list_with_short_titles() -> None:
     assert len(rows[2].title) == 24
     assert rows[2].description == "Mobiliario urbano de la ciudad"
     assert rows[3].description is None
+
+
+def test_label_words_are_worked_out_once_per_category(
+    mataro_config: CasesConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import civicchat.cases.config as config_module
+
+    fresh = CasesConfig.model_validate(mataro_config.model_dump())  # nothing cached yet
+    worked_out: list[str] = []
+    real = config_module.content_tokens
+
+    def counted(text: str) -> list[str]:
+        worked_out.append(text)
+        return list(real(text))
+
+    monkeypatch.setattr(config_module, "content_tokens", counted)
+    assert category_by_words(fresh.categories, "hi ha soroll") is not None
+    first = len(worked_out)
+    assert first >= len(fresh.categories)  # every category's names, once
+    for answer in ("hi ha soroll", "sorolls al carrer", "fanal"):
+        category_by_words(fresh.categories, answer)
+    assert len(worked_out) == first
+    noise = next(c for c in fresh.categories if c.id == "civisme")
+    assert "soroll" in noise.match_words or "sorolls" in noise.match_words
+    assert noise.match_words is noise.match_words

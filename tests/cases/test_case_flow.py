@@ -788,3 +788,42 @@ async def test_an_answer_that_names_no_single_category_is_asked_again(flow, msg,
     assert step.state.category is None
     assert step.state.stage is FlowStage.CATEGORY
     assert body(step.contents[0]).startswith("No he entès la categoria")
+
+
+async def test_the_category_step_matches_an_answer_once(
+    flow, msg, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import civicchat.cases.categories as categories_module
+    import civicchat.cases.flow as flow_module
+
+    picks: list[str] = []
+    real_pick = flow_module.pick_category
+
+    def counted(categories, message):
+        picks.append(message.content.body)
+        return real_pick(categories, message)
+
+    monkeypatch.setattr(flow_module, "pick_category", counted)
+    state = (await flow.handle(None, msg(Text(body="incidencia")), "ca")).state
+    assert state is not None
+    # With the "another question?" check (other_request) as the bot asks it, and without.
+    for asks in (lambda text: False, None):
+        picks.clear()
+        step = await flow.handle(state, msg(Text(body="sorolls")), "ca", other_request=asks)
+        assert step.state is not None
+        assert step.state.category == "civisme"
+        assert picks == ["sorolls"]
+    # The labels' words are worked out once per category, not for every answer.
+    tokenised: list[str] = []
+    real_tokens = categories_module.content_tokens
+
+    def counted_tokens(text):
+        tokenised.append(text)
+        return real_tokens(text)
+
+    monkeypatch.setattr(categories_module, "content_tokens", counted_tokens)
+    picks.clear()
+    again = await flow.handle(state, msg(Text(body="hi ha soroll")), "ca", other_request=None)
+    assert again.state is not None
+    assert again.state.category == "civisme"
+    assert tokenised == ["hi ha soroll"]

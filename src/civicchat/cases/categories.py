@@ -62,9 +62,9 @@ def pick_category(
         return None
     scored: list[tuple[float, CaseCategory]] = []
     for category in categories:
-        names = [fold(label) for label in category.labels.values()] + [fold(category.id)]
         best = max(
-            max(fuzz.ratio(folded, name), fuzz.token_set_ratio(folded, name)) for name in names
+            max(fuzz.ratio(folded, name), fuzz.token_set_ratio(folded, name))
+            for name in category.match_names
         )
         scored.append((best, category))
     scored.sort(key=lambda pair: pair[0], reverse=True)
@@ -84,12 +84,7 @@ def category_by_words(categories: Sequence[CaseCategory], folded: str) -> CaseCa
         return None
     best: list[tuple[int, CaseCategory]] = []
     for category in categories:
-        words = {
-            word
-            for label in (*category.labels.values(), category.id)
-            for word in content_tokens(fold(label))
-            if len(word) >= 3
-        }
+        words = category.match_words
         hits = sum(any(_same_word(token, word) for word in words) for token in tokens)
         if hits:
             best.append((hits, category))

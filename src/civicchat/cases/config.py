@@ -8,6 +8,7 @@ says how to fix it.
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -15,8 +16,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from civicchat.cases._text import fold
 from civicchat.cases.geo import Boundary
 from civicchat.exceptions import ConfigError
+from civicchat.keywords.normalize import content_tokens
 
 __all__ = ["CaseCategory", "CasesConfig", "Department", "load_cases_config"]
 
@@ -61,6 +64,20 @@ class CaseCategory(_Frozen):
     def label(self, language: str) -> str:
         """The label in ``language``, Catalan when there is none."""
         return self.labels.get(language) or self.labels["ca"]
+
+    # Worked out once per category (the flow asks for every message at its category step).
+    # ``model_copy(update={"labels": ...})`` would keep them: build a new category instead.
+    @cached_property
+    def match_names(self) -> tuple[str, ...]:
+        """The folded labels and id that a typed answer is compared with, whole."""
+        return (*(fold(label) for label in self.labels.values()), fold(self.id))
+
+    @cached_property
+    def match_words(self) -> frozenset[str]:
+        """The words (3+ letters, stop words aside) of the labels and id an answer may use."""
+        return frozenset(
+            word for name in self.match_names for word in content_tokens(name) if len(word) >= 3
+        )
 
 
 class CasesConfig(_Frozen):

@@ -50,7 +50,7 @@ from civicchat.cases._answers import (
 from civicchat.cases._text import fold, fuzzy_in, short
 from civicchat.cases.base import CaseStore, Geocoder
 from civicchat.cases.categories import category_menu, pick_category
-from civicchat.cases.config import CasesConfig
+from civicchat.cases.config import CaseCategory, CasesConfig
 from civicchat.cases.models import Case, CaseKind, CaseLocation, MediaRef, NewCase
 from civicchat.cases.status_query import status_answer
 from civicchat.cases.texts import say, supported_language
@@ -258,11 +258,17 @@ class CaseFlow:
             logger.info("case flow cancelled at %s", state.stage)
             return FlowStep(None, (Text(body=say("cancelled", state.language, kind=state.kind)),))
 
+        # The answer's category, matched once: the check below and the answer both need it.
+        category = (
+            pick_category(self._config.categories, message)
+            if state.stage is FlowStage.CATEGORY
+            else None
+        )
         if (
             state.stage is FlowStage.CATEGORY
             and text is not None
             and other_request is not None
-            and pick_category(self._config.categories, message) is None
+            and category is None
             and start_kind(text) is None
             and other_request(text)
         ):
@@ -272,7 +278,7 @@ class CaseFlow:
             )
 
         resumed = now - state.updated_at >= self._config.resume_after
-        outcome = await self._answer(state, message, now)
+        outcome = await self._answer(state, message, now, category)
         if not resumed:
             return FlowStep(outcome.state, outcome.contents, outcome.case)
         hint = say("cancel_hint", state.language)
@@ -320,10 +326,16 @@ class CaseFlow:
 
     # ------------------------------------------------------------------ answers
 
-    async def _answer(self, state: FlowState, message: InboundMessage, now: datetime) -> _Outcome:
+    async def _answer(
+        self,
+        state: FlowState,
+        message: InboundMessage,
+        now: datetime,
+        category: CaseCategory | None,
+    ) -> _Outcome:
         stage = state.stage
         if stage is FlowStage.CATEGORY:
-            return await self._on_category(state, message, now)
+            return await self._on_category(state, message, now, category)
         if stage is FlowStage.DESCRIPTION:
             return await self._on_description(state, message, now)
         if stage is FlowStage.MEDIA:
@@ -353,9 +365,13 @@ class CaseFlow:
         return {}
 
     async def _on_category(
-        self, state: FlowState, message: InboundMessage, now: datetime
+        self,
+        state: FlowState,
+        message: InboundMessage,
+        now: datetime,
+        category: CaseCategory | None,
     ) -> _Outcome:
-        category = pick_category(self._config.categories, message)
+        """``category``: what the answer names (:func:`pick_category`, matched by the caller)."""
         text = text_of(message)
         kind = None if category is not None or text is None else start_kind(text)
         if kind is not None:
