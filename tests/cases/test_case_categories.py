@@ -119,17 +119,16 @@ def test_few_categories_are_buttons_many_a_list_with_short_titles() -> None:
 def test_label_words_are_worked_out_once_per_category(
     mataro_config: CasesConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import civicchat.cases.config as config_module
+    from civicchat.keywords.normalize import content_tokens
 
     fresh = CasesConfig.model_validate(mataro_config.model_dump())  # nothing cached yet
     worked_out: list[str] = []
-    real = config_module.content_tokens
 
     def counted(text: str) -> list[str]:
         worked_out.append(text)
-        return list(real(text))
+        return list(content_tokens(text))
 
-    monkeypatch.setattr(config_module, "content_tokens", counted)
+    monkeypatch.setattr("civicchat.cases.config.content_tokens", counted)
     assert category_by_words(fresh.categories, "hi ha soroll") is not None
     first = len(worked_out)
     assert first >= len(fresh.categories)  # every category's names, once

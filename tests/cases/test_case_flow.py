@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -793,17 +794,16 @@ async def test_an_answer_that_names_no_single_category_is_asked_again(flow, msg,
 async def test_the_category_step_matches_an_answer_once(
     flow, msg, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import civicchat.cases.categories as categories_module
-    import civicchat.cases.flow as flow_module
+    from civicchat.cases.categories import pick_category
+    from civicchat.keywords.normalize import content_tokens
 
     picks: list[str] = []
-    real_pick = flow_module.pick_category
 
-    def counted(categories, message):
-        picks.append(message.content.body)
-        return real_pick(categories, message)
+    def counted(categories: Any, message: InboundMessage) -> Any:
+        picks.append(str(getattr(message.content, "body", "")))
+        return pick_category(categories, message)
 
-    monkeypatch.setattr(flow_module, "pick_category", counted)
+    monkeypatch.setattr("civicchat.cases.flow.pick_category", counted)
     state = (await flow.handle(None, msg(Text(body="incidencia")), "ca")).state
     assert state is not None
     # With the "another question?" check (other_request) as the bot asks it, and without.
@@ -815,13 +815,12 @@ async def test_the_category_step_matches_an_answer_once(
         assert picks == ["sorolls"]
     # The labels' words are worked out once per category, not for every answer.
     tokenised: list[str] = []
-    real_tokens = categories_module.content_tokens
 
-    def counted_tokens(text):
+    def counted_tokens(text: str) -> Any:
         tokenised.append(text)
-        return real_tokens(text)
+        return content_tokens(text)
 
-    monkeypatch.setattr(categories_module, "content_tokens", counted_tokens)
+    monkeypatch.setattr("civicchat.cases.categories.content_tokens", counted_tokens)
     picks.clear()
     again = await flow.handle(state, msg(Text(body="hi ha soroll")), "ca", other_request=None)
     assert again.state is not None
