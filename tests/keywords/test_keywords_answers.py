@@ -313,14 +313,32 @@ def test_the_mataro_bus_is_one_message_with_its_plan_and_buttons() -> None:
     assert bubble.media == Media(
         media_kind=MediaKind.DOCUMENT,
         link="https://www.mataro.cat/ca/la-ciutat/mobilitat/transport-public/mataro-bus/planol-xarxa-mataro-bus.pdf",
-        caption="Plànol de la xarxa de Mataró Bus",
         filename="planol-xarxa-mataro-bus.pdf",
-    )
+    )  # its caption moved to the footer (below), said once
     assert [(b.id, b.title) for b in bubble.buttons] == [
         ("kw:targetes_transport", "Targetes i tarifes"),
         ("kw:bus_interurba", "Bus interurbà"),
         ("kw:tren", "Tren"),
     ]
+    # A header file shows only its name: its caption goes in the footer, not lost.
+    assert bubble.footer == "Plànol de la xarxa de Mataró Bus"
+
+
+def test_a_file_caption_too_long_for_a_footer_goes_above_the_text() -> None:
+    long_caption = "Plànol de la xarxa, amb totes les línies i parades de l'any 2026"
+    assert len(long_caption) > 60  # WhatsApp's footer limit
+    engine = KeywordEngine(
+        parse_catalog(RICH.replace('caption: "Plànol"', f'caption: "{long_caption}"'))
+    )
+    answer = engine.answer("plànol")
+    assert answer is not None
+    (bubble,) = answer.contents
+    assert isinstance(bubble, Buttons)
+    assert bubble.footer is None
+    assert bubble.body == f"{long_caption}\n\nEl plànol"
+    short = KeywordEngine(parse_catalog(RICH)).answer("plànol")
+    assert short is not None
+    assert short.contents[0].footer == "Plànol"  # type: ignore[union-attr]
 
 
 def test_an_image_with_buttons_is_one_message_and_a_long_text_keeps_the_split() -> None:

@@ -63,6 +63,7 @@ AMBIGUITY_MARGIN = 4.0
 #: Below this score a candidate is not an answer.
 MIN_SCORE = 60.0
 _BUTTON_TITLE_MAX = 20  # WhatsApp's limit for a reply button title
+_FOOTER_MAX = 60  # WhatsApp's limit for an interactive message's footer
 _BUTTON_BODY_MAX = 1024  # WhatsApp's limit for the body of an interactive message
 _ALIAS_LANGUAGE_WEIGHT = 0.75  # less than one telling word: "horario del bus" is Spanish
 
@@ -366,10 +367,19 @@ class KeywordEngine:
                 filename=kw.media.filename,
             )
         contents: list[OutboundContent] = []
-        fits = len(text) <= min(_BUTTON_BODY_MAX, max_length)
+        # A header file shows no caption of its own (WhatsApp shows the file name): the caption
+        # goes in the footer, or above the text when it is longer than a footer may be.
+        body, footer = text, None
+        if media is not None and media.caption:
+            if len(media.caption) <= _FOOTER_MAX:
+                footer = media.caption
+            else:
+                body = f"{media.caption}\n\n{text}"
+        fits = len(body) <= min(_BUTTON_BODY_MAX, max_length)
         if buttons and location is None and fits and (media is None or _can_head(media)):
             # Text, buttons and at most one file as ONE message: one provider call, one bubble.
-            contents.append(Buttons(body=text, buttons=buttons, media=media))
+            head = None if media is None else media.model_copy(update={"caption": None})
+            contents.append(Buttons(body=body, buttons=buttons, media=head, footer=footer))
         else:
             contents.extend(Text(body=p, preview_url=preview) for p in split_text(text, max_length))
             if location is not None:
