@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from service_fakes import Service, running, start_service, wait_for
+from service_fakes import Service, wait_for
 from sqlalchemy import func, select
 from starlette.applications import Starlette
 
@@ -19,7 +17,6 @@ from civicchat.messages import DeliveryStatus
 from civicchat.service.webchat import _stream, webchat_routes
 from civicchat.service.webchat.history import HistoryEntry, history_json
 from civicchat.storage.schema import ContactRow, OutboxRow
-from pg_helpers import PG_URL, fresh_pg_schema
 
 VISITOR = "visitor_history_0123456789"
 HISTORY = f"/chat/mataro-web/history?visitor={VISITOR}"
@@ -86,18 +83,6 @@ async def _both_sides_in_order(service: Service) -> None:
 
 async def test_history_has_both_sides_in_order(service: Service) -> None:
     await _both_sides_in_order(service)
-
-
-@pytest.fixture
-async def pg_service(tmp_path: Path) -> AsyncIterator[Service]:
-    async with fresh_pg_schema() as schema:
-        extra = f"database_schema: {schema}\nlive: postgres"
-        app, fake, provider, path = await start_service(tmp_path, database=PG_URL, extra=extra)
-        async with running(app):
-            transport = httpx.ASGITransport(app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
-                yield Service(app, app.state.civicchat, client, fake, path)
-        await provider.aclose()
 
 
 async def test_history_has_both_sides_in_order_on_postgres(pg_service: Service) -> None:

@@ -20,7 +20,6 @@ from civicchat.exceptions import StorageError
 from civicchat.messages import Media, MediaKind
 from civicchat.storage.base import EventState, MediaState
 from civicchat.storage.media import media_blob_key
-from pg_helpers import PG_URL, fresh_pg_schema
 
 VISITOR = "visitor_photo_0123456789"
 UPLOAD = "/chat/mataro-web/upload"
@@ -96,19 +95,6 @@ async def small(tmp_path: Path) -> AsyncIterator[Service]:
         async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
             yield Service(app, app.state.civicchat, client, fake, path)
     await provider.aclose()
-
-
-@pytest.fixture
-async def pg_service(tmp_path: Path) -> AsyncIterator[Service]:
-    """The service on the real PostgreSQL (a fresh schema; skipped locally without one)."""
-    async with fresh_pg_schema() as schema:
-        extra = f"database_schema: {schema}\nlive: postgres"
-        app, fake, provider, path = await start_service(tmp_path, database=PG_URL, extra=extra)
-        async with running(app):
-            transport = httpx.ASGITransport(app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
-                yield Service(app, app.state.civicchat, client, fake, path)
-        await provider.aclose()
 
 
 async def test_a_photo_reaches_the_inbox_the_blob_store_and_the_console(service: Service) -> None:
