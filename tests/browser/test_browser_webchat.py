@@ -253,7 +253,10 @@ def test_a_document_above_the_buttons_is_a_download_link_apart_from_its_caption(
     assert link.query_selector(".name").inner_text() == "planol-xarxa-mataro-bus.pdf"
     assert link.query_selector(".icon[aria-hidden=true]").inner_text() == "📄"
     assert (link.get_attribute("href") or "").startswith("https://www.mataro.cat/")
-    caption = bubble.query_selector(".header .caption")
+    # The keyword engine sends the file's caption as the message's footer (WhatsApp shows a
+    # header file without one): under the text, apart from the file name.
+    assert bubble.query_selector(".header .caption") is None
+    caption = bubble.query_selector(".footer")
     assert caption is not None
     assert caption.inner_text() == "Plànol de la xarxa de Mataró Bus"
     # The file name and the caption are on lines of their own, not run together.
@@ -266,7 +269,7 @@ def test_a_document_above_the_buttons_is_a_download_link_apart_from_its_caption(
     assert caption_box["y"] >= link_box["y"] + link_box["height"] - 1
     # The header comes first, then the text, then the buttons, all in one bubble.
     order = bubble.evaluate("b => [...b.children].map(n => n.className)")
-    assert order == ["header", "body", "buttons"]
+    assert order == ["header", "body", "footer", "buttons"]
     assert "Línies, horaris i parades" in bubble.query_selector(".body").inner_text()
     assert bubble.query_selector_all(".buttons button")
     context.close()
