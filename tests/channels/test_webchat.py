@@ -610,3 +610,14 @@ def test_the_docstring_examples_of_the_web_chat_run() -> None:
     failures, tried = doctest.testmod(webchat)
     assert tried >= 3
     assert failures == 0
+
+
+def test_asking_for_the_place_points_at_the_pages_own_location_button() -> None:
+    from civicchat.channels.degrade import degrade
+    from civicchat.channels.webchat import WEBCHAT_CAPABILITIES
+    from civicchat.messages import LocationRequest
+
+    for lang, words in (("ca", "toca el botó 📍"), ("es", "toca el botón 📍")):
+        (text,) = degrade(LocationRequest(body="On és?"), WEBCHAT_CAPABILITIES, lang)
+        assert words in text.body  # type: ignore[union-attr]
+        assert "📎" not in text.body  # type: ignore[union-attr]  # the clip sends photos here

@@ -320,3 +320,18 @@ async def test_a_location_from_a_spanish_web_chat_starts_the_report_in_spanish(t
         assert "¿Qué tipo de problema es?" in started
         cancelled = " ".join(await svc.web(2, text="cancelar", language="es"))
         assert "he cancelado la incidencia" in cancelled
+
+
+async def test_asking_for_a_person_in_the_middle_of_a_report_leaves_it_for_a_person(
+    tmp_path: Path,
+):
+    async with case_service(tmp_path, clock=SATURDAY) as svc:
+        await svc.web(1, text="bon dia")  # closed: queued for Monday, told so
+        assert "registrem una incidència" in " ".join(await svc.web(2, text="incidència"))
+        person = await svc.web(3, text="prefereixo parlar amb una persona")
+        assert person[0] == (
+            "D'acord, deixem la incidència aquí. Per tornar a començar, escriu «incidència»."
+        )
+        assert "case_flow" not in await _flow_data(svc)
+        conv = await _conversation(svc)
+        assert conv.state == "queued"  # still waiting for the person it asked for

@@ -44,7 +44,8 @@ logger = logging.getLogger("civicchat.cases")
 def other_keyword(engine: KeywordEngine) -> Callable[[str], bool]:
     """The flow's ``other_request`` for a catalog: is a text another question the engine answers?
 
-    True when ``engine`` matches the text to one keyword (no "did you mean") whose topic is not
+    True when the text asks for a person ("vull parlar amb una persona": routing then hands it
+    to one), or when ``engine`` matches it to one keyword (no "did you mean") whose topic is not
     a reporting topic. A reporting topic is one with a keyword that an alias of the flow's own
     trigger words belongs to (Mataró's ``incidents``, where "incidència" lives, and
     ``participation``, where "queixa" lives): "farola" answered while a category is asked is
@@ -54,9 +55,13 @@ def other_keyword(engine: KeywordEngine) -> Callable[[str], bool]:
     >>> asks = other_keyword(KeywordEngine(load_catalog("examples/mataro/catalog.yaml")))
     >>> asks("el tiempo"), asks("punto limpio"), asks("farola"), asks("xyz qwerty")
     (True, True, False, False)
+    >>> asks("prefereixo parlar amb una persona")
+    True
     """
 
     def asks_something_else(text: str) -> bool:
+        if engine.asks_for_person(text):
+            return True
         match = engine.match(text)
         if match is None or match.runner_up is not None:
             return False

@@ -108,6 +108,10 @@ WEBCHAT_CAPABILITIES = Capabilities(
     mark_read=False,
     button_media=True,  # the page draws the image, video or document above the text
     max_caption_length=4096,
+    share_location_hint={  # the page's own button, when a report asks for the place
+        "ca": "Per enviar-nos la teva ubicació, toca el botó 📍.",
+        "es": "Para enviarnos tu ubicación, toca el botón 📍.",
+    },
 )
 
 _VISITOR = re.compile(r"^[A-Za-z0-9_-]{16,128}\Z")  # \Z: "$" would let a final "\n" in

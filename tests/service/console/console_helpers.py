@@ -51,6 +51,9 @@ class MemoryBlobs:
     async def delete(self, key: str) -> None:
         self.data.pop(key, None)
 
+    async def exists(self, key: str) -> bool:
+        return key in self.data
+
 
 @dataclass
 class World:
