@@ -211,7 +211,6 @@ class SqlConversations(_Repo):
         ).limit(limit)
         return [_conversation(r) for r in await self._conn.execute(stmt)]
 
-
     async def queue_position(self, conversation: Conversation) -> int | None:
         c = conversation
         if c.state != "queued" or c.assigned_operator is not None or c.queued_at is None:
