@@ -329,21 +329,10 @@ class ConsoleViews:
             moved = False
             if written:  # a re-submitted form changes nothing twice
                 try:
-                    if conv.state == "closed":
-                        conv = await commit_move(
-                            tx, conv, ConversationState.QUEUED, at=now, actor=actor
-                        )
-                    if conv.state in ("queued", "bot"):
+                    if conv.state in ("closed", "queued", "bot"):
                         # The reply's time goes with the move: one UPDATE of the row.
-                        conv = await commit_move(
-                            tx,
-                            conv,
-                            ConversationState.ASSIGNED,
-                            at=now,
-                            actor=actor,
-                            operator=me.id,
-                            note="reply",
-                            operator_reply_at=now,
+                        conv = await _assign_to(
+                            tx, conv, me.id, at=now, actor=actor, note="reply", replied=True
                         )
                         moved = True
                 except RoutingError:
@@ -410,19 +399,7 @@ class ConsoleViews:
             details: dict[str, Any] = {"conversation": conv.id, "from": conv.state}
             try:
                 if action == "take":
-                    if conv.state == "closed":
-                        conv = await commit_move(
-                            tx, conv, ConversationState.QUEUED, at=now, actor=actor
-                        )
-                    conv = await commit_move(
-                        tx,
-                        conv,
-                        ConversationState.ASSIGNED,
-                        at=now,
-                        actor=actor,
-                        operator=me.id,
-                        note="take",
-                    )
+                    conv = await _assign_to(tx, conv, me.id, at=now, actor=actor, note="take")
                 elif action == "close":
                     conv = await commit_move(
                         tx, conv, ConversationState.CLOSED, at=now, actor=actor
@@ -603,3 +580,29 @@ class ConsoleViews:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _assign_to(
+    tx: Transaction,
+    conv: Conversation,
+    operator: int,
+    *,
+    at: datetime,
+    actor: str,
+    note: str,
+    replied: bool = False,
+) -> Conversation:
+    """``conv`` assigned to ``operator`` (a closed one reopened first); ``replied``: the
+    operator's reply time is saved with the move."""
+    if conv.state == "closed":
+        conv = await commit_move(tx, conv, ConversationState.QUEUED, at=at, actor=actor)
+    return await commit_move(
+        tx,
+        conv,
+        ConversationState.ASSIGNED,
+        at=at,
+        actor=actor,
+        operator=operator,
+        note=note,
+        operator_reply_at=at if replied else None,
+    )
