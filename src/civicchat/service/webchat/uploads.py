@@ -21,6 +21,7 @@ leftovers stay until an operator sweeps them (docs/channels.md, "Photos and loca
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -193,7 +194,9 @@ def upload_routes(ctx: WebChatUploads) -> list[Route]:
         if mime is None:
             return refuse("heic" if is_heif(head) else "wrong_type")
         try:
-            event = channel.upload_message(
+            # Hashing up to the size limit (10 MB) takes tens of ms: off the event loop.
+            event = await asyncio.to_thread(
+                channel.upload_message,
                 visitor=visitor,
                 data=data,
                 mime_type=mime,
