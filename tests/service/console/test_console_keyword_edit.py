@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import html
 
+import pytest
 from console_helpers import World, form_token, login_as
 
 from civicchat.keywords import parse_catalog
@@ -142,3 +143,22 @@ async def test_the_conflict_names_the_other_keyword_whichever_comes_first_in_the
     assert refused.status_code == 400
     assert "L'àlies «taxi» ja és de la paraula clau «taxi»" in html.unescape(refused.text)
     assert "«bus»" not in html.unescape(refused.text)
+
+
+@pytest.mark.parametrize(
+    ("lang", "words"), [("ca", "Desat."), ("es", "Guardado."), ("en", "Saved.")]
+)
+async def test_saving_a_keyword_says_so_on_the_page_it_lands_on(
+    world: World, lang: str, words: str
+) -> None:
+    async with world.client() as client:
+        await login_as(client, "admin_a")
+        client.cookies.set("cc_lang", lang)
+        before = (await client.get(URL)).text
+        data = await _form(client)
+        saved = await client.post(URL, data={**data, "action": "save"})
+        assert saved.status_code == 303
+        landed = await client.get(saved.headers["location"])
+    assert saved.headers["location"].endswith("?saved=1")
+    assert f'<p class="ok" role="status">{words}</p>' in landed.text
+    assert words not in before  # only after saving

@@ -154,7 +154,10 @@ class AdminViews:
             raise Denied(404)
         aliases = {lang: "\n".join(kw.aliases.get(lang, ())) for lang in catalog.languages}
         reply = {lang: kw.reply.get(lang, "") for lang in catalog.languages}
-        return self._keyword_page(request, me, account, catalog, kw.id, aliases, reply, text)
+        saved = request.query_params.get("saved") == "1"  # where saving redirects to
+        return self._keyword_page(
+            request, me, account, catalog, kw.id, aliases, reply, text, saved=saved
+        )
 
     def _keyword_page(
         self,
@@ -171,6 +174,7 @@ class AdminViews:
         problems: Sequence[CatalogProblem] = (),
         previews: dict[str, str] | None = None,
         message: str | None = None,
+        saved: bool = False,
     ) -> Response:
         return self.c.render(
             request,
@@ -188,6 +192,7 @@ class AdminViews:
             previews=previews or {},
             unknown={lang: unknown_variables(reply.get(lang, "")) for lang in catalog.languages},
             message=message,
+            saved=saved,
             editable=account.catalog_path is not None,
         )
 
