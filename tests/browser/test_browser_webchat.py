@@ -508,3 +508,24 @@ def test_the_widget_on_the_city_website_lets_the_chat_share_the_location(
         frame.locator(".msg.me", has_text="La meva ubicació").wait_for(timeout=15_000)
         assert frame.locator(".note.error").count() == 0
     context.close()
+
+
+@pytest.mark.parametrize("width", [320, 360])
+@pytest.mark.parametrize(("lang", "word"), [("ca", "bus urbà"), ("es", "autobús")])
+def test_the_chat_fits_a_narrow_phone_without_scrolling_sideways(
+    service: Service, browser: Any, width: int, lang: str, word: str
+) -> None:
+    context = browser.new_context(viewport={"width": width, "height": 640}, locale=f"{lang}-ES")
+    chat = open_chat(context, service.base, lang)
+    send(chat, word)
+    chat.wait_for_selector(".msg.them:has(.buttons):has-text('Mataró Bus')", timeout=15_000)
+    fits = "document.documentElement.scrollWidth <= window.innerWidth"
+    assert chat.evaluate(fits), chat.evaluate("document.documentElement.scrollWidth")
+    # Every part of the message bar and every bubble is inside the screen.
+    for selector in ("#form > :not([hidden]):not(.visually-hidden)", ".msg"):
+        for box in chat.locator(selector).evaluate_all(
+            "els => els.map(e => e.getBoundingClientRect().toJSON())"
+        ):
+            assert box["left"] >= 0, (selector, box)
+            assert box["right"] <= width, (selector, box)
+    context.close()
