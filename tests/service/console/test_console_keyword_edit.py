@@ -162,3 +162,22 @@ async def test_saving_a_keyword_says_so_on_the_page_it_lands_on(
     assert saved.headers["location"].endswith("?saved=1")
     assert f'<p class="ok" role="status">{words}</p>' in landed.text
     assert words not in before  # only after saving
+
+
+async def test_aliases_separated_by_commas_are_saved_one_by_one(world: World) -> None:
+    async with world.client() as client:
+        await login_as(client, "admin_a")
+        data = await _form(client)
+        data["aliases_ca"] += "\r\nque fem avui, agenda setmanal ,\r\n , cartellera"
+        saved = await client.post(URL, data={**data, "action": "save"})
+        assert saved.status_code == 303
+        edit = (await client.get(URL)).text
+        listed = (await client.get("/admin/accounts/wa-a/keywords")).text
+    kw = parse_catalog(world.catalog_path.read_text(encoding="utf-8")).keyword("agenda")
+    assert kw is not None
+    assert kw.aliases["ca"][-3:] == ("que fem avui", "agenda setmanal", "cartellera")
+    assert not any("," in alias for alias in kw.aliases["ca"])
+    # The form shows them one per line, the list separated by commas, as the hint says.
+    assert "que fem avui\nagenda setmanal\ncartellera</textarea>" in edit
+    assert "Àlies (un per línia o separats per comes)" in edit
+    assert "que fem avui, agenda setmanal, cartellera</td>" in listed

@@ -40,8 +40,10 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _lines(value: str) -> list[str]:
-    return [line.strip() for line in value.splitlines() if line.strip()]
+def _aliases(value: str) -> list[str]:
+    """The aliases typed in the form: one per line or separated by commas (as the keywords list
+    shows them). A comma cannot be part of an alias: matching turns punctuation into spaces."""
+    return [a.strip() for line in value.splitlines() for a in line.split(",") if a.strip()]
 
 
 def _reply_text(value: str) -> str:
@@ -239,7 +241,7 @@ class AdminViews:
                     text,
                     parse_catalog(text, source=source),
                     keyword_id,
-                    aliases={lang: _lines(v) for lang, v in aliases.items()},
+                    aliases={lang: _aliases(v) for lang, v in aliases.items()},
                     reply=reply,
                     source=source,
                 )

@@ -107,7 +107,11 @@ _T: dict[str, tuple[str, str, str]] = {
     "keywords": ("Paraules clau", "Palabras clave", "Keywords"),
     "keyword": ("Paraula clau", "Palabra clave", "Keyword"),
     "topic": ("Tema", "Tema", "Topic"),
-    "aliases": ("Àlies (un per línia)", "Alias (uno por línea)", "Aliases (one per line)"),
+    "aliases": (
+        "Àlies (un per línia o separats per comes)",
+        "Alias (uno por línea o separados por comas)",
+        "Aliases (one per line or separated by commas)",
+    ),
     "edit": ("Editar", "Editar", "Edit"),
     "catalog": ("Catàleg complet", "Catálogo completo", "Whole catalog"),
     "hours": ("Horari i festius", "Horario y festivos", "Office hours and holidays"),
