@@ -334,3 +334,30 @@ async def test_another_accounts_admin_is_not_found_and_a_group_admin_manages_eve
     assert [r.status_code for r in by_group] == [200, 200]
     for key in ("admin_web", "admin_wa", "admin_wa2"):
         assert (await _status(world, key)).disabled
+
+
+async def test_delete_is_offered_only_for_an_operator_who_can_be_deleted(world: World) -> None:
+    def actions(page: str, key: str) -> set[str]:
+        op_id = world.ops[key].id
+        row = page[page.index(f'<tr data-operator="{op_id}"') :]
+        row = row[: row.index("</tr>")]
+        return set(re.findall(rf'action="/admin/operators/{op_id}/(\w+)"', row))
+
+    async with world.client() as client:
+        await login_as(client, "op_a")  # a login is history: op_a can only be disabled
+        csrf = await login_as(client, "admin_a")
+        page = (await client.get("/admin/operators")).text
+        assert actions(page, "op_a") == {"password", "disable"}
+        assert actions(page, "op2_a") == {"password", "disable", "delete"}
+        assert actions(page, "admin_a") == {"password"}  # not themselves
+        # What is offered works, and what is not offered would have been refused.
+        gone = await client.post(
+            f"/admin/operators/{world.ops['op2_a'].id}/delete", data={"csrf_token": csrf}
+        )
+        kept = await client.post(
+            f"/admin/operators/{world.ops['op_a'].id}/delete", data={"csrf_token": csrf}
+        )
+    assert gone.status_code == 200
+    assert f'data-operator="{world.ops["op2_a"].id}"' not in gone.text
+    assert kept.status_code == 409
+    assert actions(kept.text, "op_a") == {"password", "disable"}

@@ -62,7 +62,12 @@ class OperatorViews:
     async def operators(self, request: Request, me: Principal, **extra: Any) -> Response:
         async with self.c.ctx.store.read_transaction() as tx:
             ops = [o for s in scopes(me) for o in await tx.operators.operators(s)]
-            status = await assignment_queries(tx).operator_status([o.id for o in ops])
+            queries = assignment_queries(tx)
+            status = await queries.operator_status([o.id for o in ops])
+            # Delete is offered only where it works (the check of delete_operator).
+            deletable = {
+                o.id for o in ops if o.id != me.id and await queries.operator_references(o.id) == 0
+            }
         disabled = {op_id for op_id, st in status.items() if st.disabled}
         teams = sorted({team for o in ops for team in o.teams})
         values: dict[str, Any] = {"message": None, "error": None, "temporary": None}
@@ -74,6 +79,7 @@ class OperatorViews:
             int(values.pop("status", 200)),
             operators=ops,
             disabled=disabled,
+            deletable=deletable,
             teams=teams,
             scopes=scopes(me),
             **values,
