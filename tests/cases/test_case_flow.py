@@ -13,6 +13,7 @@ from civicchat.cases.config import CasesConfig
 from civicchat.cases.flow import CaseFlow, FlowStage, FlowState, FlowStep, start_kind
 from civicchat.cases.memory import MemoryCaseStore
 from civicchat.cases.models import Case, CaseKind, CaseStatus
+from civicchat.cases.texts import say
 from civicchat.clock import ManualClock
 from civicchat.keywords import KeywordEngine, load_catalog
 from civicchat.messages import (
@@ -826,3 +827,69 @@ async def test_the_category_step_matches_an_answer_once(
     assert again.state is not None
     assert again.state.category == "civisme"
     assert tokenised == ["hi ha soroll"]
+
+
+# ------------------------------------------------ what the citizen already sent is not lost
+
+
+@pytest.mark.parametrize(
+    ("language", "question", "paused", "again"),
+    [
+        ("ca", "horari bus", "D'acord, deixem la incidència en pausa", "incidència"),
+        ("es", "el tiempo", "De acuerdo, dejamos la incidencia en pausa", "incidencia"),
+    ],
+)
+async def test_another_question_at_the_category_keeps_a_report_that_holds_something(
+    flow, msg, clock, store, language, question, paused, again
+) -> None:
+    chat = Chat(flow, msg, language)
+    await chat.send(PHOTO)  # starts the report, the photo kept
+    await chat.send(INSIDE)
+    assert chat.stage() is FlowStage.CATEGORY
+    clock.advance(timedelta(minutes=2))
+    step = await flow.handle(
+        chat.state, msg(Text(body=question)), language, other_request=_mataro_asks
+    )
+    assert not step.handled  # the keyword engine answers the question
+    assert [body(c) for c in step.contents] == [say("paused", language, kind=CaseKind.INCIDENT)]
+    assert body(step.contents[0]).startswith(paused)
+    assert step.state is not None  # paused, not dropped
+    assert step.state.updated_at == clock.now()
+    assert [m.ref for m in step.state.media] == ["wa-media-1"]
+    assert step.state.location is not None
+    # The citizen comes back: the trigger word shows the categories again, nothing was lost.
+    chat.state = step.state
+    (menu, *_) = await chat.send(again)
+    assert isinstance(menu, ListMenu)
+    await chat.send("1")
+    await chat.send("La farola no s'encén")
+    assert chat.stage() is FlowStage.CONFIRM  # photo and place already there
+    await chat.send("sí")
+    assert chat.case is not None
+    assert [m.ref for m in chat.case.media] == ["wa-media-1"]
+    assert chat.case.location is not None
+    assert chat.case.location.latitude == INSIDE.latitude
+
+
+async def test_a_paused_report_still_expires_as_usual(flow, msg, clock, mataro_config) -> None:
+    chat = Chat(flow, msg, "es")
+    await chat.send(Media(media_kind=MediaKind.IMAGE, media_id="p1", caption="Farola rota"))
+    step = await flow.handle(
+        chat.state, msg(Text(body="el tiempo")), "es", other_request=_mataro_asks
+    )
+    assert step.state is not None
+    clock.advance(mataro_config.expiry + timedelta(minutes=1))
+    later = await flow.handle(step.state, msg(Text(body="1")), "es", other_request=_mataro_asks)
+    assert later.state is None
+    assert body(later.contents[0]).startswith("La incidencia que habías empezado ha caducado")
+
+
+async def test_another_question_at_the_category_still_leaves_an_empty_report(flow, msg) -> None:
+    chat = Chat(flow, msg, "ca")
+    await chat.send("incidència")
+    step = await flow.handle(
+        chat.state, msg(Text(body="horari bus")), "ca", other_request=_mataro_asks
+    )
+    assert not step.handled
+    assert step.state is None
+    assert body(step.contents[0]).startswith("D'acord, deixem la incidència aquí.")

@@ -335,3 +335,28 @@ async def test_asking_for_a_person_in_the_middle_of_a_report_leaves_it_for_a_per
         assert "case_flow" not in await _flow_data(svc)
         conv = await _conversation(svc)
         assert conv.state == "queued"  # still waiting for the person it asked for
+
+
+async def test_a_keyword_at_the_category_step_keeps_the_photo_and_the_place_sent(tmp_path: Path):
+    async with case_service(tmp_path, clock=SATURDAY) as svc:
+        await svc.whatsapp(1, "text", {"body": "hola"})
+        await svc.whatsapp(2, "text", {"body": "Quiero avisar de una farola rota"})
+        photo = {"id": "4003", "mime_type": "image/jpeg"}
+        assert "¿Qué tipo de problema es?" in " ".join(await svc.whatsapp(3, "image", photo))
+        await svc.whatsapp(4, "location", {"latitude": 41.5385, "longitude": 2.4447})
+        bus = await svc.whatsapp(5, "text", {"body": "bus"})
+        assert bus[0].startswith("De acuerdo, dejamos la incidencia en pausa")
+        assert len(bus) > 1  # and the keyword engine answered "bus"
+        assert "case_flow" in ((await _conversation(svc, "mataro-wa")).data or {})
+        menu = " ".join(await svc.whatsapp(6, "text", {"body": "incidencia"}))
+        assert "¿Qué tipo de problema es?" in menu
+        await svc.whatsapp(7, "text", {"body": "1"})
+        confirm = " ".join(await svc.whatsapp(8, "text", {"body": "La farola no se enciende"}))
+        assert "¿Lo enviamos?" in confirm  # the photo and the place were kept
+        assert "sí (1)" in confirm
+        await svc.whatsapp(9, "text", {"body": "sí"})
+        case = await svc.state.runtime.cases.cases.get("MTR-2026-000001")
+        assert case is not None
+        assert [m.ref for m in case.media] == ["4003"]
+        assert case.location is not None
+        assert case.location.inside_boundary is True

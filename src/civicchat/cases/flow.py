@@ -183,6 +183,11 @@ def start_kind(text: str) -> CaseKind | None:
     return None
 
 
+def _holds_something(state: FlowState) -> bool:
+    """Whether the report already keeps something the citizen sent: a photo, a place, words."""
+    return bool(state.media) or state.location is not None or state.description is not None
+
+
 def _with_cancel_hint(
     contents: tuple[OutboundContent, ...], language: str
 ) -> tuple[OutboundContent, ...]:
@@ -272,6 +277,13 @@ class CaseFlow:
             and start_kind(text) is None
             and other_request(text)
         ):
+            if _holds_something(state):
+                # What the citizen already sent (a photo, a place, words) is not thrown away:
+                # the report waits, as after any pause, until it expires.
+                logger.info("case flow paused at %s for another question", state.stage)
+                paused = state.model_copy(update={"updated_at": now})
+                notice = Text(body=say("paused", state.language, kind=state.kind))
+                return FlowStep(paused, (notice,), handled=False)
             logger.info("case flow left at %s for another question", state.stage)
             return FlowStep(
                 None, (Text(body=say("left", state.language, kind=state.kind)),), handled=False

@@ -94,6 +94,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "ca": "D'acord, deixem {the_kind} aquí. Per tornar a començar, escriu «{kind}».",
         "es": "De acuerdo, dejamos {the_kind} aquí. Para volver a empezar, escribe «{kind}».",
     },
+    "paused": {
+        "ca": "D'acord, deixem {the_kind} en pausa: guardem el que ja ens has enviat. Per continuar, escriu «{kind}»; per deixar-ho, «cancel·lar».",
+        "es": "De acuerdo, dejamos {the_kind} en pausa: guardamos lo que ya nos has enviado. Para seguir, escribe «{kind}»; para dejarlo, «cancelar».",
+    },
     "resume": {
         "ca": "Continuem amb {your_kind}.",
         "es": "Seguimos con {your_kind}.",
