@@ -529,3 +529,60 @@ def test_the_chat_fits_a_narrow_phone_without_scrolling_sideways(
             assert box["left"] >= 0, (selector, box)
             assert box["right"] <= width, (selector, box)
     context.close()
+
+
+@pytest.mark.parametrize(
+    ("lang", "notice"),
+    [
+        ("ca", "Has arribat al màxim de 4096 caràcters per missatge"),
+        ("es", "Has llegado al máximo de 4096 caracteres por mensaje"),
+    ],
+)
+def test_a_long_paste_is_cut_at_the_services_limit_with_a_notice_and_keeps_its_lines(
+    service: Service, browser: Any, lang: str, notice: str
+) -> None:
+    context = phone(browser, f"{lang}-ES")
+    chat = open_chat(context, service.base, lang)
+    posted: list[dict[str, Any]] = []
+    chat.on(
+        "request",
+        lambda r: (
+            posted.append(json.loads(r.post_data or "{}"))
+            if r.method == "POST" and "/webhooks/webchat/" in r.url
+            else None
+        ),
+    )
+    box = chat.locator("#text")
+    assert box.evaluate("b => b.tagName") == "TEXTAREA"
+    one_line = box.bounding_box()
+    assert one_line is not None
+    # Shift+Enter is a new line and the box grows with it; Enter sends both lines as one message.
+    box.click()
+    chat.keyboard.type("Bon dia")
+    chat.keyboard.press("Shift+Enter")
+    chat.keyboard.type("carrer Nou 3")
+    two_lines = box.bounding_box()
+    assert two_lines is not None
+    assert two_lines["height"] > one_line["height"] + 10
+    assert chat.is_hidden("#limit")
+    chat.keyboard.press("Enter")
+    chat.wait_for_selector(".msg.me:has-text('carrer Nou 3')")
+    assert posted[-1]["text"] == "Bon dia\ncarrer Nou 3"
+    assert box.input_value() == ""
+    # A 5,000-character paste: the box keeps the first 4,096 (the service's limit) and says so.
+    box.click()
+    chat.keyboard.insert_text(("línia llarga\n" * 400)[:5000])
+    kept = box.input_value()
+    assert len(kept) == 4096
+    assert kept.count("\n") == 315  # the pasted lines stay lines
+    assert notice in chat.inner_text("#limit")
+    after = box.bounding_box()
+    assert after is not None
+    assert after["height"] < 200  # a few lines, then the box scrolls
+    with chat.expect_response(lambda r: "/webhooks/webchat/" in r.url) as sent:
+        chat.keyboard.press("Enter")
+    assert sent.value.ok  # the service takes all of it
+    assert posted[-1]["text"] == kept
+    assert chat.locator(".note:has-text('No s')").count() == 0
+    assert chat.is_hidden("#limit")
+    context.close()

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from civicchat.channels.webchat import WebChatHub
+from civicchat.channels.webchat import MAX_TEXT_IN, WebChatHub
 from civicchat.exceptions import ConfigError
 from civicchat.service.config import ServiceConfig, load_config, parse_config
 from civicchat.service.webchat import webchat_routes, webchat_titles
@@ -184,3 +184,12 @@ async def test_the_served_page_title_is_in_the_pages_language_before_any_script(
     assert "<title>Chat del 010 · Ayuntamiento de Mataró</title>" in es.text
     assert "<title>Xat del 010 · Ajuntament de Mataró</title>" in ca.text
     assert "<title>&lt;b&gt;A &amp; B&lt;/b&gt;</title>" in escaped.text
+
+
+async def test_the_text_box_takes_what_the_channel_accepts_and_no_placeholder_is_left() -> None:
+    async with _client() as client:
+        page = (await client.get("/chat/city-web?lang=ca")).text
+    box = re.search(r"<textarea id=\"text\"[^>]*>", page)
+    assert box, "no text box in the page"
+    assert f'maxlength="{MAX_TEXT_IN}"' in box.group(0)
+    assert re.search(r"__[A-Z_]+__", page) is None

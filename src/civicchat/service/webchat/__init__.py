@@ -38,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from civicchat.channels.webchat import WebChatHub, valid_visitor_id
+from civicchat.channels.webchat import MAX_TEXT_IN, WebChatHub, valid_visitor_id
 from civicchat.service.config import ServiceConfig
 from civicchat.service.webchat.history import (
     SqlWebChatHistory,
@@ -161,6 +161,8 @@ def webchat_routes(
         html = page.replace("__LANG__", lang).replace(
             "__TITLE__", html_lib.escape(titles[name][lang])
         )
+        # The text box takes as much as the channel accepts: one limit, the channel's.
+        html = html.replace("__MAX_TEXT__", str(MAX_TEXT_IN))
         html = html.replace("__CONFIG__", json.dumps(config).replace("<", "\\u003c"))
         return Response(
             html,
