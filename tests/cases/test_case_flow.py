@@ -893,3 +893,32 @@ async def test_another_question_at_the_category_still_leaves_an_empty_report(flo
     assert not step.handled
     assert step.state is None
     assert body(step.contents[0]).startswith("D'acord, deixem la incidència aquí.")
+
+
+@pytest.mark.parametrize(
+    ("language", "got"),
+    [
+        ("ca", "Tinc la ubicació. Ara, quin tipus de problema és?"),
+        ("es", "Tengo la ubicación. Ahora, ¿qué tipo de problema es?"),
+    ],
+)
+async def test_a_location_at_the_category_step_is_acknowledged_not_misunderstood(
+    flow, msg, language, got
+) -> None:
+    chat = Chat(flow, msg, language)
+    await chat.send("incidencia")
+    (menu,) = await chat.send(INSIDE)
+    assert isinstance(menu, ListMenu)
+    assert menu.body == got
+    assert len(menu.rows) == 9  # the categories, listed again
+    assert chat.stage() is FlowStage.CATEGORY
+    assert chat.st.location is not None
+    assert chat.st.location.latitude == INSIDE.latitude
+    # A second place replaces the first: the latest is where the problem is.
+    await chat.send(BARCELONA)
+    assert chat.st.location is not None
+    assert chat.st.location.latitude == BARCELONA.latitude
+    await chat.send("1")
+    await chat.send("Farola trencada")
+    await chat.send("no")
+    assert chat.stage() is FlowStage.CONFIRM_OUTSIDE  # the place kept, its step skipped

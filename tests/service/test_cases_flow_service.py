@@ -343,7 +343,9 @@ async def test_a_keyword_at_the_category_step_keeps_the_photo_and_the_place_sent
         await svc.whatsapp(2, "text", {"body": "Quiero avisar de una farola rota"})
         photo = {"id": "4003", "mime_type": "image/jpeg"}
         assert "¿Qué tipo de problema es?" in " ".join(await svc.whatsapp(3, "image", photo))
-        await svc.whatsapp(4, "location", {"latitude": 41.5385, "longitude": 2.4447})
+        place = await svc.whatsapp(4, "location", {"latitude": 41.5385, "longitude": 2.4447})
+        assert place[0].startswith("Tengo la ubicación. Ahora, ¿qué tipo de problema es?")
+        assert "No he entendido" not in " ".join(place)
         bus = await svc.whatsapp(5, "text", {"body": "bus"})
         assert bus[0].startswith("De acuerdo, dejamos la incidencia en pausa")
         assert len(bus) > 1  # and the keyword engine answered "bus"

@@ -390,6 +390,15 @@ class CaseFlow:
             # "queixa" while the category of an incident is asked: the citizen meant a complaint.
             moved = state.model_copy(update={"kind": kind, "updated_at": now})
             return _Outcome(moved, _with_cancel_hint(self._question(moved), moved.language))
+        if category is None and isinstance(message.content, Location):
+            # A place before the category: kept (the latest wins) and said so, then the
+            # category asked again; it is no misunderstanding.
+            location = await self._from_point(message.content)
+            moved = state.model_copy(
+                update={"location": location, "location_done": True, "updated_at": now}
+            )
+            body = say("got_location", moved.language)
+            return _Outcome(moved, (category_menu(self._config.categories, body, moved.language),))
         if category is None:
             return self._reject(state, now, **await self._absorb(state, message))
         return self._accept(state, now, category=category.id)

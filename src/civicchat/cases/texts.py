@@ -19,6 +19,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "ca": "No he entès la categoria. Tria una de les opcions o escriu-ne el número:",
         "es": "No he entendido la categoría. Elige una de las opciones o escribe su número:",
     },
+    "got_location": {
+        "ca": "Tinc la ubicació. Ara, quin tipus de problema és?",
+        "es": "Tengo la ubicación. Ahora, ¿qué tipo de problema es?",
+    },
     "list_button": {"ca": "Categories", "es": "Categorías"},
     "ask_description": {
         "ca": "Explica'ns breument què passa.",
