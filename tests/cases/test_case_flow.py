@@ -922,3 +922,40 @@ async def test_a_location_at_the_category_step_is_acknowledged_not_misunderstood
     await chat.send("Farola trencada")
     await chat.send("no")
     assert chat.stage() is FlowStage.CONFIRM_OUTSIDE  # the place kept, its step skipped
+
+
+@pytest.mark.parametrize(
+    ("language", "expected", "skip"),
+    [
+        (
+            "ca",
+            "Només puc afegir una foto o un vídeo en aquest pas; l'adreça te la demano després. "
+            "Envia'n un o respon «no» per continuar sense foto.",
+            "Sense foto",
+        ),
+        (
+            "es",
+            "Solo puedo añadir una foto o un vídeo en este paso; la dirección te la pido después. "
+            "Envía uno o responde «no» para seguir sin foto.",
+            "Sin foto",
+        ),
+    ],
+)
+async def test_an_address_typed_at_the_photo_step_gets_one_message_saying_how_to_skip(
+    flow, msg, language, expected, skip
+) -> None:
+    chat = Chat(flow, msg, language)
+    for answer in ["incidencia", "1", "Farola trencada"]:
+        await chat.send(answer)
+    assert chat.stage() is FlowStage.MEDIA
+    contents = await chat.send("Carrer de la Riera 48")
+    assert len(contents) == 1  # one bubble, not a scolding plus the whole question
+    (again,) = contents
+    assert isinstance(again, Buttons)
+    assert again.body.startswith(expected)
+    assert say("cancel_hint", language) in again.body
+    assert [b.title for b in again.buttons] == [skip]
+    assert chat.stage() is FlowStage.MEDIA
+    assert chat.st.location is None  # not taken for the address: it is asked for next
+    await chat.send(InteractiveReply(reply_id="case:skip", title=skip))
+    assert chat.stage() is FlowStage.LOCATION

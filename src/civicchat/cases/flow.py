@@ -577,10 +577,13 @@ class CaseFlow:
                 body = say("ask_category", lang, kind=state.kind)
             return (category_menu(self._config.categories, body, lang),)
         prefix: tuple[OutboundContent, ...] = ()
+        if again and stage is FlowStage.MEDIA:
+            # One message: what this step takes and how to skip it, with the skip button.
+            skip = ReplyButton(id=SKIP_ID, title=say("skip_media", lang))
+            return (Buttons(body=say("ask_media_again", lang), buttons=(skip,)),)
         if again:
             key = {
                 FlowStage.DESCRIPTION: "ask_description_again",
-                FlowStage.MEDIA: "ask_media_again",
                 FlowStage.LOCATION: "ask_location_again",
                 FlowStage.CONFIRM_OUTSIDE: "ask_outside_again",
                 FlowStage.CONFIRM: "confirm_again",

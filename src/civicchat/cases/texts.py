@@ -37,8 +37,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "es": "Si quieres, envía una foto o un vídeo del problema. Si no tienes, responde «no».",
     },
     "ask_media_again": {
-        "ca": "Només puc afegir una foto o un vídeo. Envia'n un o respon «no» per continuar.",
-        "es": "Solo puedo añadir una foto o un vídeo. Envía uno o responde «no» para seguir.",
+        "ca": "Només puc afegir una foto o un vídeo en aquest pas; l'adreça te la demano després. Envia'n un o respon «no» per continuar sense foto.",
+        "es": "Solo puedo añadir una foto o un vídeo en este paso; la dirección te la pido después. Envía uno o responde «no» para seguir sin foto.",
     },
     "skip_media": {"ca": "Sense foto", "es": "Sin foto"},
     "ask_location": {
