@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -12,11 +13,12 @@ import civicchat.cases.chat as chat_module
 from civicchat.cases.chat import CaseChat, other_keyword
 from civicchat.cases.config import CasesConfig
 from civicchat.cases.flow import FlowStep
+from civicchat.cases.memory import MemoryCaseStore
 from civicchat.cases.sql import SqlCaseStore
 from civicchat.clock import ManualClock
 from civicchat.keywords import KeywordEngine, load_catalog
 from civicchat.keywords.catalog import Catalog
-from civicchat.messages import InboundMessage, Location, Sender
+from civicchat.messages import InboundMessage, Location, Sender, Text
 from civicchat.routing import known_language
 
 
@@ -115,3 +117,78 @@ def test_reporting_topics_are_worked_out_once_per_engine_and_catalog(
     del other
     gc.collect()
     assert len(chat_module._TOPICS) == entries - 1
+
+
+@pytest.mark.parametrize(
+    ("language", "start", "cancel", "cancelled", "nothing"),
+    [
+        ("ca", "incidència", "cancel·lar", "he cancel·lat", "No hi ha cap incidència en curs."),
+        ("es", "queja", "cancelar", "he cancelado", "No hay ninguna queja en curso."),
+    ],
+)
+async def test_cancel_soon_after_a_report_ended_says_there_is_none_then_routing_again(
+    mataro_config: CasesConfig,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+    language: str,
+    start: str,
+    cancel: str,
+    cancelled: str,
+    nothing: str,
+) -> None:
+    store = MemoryCaseStore()
+    monkeypatch.setattr(SqlCaseStore, "in_transaction", lambda connection: store)
+    chat = CaseChat(mataro_config, clock=clock)
+    data: dict[str, Any] = {}
+    counter = iter(range(1, 100))
+
+    async def send(text: str) -> FlowStep:
+        message = InboundMessage(
+            channel="whatsapp",
+            account="mataro",
+            provider_message_id=f"m{next(counter)}",
+            sender=Sender(id="34600000001"),
+            timestamp=clock.now(),
+            content=Text(body=text),
+        )
+        return await chat.step(None, data, message, language=language, default_language="ca")  # type: ignore[arg-type]
+
+    # Never a report in this conversation: "cancelar" is routing's, as before.
+    assert not (await send(cancel)).handled
+    assert (await send(start)).state is not None
+    first = await send(cancel)
+    assert first.handled
+    assert cancelled in first.contents[0].body  # type: ignore[union-attr]
+    assert "case_flow" not in data
+    again = await send(cancel)
+    assert again.handled
+    assert again.state is None
+    assert [c.body for c in again.contents] == [nothing]  # type: ignore[union-attr]
+    # Not a bare cancel word: routing answers it.
+    assert not (await send("horari bus")).handled
+    # Past the flow's expiry the report is no longer recent: routing answers, the note goes.
+    clock.advance(mataro_config.expiry + timedelta(minutes=1))
+    late = await send(cancel)
+    assert not late.handled
+    assert late.contents == ()
+    assert "case_flow_ended" not in data
+
+
+async def test_an_unreadable_note_of_the_last_report_is_dropped_not_fatal(
+    mataro_config: CasesConfig, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(SqlCaseStore, "in_transaction", lambda connection: MemoryCaseStore())
+    chat = CaseChat(mataro_config, clock=clock)
+    for note in ({"at": "yesterday"}, "garbage", {"at": "2026-11-28T10:00:00", "kind": "x"}):
+        data: dict[str, Any] = {"case_flow_ended": note}
+        message = InboundMessage(
+            channel="whatsapp",
+            account="mataro",
+            provider_message_id="m1",
+            sender=Sender(id="34600000001"),
+            timestamp=clock.now(),
+            content=Text(body="cancelar"),
+        )
+        step = await chat.step(None, data, message, language="es", default_language="ca")  # type: ignore[arg-type]
+        assert not step.handled
+        assert "case_flow_ended" not in data

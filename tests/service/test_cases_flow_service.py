@@ -362,3 +362,20 @@ async def test_a_keyword_at_the_category_step_keeps_the_photo_and_the_place_sent
         assert [m.ref for m in case.media] == ["4003"]
         assert case.location is not None
         assert case.location.inside_boundary is True
+
+
+async def test_cancel_after_the_report_was_dropped_says_there_is_none_not_routing(
+    tmp_path: Path,
+):
+    async with case_service(tmp_path, clock=SATURDAY) as svc:
+        clock = svc.state.clock
+        await svc.web(1, text="buenos días")  # closed: queued for Monday, told so
+        await svc.web(2, text="incidencia")
+        assert "dejamos la incidencia aquí" in " ".join(await svc.web(3, text="el tiempo"))
+        assert await svc.web(4, text="cancelar") == ["No hay ninguna incidencia en curso."]
+        assert (await _conversation(svc)).state == "queued"  # still waiting for the person
+        # A day later the report is long gone: "cancelar" is routing's again.
+        clock.advance(timedelta(hours=25))
+        later = " ".join(await svc.web(5, text="cancelar"))
+        assert "No hay ninguna incidencia" not in later
+        assert "Hemos recibido tu mensaje" in later

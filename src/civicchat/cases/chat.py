@@ -14,6 +14,12 @@ the conversation waits in the queue for a person who has not taken it yet (``que
 sent while an operator attends the conversation (``assigned``) goes to the operator.
 :func:`other_keyword` lets a citizen asked for a category ask something else instead ("el
 tiempo", "punto limpio"): the flow steps aside and the keyword engine answers.
+
+When a report ends (sent, cancelled, discarded, left or expired), ``data`` keeps a small note
+under ``case_flow_ended`` (when, which kind, which language): a bare "cancel·lar" / "cancelar"
+within the flow's expiry after that gets "No hi ha cap incidència en curs." / "No hay ninguna
+incidencia en curso." instead of going to routing (a citizen repeating the word, or writing it
+after the report was left, is not asking for a person). Later, routing answers it as before.
 """
 
 from __future__ import annotations
@@ -21,14 +27,18 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable, Collection, MutableMapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from civicchat.cases._answers import CANCEL, says
 from civicchat.cases.base import Geocoder, NoGeocoder
 from civicchat.cases.config import LANGUAGES, CasesConfig
 from civicchat.cases.flow import FLOW_DATA_KEY, CaseFlow, FlowState, FlowStep, start_kind
+from civicchat.cases.models import CaseKind
 from civicchat.cases.sql import SqlCaseStore
+from civicchat.cases.texts import say
 from civicchat.clock import Clock
 from civicchat.keywords.catalog import Catalog
 from civicchat.keywords.engine import KeywordEngine
@@ -36,9 +46,12 @@ from civicchat.keywords.language import detect_language
 from civicchat.messages import InboundMessage, Text
 from civicchat.routing.pipeline import LANGUAGE_CHOICE_CHANNELS, known_language
 
-__all__ = ["CaseChat", "other_keyword"]
+__all__ = ["ENDED_DATA_KEY", "CaseChat", "other_keyword"]
 
 logger = logging.getLogger("civicchat.cases")
+
+#: The key under which a conversation's ``data`` notes the last report's end.
+ENDED_DATA_KEY = "case_flow_ended"
 
 
 def other_keyword(engine: KeywordEngine) -> Callable[[str], bool]:
@@ -153,6 +166,10 @@ class CaseChat:
         ``other_request`` is the flow's (see :meth:`CaseFlow.handle` and :func:`other_keyword`).
         """
         state = FlowState.load(data.get(FLOW_DATA_KEY)) if FLOW_DATA_KEY in data else None
+        if state is None:
+            nothing = self._nothing_to_cancel(data, message)
+            if nothing is not None:
+                return nothing
         hint = message.sender.language_hint
         language = known_language(
             message.channel, hint, language, LANGUAGES, self.language_choice_channels
@@ -169,10 +186,42 @@ class CaseChat:
         )
         if step.state is None:
             data.pop(FLOW_DATA_KEY, None)
+            if state is not None:
+                data[ENDED_DATA_KEY] = {
+                    "at": self.clock.now().isoformat(),
+                    "kind": state.kind.value,
+                    "language": state.language,
+                }
         else:
             data[FLOW_DATA_KEY] = step.state.to_data()
+            data.pop(ENDED_DATA_KEY, None)
         if step.case is not None:
             logger.info(
                 "case %s created on %s/%s", step.case.reference, message.channel, message.account
             )
         return step
+
+    def _nothing_to_cancel(
+        self, data: MutableMapping[str, Any], message: InboundMessage
+    ) -> FlowStep | None:
+        """ "No report in progress" for a bare cancel word soon after a report ended, else None.
+
+        The note of the report's end is dropped once older than the flow's expiry (or unreadable).
+        """
+        ended = data.get(ENDED_DATA_KEY)
+        if ended is None:
+            return None
+        try:
+            at = datetime.fromisoformat(ended["at"])
+            kind = CaseKind(ended["kind"])
+            language = str(ended["language"])
+            recent = self.clock.now() - at <= self.config.expiry
+        except (TypeError, KeyError, ValueError):
+            recent = False
+        if not recent:
+            data.pop(ENDED_DATA_KEY, None)
+            return None
+        if not isinstance(message.content, Text) or not says(message.content.body, CANCEL):
+            return None
+        logger.info("cancel with no case flow in progress")
+        return FlowStep(None, (Text(body=say("nothing_to_cancel", language, kind=kind)),))

@@ -102,6 +102,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "ca": "D'acord, deixem {the_kind} en pausa: guardem el que ja ens has enviat. Per continuar, escriu «{kind}»; per deixar-ho, «cancel·lar».",
         "es": "De acuerdo, dejamos {the_kind} en pausa: guardamos lo que ya nos has enviado. Para seguir, escribe «{kind}»; para dejarlo, «cancelar».",
     },
+    "nothing_to_cancel": {
+        "ca": "No hi ha cap {kind} en curs.",
+        "es": "No hay ninguna {kind} en curso.",
+    },
     "resume": {
         "ca": "Continuem amb {your_kind}.",
         "es": "Seguimos con {your_kind}.",
