@@ -586,3 +586,56 @@ def test_a_long_paste_is_cut_at_the_services_limit_with_a_notice_and_keeps_its_l
     assert chat.locator(".note:has-text('No s')").count() == 0
     assert chat.is_hidden("#limit")
     context.close()
+
+
+FORMATTED = [
+    "Hola _cursiva_, *negreta*, ~ratllat~ i ```codi *no* _no_```",
+    "<img src=x onerror=alert(1)> _<b>no</b>_ \"cometes\" 'simples' & més",
+    "```<script>alert(1)</script>```",
+    "Mira https://www.mataro.cat/010?a=1&b=2. (https://x.cat/a_(b)) *https://www.mataro.cat*",
+    'javascript:alert(1) https://x.cat/"onmouseover=alert(1) _https://x.cat/a_b_',
+    "snake_case_name, 2*3*4 i *negreta * no són estils; _línia\ntrencada_ tampoc",
+    "_àccent_ é_x_ _ espai_ __doble__ ~~dos~~ *ok*!",
+]
+
+
+def test_whatsapp_styles_are_shown_as_the_console_shows_them_and_nothing_is_injected(
+    service: Service, browser: Any
+) -> None:
+    from civicchat.service.console.formatting import whatsapp_html
+
+    context = phone(browser)
+    events = [
+        {"id": f"styled-{n}", "timestamp": "2026-11-30T10:00:00+00:00",
+         "content": {"kind": "text", "body": body, "preview_url": False}}
+        for n, body in enumerate(FORMATTED)
+    ]  # fmt: skip
+    serve_live_events(context, events)
+    dialogs: list[str] = []
+
+    def dialog(shown: Any) -> None:
+        dialogs.append(shown.message)
+        shown.dismiss()
+
+    context.on("dialog", dialog)
+    chat = open_chat(context, service.base, "ca")
+    chat.wait_for_selector(f".msg.them >> nth={len(FORMATTED) - 1}", timeout=10_000)
+    shown = chat.locator(".msg.them").evaluate_all("els => els.map(e => e.innerHTML)")
+    # The same HTML as the console's (a browser writes quotes in text as they are).
+    expected = [
+        str(whatsapp_html(body)).replace("&#34;", '"').replace("&#39;", "'") for body in FORMATTED
+    ]
+    assert shown == expected
+    # What that is: styles as tags, the rest as text; no element the text tried to inject.
+    first = chat.locator(".msg.them").first
+    assert first.locator("em").inner_text() == "cursiva"
+    assert first.locator("strong").inner_text() == "negreta"
+    assert first.locator("s").inner_text() == "ratllat"
+    assert first.locator("code").inner_text() == "codi *no* _no_"
+    assert chat.locator(".msg.them img, .msg.them b, .msg.them script").count() == 0
+    hrefs = chat.locator(".msg.them a").evaluate_all("els => els.map(a => a.href)")
+    assert hrefs
+    assert all(h.startswith("https://") for h in hrefs)
+    assert chat.locator(".msg.them a[onmouseover]").count() == 0
+    assert dialogs == []
+    context.close()
