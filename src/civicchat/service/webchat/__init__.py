@@ -20,6 +20,13 @@ The page posts messages (text, buttons, a shared location) to ``/webhooks/webcha
 as JSON. Its title may be one string or one per language (``display_name: {ca: ..., es: ...}``
 in the account's configuration). No build step: the page is one HTML file with inline script,
 served from this package.
+
+The page's text box is a textarea that grows a few lines (Enter sends, Shift+Enter is a new
+line); its ``maxlength`` is the channel's ``MAX_TEXT_IN`` (4,096), written into the page when it
+is served, and it says (ca/es) when a text reached it. It fits a 320 px phone. Replies show
+WhatsApp's ``*bold*``, ``_italic_``, ``~strike~`` and triple-backtick mono with a JavaScript
+mirror of the console's ``whatsapp_html`` (escape first, then styles and links), the same HTML
+for the same text.
 """
 
 from __future__ import annotations
