@@ -122,7 +122,7 @@ UPLOAD_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "image/webp")
 """What a citizen may upload from the page (decided from the bytes, never the browser's claim)."""
 
 MAX_CAPTION = 1024  # WhatsApp's caption limit: the same photo and text fit every channel
-MAX_TEXT_IN = 4096  # characters of a citizen's message (the page's box takes 2,000)
+MAX_TEXT_IN = 4096  # characters of a citizen's message (the page's box takes the same)
 MAX_EVENT_BYTES = 6000
 """Default ``max_event_bytes``: an event's content JSON (UTF-8) above it goes in parts, so each
 event fits one PostgreSQL ``NOTIFY`` (under 8,000 bytes) with room for its envelope."""
