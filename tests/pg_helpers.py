@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -113,6 +114,28 @@ def fresh_pg_schema_sync(*, migrate: bool = True) -> Iterator[str]:
         yield schema
     finally:
         asyncio.run(drop_pg_schema(schema))
+
+
+def shared_pg_schema() -> Iterator[str | None]:
+    """For a fixture shared by many tests (``yield from shared_pg_schema()``): one migrated
+    schema, dropped at the end, or None when PostgreSQL does not answer (the tests on it then
+    fail or skip through ``require_postgres``). No event loop may be running."""
+    if asyncio.run(pg_unreachable()) is not None:
+        yield None
+        return
+    schema = asyncio.run(create_pg_schema())
+    try:
+        yield schema
+    finally:
+        asyncio.run(drop_pg_schema(schema))
+
+
+def sqlite_template(directory: Path) -> Path:
+    """A migrated SQLite file in ``directory``, to copy for each test (faster than migrating
+    each time). No event loop may be running."""
+    path = directory / "template.db"
+    asyncio.run(migrate_file(str(path)))
+    return path
 
 
 async def empty_pg_schema(schema: str) -> None:

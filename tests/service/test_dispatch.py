@@ -52,12 +52,10 @@ from civicchat.storage.engine import create_engine
 from civicchat.storage.schema import AssignmentRow, ConversationRow
 from pg_helpers import (
     PG_URL,
-    create_pg_schema,
-    drop_pg_schema,
     empty_pg_schema,
-    migrate_file,
-    pg_unreachable,
     require_postgres,
+    shared_pg_schema,
+    sqlite_template,
 )
 
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -76,23 +74,13 @@ class Target:
 
 @pytest.fixture(scope="module")
 def sqlite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("dispatch") / "template.db"
-    asyncio.run(migrate_file(str(path)))
-    return path
+    return sqlite_template(tmp_path_factory.mktemp("dispatch"))
 
 
 @pytest.fixture(scope="module")
 def pg_schema() -> Iterator[str | None]:
-    """One migrated schema for the module (None when PostgreSQL does not answer: the tests on
-    it then fail or skip, see ``require_postgres``)."""
-    if asyncio.run(pg_unreachable()) is not None:
-        yield None
-        return
-    schema = asyncio.run(create_pg_schema())
-    try:
-        yield schema
-    finally:
-        asyncio.run(drop_pg_schema(schema))
+    """One migrated schema for the module."""
+    yield from shared_pg_schema()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

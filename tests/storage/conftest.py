@@ -6,7 +6,6 @@ empties its tables first, so parallel and repeated runs never collide. With ``CI
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -24,10 +23,10 @@ from pg_helpers import (
     PG_URL,
     create_pg_schema,
     drop_pg_schema,
-    migrate_file,
-    pg_unreachable,
     require_postgres,
+    shared_pg_schema,
 )
+from pg_helpers import sqlite_template as migrated_sqlite_template
 
 
 @dataclass(frozen=True)
@@ -46,22 +45,13 @@ _TABLES = ", ".join(Base.metadata.tables)
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite file, copied for each test (faster than migrating each time)."""
-    path = tmp_path_factory.mktemp("template") / "civicchat.db"
-    asyncio.run(migrate_file(str(path)))
-    return path
+    return migrated_sqlite_template(tmp_path_factory.mktemp("template"))
 
 
 @pytest.fixture(scope="session")
 def pg_schema() -> Iterator[str | None]:
     """A migrated schema of this test process; each test empties its tables first."""
-    if asyncio.run(pg_unreachable()) is not None:
-        yield None
-        return
-    schema = asyncio.run(create_pg_schema())
-    try:
-        yield schema
-    finally:
-        asyncio.run(drop_pg_schema(schema))
+    yield from shared_pg_schema()
 
 
 @pytest.fixture(params=_BACKENDS)
