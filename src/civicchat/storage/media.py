@@ -14,16 +14,25 @@ import os
 import random
 import tempfile
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from civicchat.clock import Clock, SystemClock
 from civicchat.exceptions import MediaError, MediaExpiredError, MediaTooLargeError
 from civicchat.storage.base import BlobStore, MediaRef, MediaSource
-from civicchat.storage.sql import SqlStore
 from civicchat.storage.workers import _Loop, backoff, worker_name
 
-__all__ = ["DEFAULT_MEDIA_TYPES", "LocalBlobStore", "MediaDownloader", "media_blob_key"]
+if TYPE_CHECKING:
+    from civicchat.storage.sql import SqlStore
+
+__all__ = [
+    "DEFAULT_MEDIA_TYPES",
+    "LocalBlobStore",
+    "MediaDownloader",
+    "SweepableBlobStore",
+    "media_blob_key",
+]
 
 _log = logging.getLogger("civicchat.storage")
 
@@ -51,8 +60,22 @@ def media_blob_key(channel: str, account: str, sha256_hex: str) -> str:
     return f"{channel}/{account}/{sha256_hex[:2]}/{sha256_hex}"
 
 
+@runtime_checkable
+class SweepableBlobStore(BlobStore, Protocol):
+    """A blob store that can list its old blobs, so that orphans can be swept
+    (:meth:`civicchat.storage.privacy.Privacy.sweep_orphans`)."""
+
+    async def stale_keys(self, account: str, *, before: datetime) -> list[str]:
+        """The keys of ``account``'s blobs (every channel) last written before ``before``."""
+        ...
+
+
 class LocalBlobStore:
-    """Blobs as files under ``root`` (written atomically: a temporary file, then a rename)."""
+    """Blobs as files under ``root`` (written atomically: a temporary file, then a rename).
+
+    Implements :class:`SweepableBlobStore`: a file's modification time is when it was last
+    written (a web chat upload of bytes already there writes them again).
+    """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
@@ -96,6 +119,30 @@ class LocalBlobStore:
     async def exists(self, key: str) -> bool:
         path = self._path(key)
         return await asyncio.to_thread(path.is_file)
+
+    async def stale_keys(self, account: str, *, before: datetime) -> list[str]:
+        """Keys under ``<channel>/<account>/`` of files last written before ``before``
+        (aware), left-over temporary files of an interrupted write included."""
+        if not account or "/" in account or account in (".", ".."):
+            raise ValueError(f"invalid account {account!r}")
+        return await asyncio.to_thread(self._stale, account, before.timestamp())
+
+    def _stale(self, account: str, before: float) -> list[str]:
+        found: list[str] = []
+        if not self.root.is_dir():
+            return found
+        for channel in sorted(self.root.iterdir()):
+            base = channel / account
+            if not channel.is_dir() or not base.is_dir():
+                continue
+            for path in sorted(base.rglob("*")):
+                try:
+                    stat = path.lstat()
+                except FileNotFoundError:
+                    continue  # deleted meanwhile
+                if path.is_file() and not path.is_symlink() and stat.st_mtime < before:
+                    found.append(path.relative_to(self.root).as_posix())
+        return found
 
 
 class MediaDownloader(_Loop):

@@ -12,19 +12,24 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from civicchat.clock import Clock, SystemClock
 from civicchat.storage.base import AuditEntry, BlobStore, ErasureResult, RetentionMode
+from civicchat.storage.media import SweepableBlobStore
 from civicchat.storage.sql import SqlStore
 
-__all__ = ["Privacy", "RetentionPolicy", "mask_phone"]
+__all__ = ["ORPHAN_GRACE", "Privacy", "RetentionPolicy", "mask_phone"]
 
 _log = logging.getLogger("civicchat.storage")
 _DIGITS = re.compile(r"\d")
+
+#: A blob that no row names is swept once it is this old: a web chat photo is stored before its
+#: message is accepted, and a download before its row says so.
+ORPHAN_GRACE = timedelta(hours=24)
 
 
 def mask_phone(value: str | None) -> str:
@@ -56,7 +61,11 @@ class RetentionPolicy:
 
 
 class Privacy:
-    """Erasure, export and retention, with blob deletion and an audit trail."""
+    """Erasure, export and retention, with blob deletion and an audit trail.
+
+    Blobs are shared by identical media (content-addressed keys): erasure and retention delete
+    a blob only when no remaining row names it, and always when the last one goes.
+    """
 
     def __init__(
         self, store: SqlStore, blobs: BlobStore | None = None, clock: Clock | None = None
@@ -68,11 +77,10 @@ class Privacy:
     async def erase(
         self, channel: str, account: str, external_id: str, *, actor: str
     ) -> ErasureResult:
-        """Erase everything about one citizen (their media bytes included); audited."""
+        """Erase everything about one citizen (their media bytes included, unless another
+        citizen's media has the same bytes); audited."""
         result = await self.store.erase_citizen(channel, account, external_id)
-        if self.blobs is not None:
-            for key in result.blob_keys:
-                await self.blobs.delete(key)
+        await self._delete_blobs(result.blob_keys)
         async with self.store.transaction() as tx:
             await tx.audit.audit(
                 AuditEntry(
@@ -117,11 +125,42 @@ class Privacy:
         return data
 
     async def apply_retention(self, policies: Mapping[str, RetentionPolicy]) -> dict[str, int]:
-        """Apply each account's policy; returns how many conversations each one touched."""
+        """Apply each account's policy; returns how many conversations each one touched.
+
+        The media of those conversations go with them (their bytes once no row names them),
+        then :meth:`sweep_orphans` removes the account's blobs that nothing names.
+        """
         done: dict[str, int] = {}
         for account, policy in policies.items():
             cutoff = self.clock.now() - timedelta(days=policy.days)
-            done[account] = await self.store.apply_retention(
-                account, older_than=cutoff, mode=policy.mode
-            )
+            outcome = await self.store.retain(account, older_than=cutoff, mode=policy.mode)
+            await self._delete_blobs(outcome.blob_keys)
+            done[account] = outcome.conversations
+            await self.sweep_orphans(account)
         return done
+
+    async def sweep_orphans(self, account: str, *, grace: timedelta = ORPHAN_GRACE) -> int:
+        """Delete ``account``'s blobs older than ``grace`` that no row names; returns how many.
+
+        Such blobs are left by a web chat photo whose message was never accepted (refused, or
+        a crash between storing the bytes and the inbox commit), or a download interrupted
+        before its row was updated. Blobs of media still waiting to be processed are kept.
+        Needs a :class:`~civicchat.storage.media.SweepableBlobStore` (does nothing otherwise).
+        """
+        if not isinstance(self.blobs, SweepableBlobStore):
+            return 0
+        stale = await self.blobs.stale_keys(account, before=self.clock.now() - grace)
+        if not stale:
+            return 0
+        in_use = await self.store.blob_keys_in_use(stale)
+        orphans = [key for key in stale if key not in in_use]
+        await self._delete_blobs(orphans)
+        if orphans:
+            _log.info("swept %d orphaned blob(s) of %s", len(orphans), account)
+        return len(orphans)
+
+    async def _delete_blobs(self, keys: Iterable[str]) -> None:
+        if self.blobs is None:
+            return
+        for key in keys:
+            await self.blobs.delete(key)
