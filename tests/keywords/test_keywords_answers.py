@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -385,3 +386,44 @@ def test_the_split_uses_the_library_words_when_the_catalog_has_none() -> None:
         see_also = answer.contents[-1]
         assert isinstance(see_also, Buttons)
         assert see_also.body == words
+
+
+LINK = "https://www.mataro.cat/ca/tramits-i-gestions/padro-municipal-d-habitants/alta"
+
+
+def _long_link_reply(lang: str) -> str:
+    word = "paraula" if lang == "ca" else "palabra"
+    # Up to just before 4,096 characters, so that the link straddles WhatsApp's text limit.
+    words = " ".join(f"{word}{i}" for i in range(450))[:4070].rsplit(" ", 1)[0]
+    return f"{words} {LINK} .\n\nMés: {LINK}/requisits"
+
+
+@pytest.mark.parametrize("lang", ["ca", "es"])
+def test_a_long_link_reply_with_buttons_fits_whatsapp_and_keeps_its_link(lang: str) -> None:
+    from civicchat.channels.degrade import degrade
+    from civicchat.channels.whatsapp import WHATSAPP_CAPABILITIES
+
+    reply = _long_link_reply(lang)
+    assert len(reply) > 4096
+    assert 4040 < reply.index(LINK) < 4096 < reply.index(LINK) + len(LINK)
+    catalog = parse_catalog(
+        "languages: [ca, es]\nkeywords:\n"
+        "  - id: padro\n    topic: t\n    aliases: {ca: [padró], es: [padrón]}\n"
+        f"    reply: {{ca: {json.dumps(reply)}, es: {json.dumps(reply)}}}\n"
+        "    buttons: [{keyword: tren}]\n"
+        "  - id: tren\n    topic: t\n    aliases: {ca: [tren], es: [tren]}\n    reply: Rodalies\n"
+    )
+    answer = KeywordEngine(catalog).answer("padró" if lang == "ca" else "padrón", language=lang)
+    assert answer is not None
+    sent = [p for c in answer.contents for p in degrade(c, WHATSAPP_CAPABILITIES, lang)]
+    texts = [p for p in sent if isinstance(p, Text)]
+    assert len(texts) == 2
+    assert all(0 < len(t.body) <= WHATSAPP_CAPABILITIES.max_text_length for t in texts)
+    # Cut between words, nothing lost, the link whole in one message and previewed.
+    assert " ".join(t.body for t in texts).split() == reply.split()
+    assert sum(t.body.count(LINK) for t in texts) == 2
+    assert texts[1].body.startswith(LINK)
+    assert all(t.preview_url for t in texts)
+    (buttons,) = [p for p in sent if isinstance(p, Buttons)]
+    assert [b.id for b in buttons.buttons] == ["kw:tren"]
+    assert sent[-1] is buttons  # the buttons come after the whole text
