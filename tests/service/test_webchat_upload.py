@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import urllib.parse
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -271,6 +273,40 @@ async def test_a_failed_inbox_commit_is_an_error_the_citizen_can_retry(
     assert again.status_code == 200
     (media,) = await wait_for(lambda: web_media(service))
     assert media.sha256 == digest
+
+
+async def test_a_photo_whose_message_was_never_accepted_is_swept_after_a_day(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from civicchat.clock import SystemClock
+    from civicchat.storage.privacy import ORPHAN_GRACE, Privacy
+
+    store = service.state.store
+    real_accept = store.accept
+
+    async def down(events: Any) -> Any:
+        raise StorageError("database unavailable")
+
+    monkeypatch.setattr(store, "accept", down)
+    lost = await service.client.post(UPLOAD, content=JPEG, headers=headers(mid="lost"))
+    await refused(lost, 503, "try_again")  # the citizen never sends it again
+    monkeypatch.setattr(store, "accept", real_accept)
+    png = tiny_png()
+    kept = await service.client.post(UPLOAD, content=png, headers=headers(mid="kept"))
+    assert kept.status_code == 200, kept.text
+    await wait_for(lambda: web_media(service))
+    blobs = service.state.blobs
+    orphan = media_blob_key("webchat", "mataro-web", hashlib.sha256(JPEG).hexdigest())
+    photo = media_blob_key("webchat", "mataro-web", hashlib.sha256(png).hexdigest())
+    privacy = Privacy(store, blobs, SystemClock())  # the files' times are the real ones
+    assert await privacy.sweep_orphans("mataro-web") == 0  # within the grace period
+    assert await blobs.exists(orphan)
+    old = (privacy.clock.now() - ORPHAN_GRACE - timedelta(minutes=5)).timestamp()
+    for key in (orphan, photo):
+        os.utime(blobs.root / key, (old, old))
+    assert await privacy.sweep_orphans("mataro-web") == 1
+    assert not await blobs.exists(orphan)
+    assert await blobs.get(photo) == png  # its message made a media row: it stays
 
 
 async def test_an_upload_is_written_once_under_the_media_workers_key(

@@ -145,7 +145,9 @@ class Privacy:
         Such blobs are left by a web chat photo whose message was never accepted (refused, or
         a crash between storing the bytes and the inbox commit), or a download interrupted
         before its row was updated. Blobs of media still waiting to be processed are kept.
-        Needs a :class:`~civicchat.storage.media.SweepableBlobStore` (does nothing otherwise).
+        Needs a :class:`~civicchat.storage.media.SweepableBlobStore` (does nothing otherwise);
+        :class:`~civicchat.storage.media.LocalBlobStore` dates files by the filesystem, so
+        ``clock`` must be the real one here.
         """
         if not isinstance(self.blobs, SweepableBlobStore):
             return 0

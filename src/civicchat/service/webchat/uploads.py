@@ -14,9 +14,11 @@ Only then ``200 {"id": ...}``. A refusal is JSON ``{"error": code, "message": {"
 that the page shows as it is.
 
 If the bytes are stored but the inbox commit fails, the citizen gets 503 and can send again: the
-same photo has the same key, so the retry reuses the file. A photo never sent again leaves a file
-that no media row names; retention and erasure only delete the files of recorded media, so such
-leftovers stay until an operator sweeps them (docs/channels.md, "Photos and locations").
+same photo has the same key, so the retry reuses the file (and writes it again, which makes it
+new for the sweep below). A photo never sent again leaves a file that no media row names: the
+daily retention run sweeps it once it is a day old
+(:meth:`~civicchat.storage.privacy.Privacy.sweep_orphans`; docs/operations.md, "Media"). The file
+is not deleted here on failure: another citizen's message may name the same bytes.
 """
 
 from __future__ import annotations
