@@ -188,3 +188,50 @@ async def test_an_older_schema_is_upgraded_in_place_and_matches_the_code(empty_t
         assert diff == []  # the migrations build exactly the schema the code declares
     finally:
         await engine.dispose()
+
+
+async def test_keyword_counts_keep_their_totals_across_the_shard_migration(empty_target):
+    """0006 spreads a count over shards: the totals survive the upgrade, concurrent
+    transactions add up, and a downgrade folds the shards back into one row."""
+    from datetime import date
+
+    from alembic import command
+
+    from civicchat.storage.engine import _alembic_config
+
+    target = empty_target
+    engine = create_engine(target.url, schema=target.schema)
+    day = date(2026, 3, 2)
+    try:
+        await upgrade(engine, "0005")
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO keyword_counts (account, keyword_id, day, count)"
+                    " VALUES ('acc1', 'bus', :day, 7)"
+                ),
+                {"day": day},
+            )
+        await upgrade(engine)
+        store = SqlStore(engine)
+
+        async def count(by: int) -> None:
+            async with store.transaction() as tx:
+                await tx.keywords.count_keyword("acc1", "bus", day, by=by)
+
+        # Concurrent transactions (on PostgreSQL they run side by side; shards keep them apart).
+        await asyncio.gather(*(count(n) for n in range(1, 21)))
+        async with store.transaction() as tx:
+            (got,) = await tx.keywords.keyword_counts("acc1", day, day)
+        assert (got.keyword_id, got.day, got.count) == ("bus", day, 7 + sum(range(1, 21)))
+
+        def down(connection):
+            command.downgrade(_alembic_config(connection), "0005")
+
+        async with engine.begin() as conn:
+            await conn.run_sync(down)
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT keyword_id, count FROM keyword_counts"))).all()
+        assert [tuple(r) for r in rows] == [("bus", 7 + sum(range(1, 21)))]
+    finally:
+        await engine.dispose()

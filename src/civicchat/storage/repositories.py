@@ -3,6 +3,7 @@ conversations, history, operators, assignments, audit, keyword counts and media.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -389,6 +390,10 @@ class SqlAudit(_Repo):
         ]
 
 
+KEYWORD_COUNT_SHARDS = 16
+"""Rows a (account, keyword, day) count is spread over (see migration 0006)."""
+
+
 class SqlKeywordStats(_Repo):
     """Keyword counts. Counting is buffered and written, summed per keyword and day, when the
     transaction commits (:meth:`SqlStore.transaction` calls :meth:`flush`): a batch of messages
@@ -407,26 +412,27 @@ class SqlKeywordStats(_Repo):
         if not self._pending:
             return
         pending, self._pending = self._pending, {}
+        # One shard for this transaction's counts: another transaction writing the same
+        # keyword most likely takes another row, and neither waits for the other's commit.
+        shard = random.randrange(KEYWORD_COUNT_SHARDS)
         await self._conn.execute(
             _stmts(self._conn)["count_keyword"],
             [
-                {"account": account, "keyword_id": keyword_id, "day": day, "by": by}
+                {"account": account, "keyword_id": keyword_id, "day": day, "shard": shard, "by": by}
                 for (account, keyword_id, day), by in sorted(pending.items())
             ],
         )
 
     async def keyword_counts(self, account: str, since: date, until: date) -> list[KeywordCount]:
         await self.flush()
+        k = KeywordCountRow
         rows = await self._conn.execute(
-            select(KeywordCountRow)
-            .where(
-                KeywordCountRow.account == account,
-                KeywordCountRow.day >= since,
-                KeywordCountRow.day <= until,
-            )
-            .order_by(KeywordCountRow.day, KeywordCountRow.keyword_id)
+            select(k.keyword_id, k.day, func.sum(k.count))
+            .where(k.account == account, k.day >= since, k.day <= until)
+            .group_by(k.day, k.keyword_id)
+            .order_by(k.day, k.keyword_id)
         )
-        return [KeywordCount(r.account, r.keyword_id, r.day, r._mapping["count"]) for r in rows]
+        return [KeywordCount(account, keyword_id, day, int(n)) for keyword_id, day, n in rows]
 
 
 class SqlMedia(_Repo):

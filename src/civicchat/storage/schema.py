@@ -18,6 +18,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -45,7 +46,7 @@ __all__ = [
     "UTCDateTime",
 ]
 
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 
 # SQLite only autoincrements INTEGER PRIMARY KEY, PostgreSQL ids outgrow 32 bits.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -328,6 +329,9 @@ class KeywordCountRow(Base):
     account: Mapped[str] = mapped_column(String(128), primary_key=True)
     keyword_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
+    # A count is the sum over its shards: concurrent transactions write different rows
+    # (migration 0006) instead of queueing on one.
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True, server_default="0")
     count: Mapped[int] = mapped_column(Integer, default=0)
 
 

@@ -546,10 +546,11 @@ def _build_stmts(postgres: bool) -> dict[str, Any]:
             account=bindparam("account"),
             keyword_id=bindparam("keyword_id"),
             day=bindparam("day", type_=kc.c.day.type),
+            shard=bindparam("shard", type_=kc.c.shard.type),
             count=bindparam("by", type_=Integer()),
         )
         .on_conflict_do_update(
-            index_elements=["account", "keyword_id", "day"],
+            index_elements=["account", "keyword_id", "day", "shard"],
             set_={"count": kc.c.count + bindparam("by", type_=Integer())},
         )
     )
