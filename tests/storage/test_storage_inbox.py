@@ -6,11 +6,13 @@ import asyncio
 import dataclasses
 from datetime import timedelta
 
+import asyncpg
 import pytest
 from sqlalchemy import update
 from sqlalchemy.exc import DBAPIError
 from storage_helpers import T0, inbound, reply_to, status
 
+from civicchat.exceptions import StorageError
 from civicchat.messages import DeliveryStatus, InboundMessage, Media, MediaKind, Sender
 from civicchat.storage.base import EventKind, EventState
 from civicchat.storage.schema import InboxRow
@@ -273,29 +275,70 @@ class _Deadlock(Exception):
     sqlstate = "40P01"
 
 
+def _fail_driver_once(monkeypatch, error: BaseException) -> list[int]:
+    """PostgreSQL: the driver's next accept statement raises ``error`` (then works again)."""
+    real = asyncpg.Connection.fetchrow
+    calls: list[int] = []
+
+    async def fetchrow(self, query, *args, **kwargs):
+        if "INSERT INTO inbox_events" in query:
+            calls.append(1)
+            if len(calls) == 1:
+                raise error
+        return await real(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Connection, "fetchrow", fetchrow)
+    return calls
+
+
 async def test_a_deadlocked_batch_is_run_again(store, monkeypatch):
-    real = store._accept
-    calls = []
+    if store.is_postgres:
+        calls = _fail_driver_once(monkeypatch, asyncpg.DeadlockDetectedError("deadlock detected"))
+    else:
+        real = store._accept
+        calls = []
 
-    async def deadlock_once(*args):
-        calls.append(1)
-        if len(calls) == 1:
-            raise DBAPIError("INSERT", {}, _Deadlock("deadlock detected"))
-        return await real(*args)
+        async def deadlock_once(*args):
+            calls.append(1)
+            if len(calls) == 1:
+                raise DBAPIError("INSERT", {}, _Deadlock("deadlock detected"))
+            return await real(*args)
 
-    monkeypatch.setattr(store, "_accept", deadlock_once)
+        monkeypatch.setattr(store, "_accept", deadlock_once)
     result = await store.accept([inbound(1), inbound(2)])
     assert result.accepted == 2
     assert len(calls) == 2
 
 
 async def test_other_database_errors_are_not_retried(store, monkeypatch):
+    if store.is_postgres:
+        calls = _fail_driver_once(monkeypatch, asyncpg.DiskFullError("disk full"))
+        with pytest.raises(StorageError, match="DiskFullError"):
+            await store.accept([inbound(1)])
+        assert len(calls) == 1
+        return
+
     async def broken(*args):
         raise DBAPIError("INSERT", {}, OSError("disk full"))
 
     monkeypatch.setattr(store, "_accept", broken)
     with pytest.raises(DBAPIError):
         await store.accept([inbound(1)])
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("target", ["postgres"], indirect=True)
+async def test_a_connection_lost_mid_accept_is_refused_and_not_reused(store, monkeypatch):
+    """PostgreSQL's accept runs on the driver directly: a connection that broke under it is
+    thrown away (the pool would otherwise hand it to the next webhook), nothing is stored, and
+    the webhook can be delivered again."""
+    assert store.is_postgres
+    _fail_driver_once(monkeypatch, ConnectionResetError("connection reset by peer"))
+    with pytest.raises(StorageError, match="ConnectionResetError"):
+        await store.accept([inbound(1)])
+    assert store.engine.pool.checkedout() == 0
+    assert (await store.accept([inbound(1)])).accepted == 1  # the re-delivery is stored
+    assert (await store.accept([inbound(1)])).duplicates == 1
 
 
 async def test_concurrent_processors_in_one_process_keep_each_conversation_serial(store, clock):

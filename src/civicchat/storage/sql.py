@@ -24,6 +24,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 from sqlalchemy import (
     func,
     select,
@@ -35,6 +36,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from civicchat.clock import Clock, SystemClock
+from civicchat.exceptions import StorageError
 from civicchat.messages import (
     DeliveryStatus,
     InboundMessage,
@@ -63,9 +65,9 @@ from civicchat.storage.schema import (
 )
 from civicchat.storage.signal import WorkSignal
 from civicchat.storage.statements import (
-    _ACCEPT_ARRAYS,
+    _ACCEPT_COLUMNS,
     _DEADLOCK_RETRIES,
-    _PG_ACCEPT,
+    _PG_ACCEPT_ONE_STATEMENT,
     _PG_CANDIDATES,
     _PG_CLAIM,
     _PG_NOTIFY_WORK,
@@ -83,13 +85,16 @@ from civicchat.storage.statements import (
     _insert,
     _is_deadlock,
     _outbox_item,
-    _pg_arrays,
     _stmts,
 )
 
 __all__ = ["LeaseLostError", "SqlStore", "SqlTransaction", "merge_status", "open_store"]
 
 _log = logging.getLogger("civicchat.storage")
+
+
+class _DriverDeadlock(Exception):
+    """PostgreSQL chose a statement run by the driver directly as a deadlock's victim."""
 
 
 def merge_status(current: DeliveryStatus, new: DeliveryStatus) -> DeliveryStatus:
@@ -266,12 +271,18 @@ class SqlStore(SqlPrivacyMixin):
         rows = list(unique.values())  # in the order given: that is the order of processing
         for attempt in range(1, _DEADLOCK_RETRIES + 1):
             try:
-                accepted, revived = await self._accept(rows, list(unique), now)
+                if self.is_postgres:
+                    accepted, revived = await self._pg_accept(rows, now)
+                else:
+                    accepted, revived = await self._accept(rows, list(unique), now)
                 break
-            except DBAPIError as exc:
+            except (DBAPIError, _DriverDeadlock) as exc:
                 # Two webhooks inserting common keys in different orders can deadlock on
                 # PostgreSQL; the batch is idempotent, so run it again.
-                if not _is_deadlock(exc) or attempt == _DEADLOCK_RETRIES:
+                if isinstance(exc, _DriverDeadlock):
+                    if attempt == _DEADLOCK_RETRIES:
+                        raise StorageError(f"accept failed: {exc}") from exc
+                elif not _is_deadlock(exc) or attempt == _DEADLOCK_RETRIES:
                     raise
                 _log.info("accept: deadlock, retrying (%d)", attempt)
         duplicates = len(events) - accepted - revived
@@ -281,24 +292,45 @@ class SqlStore(SqlPrivacyMixin):
             _log.info("re-delivery revived %d failed event(s)", revived)
         return AcceptResult(accepted=accepted, duplicates=duplicates, revived=revived)
 
+    async def _pg_accept(self, rows: list[dict[str, Any]], now: datetime) -> tuple[int, int]:
+        """The batch's commit on PostgreSQL: one statement, sent by the driver itself.
+
+        The webhook's path is the one where SQLAlchemy's per-statement work and a transaction's
+        BEGIN and COMMIT round trips cost most (see ``benchmarks/pipeline.py``); the statement
+        is atomic on its own (an implicit transaction) and does the NOTIFY.
+        """
+        arrays = [[r[c] for r in rows] for c in _ACCEPT_COLUMNS]
+        async with self.engine.connect() as conn:
+            fairy = await conn.get_raw_connection()
+            driver: Any = fairy.driver_connection
+            try:
+                row = await driver.fetchrow(_PG_ACCEPT_ONE_STATEMENT, *arrays, now)
+            except asyncpg.DeadlockDetectedError as exc:
+                raise _DriverDeadlock(str(exc)) from exc
+            except asyncpg.PostgresError as exc:
+                # The server refused the statement; the connection is still good.
+                raise StorageError(f"accept failed: {type(exc).__name__}: {exc}") from exc
+            except BaseException as exc:
+                # A broken or interrupted connection: never hand it back to the pool.
+                await asyncio.shield(conn.invalidate())
+                if isinstance(exc, Exception):
+                    raise StorageError(f"accept failed: {type(exc).__name__}: {exc}") from exc
+                raise
+        return int(row[0]), int(row[1])
+
     async def _accept(
         self, rows: list[dict[str, Any]], keys: list[tuple[str, str, str]], now: datetime
     ) -> tuple[int, int]:
+        """The batch's commit on SQLite (PostgreSQL: :meth:`_pg_accept`)."""
         accepted = revived = 0
         async with self._begin() as conn:
-            if self.is_postgres:
-                # One statement for the whole batch, whatever its size (prepared once).
-                params: dict[str, Any] = _pg_arrays(rows, list(_ACCEPT_ARRAYS))
-                params["now"] = now
-                accepted = len((await conn.execute(_PG_ACCEPT, params)).all())
-            else:
-                stmt = (
-                    _insert(conn, InboxRow)
-                    .on_conflict_do_nothing(index_elements=["channel", "account", "key"])
-                    .returning(InboxRow.id)
-                )
-                for chunk in _chunks(rows):
-                    accepted += len((await conn.execute(stmt, list(chunk))).all())
+            stmt = (
+                _insert(conn, InboxRow)
+                .on_conflict_do_nothing(index_elements=["channel", "account", "key"])
+                .returning(InboxRow.id)
+            )
+            for chunk in _chunks(rows):
+                accepted += len((await conn.execute(stmt, list(chunk))).all())
             if accepted < len(rows):
                 for chunk in _chunks(keys):
                     result = await conn.execute(
@@ -316,8 +348,6 @@ class SqlStore(SqlPrivacyMixin):
                         )
                     )
                     revived += result.rowcount
-            if self.is_postgres and (accepted or revived):
-                await conn.execute(_PG_NOTIFY_WORK, {"what": "inbox"})  # delivered on commit
         return accepted, revived
 
     async def claim_event(self, worker_id: str, *, lease_seconds: float) -> InboxEvent | None:

@@ -380,16 +380,29 @@ def _pg_arrays(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> dic
 
 
 _TEXT = "text"
-_ACCEPT_ARRAYS = dict.fromkeys(
-    ("kind", "channel", "account", "key", "sender_id", "conversation_key", "payload"), _TEXT
+# The webhook's whole commit on PostgreSQL, in ONE statement run by the driver on its own
+# (an implicit transaction: no BEGIN/COMMIT round trips): insert the new events in order, make
+# re-delivered failed/parked ones pending again, and wake the workers of every process when
+# anything is due (NOTIFY, delivered on commit). Returns (accepted, revived). Its positional
+# parameters: the ``_ACCEPT_COLUMNS`` as text arrays, then the time.
+_ACCEPT_COLUMNS = ("kind", "channel", "account", "key", "sender_id", "conversation_key", "payload")
+_PG_ACCEPT_ONE_STATEMENT = (
+    "WITH t AS (SELECT * FROM unnest("
+    + ", ".join(f"${i}::text[]" for i in range(1, 8))
+    + ") WITH ORDINALITY AS t(kind, channel, account, key, sender_id, conversation_key, payload, n)),"
+    " ins AS (INSERT INTO inbox_events (kind, channel, account, key, sender_id, conversation_key,"
+    " payload, state, attempts, received_at, next_attempt_at)"
+    " SELECT kind, channel, account, key, sender_id, conversation_key, payload,"
+    f" '{EventState.PENDING.value}', 0, $8, $8 FROM t ORDER BY n"
+    " ON CONFLICT (channel, account, key) DO NOTHING RETURNING 1),"
+    f" rev AS (UPDATE inbox_events AS e SET state = '{EventState.PENDING.value}', attempts = 0,"
+    " next_attempt_at = $8, lease_until = NULL, worker_id = NULL FROM t"
+    " WHERE e.channel = t.channel AND e.account = t.account AND e.key = t.key"
+    f" AND e.state IN ('{EventState.FAILED.value}', '{EventState.PARKED.value}') RETURNING 1),"
+    " c AS (SELECT (SELECT count(*) FROM ins) AS accepted, (SELECT count(*) FROM rev) AS revived)"
+    f" SELECT accepted, revived, CASE WHEN accepted + revived > 0 THEN"
+    f" pg_notify('{_WORK_CHANNEL}' || current_schema(), 'inbox') END FROM c"
 )
-_PG_ACCEPT = _pg_insert_in_order(
-    "inbox_events",
-    _ACCEPT_ARRAYS,
-    {"state": ":pending", "attempts": "0", "received_at": ":now", "next_attempt_at": ":now"},
-    "channel, account, key",
-).bindparams(bindparam("now", type_=UTCDateTime()), pending=EventState.PENDING.value)
-
 _ENQUEUE_ARRAYS = {
     "key": _TEXT,
     "inbound_event_id": "bigint",
