@@ -183,6 +183,10 @@ class Result:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
+class _StaleConnection(ConnectionError):
+    """A kept-alive connection the server had closed: nothing was processed."""
+
+
 class RawClient:
     """A minimal HTTP/1.1 keep-alive client over asyncio streams.
 
@@ -195,23 +199,42 @@ class RawClient:
         self.host = parsed.host
         self.port = parsed.port or 80
         self.path = parsed.raw_path.decode()
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._idle: list[tuple[tuple[asyncio.StreamReader, asyncio.StreamWriter], float]] = []
+
+    # uvicorn closes a connection idle for 5 s (its keep-alive timeout): older ones are not
+    # reused, and a reused one found closed before any answer is replaced once (a webhook is
+    # idempotent by message id; the providers retry too).
+    IDLE_REUSE = 4.0
 
     async def post(self, body: bytes, headers: dict[str, str]) -> int:
-        conn = (
-            self._idle.pop() if self._idle else await asyncio.open_connection(self.host, self.port)
-        )
+        try:
+            return await self._post(body, headers, reuse=True)
+        except _StaleConnection:
+            return await self._post(body, headers, reuse=False)
+
+    async def _post(self, body: bytes, headers: dict[str, str], *, reuse: bool) -> int:
+        conn = None
+        now = time.monotonic()
+        while reuse and self._idle:
+            candidate, since = self._idle.pop()
+            if now - since < self.IDLE_REUSE:
+                conn = candidate
+                break
+            candidate[1].close()
+        reused = conn is not None
+        if conn is None:
+            conn = await asyncio.open_connection(self.host, self.port)
         reader, writer = conn
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        writer.write(
-            f"POST {self.path} HTTP/1.1\r\nhost: {self.host}\r\n{head}"
-            f"content-length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
         try:
+            writer.write(
+                f"POST {self.path} HTTP/1.1\r\nhost: {self.host}\r\n{head}"
+                f"content-length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
             status_line = await reader.readline()
             if not status_line:
-                raise ConnectionError("closed")
+                raise _StaleConnection("closed") if reused else ConnectionError("closed")
             status = int(status_line.split()[1])
             length = 0
             close = False
@@ -226,17 +249,19 @@ class RawClient:
                     close = True
             if length:
                 await reader.readexactly(length)
-        except Exception:
+        except Exception as exc:
             writer.close()
+            if reused and isinstance(exc, ConnectionResetError):
+                raise _StaleConnection(str(exc)) from exc
             raise
         if close:
             writer.close()
         else:
-            self._idle.append(conn)
+            self._idle.append((conn, time.monotonic()))
         return status
 
     async def aclose(self) -> None:
-        for _reader, writer in self._idle:
+        for (_reader, writer), _since in self._idle:
             writer.close()
         self._idle.clear()
 
