@@ -1,24 +1,39 @@
-"""Verify and parse a WhatsApp webhook, against a plain ``json.loads`` of the same bytes.
+"""Two channel benchmarks, each against a baseline measured in the same run.
 
-Run: ``.venv/bin/python benchmarks/channels.py``. Both sides run in the same process, one after
-the other, several rounds; the best round of each is kept and the ratio printed (absolute
-figures move ±30 % on shared machines, ratios far less).
+Run: ``.venv/bin/python benchmarks/channels.py [webhook|send]`` (both by default).
 
-Also prints the HMAC check alone, to show where the time goes.
+``webhook``: verify and parse a WhatsApp webhook, against a plain ``json.loads`` of the same
+bytes; also the HMAC check alone, to show where the time goes.
+
+``send``: CPU per ``WhatsAppChannel.send`` of a text to a local fake Graph API (a separate
+process, so only the sender's CPU is counted), 16 sends in flight as the outbox fires them, for:
+a plain ``httpx.AsyncClient`` (the peer), the previous ``provider_client`` (httpcore's HTTP/1.1
+connections under ``LeanPool``: ``CIVICCHAT_OLD_POOL``) and today's ``provider_client``.
+
+Each side runs several rounds, interleaved; the best round of each is kept and the ratios
+printed (absolute figures move ±30 % on shared machines, ratios far less).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 
+from civicchat.channels import _http
 from civicchat.channels.base import WebhookRequest
 from civicchat.channels.whatsapp import WhatsAppAccount, WhatsAppChannel, sign
+from civicchat.messages import OutboundMessage, Text
 
 ACCOUNT = WhatsAppAccount(
     name="mataro",
@@ -87,7 +102,7 @@ def best_per_call(func: Callable[[], object], budget: float = 1.5, rounds: int =
     return best
 
 
-def main() -> None:
+def webhook() -> None:
     channel = WhatsAppChannel([ACCOUNT], client=httpx.AsyncClient())
     secret = ACCOUNT.app_secret.encode()
     print(f"{'messages':>8} {'json.loads':>12} {'hmac only':>12} {'civicchat':>12} {'ratio':>7}")
@@ -119,5 +134,138 @@ def main() -> None:
     print("ratio = civicchat verify+parse time / json.loads time of the same bytes")
 
 
+# ----------------------------------------------------------------------------- send
+
+FAKE_GRAPH = r"""
+import asyncio, sys
+BODY = (b'{"messaging_product":"whatsapp","contacts":[{"input":"34600111222",'
+        b'"wa_id":"34600111222"}],"messages":[{"id":"wamid.HBgLMzQ2MDAxMTEyMjIVAgARGBI5"}]}')
+ANSWER = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json; charset=UTF-8\r\n"
+          b"date: Sat, 28 Nov 2026 12:00:00 GMT\r\nx-fb-trace-id: AbCdEfGh123\r\n"
+          b"content-length: %d\r\n\r\n" % len(BODY) + BODY)
+
+async def handle(reader, writer):
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            writer.write(ANSWER)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        writer.close()
+
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.to_thread(sys.stdin.read)
+
+asyncio.run(main())
+"""
+
+PREVIOUS = "6133732"
+"""The commit whose ``_http.py`` is "the previous provider_client" (before the lean sends)."""
+
+
+def previous_provider_client() -> httpx.AsyncClient:
+    """``provider_client`` as it was at :data:`PREVIOUS`, loaded from git."""
+    source = subprocess.run(
+        ["git", "show", f"{PREVIOUS}:src/civicchat/channels/_http.py"],
+        capture_output=True,
+        check=True,
+        cwd=Path(__file__).parent,
+    ).stdout
+    module = types.ModuleType("civicchat.channels._http_previous")
+    exec(compile(source, "_http_previous.py", "exec"), module.__dict__)
+    client: httpx.AsyncClient = module.provider_client()
+    return client
+
+
+IN_FLIGHT = 16
+SENDS = 2000
+
+
+async def cpu_per_send(channel: WhatsAppChannel, message: OutboundMessage) -> float:
+    """CPU seconds of this process per send, ``SENDS`` sends with ``IN_FLIGHT`` at once."""
+    recent = datetime.now(UTC)
+    queue = iter(range(SENDS))
+
+    async def sender() -> None:
+        for _ in queue:
+            await channel.send(message, last_inbound_at=recent)
+
+    start = time.process_time()
+    await asyncio.gather(*(sender() for _ in range(IN_FLIGHT)))
+    return (time.process_time() - start) / SENDS
+
+
+async def send_rounds(port: int, rounds: int = 5) -> dict[str, float]:
+    account = WhatsAppAccount(
+        name="mataro",
+        phone_number_id="100000000000001",
+        access_token="EAAG" + "x" * 200,
+        app_secret="app-secret",
+        verify_token="verify",
+        api_base_url=f"http://127.0.0.1:{port}",
+        messages_per_second=1000,
+    )
+    message = OutboundMessage(
+        channel="whatsapp",
+        account="mataro",
+        recipient_id="34600111222",
+        content=Text(body="La incidència 2026-0042 s'ha registrat. Gràcies per avisar!"),
+    )
+    makers: dict[str, Callable[[], httpx.AsyncClient]] = {
+        "plain httpx.AsyncClient": lambda: httpx.AsyncClient(timeout=_http.PROVIDER_TIMEOUT),
+        "previous provider_client": previous_provider_client,
+        "provider_client": _http.provider_client,
+    }
+    clients = {name: make() for name, make in makers.items()}
+    channels = {name: WhatsAppChannel([account], client=c) for name, c in clients.items()}
+    best = dict.fromkeys(clients, float("inf"))
+    try:
+        for channel in channels.values():  # warm up: connections open, code paths hot
+            await channel.send(message, last_inbound_at=datetime.now(UTC))
+        for _ in range(rounds):
+            for name, channel in channels.items():
+                best[name] = min(best[name], await cpu_per_send(channel, message))
+    finally:
+        for c in clients.values():
+            await c.aclose()
+    return best
+
+
+def send() -> None:
+    server = subprocess.Popen(
+        [sys.executable, "-c", FAKE_GRAPH], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        best = asyncio.run(send_rounds(port))
+    finally:
+        server.kill()
+        server.wait()
+    peer = best["plain httpx.AsyncClient"]
+    previous = best["previous provider_client"]
+    print(f"WhatsAppChannel.send of a text, {IN_FLIGHT} in flight, best of 5 x {SENDS} sends")
+    print(f"{'client':<26} {'CPU/send':>10} {'vs plain':>9} {'vs previous':>12}")
+    for name, seconds in best.items():
+        print(
+            f"{name:<26} {seconds * 1e3:>8.3f}ms {seconds / peer:>8.2f}x "
+            f"{seconds / previous:>11.2f}x"
+        )
+    print("ratio = CPU per send / the same of the plain client (or of the previous pool)")
+
+
+def main(which: Sequence[str]) -> None:
+    if not which or "webhook" in which:
+        webhook()
+    if not which or "send" in which:
+        send()
+
+
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
+import json
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
 
-from civicchat.channels._http import LeanPool, provider_client
+from civicchat.channels._http import LeanClient, LeanPool, provider_client
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @dataclass
@@ -184,3 +190,303 @@ async def test_a_proxy_from_the_environment_is_still_used(monkeypatch: pytest.Mo
             response = await client.get("http://graph.example.invalid/v21.0/1/messages")
         assert response.json() == {"ok": True}
         assert proxy.connections == 1
+
+
+# ----------------------------------------------------------------------------- LeanConnection
+# A server that answers each request with bytes the test chose, to check how the client reads
+# what real servers send: chunked bodies, bodies ended by closing, HTTP/1.0, 1xx, no body.
+
+
+@dataclass
+class RawServer:
+    """Answers the n-th request with ``answers[n]`` (then closes when ``closes[n]``); records
+    every request (its head and its body, a chunked body decoded)."""
+
+    answers: list[bytes]
+    closes: list[bool] = field(default_factory=list)
+    url: str = ""
+    connections: int = 0
+    requests: list[tuple[bytes, bytes]] = field(default_factory=list)
+    hold: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lower = head.lower()
+                body = b""
+                if b"transfer-encoding: chunked" in lower:
+                    while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
+                        body += (await reader.readexactly(size + 2))[:-2]
+                    await reader.readuntil(b"\r\n")
+                elif b"content-length:" in lower:
+                    length = int(lower.split(b"content-length:")[1].split(b"\r\n")[0])
+                    body = await reader.readexactly(length)
+                self.requests.append((head, body))
+                index = len(self.requests) - 1
+                answer = self.answers[min(index, len(self.answers) - 1)]
+                if answer == b"hold":
+                    await self.hold.wait()
+                    return
+                writer.write(answer)
+                await writer.drain()
+                if index < len(self.closes) and self.closes[index]:
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            writer.close()
+
+
+@asynccontextmanager
+async def raw_serving(*answers: bytes, closes: tuple[bool, ...] = ()) -> AsyncIterator[RawServer]:
+    server = RawServer(list(answers), list(closes))
+    tcp = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+    server.url = f"http://127.0.0.1:{tcp.sockets[0].getsockname()[1]}"
+    try:
+        yield server
+    finally:
+        server.hold.set()
+        tcp.close()
+        await tcp.wait_closed()
+
+
+OK_JSON = (
+    b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"ok":true}'
+)
+
+
+def pool_of(client: httpx.AsyncClient) -> LeanPool:
+    pool = client._transport._pool  # type: ignore[attr-defined]
+    assert isinstance(pool, LeanPool)
+    return pool
+
+
+async def test_the_request_goes_out_as_http_1_1_with_its_body() -> None:
+    async with raw_serving(OK_JSON) as server, provider_client() as client:
+        response = await client.post(
+            f"{server.url}/v21.0/1/messages?a=1", json={"text": "Bon dia, Mataró"}
+        )
+        assert response.json() == {"ok": True}
+        assert response.http_version == "HTTP/1.1"
+        assert response.reason_phrase == "OK"
+        head, body = server.requests[0]
+        assert head.startswith(b"POST /v21.0/1/messages?a=1 HTTP/1.1\r\n")
+        assert b"\r\nHost: 127.0.0.1:" in head
+        assert b"\r\nContent-Length: %d\r\n" % len(body) in head
+        assert json.loads(body) == {"text": "Bon dia, Mataró"}
+
+
+async def test_a_chunked_response_is_decoded_and_its_connection_reused() -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+        b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nx-trailer: yes\r\n\r\n"
+    )
+    async with raw_serving(chunked, OK_JSON) as server, provider_client() as client:
+        assert (await client.get(f"{server.url}/a")).text == "hello, world"
+        assert (await client.get(f"{server.url}/b")).json() == {"ok": True}
+        assert server.connections == 1
+
+
+async def test_a_body_without_length_ends_when_the_server_closes() -> None:
+    until_close = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nall of it"
+    async with (
+        raw_serving(until_close, OK_JSON, closes=(True,)) as server,
+        provider_client() as client,
+    ):
+        assert (await client.get(f"{server.url}/a")).text == "all of it"
+        assert (await client.get(f"{server.url}/b")).json() == {"ok": True}
+        assert server.connections == 2
+        assert pool_of(client).idle_connections == 1
+
+
+async def test_http_1_0_and_connection_close_answers_are_not_reused() -> None:
+    old = b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok"
+    closing = b"HTTP/1.1 200 OK\r\nConnection: Close\r\ncontent-length: 2\r\n\r\nok"
+    async with raw_serving(old, closing, OK_JSON) as server, provider_client() as client:
+        first = await client.get(f"{server.url}/a")
+        assert (first.http_version, first.text) == ("HTTP/1.0", "ok")
+        assert (await client.get(f"{server.url}/b")).text == "ok"
+        assert (await client.get(f"{server.url}/c")).json() == {"ok": True}
+        assert server.connections == 3
+
+
+async def test_answers_without_a_body_keep_the_connection() -> None:
+    no_content = b"HTTP/1.1 204 No Content\r\n\r\n"
+    head = b"HTTP/1.1 200 OK\r\ncontent-length: 5000\r\n\r\n"
+    async with raw_serving(no_content, head, OK_JSON) as server, provider_client() as client:
+        assert (await client.delete(f"{server.url}/a")).status_code == 204
+        response = await client.head(f"{server.url}/b")
+        assert (response.status_code, response.content) == (200, b"")
+        assert (await client.get(f"{server.url}/c")).json() == {"ok": True}
+        assert server.connections == 1
+
+
+async def test_informational_answers_are_skipped() -> None:
+    early = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n" + OK_JSON
+    async with raw_serving(early) as server, provider_client() as client:
+        response = await client.post(f"{server.url}/a", content=b"x")
+        assert (response.status_code, response.json()) == (200, {"ok": True})
+        assert "link" not in response.headers
+
+
+async def test_a_streamed_request_body_goes_chunked() -> None:
+    async def parts() -> AsyncIterator[bytes]:
+        yield b"first "
+        yield b""
+        yield b"second"
+
+    async with raw_serving(OK_JSON, OK_JSON) as server, provider_client() as client:
+        assert (await client.post(f"{server.url}/upload", content=parts())).status_code == 200
+        assert (await client.get(f"{server.url}/after")).status_code == 200
+        head, body = server.requests[0]
+        assert b"Transfer-Encoding: chunked" in head
+        assert body == b"first second"
+        assert server.connections == 1
+
+
+async def test_a_large_body_streams_and_an_unfinished_one_is_not_reused() -> None:
+    big = bytes(range(256)) * 1024  # 256 KiB, over the size read at once
+    answer = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%b" % (len(big), big)
+    async with raw_serving(answer, answer, OK_JSON) as server, provider_client() as client:
+        assert (await client.get(f"{server.url}/a")).content == big
+        assert pool_of(client).idle_connections == 1
+        async with client.stream("GET", f"{server.url}/b") as response:
+            async for chunk in response.aiter_raw():
+                assert chunk == big[: len(chunk)]
+                break  # stop reading mid-body
+        assert pool_of(client).idle_connections == 0
+        assert (await client.get(f"{server.url}/c")).json() == {"ok": True}
+        assert server.connections == 2
+
+
+async def test_a_gzip_body_is_decoded() -> None:
+    packed = gzip.compress(b'{"ok":true}')
+    answer = b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n%b" % (
+        len(packed),
+        packed,
+    )
+    async with raw_serving(answer) as server, provider_client() as client:
+        assert (await client.get(f"{server.url}/a")).json() == {"ok": True}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/2 200 OK\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 2000 OK\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort",
+        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nx-long: " + b"a" * 70_000 + b"\r\n\r\n",
+        b"",
+    ],
+)
+async def test_a_malformed_answer_is_a_protocol_error_and_frees_the_slot(answer: bytes) -> None:
+    async with (
+        raw_serving(answer, OK_JSON, closes=(True,)) as server,
+        provider_client(max_connections=1) as client,
+    ):
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.get(f"{server.url}/bad")
+        assert (await client.get(f"{server.url}/good")).json() == {"ok": True}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"X-Note": "a\r\nX-Injected: 1"}, {"X-Note": "a\nb"}, {"X-Note": "a\x00b"}],
+)
+async def test_a_header_that_could_start_another_is_refused(headers: dict[str, str]) -> None:
+    async with raw_serving(OK_JSON) as server, provider_client(max_connections=1) as client:
+        with pytest.raises(httpx.LocalProtocolError):
+            await client.get(f"{server.url}/a", headers=headers)
+        assert server.requests == []
+        assert (await client.get(f"{server.url}/b")).status_code == 200
+
+
+async def test_a_slow_answer_is_a_read_timeout_and_its_connection_dropped() -> None:
+    timeout = httpx.Timeout(5.0, read=0.05)
+    async with (
+        raw_serving(b"hold", OK_JSON) as server,
+        provider_client(max_connections=1, timeout=timeout) as client,
+    ):
+        with pytest.raises(httpx.ReadTimeout):
+            await client.get(f"{server.url}/slow")
+        assert (await client.get(f"{server.url}/b")).json() == {"ok": True}
+        assert server.connections == 2
+
+
+async def test_an_idle_connection_past_its_expiry_is_replaced() -> None:
+    async with raw_serving(OK_JSON) as server, provider_client(keepalive_expiry=0.05) as client:
+        await client.get(f"{server.url}/a")
+        await asyncio.sleep(0.1)
+        await client.get(f"{server.url}/b")
+        assert server.connections == 2
+
+
+async def test_https_with_sni_and_certificate_checks() -> None:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(FIXTURES / "localhost-cert.pem", FIXTURES / "localhost-key.pem")
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(OK_JSON)
+        await writer.drain()
+        writer.close()
+
+    tcp = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+    port = tcp.sockets[0].getsockname()[1]
+    trusting = ssl.create_default_context(cafile=FIXTURES / "localhost-cert.pem")
+    try:
+        async with LeanPool(ssl_context=trusting) as pool:
+            transport = httpx.AsyncHTTPTransport()
+            transport._pool = pool  # type: ignore[assignment]
+            async with httpx.AsyncClient(transport=transport) as client:
+                response = await client.get(f"https://localhost:{port}/a")
+                assert response.json() == {"ok": True}
+        async with provider_client() as client:  # the system's CAs do not know this one
+            with pytest.raises(httpx.ConnectError):
+                await client.get(f"https://localhost:{port}/a")
+    finally:
+        tcp.close()
+        await tcp.wait_closed()
+
+
+# ----------------------------------------------------------------------------- LeanClient
+
+
+async def test_lean_send_keeps_what_httpx_gives_a_response() -> None:
+    cookie = b'HTTP/1.1 200 OK\r\nset-cookie: a=1\r\ncontent-length: 11\r\n\r\n{"ok":true}'
+    async with raw_serving(cookie, OK_JSON) as server, provider_client() as client:
+        assert isinstance(client, LeanClient)
+        response = await client.post(f"{server.url}/a", json={})
+        assert response.request.url == f"{server.url}/a"
+        assert response.elapsed.total_seconds() > 0
+        assert response.is_closed
+        assert response.json() == {"ok": True}
+        assert not client.cookies  # the providers' cookies are not kept
+        await client.get(f"{server.url}/b")
+        assert b"cookie" not in server.requests[1][0].lower()
+    with pytest.raises(RuntimeError, match="closed"):
+        await client.get(f"{server.url}/c")
+
+
+async def test_event_hooks_auth_and_redirects_take_httpx_s_own_path() -> None:
+    redirect = b"HTTP/1.1 302 Found\r\nlocation: /there\r\ncontent-length: 0\r\n\r\n"
+    seen: list[str] = []
+
+    async def hook(response: httpx.Response) -> None:
+        seen.append(str(response.url))
+
+    async with raw_serving(redirect, OK_JSON, OK_JSON) as server, provider_client() as client:
+        response = await client.get(f"{server.url}/here", follow_redirects=True)
+        assert response.json() == {"ok": True}
+        assert server.requests[1][0].startswith(b"GET /there ")
+        client.event_hooks = {"response": [hook]}
+        await client.get(f"{server.url}/hooked", auth=("user", "secret"))
+        assert seen == [f"{server.url}/hooked"]
+        assert b"Authorization: Basic " in server.requests[2][0]

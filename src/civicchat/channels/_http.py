@@ -4,15 +4,20 @@ and :func:`provider_client`, the ``httpx.AsyncClient`` the service sends with.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator
+import re
+import ssl
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
 import httpcore
 import httpx
+from httpx._client import UseClientDefault
+from httpx._types import AuthTypes
 
 from civicchat.exceptions import PayloadError, SendError, TransientError
 
@@ -134,16 +139,18 @@ def provider_client(
     keepalive_expiry: float = 30.0,
     timeout: httpx.Timeout = PROVIDER_TIMEOUT,
 ) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` for the providers' APIs whose pool stays cheap under load.
+    """An ``httpx.AsyncClient`` for the providers' APIs whose sends stay cheap under load.
 
     httpcore 1.0's connection pool re-examines every connection and every queued request on each
     request and each response close, and hands one idle connection to every request queued in
     the same pass (the losers fail with ``ConnectionNotAvailable`` and rescan: encode/httpcore
-    #1035). When the outbox fires a batch of sends at once this cost ~2 ms of CPU a request
-    instead of ~0.7 ms. This client uses :class:`LeanPool` (constant work a request) behind
-    httpx's own transport, so requests, responses, timeouts and errors stay httpx's.
+    #1035); its h11 connections on anyio cost more than the rest of a send. This client is a
+    :class:`LeanClient` (httpx's client minus the layers the providers do not use) over httpx's
+    own transport whose pool is a :class:`LeanPool` (constant work a request, lean HTTP/1.1
+    connections), so requests, responses, timeouts and errors stay httpx's: about a third of the
+    CPU of a plain ``httpx.AsyncClient`` a send (``benchmarks/channels.py send``).
     """
-    client = httpx.AsyncClient(timeout=timeout)
+    client = LeanClient(timeout=timeout)
     # Only the default transport's pool is swapped: proxies from the environment (HTTPS_PROXY)
     # keep their own transports, as with a plain client.
     transport = client._transport
@@ -158,11 +165,82 @@ def provider_client(
     return client
 
 
+USE_CLIENT_DEFAULT = httpx.USE_CLIENT_DEFAULT
+
+
+class LeanClient(httpx.AsyncClient):
+    """An ``httpx.AsyncClient`` whose ``send`` skips the layers the providers' APIs do not use.
+
+    When the client has no auth, no event hooks and does not follow redirects (and the call asks
+    for none), a request goes straight to its transport: no auth flow, no redirect loop, and no
+    cookie extraction (the providers authenticate with a header; cookies they set are ignored)
+    and no httpx INFO log line. Anything else (and a closed client) takes httpx's own path.
+    Timeouts, the response's ``request``, ``elapsed``, decoding and errors are httpx's.
+    """
+
+    async def send(
+        self,
+        request: httpx.Request,
+        *,
+        stream: bool = False,
+        auth: AuthTypes | UseClientDefault | None = USE_CLIENT_DEFAULT,
+        follow_redirects: bool | UseClientDefault = USE_CLIENT_DEFAULT,
+    ) -> httpx.Response:
+        hooks = getattr(self, "_event_hooks", None)
+        if (
+            not _LEAN_SEND
+            or hooks is None
+            or (auth is not USE_CLIENT_DEFAULT and auth is not None)
+            or follow_redirects is True
+            or (follow_redirects is USE_CLIENT_DEFAULT and self.follow_redirects)
+            or self._auth is not None
+            or hooks["request"]
+            or hooks["response"]
+            or self.is_closed
+        ):
+            return await super().send(
+                request, stream=stream, auth=auth, follow_redirects=follow_redirects
+            )
+        self._state = httpx._client.ClientState.OPENED
+        self._set_timeout(request)
+        if not isinstance(request.stream, httpx.AsyncByteStream):
+            raise RuntimeError("Attempted to send an sync request with an AsyncClient instance.")
+        transport = self._transport_for_url(request.url)
+        start = time.perf_counter()
+        with _request_context(request=request):
+            response = await transport.handle_async_request(request)
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.request = request
+        response.stream = _BoundAsyncStream(response.stream, response=response, start=start)
+        response.default_encoding = self._default_encoding
+        if not stream:
+            try:
+                if "content-encoding" in response.headers:
+                    await response.aread()  # httpx's decoders
+                else:
+                    # What aread does for an unencoded body, minus its chunker and decoders.
+                    parts = [part async for part in response.stream]
+                    response._content = b"".join(parts)
+                    response.is_stream_consumed = True
+                    await response.aclose()
+            except BaseException:
+                await response.aclose()
+                raise
+        return response
+
+
+try:  # httpx's own pieces of AsyncClient.send; without them LeanClient sends as httpx does
+    from httpx._client import BoundAsyncStream as _BoundAsyncStream
+    from httpx._exceptions import request_context as _request_context
+
+    _LEAN_SEND = all(
+        hasattr(httpx.AsyncClient, name) for name in ("_transport_for_url", "_set_timeout")
+    )
+except ImportError:  # pragma: no cover - another httpx
+    _LEAN_SEND = False
+
+
 _Key = tuple[bytes, bytes, int]
-
-
-def _key(origin: httpcore.Origin) -> _Key:
-    return origin.scheme, origin.host, origin.port
 
 
 class LeanPool:
@@ -172,14 +250,17 @@ class LeanPool:
     Implements the part of httpcore's ``AsyncRequestInterface`` that httpx's transport calls
     (``handle_async_request``, ``aclose``, async context manager). A request waits for a free
     slot up to its ``pool`` timeout (``httpcore.PoolTimeout``); an idle connection the server
-    closed, or one past ``keepalive_expiry``, is dropped when taken; a reused connection that
-    turns out unusable is replaced by a new one once.
+    closed, or one past ``keepalive_expiry``, is dropped when taken.
+
+    The connections are :class:`LeanConnection` (HTTP/1.1 on asyncio streams), not httpcore's
+    (h11 on anyio): a send costs about half the CPU. Errors are httpcore's exceptions, which
+    httpx's transport maps to its own as usual.
     """
 
     def __init__(
         self,
         *,
-        ssl_context: Any = None,
+        ssl_context: ssl.SSLContext | None = None,
         max_connections: int = 64,
         keepalive_expiry: float | None = 30.0,
     ) -> None:
@@ -188,7 +269,7 @@ class LeanPool:
         self._ssl_context = ssl_context
         self._keepalive_expiry = keepalive_expiry
         self._slots = asyncio.Semaphore(max_connections)
-        self._idle: dict[_Key, deque[httpcore.AsyncHTTPConnection]] = {}
+        self._idle: dict[_Key, list[LeanConnection]] = {}
         self._closed = False
 
     @property
@@ -201,63 +282,62 @@ class LeanPool:
         is closed."""
         if self._closed:
             raise RuntimeError("the pool is closed")
-        timeouts = request.extensions.get("timeout", {})
-        try:
-            async with asyncio.timeout(timeouts.get("pool")):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise httpcore.PoolTimeout("no free connection in the pool") from None
-        try:
-            response = await self._send(request)
-        except BaseException:
-            self._slots.release()
-            raise
-        return response
-
-    async def _send(self, request: httpcore.Request) -> httpcore.Response:
-        origin = request.url.origin
-        connection = self._take_idle(_key(origin))
-        if connection is not None:
+        timeouts = request.extensions.get("timeout") or {}
+        slots = self._slots
+        if slots.locked():
             try:
-                return await self._on(connection, request)
-            except httpcore.ConnectionNotAvailable:
-                pass  # closed between the check and the send: try a fresh connection
-        connection = httpcore.AsyncHTTPConnection(
-            origin, ssl_context=self._ssl_context, keepalive_expiry=self._keepalive_expiry
+                async with asyncio.timeout(timeouts.get("pool")):
+                    await slots.acquire()
+            except TimeoutError:
+                raise httpcore.PoolTimeout("no free connection in the pool") from None
+        else:
+            await slots.acquire()  # a free slot: taken at once, no timer needed
+        try:
+            origin = request.url.origin
+            key = (origin.scheme, origin.host, origin.port)
+            connection = self._take_idle(key)
+            if connection is None:
+                connection = await LeanConnection.open(
+                    key,
+                    ssl_context=self._ssl_context,
+                    timeouts=timeouts,
+                    sni_hostname=request.extensions.get("sni_hostname"),
+                )
+            try:
+                status, headers, extensions, body = await connection.request(request, timeouts)
+            except BaseException:
+                connection.close()
+                raise
+        except BaseException:
+            slots.release()
+            raise
+        return httpcore.Response(
+            status=status,
+            headers=headers,
+            content=_ReleasingStream(body, connection, key, self),
+            extensions=extensions,
         )
-        return await self._on(connection, request)
 
-    def _take_idle(self, key: _Key) -> httpcore.AsyncHTTPConnection | None:
+    def _take_idle(self, key: _Key) -> LeanConnection | None:
         stack = self._idle.get(key)
         while stack:
             connection = stack.pop()  # the most recently used: the likeliest to be alive
-            if connection.is_idle() and not connection.has_expired():
+            if connection.reusable():
                 return connection
-            _close_soon(connection)
+            connection.close()
         return None
 
-    async def _on(
-        self, connection: httpcore.AsyncHTTPConnection, request: httpcore.Request
-    ) -> httpcore.Response:
-        try:
-            response = await connection.handle_async_request(request)
-        except BaseException:
-            await connection.aclose()
-            raise
-        assert isinstance(response.stream, AsyncIterable)
-        return httpcore.Response(
-            status=response.status,
-            headers=response.headers,
-            content=_ReleasingStream(response.stream, connection, request.url.origin, self),
-            extensions=response.extensions,
-        )
-
-    def _release(self, connection: httpcore.AsyncHTTPConnection, origin: httpcore.Origin) -> None:
+    def _release(self, connection: LeanConnection, key: _Key) -> None:
         self._slots.release()
-        if self._closed or not connection.is_idle():
-            _close_soon(connection)
+        if self._closed or not connection.idle:
+            connection.close()
             return
-        self._idle.setdefault(_key(origin), deque()).append(connection)
+        expiry = self._keepalive_expiry
+        connection.expires_at = None if expiry is None else time.monotonic() + expiry
+        stack = self._idle.get(key)
+        if stack is None:
+            stack = self._idle[key] = []
+        stack.append(connection)
 
     async def aclose(self) -> None:
         """Close every idle connection; responses still open close theirs when closed."""
@@ -265,7 +345,8 @@ class LeanPool:
         idle, self._idle = self._idle, {}
         for stack in idle.values():
             for connection in stack:
-                await connection.aclose()
+                connection.close()
+                await connection.wait_closed()
 
     async def __aenter__(self) -> LeanPool:
         return self
@@ -279,44 +360,369 @@ class LeanPool:
         await self.aclose()
 
 
+_HEAD_LIMIT = 64 * 1024
+"""The most bytes a response's status line and headers may take."""
+
+_NO_BODY_STATUS = frozenset({204, 304})
+
+
+class LeanConnection:
+    """One HTTP/1.1 client connection on asyncio streams, one request at a time.
+
+    Writes each request (line, headers and a body of known length) in one ``write``; reads the
+    response's head with one ``readuntil`` and its body by ``Content-Length``, chunked transfer
+    coding or until the server closes (RFC 9112 section 6.3). Informational (1xx) answers are
+    skipped. The connection can be reused when the whole body was read and neither side said
+    ``Connection: close`` (HTTP/1.0 answers are never reused).
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        self.idle = True
+        """False while a request is under way, and for good once the connection is unusable."""
+        self.expires_at: float | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        key: _Key,
+        *,
+        ssl_context: ssl.SSLContext | None,
+        timeouts: Mapping[str, float | None],
+        sni_hostname: str | None = None,
+    ) -> LeanConnection:
+        """Connect to ``(scheme, host, port)``: TLS for https, within the ``connect`` timeout."""
+        scheme, host, port = key
+        secure = scheme == b"https"
+        if secure and ssl_context is None:
+            ssl_context = ssl.create_default_context()
+        name = host.decode("ascii")
+        try:
+            async with asyncio.timeout(timeouts.get("connect")):
+                reader, writer = await asyncio.open_connection(
+                    name,
+                    port,
+                    ssl=ssl_context if secure else None,
+                    server_hostname=(sni_hostname or name) if secure else None,
+                    limit=_HEAD_LIMIT,
+                )
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"connecting to {name}:{port} timed out") from None
+        except (OSError, ssl.SSLError, UnicodeError) as exc:
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        return cls(reader, writer)
+
+    def reusable(self) -> bool:
+        """Idle, not expired, and not closed by the server while it waited."""
+        if not self.idle or self._reader.at_eof() or self._writer.is_closing():
+            return False
+        if self._reader._buffer:  # type: ignore[attr-defined]  # bytes nobody asked for
+            return False
+        return self.expires_at is None or time.monotonic() < self.expires_at
+
+    def close(self) -> None:
+        """Close the socket (without waiting); the connection is never used again."""
+        self.idle = False
+        if not self._writer.is_closing():
+            self._writer.close()
+
+    async def wait_closed(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._writer.wait_closed()
+
+    async def request(
+        self, request: httpcore.Request, timeouts: Mapping[str, float | None]
+    ) -> tuple[int, list[tuple[bytes, bytes]], dict[str, Any], AsyncIterable[bytes]]:
+        """Send ``request`` and read the response's head: status, headers, extensions, body."""
+        self.idle = False
+        method = request.method
+        head, chunked = _request_head(method, request.url.target, request.headers)
+        stream = request.stream
+        if isinstance(stream, httpx.ByteStream) and not chunked:
+            data = head + b"".join(stream)  # the usual case: one write, one syscall
+            await self._write(data, timeouts)
+        else:
+            await self._write(head, timeouts)
+            assert isinstance(stream, AsyncIterable)
+            async for part in stream:
+                if part:
+                    await self._write(
+                        b"%x\r\n%b\r\n" % (len(part), part) if chunked else part, timeouts
+                    )
+            if chunked:
+                await self._write(b"0\r\n\r\n", timeouts)
+        read_timeout = timeouts.get("read")
+        status, headers, reason = await self._read_head(read_timeout)
+        while 100 <= status < 200 and status != 101:  # 100 Continue, 103 Early Hints: skipped
+            status, headers, reason = await self._read_head(read_timeout)
+        if status == 101:
+            raise httpcore.RemoteProtocolError("the server switched protocols (101)")
+        keep = not _has_token(headers, b"connection", b"close") and not _has_token(
+            request.headers, b"connection", b"close"
+        )
+        if self._http10:
+            keep = False
+        body: AsyncIterable[bytes]
+        if method == b"HEAD" or status in _NO_BODY_STATUS:
+            body = _Body(self, b"", keep)
+        else:
+            length, chunked_response = _framing(headers)
+            if chunked_response:
+                body = _ChunkedBody(self, read_timeout, keep)
+            elif length is None:
+                body = _UntilCloseBody(self, read_timeout)
+            elif length <= _CHUNK:
+                # A small answer (the providers' JSON): read now, so the body is one yield.
+                data = await self._read_exactly(length, read_timeout)
+                body = _Body(self, data, keep)
+            else:
+                body = _LengthBody(self, length, read_timeout, keep)
+        extensions = {
+            "http_version": b"HTTP/1.0" if self._http10 else b"HTTP/1.1",
+            "reason_phrase": reason,
+        }
+        return status, headers, extensions, body
+
+    _http10 = False
+
+    async def _write(self, data: bytes, timeouts: Mapping[str, float | None]) -> None:
+        writer = self._writer
+        try:
+            writer.write(data)
+            transport = writer.transport
+            if transport.get_write_buffer_size() > 0:  # the socket did not take it all at once
+                async with asyncio.timeout(timeouts.get("write")):
+                    await writer.drain()
+        except TimeoutError:
+            raise httpcore.WriteTimeout("writing the request timed out") from None
+        except OSError as exc:
+            raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
+
+    async def _read_head(
+        self, read_timeout: float | None
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        try:
+            async with asyncio.timeout(read_timeout):
+                raw = await self._reader.readuntil(b"\r\n\r\n")
+        except TimeoutError:
+            raise httpcore.ReadTimeout("waiting for the response timed out") from None
+        except asyncio.IncompleteReadError as exc:
+            if not exc.partial:
+                raise httpcore.RemoteProtocolError(
+                    "Server disconnected without sending a response."
+                ) from None
+            raise httpcore.RemoteProtocolError("the server closed mid-response") from None
+        except asyncio.LimitOverrunError:
+            raise httpcore.RemoteProtocolError("the response's headers are too long") from None
+        except OSError as exc:
+            raise httpcore.ReadError(str(exc) or type(exc).__name__) from exc
+        lines = raw[:-4].split(b"\r\n")
+        version, _, rest = lines[0].partition(b" ")
+        code, _, reason = rest.partition(b" ")
+        if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit():
+            raise httpcore.RemoteProtocolError("malformed status line")
+        self._http10 = version == b"HTTP/1.0"
+        headers: list[tuple[bytes, bytes]] = []
+        for line in lines[1:]:
+            name, colon, value = line.partition(b":")
+            if not colon or not name or name != name.strip() or line[0] in b" \t":
+                raise httpcore.RemoteProtocolError("malformed response header")
+            headers.append((name, value.strip(b" \t")))
+        return int(code), headers, reason
+
+    async def _read_exactly(self, count: int, read_timeout: float | None) -> bytes:
+        try:
+            async with asyncio.timeout(read_timeout):
+                return await self._reader.readexactly(count)
+        except TimeoutError:
+            raise httpcore.ReadTimeout("reading the response timed out") from None
+        except asyncio.IncompleteReadError:
+            raise httpcore.RemoteProtocolError("the server closed mid-response") from None
+        except OSError as exc:
+            raise httpcore.ReadError(str(exc) or type(exc).__name__) from exc
+
+    async def _read_line(self, read_timeout: float | None) -> bytes:
+        try:
+            async with asyncio.timeout(read_timeout):
+                return await self._reader.readuntil(b"\r\n")
+        except TimeoutError:
+            raise httpcore.ReadTimeout("reading the response timed out") from None
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            raise httpcore.RemoteProtocolError("malformed chunked response") from None
+        except OSError as exc:
+            raise httpcore.ReadError(str(exc) or type(exc).__name__) from exc
+
+    async def _read_some(self, read_timeout: float | None, most: int = _CHUNK) -> bytes:
+        try:
+            async with asyncio.timeout(read_timeout):
+                return await self._reader.read(most)
+        except TimeoutError:
+            raise httpcore.ReadTimeout("reading the response timed out") from None
+        except OSError as exc:
+            raise httpcore.ReadError(str(exc) or type(exc).__name__) from exc
+
+    def _done(self, keep: bool) -> None:
+        """The whole response was read: idle again, or closed when it cannot be reused."""
+        if keep:
+            self.idle = True
+        else:
+            self.close()
+
+
+def _request_head(
+    method: bytes, target: bytes, headers: Sequence[tuple[bytes, bytes]]
+) -> tuple[bytes, bool]:
+    """The request line and headers as bytes, and whether the body goes chunked.
+
+    Refuses (``LocalProtocolError``) what would let a value start a new header or request.
+    """
+    parts = [method, b" ", target or b"/", b" HTTP/1.1\r\n"]
+    chunked = False
+    for name, value in headers:
+        if _UNSAFE.search(name) or _UNSAFE.search(value) or not name:
+            raise httpcore.LocalProtocolError("a header name or value has a forbidden character")
+        if name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+        parts += (name, b": ", value, b"\r\n")
+    if _UNSAFE.search(method) or b" " in method or _UNSAFE.search(target) or b" " in target:
+        raise httpcore.LocalProtocolError("the method or target has a forbidden character")
+    parts.append(b"\r\n")
+    return b"".join(parts), chunked
+
+
+_UNSAFE = re.compile(rb"[\x00\r\n]")
+
+
+def _has_token(headers: Sequence[tuple[bytes, bytes]], name: bytes, token: bytes) -> bool:
+    for key, value in headers:
+        if key.lower() == name and token in (t.strip().lower() for t in value.split(b",")):
+            return True
+    return False
+
+
+def _framing(headers: Sequence[tuple[bytes, bytes]]) -> tuple[int | None, bool]:
+    """(Content-Length or None, chunked) of a response (RFC 9112 section 6.3)."""
+    lengths: set[bytes] = set()
+    codings: list[bytes] = []
+    for name, value in headers:
+        key = name.lower()
+        if key == b"content-length":
+            lengths.update(v.strip() for v in value.split(b","))
+        elif key == b"transfer-encoding":
+            codings += (c.strip().lower() for c in value.split(b","))
+    if codings:
+        # Chunked last: chunked framing. Any other coding last: the body runs until close.
+        return None, codings[-1] == b"chunked"
+    if not lengths:
+        return None, False
+    if len(lengths) != 1:
+        raise httpcore.RemoteProtocolError("conflicting Content-Length headers")
+    (length,) = lengths
+    if not length.isdigit() or len(length) > 18:
+        raise httpcore.RemoteProtocolError("invalid Content-Length header")
+    return int(length), False
+
+
+class _Body:
+    """A body already read (or none)."""
+
+    def __init__(self, connection: LeanConnection, data: bytes, keep: bool) -> None:
+        self._data = data
+        connection._done(keep)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._data:
+            yield self._data
+
+
+class _LengthBody:
+    """A body of a known length, read as it is asked for."""
+
+    def __init__(
+        self, connection: LeanConnection, length: int, read_timeout: float | None, keep: bool
+    ) -> None:
+        self._connection = connection
+        self._left = length
+        self._timeout = read_timeout
+        self._keep = keep
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        connection = self._connection
+        while self._left > 0:
+            data = await connection._read_some(self._timeout, min(self._left, _CHUNK))
+            if not data:
+                raise httpcore.RemoteProtocolError("the server closed mid-response")
+            self._left -= len(data)
+            if not self._left:
+                connection._done(self._keep)
+            yield data
+
+
+class _ChunkedBody:
+    """A body in chunked transfer coding; trailers are read and dropped."""
+
+    def __init__(self, connection: LeanConnection, read_timeout: float | None, keep: bool) -> None:
+        self._connection = connection
+        self._timeout = read_timeout
+        self._keep = keep
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        connection, timeout = self._connection, self._timeout
+        while True:
+            line = await connection._read_line(timeout)
+            size_text = line.split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise httpcore.RemoteProtocolError("malformed chunk size") from None
+            if size < 0 or not size_text.isalnum():
+                raise httpcore.RemoteProtocolError("malformed chunk size")
+            if size == 0:
+                while await connection._read_line(timeout) != b"\r\n":
+                    pass  # trailer fields
+                connection._done(self._keep)
+                return
+            data = await connection._read_exactly(size + 2, timeout)
+            if data[-2:] != b"\r\n":
+                raise httpcore.RemoteProtocolError("malformed chunk")
+            yield data[:-2]
+
+
+class _UntilCloseBody:
+    """A body without framing: it ends when the server closes the connection."""
+
+    def __init__(self, connection: LeanConnection, read_timeout: float | None) -> None:
+        self._connection = connection
+        self._timeout = read_timeout
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        connection = self._connection
+        while data := await connection._read_some(self._timeout):
+            yield data
+        connection.close()
+
+
 class _ReleasingStream:
-    """A response body that gives its connection back to the pool once closed."""
+    """A response body that gives its connection back to the pool once closed (a connection
+    whose body was not read to the end is closed, not reused)."""
 
     def __init__(
         self,
-        stream: AsyncIterable[bytes],
-        connection: httpcore.AsyncHTTPConnection,
-        origin: httpcore.Origin,
+        body: AsyncIterable[bytes],
+        connection: LeanConnection,
+        key: _Key,
         pool: LeanPool,
     ) -> None:
-        self._stream = stream
+        self._body = body
         self._connection = connection
-        self._origin = origin
+        self._key = key
         self._pool: LeanPool | None = pool
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for part in self._stream:
-            yield part
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._body.__aiter__()
 
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None
-        try:
-            closer = getattr(self._stream, "aclose", None)
-            if closer is not None:
-                await closer()
-        finally:
-            if pool is not None:
-                pool._release(self._connection, self._origin)
-
-
-_closing: set[asyncio.Task[None]] = set()
-
-
-def _close_soon(connection: httpcore.AsyncHTTPConnection) -> None:
-    """Close a dropped connection without making the caller wait for it."""
-    try:
-        task = asyncio.get_running_loop().create_task(connection.aclose())
-    except RuntimeError:
-        return
-    _closing.add(task)
-    task.add_done_callback(_closing.discard)
+        if pool is not None:
+            pool._release(self._connection, self._key)

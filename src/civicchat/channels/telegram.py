@@ -174,6 +174,7 @@ class TelegramChannel:
         self.account = account
         self._clock = clock or SystemClock()
         self._client = client
+        self._urls: dict[str, httpx.URL] = {}
         self._capabilities = capabilities
         self.limiter: RateLimiter = telegram_limiter()
         """The bot's rate limiter: about 30 messages a second, one a second per chat."""
@@ -395,9 +396,16 @@ class TelegramChannel:
             }
         raise refuse(f"Telegram cannot send {content.kind}")
 
+    def _method_url(self, method: str) -> httpx.URL:
+        """The Bot API URL of ``method``, parsed once (httpx parses a string on every call)."""
+        url = self._urls.get(method)
+        if url is None:
+            url = self._urls[method] = httpx.URL(self.account.method_url(method))
+        return url
+
     async def _call(self, method: str, params: dict[str, Any]) -> Any:
         try:
-            response = await self._client.post(self.account.method_url(method), json=params)
+            response = await self._client.post(self._method_url(method), json=params)
         except httpx.HTTPError as exc:
             raise transport_error(exc, channel=CHANNEL, account=self.account.name) from exc
         try:

@@ -143,6 +143,11 @@ class WhatsAppAccount:
         """The Graph API URL of ``path`` for this account's version and base URL."""
         return f"{self.api_base_url.rstrip('/')}/{self.graph_version}/{path}"
 
+    @property
+    def auth_header(self) -> dict[str, str]:
+        """The ``Authorization`` header of this account's calls."""
+        return {"Authorization": f"Bearer {self.access_token}"}
+
 
 def error_from_code(
     code: int | None,
@@ -212,6 +217,7 @@ class WhatsAppChannel:
         self._client = client
         self._clock = clock or SystemClock()
         self._capabilities = capabilities
+        self._targets: dict[str, tuple[httpx.URL, dict[str, str]]] = {}
         self.limiters: Mapping[str, RateLimiter] = {
             name: whatsapp_limiter(a.messages_per_second) for name, a in self._accounts.items()
         }
@@ -309,12 +315,9 @@ class WhatsAppChannel:
         if not isinstance(content, Template | MarkRead):
             self._check_window(last_inbound_at, account)
         payload = self.build_payload(message)
+        url, auth = self._send_target(account)
         try:
-            response = await self._client.post(
-                account.url(f"{account.phone_number_id}/messages"),
-                json=payload,
-                headers={"Authorization": f"Bearer {account.access_token}"},
-            )
+            response = await self._client.post(url, json=payload, headers=auth)
         except httpx.HTTPError as exc:
             raise transport_error(exc, channel=CHANNEL, account=account.name) from exc
         data = self._answer(response, account)
@@ -332,6 +335,14 @@ class WhatsAppChannel:
             account=account.name,
             status_code=response.status_code,
         )
+
+    def _send_target(self, account: WhatsAppAccount) -> tuple[httpx.URL, dict[str, str]]:
+        """The messages URL (parsed once) and the Authorization header of ``account``."""
+        target = self._targets.get(account.name)
+        if target is None:
+            url = httpx.URL(account.url(f"{account.phone_number_id}/messages"))
+            target = self._targets[account.name] = (url, account.auth_header)
+        return target
 
     def _check_window(self, last_inbound_at: datetime | None, account: WhatsAppAccount) -> None:
         if last_inbound_at is not None and last_inbound_at.tzinfo is None:
