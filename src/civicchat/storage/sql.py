@@ -67,7 +67,8 @@ from civicchat.storage.signal import WorkSignal
 from civicchat.storage.statements import (
     _ACCEPT_COLUMNS,
     _DEADLOCK_RETRIES,
-    _PG_ACCEPT_ONE_STATEMENT,
+    _PG_ACCEPT_INSERT,
+    _PG_ACCEPT_REVIVE,
     _PG_CANDIDATES,
     _PG_CLAIM,
     _PG_NOTIFY_WORK,
@@ -293,18 +294,23 @@ class SqlStore(SqlPrivacyMixin):
         return AcceptResult(accepted=accepted, duplicates=duplicates, revived=revived)
 
     async def _pg_accept(self, rows: list[dict[str, Any]], now: datetime) -> tuple[int, int]:
-        """The batch's commit on PostgreSQL: one statement, sent by the driver itself.
+        """The batch's commit on PostgreSQL: one statement, sent by the driver itself (and a
+        second one only when some events were there already, to revive failed re-deliveries).
 
         The webhook's path is the one where SQLAlchemy's per-statement work and a transaction's
-        BEGIN and COMMIT round trips cost most (see ``benchmarks/pipeline.py``); the statement
-        is atomic on its own (an implicit transaction) and does the NOTIFY.
+        BEGIN and COMMIT round trips cost most (see ``benchmarks/pipeline.py``); each statement
+        is atomic on its own (an implicit transaction) and does its NOTIFY.
         """
         arrays = [[r[c] for r in rows] for c in _ACCEPT_COLUMNS]
         async with self.engine.connect() as conn:
             fairy = await conn.get_raw_connection()
             driver: Any = fairy.driver_connection
             try:
-                row = await driver.fetchrow(_PG_ACCEPT_ONE_STATEMENT, *arrays, now)
+                accepted = (await driver.fetchrow(_PG_ACCEPT_INSERT, *arrays, now))[0]
+                revived = 0
+                if accepted < len(rows):
+                    keys = arrays[1:4]  # channel, account, key
+                    revived = (await driver.fetchrow(_PG_ACCEPT_REVIVE, *keys, now))[0]
             except asyncpg.DeadlockDetectedError as exc:
                 raise _DriverDeadlock(str(exc)) from exc
             except asyncpg.PostgresError as exc:
@@ -316,7 +322,7 @@ class SqlStore(SqlPrivacyMixin):
                 if isinstance(exc, Exception):
                     raise StorageError(f"accept failed: {type(exc).__name__}: {exc}") from exc
                 raise
-        return int(row[0]), int(row[1])
+        return int(accepted), int(revived)
 
     async def _accept(
         self, rows: list[dict[str, Any]], keys: list[tuple[str, str, str]], now: datetime
