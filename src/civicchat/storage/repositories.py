@@ -4,7 +4,8 @@ conversations, history, operators, assignments, audit, keyword counts and media.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -77,6 +78,7 @@ from civicchat.storage.statements import (
     _pg_arrays,
     _stmts,
 )
+from civicchat.storage.unit_of_work import KEEPS_MAP, PG_NEW_SENDER, SenderKey, UnitOfWork
 
 
 class _Repo:
@@ -86,6 +88,10 @@ class _Repo:
 
 
 class SqlContacts(_Repo):
+    def __init__(self, conn: AsyncConnection, clock: Clock, uow: UnitOfWork | None = None) -> None:
+        super().__init__(conn, clock)
+        self._uow = uow or UnitOfWork(conn)
+
     async def identify(
         self,
         channel: str,
@@ -96,36 +102,67 @@ class SqlContacts(_Repo):
         language: str | None = None,
     ) -> Contact:
         """The contact with this identity, created if new (``name`` fills an empty name)."""
-        row = (
-            await self._conn.execute(
-                _stmts(self._conn)["identify"],
-                {"channel": channel, "account": account, "external_id": external_id},
-            )
-        ).first()
-        if row is not None:
-            contact = _contact(row)
+        uow = self._uow
+        key = (channel, account, external_id)
+        if uow.active and key in uow.contacts:
+            contact: Contact | None = uow.contacts[key]
+        else:
+            row = (
+                await self._conn.execute(
+                    _stmts(self._conn)["identify"],
+                    {"channel": channel, "account": account, "external_id": external_id},
+                    execution_options=KEEPS_MAP,
+                )
+            ).first()
+            contact = None if row is None else _contact(row)
+        if contact is not None:
             if name and not contact.name:
                 await self._conn.execute(
-                    update(ContactRow).where(ContactRow.id == contact.id).values(name=name)
+                    update(ContactRow).where(ContactRow.id == contact.id).values(name=name),
+                    execution_options=KEEPS_MAP,
                 )
                 contact = Contact(contact.id, name, contact.language, contact.created_at)
+            if uow.active:
+                uow.contacts[key] = contact
             return contact
         now = self._clock.now()
         stmts = _stmts(self._conn)
-        contact_id = await self._conn.scalar(
-            stmts["new_contact"], {"name": name, "language": language, "now": now}
-        )
+        if language is None and self._conn.dialect.name == "postgresql":
+            # Contact and identity in one statement.
+            contact_id = await self._conn.scalar(
+                PG_NEW_SENDER,
+                {
+                    "name": name,
+                    "now": now,
+                    "channel": channel,
+                    "account": account,
+                    "external_id": external_id,
+                },
+                execution_options=KEEPS_MAP,
+            )
+        else:
+            contact_id = await self._conn.scalar(
+                stmts["new_contact"],
+                {"name": name, "language": language, "now": now},
+                execution_options=KEEPS_MAP,
+            )
+            assert contact_id is not None
+            await self._conn.execute(
+                stmts["new_identity"],
+                {
+                    "contact_id": contact_id,
+                    "channel": channel,
+                    "account": account,
+                    "external_id": external_id,
+                },
+                execution_options=KEEPS_MAP,
+            )
         assert contact_id is not None
-        await self._conn.execute(
-            stmts["new_identity"],
-            {
-                "contact_id": contact_id,
-                "channel": channel,
-                "account": account,
-                "external_id": external_id,
-            },
-        )
-        return Contact(contact_id, name, language, now)
+        contact = Contact(contact_id, name, language, now)
+        if uow.active:
+            uow.contacts[key] = contact
+            uow.latest[(channel, account, contact_id)] = None  # a new contact has none yet
+        return contact
 
     async def get(self, contact_id: int) -> Contact | None:
         row = (
@@ -148,21 +185,43 @@ class SqlContacts(_Repo):
 
 
 class SqlConversations(_Repo):
+    def __init__(self, conn: AsyncConnection, clock: Clock, uow: UnitOfWork | None = None) -> None:
+        super().__init__(conn, clock)
+        self._uow = uow or UnitOfWork(conn)
+
     async def get(self, conversation_id: int) -> Conversation | None:
+        uow = self._uow
+        if uow.active:
+            found = uow.conversation(conversation_id)
+            if found is not None:
+                return found
         row = (
             await self._conn.execute(
-                select(ConversationRow).where(ConversationRow.id == conversation_id)
+                select(ConversationRow).where(ConversationRow.id == conversation_id),
+                execution_options=KEEPS_MAP,  # not in the map: no pending save of it
             )
         ).first()
-        return None if row is None else _conversation(row)
+        if row is None:
+            return None
+        return uow.loaded(row) if uow.active else _conversation(row)
 
     async def latest_for(self, channel: str, account: str, contact_id: int) -> Conversation | None:
+        uow = self._uow
+        key = (channel, account, contact_id)
+        if uow.active and key in uow.latest:
+            latest = uow.latest[key]
+            return None if latest is None else uow.conversation(latest)
+        # Pending saves need not be written first: they do not change which one is the
+        # latest, and the map's copy of it (newer) is what we return.
         row = (
             await self._conn.execute(
                 _stmts(self._conn)["latest"],
                 {"channel": channel, "account": account, "contact_id": contact_id},
+                execution_options=KEEPS_MAP,
             )
         ).first()
+        if uow.active:
+            return uow.loaded_latest(key, row)
         return None if row is None else _conversation(row)
 
     async def create(
@@ -180,9 +239,10 @@ class SqlConversations(_Repo):
                 "now": now,
                 "data": {},
             },
+            execution_options=KEEPS_MAP,
         )
         assert new_id is not None
-        return Conversation(
+        conv = Conversation(
             id=new_id,
             account=account,
             channel=channel,
@@ -191,8 +251,13 @@ class SqlConversations(_Repo):
             state=state,
             created_at=now,
         )
+        if self._uow.active:
+            self._uow.created(conv)
+        return conv
 
     async def save(self, conversation: Conversation) -> None:
+        if self._uow.active and self._uow.save(conversation):
+            return  # written by the unit of work's flush, with the batch's other saves
         values = {f"v_{f}": getattr(conversation, f) for f in _CONV_FIELDS}
         values["v_data"] = dict(conversation.data)
         values["c_id"] = conversation.id
@@ -243,7 +308,8 @@ class SqlHistory(_Repo):
                 from_state=entry.from_state,
                 to_state=entry.to_state,
                 note=entry.note,
-            )
+            ),
+            execution_options=KEEPS_MAP,  # reads no conversation
         )
 
     async def entries(self, conversation_id: int) -> list[LifecycleEntry]:
@@ -421,6 +487,7 @@ class SqlKeywordStats(_Repo):
                 {"account": account, "keyword_id": keyword_id, "day": day, "shard": shard, "by": by}
                 for (account, keyword_id, day), by in sorted(pending.items())
             ],
+            execution_options=KEEPS_MAP,
         )
 
     async def keyword_counts(self, account: str, since: date, until: date) -> list[KeywordCount]:
@@ -585,8 +652,9 @@ class SqlTransaction:
         self._clock = clock
         self.wrote_outbox = False
         """True once :meth:`enqueue` wrote a message (the store wakes its senders on commit)."""
-        self.contacts: ContactRepository = SqlContacts(conn, clock)
-        self.conversations: ConversationRepository = SqlConversations(conn, clock)
+        self._uow = UnitOfWork(conn)
+        self.contacts: ContactRepository = SqlContacts(conn, clock, self._uow)
+        self.conversations: ConversationRepository = SqlConversations(conn, clock, self._uow)
         self.history: ConversationHistory = SqlHistory(conn, clock)
         self.operators: OperatorRepository = SqlOperators(conn, clock)
         self.assignments: AssignmentRepository = SqlAssignments(conn, clock)
@@ -596,8 +664,33 @@ class SqlTransaction:
         self.media: MediaRepository = SqlMedia(conn, clock)
 
     async def flush(self) -> None:
-        """Write what the repositories buffered (keyword counts); called before the commit."""
+        """Write what the repositories buffered (conversation saves of a unit of work, keyword
+        counts); called before the commit."""
+        await self._uow.flush()
         await self._keywords.flush()
+
+    @asynccontextmanager
+    async def unit_of_work(self, senders: Iterable[SenderKey] = ()) -> AsyncIterator[None]:
+        """Keep contacts and conversations in an identity map and the conversation saves for
+        one statement at the end (see :mod:`civicchat.storage.unit_of_work`).
+
+        ``senders`` (``(channel, account, external id)``) are read up front: on PostgreSQL
+        their contacts and latest conversations in one statement. The saves are written when
+        the block ends, or earlier before any statement that could read them; when it ends
+        with an error, nothing kept survives it (the transaction is to be rolled back).
+        """
+        uow = self._uow
+        if uow.active:  # nested: the outer one flushes
+            await uow.prefetch(senders)
+            yield
+            return
+        uow.start()
+        try:
+            await uow.prefetch(senders)
+            yield
+            await uow.flush()
+        finally:
+            uow.stop()
 
     async def enqueue(
         self,
@@ -618,7 +711,9 @@ class SqlTransaction:
             _outbox_values(m, f"{key_prefix}:{n}", conversation_id, inbound_event_id, now)
             for n, m in enumerate(messages)
         ]
-        result = await self.connection.execute(_stmts(self.connection)["enqueue"], rows)
+        result = await self.connection.execute(
+            _stmts(self.connection)["enqueue"], rows, execution_options=KEEPS_MAP
+        )
         ids = sorted(r[0] for r in result)
         self.wrote_outbox = self.wrote_outbox or bool(ids)
         return ids
@@ -636,9 +731,11 @@ class SqlTransaction:
         if self.connection.dialect.name == "postgresql":
             params: dict[str, Any] = _pg_arrays(rows, list(_ENQUEUE_ARRAYS))
             params["now"] = now
-            result = await self.connection.execute(_PG_ENQUEUE, params)
+            result = await self.connection.execute(_PG_ENQUEUE, params, execution_options=KEEPS_MAP)
         else:
-            result = await self.connection.execute(_stmts(self.connection)["enqueue"], rows)
+            result = await self.connection.execute(
+                _stmts(self.connection)["enqueue"], rows, execution_options=KEEPS_MAP
+            )
         ids = sorted(r[0] for r in result)
         self.wrote_outbox = self.wrote_outbox or bool(ids)
         return ids
@@ -658,6 +755,7 @@ class SqlTransaction:
                 "w_id": worker_id,
                 "now": self._clock.now(),
             },
+            execution_options=KEEPS_MAP,
         )
         completed = set(result.scalars())
         lost = [event_id for event_id, _ in done if event_id not in completed]
@@ -676,6 +774,7 @@ class SqlTransaction:
                 "now": self._clock.now(),
                 "conv_id": conversation_id,
             },
+            execution_options=KEEPS_MAP,
         )
         if result.rowcount != 1:
             raise LeaseLostError(f"event {event_id} is no longer claimed by {worker_id}")

@@ -229,8 +229,18 @@ class InboxProcessor(_Loop):
 
     async def _handle_all(self, events: Sequence[InboxEvent], tx: SqlTransaction) -> list[Reply]:
         """Run the handler on each event, then write all their replies and mark them all done
-        (one statement each on PostgreSQL, whatever the number of events)."""
-        replies = [await self._handle(event, tx) for event in events]
+        (one statement each on PostgreSQL, whatever the number of events).
+
+        The handlers run in a unit of work (:meth:`SqlTransaction.unit_of_work`): the senders'
+        contacts and latest conversations are read first for the whole batch, and the
+        conversation saves written together at the end (PostgreSQL: one statement each)."""
+        senders = [
+            (e.payload.channel, e.payload.account, e.payload.sender.id)
+            for e in events
+            if isinstance(e.payload, InboundMessage)
+        ]
+        async with tx.unit_of_work(senders):
+            replies = [await self._handle(event, tx) for event in events]
         await tx.enqueue_many(
             [
                 PendingReply(r.messages, f"in:{e.id}", r.conversation_id, e.id)

@@ -1,0 +1,318 @@
+"""The identity map and unit of work of an inbox batch's transaction.
+
+Inside :meth:`SqlTransaction.unit_of_work <civicchat.storage.repositories.SqlTransaction.
+unit_of_work>` (what :class:`~civicchat.storage.workers.InboxProcessor` opens around a batch):
+
+- the batch's senders, their contacts and their latest conversations are read up front, on
+  PostgreSQL in one statement (``unnest`` of the senders, a ``LATERAL`` join for the latest
+  conversation, whose row is locked as the first save would have locked it);
+- ``contacts.identify``, ``conversations.latest_for`` and ``conversations.get`` answer from that
+  map (a miss reads the database once and is remembered; a new sender's contact and identity
+  are one statement on PostgreSQL);
+- ``conversations.save`` of a conversation in the map only updates the map: the saves are
+  written together, one statement on PostgreSQL (``UPDATE ... FROM unnest``), when the unit of
+  work ends, and **before any other statement that could read them** (autoflush, below).
+
+Autoflush and invalidation watch every statement run on the transaction's connection (a
+``before_execute`` listener, so SQL of other modules run on ``tx.connection`` is covered too).
+A statement that mentions the ``conversations`` table (``queue_position``, a console query),
+a write to ``contacts``, or SQL that cannot be inspected (text) first writes the pending saves.
+A write to ``conversations``, ``contacts`` or ``identities`` that the map did not make itself, or
+uninspectable SQL, then empties the map (the next read goes to the database). Statements of this
+module and of the repositories that keep the map right themselves carry the execution option
+:data:`KEEPS_MAP`.
+
+A rolled-back batch leaves nothing behind: the map belongs to its transaction object, and the
+unit of work drops it (pending saves included) when it ends with an error. Outside a unit of
+work the repositories behave exactly as before (every call one statement, nothing kept).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC
+from typing import Any, cast
+
+from sqlalchemy import (
+    Column,
+    Delete,
+    Insert,
+    Select,
+    String,
+    Table,
+    Update,
+    bindparam,
+    column,
+    event,
+    text,
+)
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.engine import Connection, CursorResult
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import visitors
+
+from civicchat.exceptions import StorageError
+from civicchat.storage.base import Contact, Conversation
+from civicchat.storage.schema import ConversationRow, UTCDateTime
+from civicchat.storage.statements import _CONV_FIELDS, _conversation, _stmts
+
+KEEPS_MAP = {"civicchat_keeps_map": True}
+"""Execution option of statements that keep the unit of work's map right themselves."""
+
+_OPTION = "civicchat_keeps_map"
+_CONV = cast(Table, ConversationRow.__table__)
+_SAVED = (*_CONV_FIELDS, "data")
+_DATETIMES = frozenset(f for f in _CONV_FIELDS if isinstance(_CONV.c[f].type, UTCDateTime))
+
+SenderKey = tuple[str, str, str]
+"""``(channel, account, external id)`` of a sender."""
+LatestKey = tuple[str, str, int]
+"""``(channel, account, contact id)``: whose latest conversation."""
+
+
+def _pg_type(col: Column[Any]) -> str:
+    # Strings as text: a cast to VARCHAR(n) would silently cut an over-long value, where the
+    # column itself refuses it (as the one-row UPDATE did).
+    if isinstance(col.type, String):
+        return "text"
+    return str(col.type.compile(dialect=pg.dialect()))  # type: ignore[no-untyped-call]
+
+
+# One statement for a whole batch's senders: contact and latest conversation (locked, as the
+# first save of it would lock it until the commit).
+_CONV_COLS = [c.name for c in _CONV.c]
+_PG_PREFETCH = text(
+    "SELECT t.n, ct.id AS ct_id, ct.name AS ct_name, ct.language AS ct_language,"
+    " ct.created_at AS ct_created_at, "
+    + ", ".join(f"v.{c}" for c in _CONV_COLS)
+    + " FROM unnest(CAST(:channels AS text[]), CAST(:accounts AS text[]),"
+    " CAST(:externals AS text[])) WITH ORDINALITY AS t(channel, account, external_id, n)"
+    " JOIN identities AS i ON i.channel = t.channel AND i.account = t.account"
+    " AND i.external_id = t.external_id"
+    " JOIN contacts AS ct ON ct.id = i.contact_id"
+    " LEFT JOIN LATERAL (SELECT * FROM conversations AS x WHERE x.channel = t.channel"
+    " AND x.account = t.account AND x.contact_id = ct.id ORDER BY x.id DESC LIMIT 1"
+    " FOR UPDATE) AS v ON true"
+    " ORDER BY t.n"
+).columns(
+    column("n"),
+    column("ct_id"),
+    column("ct_name"),
+    column("ct_language"),
+    column("ct_created_at", UTCDateTime()),
+    *(column(c.name, c.type) for c in _CONV.c),
+)
+
+# Every pending save of the batch in one statement.
+_PG_SAVE_MANY = text(
+    "UPDATE conversations AS v SET "
+    + ", ".join(f"{f} = t.{f}" for f in _SAVED)
+    + " FROM unnest(CAST(:id AS bigint[]), "
+    + ", ".join(f"CAST(:{f} AS {_pg_type(_CONV.c[f])}[])" for f in _SAVED)
+    + ") AS t(id, "
+    + ", ".join(_SAVED)
+    + ") WHERE v.id = t.id RETURNING v.id"
+)
+
+# A new sender: contact and identity in one statement.
+PG_NEW_SENDER = text(
+    "WITH c AS (INSERT INTO contacts (name, language, created_at)"
+    " VALUES (CAST(:name AS text), NULL, :now) RETURNING id)"
+    " INSERT INTO identities (contact_id, channel, account, external_id)"
+    " SELECT c.id, CAST(:channel AS text), CAST(:account AS text), CAST(:external_id AS text)"
+    " FROM c RETURNING contact_id"
+).bindparams(bindparam("now", type_=UTCDateTime()))
+
+
+def _tables(clause: object) -> set[str] | None:
+    """The tables a Core statement names, or None when it cannot be told (text, raw SQL)."""
+    if not isinstance(clause, Select | Insert | Update | Delete):
+        return None
+    names: set[str] = set()
+    for element in visitors.iterate(clause):
+        kind = element.__visit_name__
+        if kind == "table":
+            names.add(cast(Table, element).name)
+        elif kind == "textclause":
+            return None
+    return names
+
+
+class UnitOfWork:
+    """The map of one transaction (see the module docs); :attr:`active` only inside
+    :meth:`SqlTransaction.unit_of_work`."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+        self._postgres = conn.dialect.name == "postgresql"
+        self.active = False
+        self.contacts: dict[SenderKey, Contact | None] = {}
+        """A sender's contact; None: known to have none (yet)."""
+        self.latest: dict[LatestKey, int | None] = {}
+        """The id of a contact's latest conversation on an account; None: known to have none."""
+        self._convs: dict[int, tuple[Conversation, str]] = {}
+        """A conversation as stored (or to be stored), its ``data`` as JSON text."""
+        self._dirty: dict[int, None] = {}
+        self.statements = 0
+        """Statements the map ran itself (for tests)."""
+
+    # -------------------------------------------------------------- lifetime
+
+    def start(self) -> None:
+        self.active = True
+        event.listen(self._conn.sync_connection, "before_execute", self._before_execute)
+
+    def stop(self) -> None:
+        """Forget everything, pending saves included (after an error, or once flushed)."""
+        if self.active:
+            event.remove(self._conn.sync_connection, "before_execute", self._before_execute)
+        self.active = False
+        self._dirty.clear()
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop what was read (pending saves stay: they are still to be written)."""
+        self.contacts.clear()
+        self.latest.clear()
+        dirty = {i: self._convs[i] for i in self._dirty}
+        self._convs.clear()
+        self._convs.update(dirty)
+
+    # -------------------------------------------------------------- reads
+
+    async def prefetch(self, senders: Iterable[SenderKey]) -> None:
+        """Read the senders' contacts and latest conversations (PostgreSQL: one statement;
+        SQLite reads each one when first asked)."""
+        keys = [k for k in dict.fromkeys(senders) if k not in self.contacts]
+        if not keys or not self._postgres:
+            return
+        await self.flush()
+        rows = await self._conn.execute(
+            _PG_PREFETCH,
+            {
+                "channels": [k[0] for k in keys],
+                "accounts": [k[1] for k in keys],
+                "externals": [k[2] for k in keys],
+            },
+            execution_options=KEEPS_MAP,
+        )
+        for key in keys:
+            self.contacts[key] = None
+        for row in rows:
+            channel, account, _ = key = keys[row.n - 1]
+            self.contacts[key] = Contact(
+                id=row.ct_id,
+                name=row.ct_name,
+                language=row.ct_language,
+                created_at=row.ct_created_at,
+            )
+            self.loaded_latest((channel, account, row.ct_id), row if row.id is not None else None)
+
+    def conversation(self, conversation_id: int) -> Conversation | None:
+        """The mapped conversation (a fresh copy: its ``data`` is the caller's to change)."""
+        found = self._convs.get(conversation_id)
+        if found is None:
+            return None
+        conv, data = found
+        return dataclasses.replace(conv, data=json.loads(data))
+
+    def loaded(self, row: Any) -> Conversation:
+        """Map a conversation read from the database (the map's own copy wins: it may be
+        newer); returns the caller's copy."""
+        if row.id not in self._convs:
+            conv = _conversation(row)
+            self._convs[conv.id] = (conv, json.dumps(conv.data))
+        found = self.conversation(row.id)
+        assert found is not None
+        return found
+
+    def loaded_latest(self, key: LatestKey, row: Any | None) -> Conversation | None:
+        self.latest[key] = None if row is None else row.id
+        return None if row is None else self.loaded(row)
+
+    def created(self, conv: Conversation) -> None:
+        self._convs[conv.id] = (conv, json.dumps(dict(conv.data)))
+        self.latest[(conv.channel, conv.account, conv.contact_id)] = conv.id
+
+    # -------------------------------------------------------------- writes
+
+    def save(self, conv: Conversation) -> bool:
+        """Keep the save for the flush; False when ``conv`` is not in the map (save it now)."""
+        found = self._convs.get(conv.id)
+        if found is None:
+            return False
+        values: dict[str, Any] = {}
+        for f in _CONV_FIELDS:
+            value = getattr(conv, f)
+            if f in _DATETIMES and value is not None:
+                if value.tzinfo is None:
+                    raise ValueError("storage needs zone-aware datetimes")
+                value = value.astimezone(UTC)
+            values[f] = value
+        data = json.dumps(dict(conv.data))  # what the column would keep, read back on each get
+        # Only the saved fields change (id, account, channel, contact, created_at stay stored).
+        self._convs[conv.id] = (dataclasses.replace(found[0], **values), data)
+        self._dirty[conv.id] = None
+        return True
+
+    async def flush(self) -> None:
+        """Write the pending saves (one statement)."""
+        if self._dirty:
+            stmt, params, ids = self._save_many()
+            result = await self._conn.execute(stmt, params, execution_options=KEEPS_MAP)
+            self._check(result, ids)
+
+    def _flush_sync(self, conn: Connection) -> None:
+        if self._dirty:
+            stmt, params, ids = self._save_many()
+            self._check(conn.execute(stmt, params, execution_options=KEEPS_MAP), ids)
+
+    def _save_many(self) -> tuple[Any, Any, list[int]]:
+        ids, self._dirty = list(self._dirty), {}
+        self.statements += 1
+        convs = [self._convs[i] for i in ids]
+        if self._postgres:
+            params: dict[str, list[Any]] = {"id": ids}
+            for f in _CONV_FIELDS:
+                params[f] = [getattr(c, f) for c, _ in convs]
+            params["data"] = [data for _, data in convs]
+            return _PG_SAVE_MANY, params, ids
+        rows = []
+        for c, data in convs:
+            values = {f"v_{f}": getattr(c, f) for f in _CONV_FIELDS}
+            values["v_data"] = json.loads(data)
+            values["c_id"] = c.id
+            rows.append(values)
+        return _stmts(self._conn)["save_conv"], rows, ids
+
+    def _check(self, result: CursorResult[Any], ids: Sequence[int]) -> None:
+        if self._postgres:
+            missing = set(ids) - set(result.scalars())
+        else:
+            missing = set() if result.rowcount == len(ids) else set(ids)
+        if missing:
+            raise StorageError(f"conversations {sorted(missing)} do not exist")
+
+    # -------------------------------------------------------------- autoflush
+
+    def _before_execute(
+        self,
+        conn: Connection,
+        clause: object,
+        multiparams: object,
+        params: object,
+        execution_options: Mapping[str, Any],
+    ) -> None:
+        if execution_options.get(_OPTION) or not (self._convs or self.contacts or self.latest):
+            return
+        tables = _tables(clause)
+        writes = not isinstance(clause, Select)
+        if tables is None or "conversations" in tables or (writes and "contacts" in tables):
+            self._flush_sync(conn)
+        if tables is None or (writes and tables & {"conversations", "contacts", "identities"}):
+            self.forget()
+
+
+__all__ = ["KEEPS_MAP", "PG_NEW_SENDER", "UnitOfWork"]
