@@ -269,19 +269,20 @@ def _claimable(e: Any) -> ColumnElement[bool]:
         and_(_is(e.c.state, EventState.PENDING, EventState.FAILED), e.c.next_attempt_at <= now),
         and_(_is(e.c.state, EventState.PROCESSING), e.c.lease_until <= now),
     )
-    earlier_open = exists().where(
+    # One probe of the conversation's open events (index ix_inbox_events_open) per candidate:
+    # another one earlier, or one in progress (a revived earlier event must wait for it). Two
+    # separate NOT EXISTS let PostgreSQL's planner compare every candidate with every event in
+    # progress (19 ms a claim with a 2,000-event backlog, against 0.5 ms).
+    blocking = exists().where(
         p.c.conversation_key == e.c.conversation_key,
-        p.c.id < e.c.id,
         _is(p.c.state, *_OPEN),
-    )
-    in_progress = exists().where(
-        p.c.conversation_key == e.c.conversation_key,
-        _is(p.c.state, *_OPEN),
-        _is(p.c.state, EventState.PROCESSING),
         p.c.id != e.c.id,
-        p.c.lease_until > now,
+        or_(
+            p.c.id < e.c.id,
+            and_(_is(p.c.state, EventState.PROCESSING), p.c.lease_until > now),
+        ),
     )
-    return and_(_is(e.c.state, *_OPEN), due, ~earlier_open, ~in_progress)
+    return and_(_is(e.c.state, *_OPEN), due, ~blocking)
 
 
 def _claim_update() -> Any:
