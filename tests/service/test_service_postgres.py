@@ -68,3 +68,40 @@ async def test_service_on_postgres_answers_and_uses_listen_notify(tmp_path: Path
         while not {"message_in", "message_out"} <= kinds:
             kinds.add((await anext(events)).kind)
     await provider.aclose()
+
+
+async def test_the_pool_keeps_a_connection_for_every_worker_at_once(tmp_path: Path, schema: str):
+    """At a peak every inbox and outbox worker holds a connection: they must all stay pooled
+    afterwards, or the next peak opens new ones (a backend start and the driver's type
+    introspection each)."""
+    import asyncio
+
+    from sqlalchemy import event, text
+
+    await migrate_pg_schema(schema)
+    config = load_config(_config(tmp_path, schema), env={})
+    inbox, outbox = config.workers.for_database(postgres=True)
+    app = create_app(config, workers=False, announce=lambda _l: None)
+    engine = app.state.civicchat.store.engine
+    opened: list[int] = []
+    event.listen(engine.sync_engine, "connect", lambda *_a: opened.append(1))
+    peak = inbox + outbox + config.workers.media + 2
+
+    async def hold(release: asyncio.Event) -> None:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+            await release.wait()
+
+    try:
+        for round_ in range(2):
+            release = asyncio.Event()
+            tasks = [asyncio.create_task(hold(release)) for _ in range(peak)]
+            await asyncio.sleep(0.2)
+            release.set()
+            await asyncio.gather(*tasks)
+            if round_ == 0:
+                assert len(opened) == peak
+                opened.clear()
+        assert opened == []  # the second peak found every connection still pooled
+    finally:
+        await engine.dispose()

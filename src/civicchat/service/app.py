@@ -93,6 +93,18 @@ def _live_bus(config: ServiceConfig) -> LiveBus:
     return InProcessLiveBus()
 
 
+def _pool_options(config: ServiceConfig) -> dict[str, Any]:
+    """PostgreSQL: enough pooled connections for every worker at once, plus the listeners, the
+    webhooks' commits and the console. A pool smaller than that closes a connection on each
+    return at peaks and opens a new one soon after; each new one costs PostgreSQL a backend
+    start and the driver's type introspection (measured: ~120 connections opened in a 10-second
+    run at 200 messages/s with the default 10)."""
+    if config.is_sqlite:
+        return {}
+    inbox, outbox = config.workers.for_database(postgres=True)
+    return {"pool_size": inbox + outbox + config.workers.media + 8}
+
+
 def _sqlite_dir(url: str) -> None:
     """Create the directory of a SQLite file so a fresh checkout starts."""
     path = url.split(":///", 1)[1] if ":///" in url else url
@@ -117,7 +129,9 @@ def create_app(
     clock = config.make_clock()
     if config.is_sqlite:
         _sqlite_dir(config.database_url)
-    engine = create_engine(config.database_url, schema=config.database_schema)
+    engine = create_engine(
+        config.database_url, schema=config.database_schema, **_pool_options(config)
+    )
     store = SqlStore(engine, clock=clock)
     live = _live_bus(config)
     hub = WebChatHub()
