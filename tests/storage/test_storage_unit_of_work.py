@@ -144,11 +144,33 @@ async def test_new_senders_in_a_batch_are_created_once_each(
         convs = await tx.connection.scalar(select(func.count()).select_from(ConversationRow))
     assert (contacts, identities, convs) == (10, 10, 10)
     if target.backend == "postgres":
-        # Per new sender: contact and identity (one statement), conversation (one).
-        inserts = [
-            s for s in seen if "INSERT INTO identities" in s or "INSERT INTO conversations" in s
-        ]
-        assert len(inserts) == 20
+        # Per new sender one statement: contact, identity and conversation.
+        inserts = [s for s in seen if "INSERT INTO" in s and "contacts" in s]
+        assert len(inserts) == 10
+        assert all(
+            "INSERT INTO identities" in s and "INSERT INTO conversations" in s for s in inserts
+        )
+
+
+async def test_a_new_sender_without_a_conversation_is_written_when_something_may_need_it(
+    store: SqlStore, clock: ManualClock
+):
+    senders = [("whatsapp", "acc1", "34677777771"), ("whatsapp", "acc1", "34677777772")]
+    async with store.transaction() as tx, tx.unit_of_work(senders):
+        first = await tx.contacts.identify(*senders[0])
+        named = await tx.contacts.identify(*senders[0], name="Maria")  # fills the empty name
+        assert named.id == first.id
+        assert await tx.conversations.latest_for("whatsapp", "acc1", first.id) is None
+        # Other SQL on the transaction sees the contact and its name.
+        found = await tx.contacts.get(first.id)
+        assert found is not None
+        assert found.name == "Maria"
+        second = await tx.contacts.identify(*senders[1])
+    async with store.transaction() as tx:
+        again = await tx.contacts.identify(*senders[1])
+        assert again.id == second.id
+        assert [i.external_id for i in await tx.contacts.identities(first.id)] == ["34677777771"]
+        assert await tx.connection.scalar(select(func.count()).select_from(ContactRow)) == 2
 
 
 async def test_the_same_sender_twice_in_one_transaction_sees_its_first_message(

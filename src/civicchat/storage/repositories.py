@@ -78,7 +78,13 @@ from civicchat.storage.statements import (
     _pg_arrays,
     _stmts,
 )
-from civicchat.storage.unit_of_work import KEEPS_MAP, PG_NEW_SENDER, SenderKey, UnitOfWork
+from civicchat.storage.unit_of_work import (
+    KEEPS_MAP,
+    PG_NEW_SENDER,
+    PG_NEW_SENDER_CONVERSATION,
+    SenderKey,
+    UnitOfWork,
+)
 
 
 class _Repo:
@@ -117,15 +123,21 @@ class SqlContacts(_Repo):
             contact = None if row is None else _contact(row)
         if contact is not None:
             if name and not contact.name:
-                await self._conn.execute(
-                    update(ContactRow).where(ContactRow.id == contact.id).values(name=name),
-                    execution_options=KEEPS_MAP,
-                )
                 contact = Contact(contact.id, name, contact.language, contact.created_at)
+                if not (uow.active and uow.renamed(contact)):
+                    await self._conn.execute(
+                        update(ContactRow).where(ContactRow.id == contact.id).values(name=name),
+                        execution_options=KEEPS_MAP,
+                    )
             if uow.active:
                 uow.contacts[key] = contact
             return contact
         now = self._clock.now()
+        if uow.active and language is None:
+            # Written with its first conversation (see SqlConversations.create).
+            new = uow.new_sender(key, name, now)
+            if new is not None:
+                return new
         stmts = _stmts(self._conn)
         if language is None and self._conn.dialect.name == "postgresql":
             # Contact and identity in one statement.
@@ -228,19 +240,30 @@ class SqlConversations(_Repo):
         self, *, channel: str, account: str, contact_id: int, recipient_id: str, state: str
     ) -> Conversation:
         now = self._clock.now()
-        new_id = await self._conn.scalar(
-            _stmts(self._conn)["new_conversation"],
-            {
-                "channel": channel,
-                "account": account,
-                "contact_id": contact_id,
-                "recipient_id": recipient_id,
-                "state": state,
-                "now": now,
-                "data": {},
-            },
-            execution_options=KEEPS_MAP,
-        )
+        params: dict[str, Any] = {
+            "channel": channel,
+            "account": account,
+            "contact_id": contact_id,
+            "recipient_id": recipient_id,
+            "state": state,
+            "now": now,
+        }
+        new = self._uow.take_new_sender(contact_id) if self._uow.active else None
+        if new is not None:
+            # A new sender's contact, identity and conversation: one statement.
+            i_channel, i_account, external_id = new.key
+            params.update(
+                name=new.contact.name,
+                contact_created_at=new.contact.created_at,
+                i_channel=i_channel,
+                i_account=i_account,
+                external_id=external_id,
+            )
+            stmt: Any = PG_NEW_SENDER_CONVERSATION
+        else:
+            params["data"] = {}
+            stmt = _stmts(self._conn)["new_conversation"]
+        new_id = await self._conn.scalar(stmt, params, execution_options=KEEPS_MAP)
         assert new_id is not None
         conv = Conversation(
             id=new_id,

@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -85,13 +85,17 @@ def _pg_type(col: Column[Any]) -> str:
 _CONV_COLS = [c.name for c in _CONV.c]
 _PG_PREFETCH = text(
     "SELECT t.n, ct.id AS ct_id, ct.name AS ct_name, ct.language AS ct_language,"
-    " ct.created_at AS ct_created_at, "
+    " ct.created_at AS ct_created_at,"
+    # A contact id drawn for a new sender: its contact and identity are written with its
+    # first conversation, in one statement (an id drawn and not used leaves a gap, no more).
+    " CASE WHEN ct.id IS NULL THEN nextval(pg_get_serial_sequence('contacts', 'id'))"
+    " END AS new_contact_id, "
     + ", ".join(f"v.{c}" for c in _CONV_COLS)
     + " FROM unnest(CAST(:channels AS text[]), CAST(:accounts AS text[]),"
     " CAST(:externals AS text[])) WITH ORDINALITY AS t(channel, account, external_id, n)"
-    " JOIN identities AS i ON i.channel = t.channel AND i.account = t.account"
+    " LEFT JOIN identities AS i ON i.channel = t.channel AND i.account = t.account"
     " AND i.external_id = t.external_id"
-    " JOIN contacts AS ct ON ct.id = i.contact_id"
+    " LEFT JOIN contacts AS ct ON ct.id = i.contact_id"
     " LEFT JOIN LATERAL (SELECT * FROM conversations AS x WHERE x.channel = t.channel"
     " AND x.account = t.account AND x.contact_id = ct.id ORDER BY x.id DESC LIMIT 1"
     " FOR UPDATE) AS v ON true"
@@ -102,6 +106,7 @@ _PG_PREFETCH = text(
     column("ct_name"),
     column("ct_language"),
     column("ct_created_at", UTCDateTime()),
+    column("new_contact_id"),
     *(column(c.name, c.type) for c in _CONV.c),
 )
 
@@ -124,6 +129,41 @@ PG_NEW_SENDER = text(
     " SELECT c.id, CAST(:channel AS text), CAST(:account AS text), CAST(:external_id AS text)"
     " FROM c RETURNING contact_id"
 ).bindparams(bindparam("now", type_=UTCDateTime()))
+
+# A new sender's first conversation, with its contact (the id drawn by the prefetch) and
+# identity: one statement.
+PG_NEW_SENDER_CONVERSATION = text(
+    "WITH c AS (INSERT INTO contacts (id, name, language, created_at)"
+    " VALUES (:contact_id, CAST(:name AS text), NULL, :contact_created_at) RETURNING id),"
+    " i AS (INSERT INTO identities (contact_id, channel, account, external_id)"
+    " SELECT c.id, CAST(:i_channel AS text), CAST(:i_account AS text),"
+    " CAST(:external_id AS text) FROM c)"
+    " INSERT INTO conversations (channel, account, contact_id, recipient_id, state, created_at,"
+    " priority, data) SELECT CAST(:channel AS text), CAST(:account AS text), c.id,"
+    " CAST(:recipient_id AS text), CAST(:state AS text), :now, 0, CAST('{}' AS json) FROM c"
+    " RETURNING id"
+).bindparams(
+    bindparam("now", type_=UTCDateTime()), bindparam("contact_created_at", type_=UTCDateTime())
+)
+
+# New senders identified but given no conversation (yet): their contacts and identities.
+_PG_NEW_SENDERS = text(
+    "WITH t AS (SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:names AS text[]),"
+    " CAST(:created AS timestamptz[]), CAST(:channels AS text[]), CAST(:accounts AS text[]),"
+    " CAST(:externals AS text[])) AS t(id, name, created_at, channel, account, external_id)),"
+    " c AS (INSERT INTO contacts (id, name, language, created_at)"
+    " SELECT id, name, NULL, created_at FROM t)"
+    " INSERT INTO identities (contact_id, channel, account, external_id)"
+    " SELECT id, channel, account, external_id FROM t"
+)
+
+
+@dataclasses.dataclass(slots=True)
+class NewSender:
+    """A new sender's contact, to be written (with its first conversation if it gets one)."""
+
+    key: SenderKey
+    contact: Contact
 
 
 def _tables(clause: object) -> set[str] | None:
@@ -155,8 +195,10 @@ class UnitOfWork:
         self._convs: dict[int, tuple[Conversation, str]] = {}
         """A conversation as stored (or to be stored), its ``data`` as JSON text."""
         self._dirty: dict[int, None] = {}
-        self.statements = 0
-        """Statements the map ran itself (for tests)."""
+        self.new_ids: dict[SenderKey, int] = {}
+        """Contact ids drawn for senders the prefetch did not find."""
+        self._new: dict[int, NewSender] = {}
+        """New senders' contacts not written yet, by contact id."""
 
     # -------------------------------------------------------------- lifetime
 
@@ -170,6 +212,8 @@ class UnitOfWork:
             event.remove(self._conn.sync_connection, "before_execute", self._before_execute)
         self.active = False
         self._dirty.clear()
+        self._new.clear()
+        self.new_ids.clear()
         self.forget()
 
     def forget(self) -> None:
@@ -202,6 +246,9 @@ class UnitOfWork:
             self.contacts[key] = None
         for row in rows:
             channel, account, _ = key = keys[row.n - 1]
+            if row.ct_id is None:
+                self.new_ids[key] = row.new_contact_id
+                continue
             self.contacts[key] = Contact(
                 id=row.ct_id,
                 name=row.ct_name,
@@ -257,21 +304,67 @@ class UnitOfWork:
         self._dirty[conv.id] = None
         return True
 
+    def new_sender(self, key: SenderKey, name: str | None, now: datetime) -> Contact | None:
+        """The contact of a sender the prefetch did not find, written later (with its first
+        conversation: :meth:`take_new_sender`); None when no id was drawn for it."""
+        contact_id = self.new_ids.pop(key, None)
+        if contact_id is None:
+            return None
+        contact = Contact(contact_id, name, None, now)
+        self._new[contact_id] = NewSender(key, contact)
+        self.contacts[key] = contact
+        self.latest[(key[0], key[1], contact_id)] = None  # a new contact has none yet
+        return contact
+
+    def take_new_sender(self, contact_id: int) -> NewSender | None:
+        """The new sender of this contact id, if not written yet (the caller writes it now)."""
+        return self._new.pop(contact_id, None)
+
+    def renamed(self, contact: Contact) -> bool:
+        """Name a new sender not written yet; False when it is already written."""
+        found = self._new.get(contact.id)
+        if found is None:
+            return False
+        found.contact = contact
+        return True
+
     async def flush(self) -> None:
-        """Write the pending saves (one statement)."""
-        if self._dirty:
-            stmt, params, ids = self._save_many()
+        """Write the pending new senders and saves (one statement each)."""
+        for stmt, params, ids in self._pending():
             result = await self._conn.execute(stmt, params, execution_options=KEEPS_MAP)
-            self._check(result, ids)
+            if ids is not None:
+                self._check(result, ids)
 
     def _flush_sync(self, conn: Connection) -> None:
-        if self._dirty:
-            stmt, params, ids = self._save_many()
-            self._check(conn.execute(stmt, params, execution_options=KEEPS_MAP), ids)
+        for stmt, params, ids in self._pending():
+            result = conn.execute(stmt, params, execution_options=KEEPS_MAP)
+            if ids is not None:
+                self._check(result, ids)
 
-    def _save_many(self) -> tuple[Any, Any, list[int]]:
+    def _pending(self) -> list[tuple[Any, Any, list[int] | None]]:
+        out: list[tuple[Any, Any, list[int] | None]] = []
+        if self._new:
+            new, self._new = list(self._new.values()), {}
+            out.append(
+                (
+                    _PG_NEW_SENDERS,
+                    {
+                        "ids": [n.contact.id for n in new],
+                        "names": [n.contact.name for n in new],
+                        "created": [n.contact.created_at for n in new],
+                        "channels": [n.key[0] for n in new],
+                        "accounts": [n.key[1] for n in new],
+                        "externals": [n.key[2] for n in new],
+                    },
+                    None,
+                )
+            )
+        if self._dirty:
+            out.append(self._save_many())
+        return out
+
+    def _save_many(self) -> tuple[Any, Any, list[int] | None]:
         ids, self._dirty = list(self._dirty), {}
-        self.statements += 1
         convs = [self._convs[i] for i in ids]
         if self._postgres:
             params: dict[str, list[Any]] = {"id": ids}
@@ -307,6 +400,8 @@ class UnitOfWork:
     ) -> None:
         if execution_options.get(_OPTION) or not (self._convs or self.contacts or self.latest):
             return
+        if self._new:  # whatever it is, it may need them (a foreign key, a read)
+            self._flush_sync(conn)
         tables = _tables(clause)
         writes = not isinstance(clause, Select)
         if tables is None or "conversations" in tables or (writes and "contacts" in tables):
@@ -315,4 +410,10 @@ class UnitOfWork:
             self.forget()
 
 
-__all__ = ["KEEPS_MAP", "PG_NEW_SENDER", "UnitOfWork"]
+__all__ = [
+    "KEEPS_MAP",
+    "PG_NEW_SENDER",
+    "PG_NEW_SENDER_CONVERSATION",
+    "NewSender",
+    "UnitOfWork",
+]
