@@ -398,7 +398,13 @@ async def test_a_malformed_answer_is_a_protocol_error_and_frees_the_slot(answer:
 
 @pytest.mark.parametrize(
     "headers",
-    [{"X-Note": "a\r\nX-Injected: 1"}, {"X-Note": "a\nb"}, {"X-Note": "a\x00b"}],
+    [
+        {"X-Note": "a\r\nX-Injected: 1"},
+        {"X-Note": "a\nb"},
+        {"X-Note": "a\x00b"},
+        {"X-Note: b\r\nX-Injected": "1"},
+        {"X Note": "a"},
+    ],
 )
 async def test_a_header_that_could_start_another_is_refused(headers: dict[str, str]) -> None:
     async with raw_serving(OK_JSON) as server, provider_client(max_connections=1) as client:

@@ -343,10 +343,13 @@ class LeanPool:
         """Close every idle connection; responses still open close theirs when closed."""
         self._closed = True
         idle, self._idle = self._idle, {}
-        for stack in idle.values():
-            for connection in stack:
-                connection.close()
-                await connection.wait_closed()
+        closing = [connection for stack in idle.values() for connection in stack]
+        for connection in closing:
+            connection.close()
+        # A TLS peer that never answers the close must not hold the service's shutdown.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                await asyncio.gather(*(c.wait_closed() for c in closing))
 
     async def __aenter__(self) -> LeanPool:
         return self
@@ -577,21 +580,31 @@ def _request_head(
 
     Refuses (``LocalProtocolError``) what would let a value start a new header or request.
     """
-    parts = [method, b" ", target or b"/", b" HTTP/1.1\r\n"]
+    names = []
+    values = [method, target]
     chunked = False
     for name, value in headers:
-        if _UNSAFE.search(name) or _UNSAFE.search(value) or not name:
-            raise httpcore.LocalProtocolError("a header name or value has a forbidden character")
+        if not name:
+            raise httpcore.LocalProtocolError("a header without a name")
         if name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
             chunked = True
+        names.append(name)
+        values.append(value)
+    # One search each over what the caller gave: names are RFC 9110 tokens, and no value may
+    # hold CR, LF or NUL (it would start another header, or another request).
+    if _NOT_TOKEN.search(b"".join(names)) or _UNSAFE.search(b" ".join(values)):
+        raise httpcore.LocalProtocolError("a forbidden character in the request's head")
+    if b" " in method or b" " in target:
+        raise httpcore.LocalProtocolError("a space in the request's method or target")
+    parts = [method, b" ", target or b"/", b" HTTP/1.1\r\n"]
+    for name, value in headers:
         parts += (name, b": ", value, b"\r\n")
-    if _UNSAFE.search(method) or b" " in method or _UNSAFE.search(target) or b" " in target:
-        raise httpcore.LocalProtocolError("the method or target has a forbidden character")
     parts.append(b"\r\n")
     return b"".join(parts), chunked
 
 
 _UNSAFE = re.compile(rb"[\x00\r\n]")
+_NOT_TOKEN = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
 
 
 def _has_token(headers: Sequence[tuple[bytes, bytes]], name: bytes, token: bytes) -> bool:
