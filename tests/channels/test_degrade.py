@@ -339,3 +339,17 @@ def test_the_location_hint_example_in_docs_channels_prints_what_it_says(
         "Toca el botón 📍.",
     ]
     assert "# Toca el botón 📍." in example
+
+
+def test_a_caption_over_the_limit_goes_as_text_after_the_file() -> None:
+    caption = " ".join(f"paraula{i}" for i in range(200)) + " https://www.mataro.cat/plànol"
+    assert len(caption) > 1024
+    plan = Media(media_kind=MediaKind.DOCUMENT, link="https://example.org/p.pdf", caption=caption)
+    for caps in (WHATSAPP_CAPABILITIES, TELEGRAM_CAPABILITIES):
+        media, *texts = degrade(plan, caps, "ca")
+        assert isinstance(media, Media)
+        assert media.caption is None
+        assert all(isinstance(t, Text) and len(t.body) <= caps.max_text_length for t in texts)
+        assert " ".join(t.body for t in texts).split() == caption.split()
+    short = plan.model_copy(update={"caption": "Plànol"})
+    assert degrade(short, WHATSAPP_CAPABILITIES, "ca") == [short]
