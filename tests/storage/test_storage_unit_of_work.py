@@ -20,7 +20,7 @@ from civicchat.clock import ManualClock
 from civicchat.keywords import KeywordEngine, load_catalog
 from civicchat.messages import InboundMessage, Sender, Text
 from civicchat.routing import Pipeline, load_office_hours
-from civicchat.storage.base import EventKind, EventState, InboxEvent
+from civicchat.storage.base import EventKind, EventState, InboxEvent, LifecycleEntry
 from civicchat.storage.schema import ContactRow, ConversationRow, IdentityRow
 from civicchat.storage.sql import SqlStore
 from civicchat.storage.workers import InboxProcessor
@@ -144,12 +144,42 @@ async def test_new_senders_in_a_batch_are_created_once_each(
         convs = await tx.connection.scalar(select(func.count()).select_from(ConversationRow))
     assert (contacts, identities, convs) == (10, 10, 10)
     if target.backend == "postgres":
-        # Per new sender one statement: contact, identity and conversation.
-        inserts = [s for s in seen if "INSERT INTO" in s and "contacts" in s]
-        assert len(inserts) == 10
-        assert all(
-            "INSERT INTO identities" in s and "INSERT INTO conversations" in s for s in inserts
+        # The batch's new contacts, identities and conversations: one statement, whatever their
+        # number (their ids drawn by the batch's read), and no UPDATE of them.
+        inserts = [s for s in seen if "INSERT INTO contacts" in s]
+        assert len(inserts) == 1
+        assert "INSERT INTO identities" in inserts[0]
+        assert "INSERT INTO conversations" in inserts[0]
+        assert not [s for s in seen if "INSERT INTO conversations" in s and s not in inserts]
+        assert not [s for s in seen if s.startswith("UPDATE conversations")]
+
+
+async def test_a_new_conversation_is_written_before_sql_that_needs_it(
+    store: SqlStore, clock: ManualClock
+):
+    sender = ("whatsapp", "acc1", "34688888881")
+    async with store.transaction() as tx, tx.unit_of_work([sender]):
+        contact = await tx.contacts.identify(*sender)
+        conv = await tx.conversations.create(
+            channel="whatsapp",
+            account="acc1",
+            contact_id=contact.id,
+            recipient_id=sender[2],
+            state="bot",
         )
+        queued = dataclasses.replace(conv, state="queued", queued_at=T0, data={"topic": "x"})
+        await tx.conversations.save(queued)
+        # Its history row refers to it (a foreign key): it is written first.
+        await tx.history.record(LifecycleEntry(conv.id, T0, "bot", "bot", "queued"))
+        listed = await tx.conversations.list("acc1")
+        assert [(c.id, c.state, c.data) for c in listed] == [(conv.id, "queued", {"topic": "x"})]
+        assert await tx.conversations.queue_position(queued) == 1
+    async with store.transaction() as tx:
+        stored = await tx.conversations.get(conv.id)
+        assert stored is not None
+        assert (stored.state, stored.queued_at, stored.contact_id) == ("queued", T0, contact.id)
+        assert [e.to_state for e in await tx.history.entries(conv.id)] == ["queued"]
+        assert (await tx.contacts.identify(*sender)).id == contact.id
 
 
 async def test_a_new_sender_without_a_conversation_is_written_when_something_may_need_it(
@@ -331,3 +361,22 @@ async def test_an_error_in_the_unit_of_work_drops_what_it_kept(store: SqlStore, 
             latest = await tx.conversations.latest_for("whatsapp", "acc1", contact.id)
             assert latest is not None
             assert latest.state == "queued"
+
+
+async def test_a_new_senders_conversation_on_another_account_is_created_with_its_contact(
+    store: SqlStore, clock: ManualClock
+):
+    sender = ("whatsapp", "acc1", "34699999991")
+    async with store.transaction() as tx, tx.unit_of_work([sender]):
+        contact = await tx.contacts.identify(*sender)
+        # No id was drawn for acc2: contact, identity and conversation are written now.
+        conv = await tx.conversations.create(
+            channel="whatsapp", account="acc2", contact_id=contact.id, recipient_id="x", state="bot"
+        )
+        assert await tx.conversations.latest_for("whatsapp", "acc2", contact.id) == conv
+        assert await tx.conversations.latest_for("whatsapp", "acc1", contact.id) is None
+    async with store.transaction() as tx:
+        assert (await tx.contacts.identify(*sender)).id == contact.id
+        stored = await tx.conversations.latest_for("whatsapp", "acc2", contact.id)
+        assert stored is not None
+        assert stored.id == conv.id

@@ -248,7 +248,22 @@ class SqlConversations(_Repo):
             "state": state,
             "now": now,
         }
-        new = self._uow.take_new_sender(contact_id) if self._uow.active else None
+        uow = self._uow
+        drawn = uow.new_conversation_ids.pop((channel, account, contact_id), None)
+        if uow.active and drawn is not None:
+            # Its id drawn by the batch's read: written with the batch's other new rows.
+            conv = Conversation(
+                id=drawn,
+                account=account,
+                channel=channel,
+                contact_id=contact_id,
+                recipient_id=recipient_id,
+                state=state,
+                created_at=now,
+            )
+            uow.create_later(conv)
+            return conv
+        new = uow.take_new_sender(contact_id) if uow.active else None
         if new is not None:
             # A new sender's contact, identity and conversation: one statement.
             i_channel, i_account, external_id = new.key
@@ -332,7 +347,6 @@ class SqlHistory(_Repo):
                 to_state=entry.to_state,
                 note=entry.note,
             ),
-            execution_options=KEEPS_MAP,  # reads no conversation
         )
 
     async def entries(self, conversation_id: int) -> list[LifecycleEntry]:
@@ -734,9 +748,7 @@ class SqlTransaction:
             _outbox_values(m, f"{key_prefix}:{n}", conversation_id, inbound_event_id, now)
             for n, m in enumerate(messages)
         ]
-        result = await self.connection.execute(
-            _stmts(self.connection)["enqueue"], rows, execution_options=KEEPS_MAP
-        )
+        result = await self.connection.execute(_stmts(self.connection)["enqueue"], rows)
         ids = sorted(r[0] for r in result)
         self.wrote_outbox = self.wrote_outbox or bool(ids)
         return ids
@@ -754,11 +766,9 @@ class SqlTransaction:
         if self.connection.dialect.name == "postgresql":
             params: dict[str, Any] = _pg_arrays(rows, list(_ENQUEUE_ARRAYS))
             params["now"] = now
-            result = await self.connection.execute(_PG_ENQUEUE, params, execution_options=KEEPS_MAP)
+            result = await self.connection.execute(_PG_ENQUEUE, params)
         else:
-            result = await self.connection.execute(
-                _stmts(self.connection)["enqueue"], rows, execution_options=KEEPS_MAP
-            )
+            result = await self.connection.execute(_stmts(self.connection)["enqueue"], rows)
         ids = sorted(r[0] for r in result)
         self.wrote_outbox = self.wrote_outbox or bool(ids)
         return ids
@@ -778,7 +788,6 @@ class SqlTransaction:
                 "w_id": worker_id,
                 "now": self._clock.now(),
             },
-            execution_options=KEEPS_MAP,
         )
         completed = set(result.scalars())
         lost = [event_id for event_id, _ in done if event_id not in completed]
@@ -797,7 +806,6 @@ class SqlTransaction:
                 "now": self._clock.now(),
                 "conv_id": conversation_id,
             },
-            execution_options=KEEPS_MAP,
         )
         if result.rowcount != 1:
             raise LeaseLostError(f"event {event_id} is no longer claimed by {worker_id}")

@@ -7,16 +7,22 @@ unit_of_work>` (what :class:`~civicchat.storage.workers.InboxProcessor` opens ar
   PostgreSQL in one statement (``unnest`` of the senders, a ``LATERAL`` join for the latest
   conversation, whose row is locked as the first save would have locked it);
 - ``contacts.identify``, ``conversations.latest_for`` and ``conversations.get`` answer from that
-  map (a miss reads the database once and is remembered; a new sender's contact and identity
-  are one statement on PostgreSQL);
+  map (a miss reads the database once and is remembered);
+- new senders cost no statement of their own on PostgreSQL: the batch's read draws a contact
+  id for each sender it does not find and a conversation id for each one without a
+  conversation on the account (``nextval``; an id drawn and not used is a gap, no more), and
+  the batch's new contacts, identities and conversations are inserted together, with the
+  conversations' latest values, at the flush;
 - ``conversations.save`` of a conversation in the map only updates the map: the saves are
   written together, one statement on PostgreSQL (``UPDATE ... FROM unnest``), when the unit of
   work ends, and **before any other statement that could read them** (autoflush, below).
 
 Autoflush and invalidation watch every statement run on the transaction's connection (a
 ``before_execute`` listener, so SQL of other modules run on ``tx.connection`` is covered too).
-A statement that mentions the ``conversations`` table (``queue_position``, a console query),
-a write to ``contacts``, or SQL that cannot be inspected (text) first writes the pending saves.
+Any such statement first writes the new rows not written yet (it may refer to them: a
+foreign key, a read). A statement that mentions the ``conversations`` table
+(``queue_position``, a console query), a write to ``contacts``, or SQL that cannot be inspected
+(text) first writes the pending saves.
 A write to ``conversations``, ``contacts`` or ``identities`` that the map did not make itself, or
 uninspectable SQL, then empties the map (the next read goes to the database). Statements of this
 module and of the repositories that keep the map right themselves carry the execution option
@@ -24,7 +30,7 @@ module and of the repositories that keep the map right themselves carry the exec
 
 A rolled-back batch leaves nothing behind: the map belongs to its transaction object, and the
 unit of work drops it (pending saves included) when it ends with an error. Outside a unit of
-work the repositories behave exactly as before (every call one statement, nothing kept).
+work the repositories keep nothing: every call runs its own statements, as before.
 """
 
 from __future__ import annotations
@@ -89,7 +95,10 @@ _PG_PREFETCH = text(
     # A contact id drawn for a new sender: its contact and identity are written with its
     # first conversation, in one statement (an id drawn and not used leaves a gap, no more).
     " CASE WHEN ct.id IS NULL THEN nextval(pg_get_serial_sequence('contacts', 'id'))"
-    " END AS new_contact_id, "
+    " END AS new_contact_id,"
+    # Likewise a conversation id for a sender who has no conversation on the account yet.
+    " CASE WHEN v.id IS NULL THEN nextval(pg_get_serial_sequence('conversations', 'id'))"
+    " END AS new_conversation_id, "
     + ", ".join(f"v.{c}" for c in _CONV_COLS)
     + " FROM unnest(CAST(:channels AS text[]), CAST(:accounts AS text[]),"
     " CAST(:externals AS text[])) WITH ORDINALITY AS t(channel, account, external_id, n)"
@@ -107,6 +116,7 @@ _PG_PREFETCH = text(
     column("ct_language"),
     column("ct_created_at", UTCDateTime()),
     column("new_contact_id"),
+    column("new_conversation_id"),
     *(column(c.name, c.type) for c in _CONV.c),
 )
 
@@ -146,15 +156,21 @@ PG_NEW_SENDER_CONVERSATION = text(
     bindparam("now", type_=UTCDateTime()), bindparam("contact_created_at", type_=UTCDateTime())
 )
 
-# New senders identified but given no conversation (yet): their contacts and identities.
-_PG_NEW_SENDERS = text(
-    "WITH t AS (SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:names AS text[]),"
-    " CAST(:created AS timestamptz[]), CAST(:channels AS text[]), CAST(:accounts AS text[]),"
-    " CAST(:externals AS text[])) AS t(id, name, created_at, channel, account, external_id)),"
+# The batch's new senders (contacts, identities) and new conversations, with the ids the
+# prefetch drew: one statement.
+_NEW_CONV_COLS = ("id", "account", "channel", "contact_id", "created_at", *_SAVED)
+_PG_INSERT_NEW = text(
+    "WITH s AS (SELECT * FROM unnest(CAST(:s_id AS bigint[]), CAST(:s_name AS text[]),"
+    " CAST(:s_created AS timestamptz[]), CAST(:s_channel AS text[]), CAST(:s_account AS text[]),"
+    " CAST(:s_external AS text[])) AS s(id, name, created_at, channel, account, external_id)),"
     " c AS (INSERT INTO contacts (id, name, language, created_at)"
-    " SELECT id, name, NULL, created_at FROM t)"
-    " INSERT INTO identities (contact_id, channel, account, external_id)"
-    " SELECT id, channel, account, external_id FROM t"
+    " SELECT id, name, NULL, created_at FROM s),"
+    " i AS (INSERT INTO identities (contact_id, channel, account, external_id)"
+    " SELECT id, channel, account, external_id FROM s)"
+    f" INSERT INTO conversations ({', '.join(_NEW_CONV_COLS)})"
+    " SELECT * FROM unnest("
+    + ", ".join(f"CAST(:c_{f} AS {_pg_type(_CONV.c[f])}[])" for f in _NEW_CONV_COLS)
+    + ")"
 )
 
 
@@ -199,6 +215,10 @@ class UnitOfWork:
         """Contact ids drawn for senders the prefetch did not find."""
         self._new: dict[int, NewSender] = {}
         """New senders' contacts not written yet, by contact id."""
+        self.new_conversation_ids: dict[LatestKey, int] = {}
+        """Conversation ids drawn for senders with no conversation on the account."""
+        self._new_convs: dict[int, None] = {}
+        """Conversations created (in the map) and not written yet."""
 
     # -------------------------------------------------------------- lifetime
 
@@ -214,6 +234,8 @@ class UnitOfWork:
         self._dirty.clear()
         self._new.clear()
         self.new_ids.clear()
+        self._new_convs.clear()
+        self.new_conversation_ids.clear()
         self.forget()
 
     def forget(self) -> None:
@@ -246,6 +268,9 @@ class UnitOfWork:
             self.contacts[key] = None
         for row in rows:
             channel, account, _ = key = keys[row.n - 1]
+            contact_id = row.ct_id if row.ct_id is not None else row.new_contact_id
+            if row.new_conversation_id is not None:
+                self.new_conversation_ids[(channel, account, contact_id)] = row.new_conversation_id
             if row.ct_id is None:
                 self.new_ids[key] = row.new_contact_id
                 continue
@@ -282,6 +307,12 @@ class UnitOfWork:
     def created(self, conv: Conversation) -> None:
         self._convs[conv.id] = (conv, json.dumps(dict(conv.data)))
         self.latest[(conv.channel, conv.account, conv.contact_id)] = conv.id
+
+    def create_later(self, conv: Conversation) -> None:
+        """Map a new conversation (its id drawn by the prefetch), written at the flush with
+        its latest values (a save of it before then costs nothing more)."""
+        self.created(conv)
+        self._new_convs[conv.id] = None
 
     # -------------------------------------------------------------- writes
 
@@ -343,22 +374,25 @@ class UnitOfWork:
 
     def _pending(self) -> list[tuple[Any, Any, list[int] | None]]:
         out: list[tuple[Any, Any, list[int] | None]] = []
-        if self._new:
+        if self._new or self._new_convs:
             new, self._new = list(self._new.values()), {}
-            out.append(
-                (
-                    _PG_NEW_SENDERS,
-                    {
-                        "ids": [n.contact.id for n in new],
-                        "names": [n.contact.name for n in new],
-                        "created": [n.contact.created_at for n in new],
-                        "channels": [n.key[0] for n in new],
-                        "accounts": [n.key[1] for n in new],
-                        "externals": [n.key[2] for n in new],
-                    },
-                    None,
-                )
-            )
+            conv_ids, self._new_convs = list(self._new_convs), {}
+            params: dict[str, list[Any]] = {
+                "s_id": [n.contact.id for n in new],
+                "s_name": [n.contact.name for n in new],
+                "s_created": [n.contact.created_at for n in new],
+                "s_channel": [n.key[0] for n in new],
+                "s_account": [n.key[1] for n in new],
+                "s_external": [n.key[2] for n in new],
+            }
+            convs = [self._convs[i] for i in conv_ids]
+            for f in _NEW_CONV_COLS:
+                if f != "data":
+                    params[f"c_{f}"] = [getattr(c, f) for c, _ in convs]
+            params["c_data"] = [data for _, data in convs]
+            for i in conv_ids:
+                self._dirty.pop(i, None)  # inserted with its latest values
+            out.append((_PG_INSERT_NEW, params, None))
         if self._dirty:
             out.append(self._save_many())
         return out
@@ -400,7 +434,7 @@ class UnitOfWork:
     ) -> None:
         if execution_options.get(_OPTION) or not (self._convs or self.contacts or self.latest):
             return
-        if self._new:  # whatever it is, it may need them (a foreign key, a read)
+        if self._new or self._new_convs:  # whatever it is, it may need them (a foreign key)
             self._flush_sync(conn)
         tables = _tables(clause)
         writes = not isinstance(clause, Select)
