@@ -535,6 +535,9 @@ class LeanConnection:
         return int(code), headers, reason
 
     async def _read_exactly(self, count: int, read_timeout: float | None) -> bytes:
+        reader = self._reader
+        if len(reader._buffer) >= count:  # type: ignore[attr-defined]
+            return await reader.readexactly(count)  # already here (the usual small body): no timer
         try:
             async with asyncio.timeout(read_timeout):
                 return await self._reader.readexactly(count)
