@@ -496,3 +496,46 @@ async def test_event_hooks_auth_and_redirects_take_httpx_s_own_path() -> None:
         await client.get(f"{server.url}/hooked", auth=("user", "secret"))
         assert seen == [f"{server.url}/hooked"]
         assert b"Authorization: Basic " in server.requests[2][0]
+
+
+def head_fields(head: bytes) -> tuple[bytes, dict[bytes, bytes]]:
+    line, *fields = head.rstrip(b"\r\n").split(b"\r\n")
+    return line, {k.lower(): v.strip() for k, v in (f.split(b":", 1) for f in fields)}
+
+
+async def test_a_json_post_goes_out_as_httpx_would_send_it() -> None:
+    payload = {"to": "34600111222", "text": {"body": "Gràcies! ✓", "preview_url": False}}
+    auth = {"Authorization": "Bearer EAAG-token"}
+    async with raw_serving(OK_JSON) as server:
+        async with httpx.AsyncClient() as plain:
+            await plain.post(f"{server.url}/v21.0/1/messages", json=payload, headers=auth)
+        async with provider_client() as client:
+            # The lean path: httpx's general build_request is not used.
+            client.build_request = None  # type: ignore[assignment,method-assign]
+            url = httpx.URL(f"{server.url}/v21.0/1/messages")
+            response = await client.post(url, json=payload, headers=auth)
+            await client.post(str(url), json=payload, headers=auth)
+    assert response.request.content == server.requests[1][1]
+    assert response.request.extensions["timeout"] == client.timeout.as_dict()
+    expected_line, expected = head_fields(server.requests[0][0])
+    for head, body in server.requests[1:]:
+        assert head_fields(head) == (expected_line, expected)
+        assert body == server.requests[0][1]
+        assert json.loads(body) == payload
+
+
+async def test_other_requests_are_built_by_httpx() -> None:
+    async with raw_serving(OK_JSON) as server, provider_client() as client:
+        await client.post(f"{server.url}/a", json={"a": 1}, params={"q": "x y"})
+        await client.post(f"{server.url}/b", data={"a": "1"}, timeout=3.0)
+        client.params = httpx.QueryParams({"v": "1"})
+        await client.post(f"{server.url}/c", json={"a": 1})
+        client.params = httpx.QueryParams()
+        client.base_url = httpx.URL(f"{server.url}/base/")
+        await client.post("d", json={"a": 1}, headers={"X-Extra": "1"})
+        heads = [head for head, _ in server.requests]
+        assert heads[0].startswith(b"POST /a?q=x+y HTTP/1.1")
+        assert b"Content-Type: application/x-www-form-urlencoded" in heads[1]
+        assert heads[2].startswith(b"POST /c?v=1 HTTP/1.1")
+        assert heads[3].startswith(b"POST /base/d HTTP/1.1")
+        assert b"X-Extra: 1" in heads[3]

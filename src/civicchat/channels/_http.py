@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import json as _json
 import re
 import ssl
 import time
@@ -17,7 +18,17 @@ from typing import Any
 import httpcore
 import httpx
 from httpx._client import UseClientDefault
-from httpx._types import AuthTypes
+from httpx._types import (
+    AuthTypes,
+    CookieTypes,
+    HeaderTypes,
+    QueryParamTypes,
+    RequestContent,
+    RequestData,
+    RequestExtensions,
+    RequestFiles,
+    TimeoutTypes,
+)
 
 from civicchat.exceptions import PayloadError, SendError, TransientError
 
@@ -177,6 +188,74 @@ class LeanClient(httpx.AsyncClient):
     and no httpx INFO log line. Anything else (and a closed client) takes httpx's own path.
     Timeouts, the response's ``request``, ``elapsed``, decoding and errors are httpx's.
     """
+
+    async def request(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        *,
+        content: RequestContent | None = None,
+        data: RequestData | None = None,
+        files: RequestFiles | None = None,
+        json: Any | None = None,
+        params: QueryParamTypes | None = None,
+        headers: HeaderTypes | None = None,
+        cookies: CookieTypes | None = None,
+        auth: AuthTypes | UseClientDefault | None = USE_CLIENT_DEFAULT,
+        follow_redirects: bool | UseClientDefault = USE_CLIENT_DEFAULT,
+        timeout: TimeoutTypes | UseClientDefault = USE_CLIENT_DEFAULT,  # noqa: ASYNC109
+        extensions: RequestExtensions | None = None,
+    ) -> httpx.Response:
+        """httpx's ``request``; a JSON body to an absolute URL (the providers' calls) is built
+        without httpx's general merging and encoding, into the same request."""
+        if isinstance(url, str):
+            url = httpx.URL(url)
+        if (
+            json is None
+            or content is not None
+            or data is not None
+            or files is not None
+            or params is not None
+            or cookies is not None
+            or extensions is not None
+            or not url.is_absolute_url
+            or self.params
+            or self.cookies
+        ):
+            return await super().request(
+                method,
+                url,
+                content=content,
+                data=data,
+                files=files,
+                json=json,
+                params=params,
+                headers=headers,
+                cookies=cookies,
+                auth=auth,
+                follow_redirects=follow_redirects,
+                timeout=timeout,
+                extensions=extensions,
+            )
+        body = _json.dumps(json, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        encoded = body.encode()
+        merged = httpx.Headers(self.headers)
+        if headers:
+            merged.update(headers)
+        if "host" not in merged:
+            merged["Host"] = url.netloc.decode("ascii")
+        merged["Content-Length"] = str(len(encoded))
+        merged["Content-Type"] = "application/json"
+        limits = self.timeout if isinstance(timeout, UseClientDefault) else httpx.Timeout(timeout)
+        request = httpx.Request(
+            method,
+            url,
+            headers=merged,
+            stream=httpx.ByteStream(encoded),
+            extensions={"timeout": limits.as_dict()},
+        )
+        request.read()  # request.content, as httpx's own requests have it
+        return await self.send(request, auth=auth, follow_redirects=follow_redirects)
 
     async def send(
         self,
