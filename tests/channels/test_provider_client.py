@@ -505,7 +505,7 @@ def head_fields(head: bytes) -> tuple[bytes, dict[bytes, bytes]]:
 
 async def test_a_json_post_goes_out_as_httpx_would_send_it() -> None:
     payload = {"to": "34600111222", "text": {"body": "Gràcies! ✓", "preview_url": False}}
-    auth = {"Authorization": "Bearer EAAG-token"}
+    auth = {"Authorization": "Bearer EAAG-token", "Content-Type": "application/json; charset=utf-8"}
     async with raw_serving(OK_JSON) as server:
         async with httpx.AsyncClient() as plain:
             await plain.post(f"{server.url}/v21.0/1/messages", json=payload, headers=auth)
