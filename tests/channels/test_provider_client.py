@@ -539,3 +539,21 @@ async def test_other_requests_are_built_by_httpx() -> None:
         assert heads[2].startswith(b"POST /c?v=1 HTTP/1.1")
         assert heads[3].startswith(b"POST /base/d HTTP/1.1")
         assert b"X-Extra: 1" in heads[3]
+
+
+async def test_queued_requests_get_the_slot_in_turn_and_a_cancelled_one_loses_none() -> None:
+    async with serving() as server, provider_client(max_connections=1) as client:
+        held = asyncio.create_task(client.get(f"{server.url}/slow"))
+        await asyncio.sleep(0.05)
+        queued = [asyncio.create_task(client.get(f"{server.url}/send?n={i}")) for i in range(4)]
+        await asyncio.sleep(0.05)
+        queued[1].cancel()
+        server.release.set()
+        assert (await held).status_code == 200
+        assert [r.status_code for r in await asyncio.gather(queued[0], *queued[2:])] == [200] * 3
+        assert queued[1].cancelled()
+        assert server.most_in_flight == 1
+        # One slot, still there: two more in parallel each wait their turn and succeed.
+        both = await asyncio.gather(client.get(f"{server.url}/a"), client.get(f"{server.url}/b"))
+        assert [r.status_code for r in both] == [200, 200]
+        assert server.connections == 1

@@ -10,6 +10,7 @@ import json as _json
 import re
 import ssl
 import time
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -350,7 +351,10 @@ class LeanPool:
             raise ValueError("max_connections must be at least 1")
         self._ssl_context = ssl_context
         self._keepalive_expiry = keepalive_expiry
-        self._slots = asyncio.Semaphore(max_connections)
+        # Free request slots, and the requests waiting for one in arrival order (a counter and
+        # a deque, not asyncio.Semaphore: its locked() and acquire() scan every waiter).
+        self._free = max_connections
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._idle: dict[_Key, list[LeanConnection]] = {}
         self._closed = False
 
@@ -365,15 +369,10 @@ class LeanPool:
         if self._closed:
             raise RuntimeError("the pool is closed")
         timeouts = request.extensions.get("timeout") or {}
-        slots = self._slots
-        if slots.locked():
-            try:
-                async with asyncio.timeout(timeouts.get("pool")):
-                    await slots.acquire()
-            except TimeoutError:
-                raise httpcore.PoolTimeout("no free connection in the pool") from None
+        if self._free > 0 and not self._waiters:
+            self._free -= 1  # a free slot: taken at once, no timer needed
         else:
-            await slots.acquire()  # a free slot: taken at once, no timer needed
+            await self._wait_for_slot(timeouts.get("pool"))
         try:
             origin = request.url.origin
             key = (origin.scheme, origin.host, origin.port)
@@ -391,7 +390,7 @@ class LeanPool:
                 connection.close()
                 raise
         except BaseException:
-            slots.release()
+            self._release_slot()
             raise
         return httpcore.Response(
             status=status,
@@ -399,6 +398,33 @@ class LeanPool:
             content=_ReleasingStream(body, connection, key, self),
             extensions=extensions,
         )
+
+    async def _wait_for_slot(self, pool_timeout: float | None) -> None:
+        """Queue for a slot; :meth:`_release_slot` hands it over (first come, first served)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(pool_timeout):
+                await waiter
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled():
+                self._release_slot()  # handed over just as the wait ended: pass it on
+            else:
+                waiter.cancel()  # skipped by _release_slot, and dropped here
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            if isinstance(exc, TimeoutError):
+                raise httpcore.PoolTimeout("no free connection in the pool") from None
+            raise
+
+    def _release_slot(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
 
     def _take_idle(self, key: _Key) -> LeanConnection | None:
         stack = self._idle.get(key)
@@ -410,7 +436,7 @@ class LeanPool:
         return None
 
     def _release(self, connection: LeanConnection, key: _Key) -> None:
-        self._slots.release()
+        self._release_slot()
         if self._closed or not connection.idle:
             connection.close()
             return
