@@ -107,3 +107,12 @@ def test_duplicate_account_names_refused(tmp_path: Path):
     text = path.read_text().replace("name: mataro-tg", "name: mataro-wa")
     with pytest.raises(ConfigError, match="two accounts"):
         parse_config(text, base_dir=tmp_path, env={})
+
+
+def test_worker_counts_follow_the_database_unless_given():
+    from civicchat.service.config import WorkersConfig
+
+    assert WorkersConfig().for_database(postgres=False) == (1, 1)
+    assert WorkersConfig().for_database(postgres=True) == (2, 4)
+    assert WorkersConfig(inbox=6, outbox=3).for_database(postgres=True) == (6, 3)
+    assert WorkersConfig(inbox=0).for_database(postgres=False) == (0, 1)

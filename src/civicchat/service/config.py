@@ -217,9 +217,13 @@ class WorkersConfig(_Model):
 
     def for_database(self, *, postgres: bool) -> tuple[int, int]:
         """(inbox, outbox) workers per process. Unset: 1 and 1 on SQLite (one writer: more only
-        queue on its lock); 8 and 4 on PostgreSQL, where a worker mostly waits for the server's
-        round trips and several claim different conversations in parallel."""
-        inbox = self.inbox if self.inbox is not None else (8 if postgres else 1)
+        queue on its lock); 2 and 4 on PostgreSQL. An inbox worker handles a claimed batch in
+        one transaction, so two keep the CPU busy (a second one runs while the first waits for
+        the server) and their batches stay large; eight made smaller batches, more statements a
+        message and worse latency (``benchmarks/pipeline.py``: reply p99 at 200/s 280-300 ms
+        with 8, 160-220 ms with 2). An outbox worker waits for its batch's provider calls
+        (0.1-0.3 s on the real Graph API): four keep enough sends in flight."""
+        inbox = self.inbox if self.inbox is not None else (2 if postgres else 1)
         outbox = self.outbox if self.outbox is not None else (4 if postgres else 1)
         return inbox, outbox
 
