@@ -120,3 +120,30 @@ def test_several_processes_on_sqlite_are_refused(
     config = write_config(tmp_path, provider_base="http://127.0.0.1:9")
     assert main(["serve", str(config), "--workers", "2"]) == 2
     assert "PostgreSQL" in capsys.readouterr().err
+
+
+def test_serve_tunes_the_garbage_collector_once_the_app_is_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """``civicchat serve`` freezes what the app built at start and raises the collector's
+    thresholds before it serves (in a child process: the test runner's collector stays as is)."""
+    config = write_config(tmp_path, provider_base="http://fake")
+    script = (
+        "import gc, sys, uvicorn\n"
+        "from civicchat.cli.serve import main\n"
+        "from civicchat.service.app import GC_THRESHOLDS\n"
+        "seen = {}\n"
+        "def run(app, **kw):\n"
+        "    seen['threshold'] = gc.get_threshold()\n"
+        "    seen['frozen'] = gc.get_freeze_count()\n"
+        "uvicorn.run = run\n"
+        f"assert main(['serve', {str(config)!r}, '--port', '0']) == 0\n"
+        "assert seen['threshold'] == GC_THRESHOLDS, seen\n"
+        "assert seen['frozen'] > 10_000, seen\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("ok")

