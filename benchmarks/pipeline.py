@@ -437,9 +437,12 @@ async def _drop_postgres(url: str, schema: str) -> None:
     await engine.dispose()
 
 
-def _start_service(config: Path, port: int, topology: str) -> list[subprocess.Popen[bytes]]:
+def _start_service(
+    config: Path, port: int, topology: str, worker_nice: int = 0
+) -> list[subprocess.Popen[bytes]]:
     """``N``: ``serve --workers N`` (each process answers webhooks and runs workers); ``N+M``:
-    ``serve --workers N --no-workers`` and ``M`` separate ``civicchat worker`` processes."""
+    ``serve --workers N --no-workers`` and ``M`` separate ``civicchat worker`` processes, at
+    ``worker_nice`` (as docs/deployment.md's systemd unit runs them)."""
     web, _, separate = topology.partition("+")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MATARO_", "CIVICCHAT_"))}
     serve = [
@@ -451,7 +454,7 @@ def _start_service(config: Path, port: int, topology: str) -> list[subprocess.Po
     commands = [serve]
     worker = [sys.executable, "-m", "civicchat.cli.serve", "worker", str(config)]
     commands += [[*worker, "--log-level", "warning"] for _ in range(int(separate or 0))]
-    return [
+    procs = [
         subprocess.Popen(
             command,
             cwd=config.parent,
@@ -461,6 +464,9 @@ def _start_service(config: Path, port: int, topology: str) -> list[subprocess.Po
         )
         for command in commands
     ]
+    for proc in procs[1:]:  # the separate worker processes
+        os.setpriority(os.PRIO_PROCESS, proc.pid, worker_nice)
+    return procs
 
 
 async def measure(
@@ -563,7 +569,7 @@ async def run(args: argparse.Namespace) -> int:
                         db_url = f"sqlite+aiosqlite:///{tmp}/bench.db"
                     config = _service_config(Path(tmp), graph, db_url, schema)
                     port = free_port()
-                    service = _start_service(config, port, topology)
+                    service = _start_service(config, port, topology, args.worker_nice)
                     procs += service
                     name = f"service {backend} {_describe(topology)}"
                     try:
@@ -625,6 +631,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--inbox", type=int, help="inbox workers per process (default: the service's)"
+    )
+    parser.add_argument(
+        "--worker-nice",
+        type=int,
+        default=0,
+        help="niceness of the separate worker processes of an N+M layout (docs/deployment.md "
+        "runs them at 10: the web processes answer the providers first)",
     )
     parser.add_argument(
         "--outbox", type=int, help="outbox workers per process (default: the service's)"
