@@ -46,7 +46,7 @@ __all__ = [
     "UTCDateTime",
 ]
 
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 
 # SQLite only autoincrements INTEGER PRIMARY KEY, PostgreSQL ids outgrow 32 bits.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -255,6 +255,10 @@ class MediaRow(Base):
         UniqueConstraint("channel", "account", "media_id", name="uq_media_refs_media"),
         Index("ix_media_refs_due", "state", "next_attempt_at"),
         Index("ix_media_refs_event", "event_id"),
+        # Erasure and retention ask whether a file is still named; retention's leftovers by age
+        # (migration 0007).
+        Index("ix_media_refs_blob_key", "blob_key"),
+        Index("ix_media_refs_account_created", "account", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
