@@ -476,8 +476,14 @@ async def measure(
     rates: Sequence[float],
     duration: float,
     pids: Sequence[int] = (),
+    warmup: float = 0.0,
 ) -> list[Result]:
     results = []
+    if graph and warmup > 0:
+        # A service just started opens its pooled connections and prepares its statements on
+        # the first messages: not what a running service does with the next ones.
+        await open_loop(url, 50, warmup)
+        await asyncio.sleep(1.0)
     for rate in rates:
         if graph:
             async with httpx.AsyncClient() as client:
@@ -576,7 +582,13 @@ async def run(args: argparse.Namespace) -> int:
                         _wait_up(f"http://127.0.0.1:{port}/healthz", service[0])
                         url = f"http://127.0.0.1:{port}/webhooks/whatsapp/bench-wa"
                         results = await measure(
-                            name, url, graph, rates, args.duration, [p.pid for p in service]
+                            name,
+                            url,
+                            graph,
+                            rates,
+                            args.duration,
+                            [p.pid for p in service],
+                            warmup=args.warmup,
                         )
                     finally:
                         for proc in service:
@@ -631,6 +643,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--inbox", type=int, help="inbox workers per process (default: the service's)"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=2.0,
+        help="seconds of webhooks at 50/s sent to a service just started, not measured",
     )
     parser.add_argument(
         "--worker-nice",
