@@ -55,3 +55,18 @@ def status(
         status=st,
         timestamp=at,
     )
+
+
+async def conversation_of(tx, msg: InboundMessage, name: str | None = None):  # type: ignore[no-untyped-def]
+    """The sender's latest conversation on the message's account, opened ("bot") if none."""
+    contact = await tx.contacts.identify(msg.channel, msg.account, msg.sender.id, name=name)
+    conv = await tx.conversations.latest_for(msg.channel, msg.account, contact.id)
+    if conv is None:
+        conv = await tx.conversations.create(
+            channel=msg.channel,
+            account=msg.account,
+            contact_id=contact.id,
+            recipient_id=msg.sender.id,
+            state="bot",
+        )
+    return conv

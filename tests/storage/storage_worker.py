@@ -20,6 +20,8 @@ import sys
 import uuid
 from pathlib import Path
 
+from storage_helpers import conversation_of
+
 from civicchat.messages import InboundMessage, OutboundMessage, Text
 from civicchat.storage.sql import open_store
 from civicchat.storage.workers import InboxProcessor, OutboxSender, Reply
@@ -66,16 +68,7 @@ async def main(config: dict, deliveries: list) -> None:
         if handler_calls == slow_process_at:
             _append(workdir / "slow_process", msg.provider_message_id)
             await asyncio.sleep(3600)  # the test kills us here, mid-transaction
-        contact = await tx.contacts.identify(msg.channel, msg.account, msg.sender.id)
-        conv = await tx.conversations.latest_for(msg.channel, msg.account, contact.id)
-        if conv is None:
-            conv = await tx.conversations.create(
-                channel=msg.channel,
-                account=msg.account,
-                contact_id=contact.id,
-                recipient_id=msg.sender.id,
-                state="bot",
-            )
+        conv = await conversation_of(tx, msg)
         seen = [*conv.data.get("seen", []), event.id]
         await asyncio.sleep(random.uniform(0, 0.002))
         await tx.conversations.save(dataclasses.replace(conv, data={"seen": seen}))

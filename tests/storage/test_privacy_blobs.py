@@ -15,7 +15,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import insert, select, update
-from storage_helpers import T0, inbound
+from storage_helpers import T0, conversation_of, inbound
 
 from civicchat.channels.webchat import WebChatChannel, WebChatHub
 from civicchat.messages import InboundMessage, Media, MediaKind, Sender
@@ -36,16 +36,7 @@ VISITOR_A, VISITOR_B = "visitor_aaaaaaaaaaaaaaaa", "visitor_bbbbbbbbbbbbbbbb"
 
 async def handler(event, tx):
     msg = event.payload
-    contact = await tx.contacts.identify(msg.channel, msg.account, msg.sender.id)
-    conv = await tx.conversations.latest_for(msg.channel, msg.account, contact.id)
-    if conv is None:
-        conv = await tx.conversations.create(
-            channel=msg.channel,
-            account=msg.account,
-            contact_id=contact.id,
-            recipient_id=msg.sender.id,
-            state="bot",
-        )
+    conv = await conversation_of(tx, msg)
     await tx.conversations.save(dataclasses.replace(conv, last_inbound_at=msg.timestamp))
     return Reply([], conversation_id=conv.id)
 

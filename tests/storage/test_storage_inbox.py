@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 from sqlalchemy import update
 from sqlalchemy.exc import DBAPIError
-from storage_helpers import T0, inbound, reply_to, status
+from storage_helpers import T0, conversation_of, inbound, reply_to, status
 
 from civicchat.exceptions import StorageError
 from civicchat.messages import DeliveryStatus, InboundMessage, Media, MediaKind, Sender
@@ -209,18 +209,7 @@ async def test_handler_state_and_conversation_link(store, clock):
 
     async def handler(event, tx):
         msg = event.payload
-        contact = await tx.contacts.identify(
-            msg.channel, msg.account, msg.sender.id, name=msg.sender.name
-        )
-        conv = await tx.conversations.latest_for(msg.channel, msg.account, contact.id)
-        if conv is None:
-            conv = await tx.conversations.create(
-                channel=msg.channel,
-                account=msg.account,
-                contact_id=contact.id,
-                recipient_id=msg.sender.id,
-                state="bot",
-            )
+        conv = await conversation_of(tx, msg, name=msg.sender.name)
         await tx.conversations.save(
             dataclasses.replace(
                 conv,

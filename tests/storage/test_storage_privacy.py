@@ -7,7 +7,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from storage_helpers import inbound, reply_to
+from storage_helpers import conversation_of, inbound, reply_to
 
 from civicchat.messages import InboundMessage, Media, MediaKind, Sender
 from civicchat.storage.base import EventState, RetentionMode
@@ -18,16 +18,7 @@ from civicchat.storage.workers import InboxProcessor, OutboxSender, Reply
 
 async def handler(event, tx):
     msg = event.payload
-    contact = await tx.contacts.identify(msg.channel, msg.account, msg.sender.id, name="Maria")
-    conv = await tx.conversations.latest_for(msg.channel, msg.account, contact.id)
-    if conv is None:
-        conv = await tx.conversations.create(
-            channel=msg.channel,
-            account=msg.account,
-            contact_id=contact.id,
-            recipient_id=msg.sender.id,
-            state="bot",
-        )
+    conv = await conversation_of(tx, msg, name="Maria")
     await tx.conversations.save(dataclasses.replace(conv, last_inbound_at=msg.timestamp))
     return Reply([reply_to(msg, f"rebut {msg.content.kind}")], conversation_id=conv.id)
 

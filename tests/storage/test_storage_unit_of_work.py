@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import event, func, select, text, update
-from storage_helpers import T0, inbound
+from storage_helpers import T0, conversation_of, inbound
 
 from civicchat.bot import Bot, BotAccount, RecordingResponder, load_account_texts
 from civicchat.channels.base import Capabilities
@@ -306,16 +306,7 @@ async def test_a_rolled_back_batch_leaves_no_saves_and_no_map(store: SqlStore, c
 
     async def handler(event, tx):  # type: ignore[no-untyped-def]
         msg = event.payload
-        contact = await tx.contacts.identify(msg.channel, msg.account, msg.sender.id)
-        conv = await tx.conversations.latest_for(msg.channel, msg.account, contact.id)
-        if conv is None:
-            conv = await tx.conversations.create(
-                channel=msg.channel,
-                account=msg.account,
-                contact_id=contact.id,
-                recipient_id=msg.sender.id,
-                state="bot",
-            )
+        conv = await conversation_of(tx, msg)
         await tx.conversations.save(
             dataclasses.replace(conv, data={"n": conv.data.get("n", 0) + 1})
         )
