@@ -249,11 +249,10 @@ class SqlConversations(_Repo):
             "now": now,
         }
         uow = self._uow
-        drawn = uow.new_conversation_ids.pop((channel, account, contact_id), None)
-        if uow.active and drawn is not None:
-            # Its id drawn by the batch's read: written with the batch's other new rows.
-            conv = Conversation(
-                id=drawn,
+
+        def opened(conversation_id: int) -> Conversation:
+            return Conversation(
+                id=conversation_id,
                 account=account,
                 channel=channel,
                 contact_id=contact_id,
@@ -261,6 +260,11 @@ class SqlConversations(_Repo):
                 state=state,
                 created_at=now,
             )
+
+        drawn = uow.new_conversation_ids.pop((channel, account, contact_id), None)
+        if uow.active and drawn is not None:
+            # Its id drawn by the batch's read: written with the batch's other new rows.
+            conv = opened(drawn)
             uow.create_later(conv)
             return conv
         new = uow.take_new_sender(contact_id) if uow.active else None
@@ -280,17 +284,9 @@ class SqlConversations(_Repo):
             stmt = _stmts(self._conn)["new_conversation"]
         new_id = await self._conn.scalar(stmt, params, execution_options=KEEPS_MAP)
         assert new_id is not None
-        conv = Conversation(
-            id=new_id,
-            account=account,
-            channel=channel,
-            contact_id=contact_id,
-            recipient_id=recipient_id,
-            state=state,
-            created_at=now,
-        )
-        if self._uow.active:
-            self._uow.created(conv)
+        conv = opened(new_id)
+        if uow.active:
+            uow.created(conv)
         return conv
 
     async def save(self, conversation: Conversation) -> None:
