@@ -17,6 +17,7 @@ from civicchat.bot import Bot, BotAccount, RecordingResponder, load_account_text
 from civicchat.channels.base import Capabilities
 from civicchat.channels.fake import FakeChannel
 from civicchat.clock import ManualClock
+from civicchat.exceptions import StorageError
 from civicchat.keywords import KeywordEngine, load_catalog
 from civicchat.messages import InboundMessage, Sender, Text
 from civicchat.routing import Pipeline, load_office_hours
@@ -270,6 +271,27 @@ async def test_queue_position_and_other_sql_see_the_pending_saves(
         assert again is not None
         assert again.state == "bot"
         assert again.queued_at is None
+
+
+async def test_driver_sql_inside_the_unit_of_work_is_refused(store: SqlStore, clock: ManualClock):
+    """``exec_driver_sql`` bypasses the autoflush: it would read a saved conversation's old state
+    (and a write through it would be undone by the batch's save). Refused, clearly; after the
+    unit of work it runs again."""
+    a_id = await _queued(store, clock, "34622222231", 1)
+    async with store.transaction() as tx:
+        async with tx.unit_of_work([("whatsapp", "acc1", "34622222231")]):
+            contact = await tx.contacts.identify("whatsapp", "acc1", "34622222231")
+            a = await tx.conversations.latest_for("whatsapp", "acc1", contact.id)
+            assert a is not None
+            await tx.conversations.save(dataclasses.replace(a, state="bot", queued_at=None))
+            with pytest.raises(StorageError, match="exec_driver_sql"):
+                await tx.connection.exec_driver_sql(
+                    f"SELECT state FROM conversations WHERE id = {a_id}"
+                )
+        result = await tx.connection.exec_driver_sql(
+            f"SELECT state FROM conversations WHERE id = {a_id}"
+        )
+        assert result.scalar() == "bot"
 
 
 async def test_a_write_by_other_sql_is_not_hidden_by_the_map(store: SqlStore, clock: ManualClock):

@@ -18,7 +18,9 @@ unit_of_work>` (what :class:`~civicchat.storage.workers.InboxProcessor` opens ar
   work ends, and **before any other statement that could read them** (autoflush, below).
 
 Autoflush and invalidation watch every statement run on the transaction's connection (a
-``before_execute`` listener, so SQL of other modules run on ``tx.connection`` is covered too).
+``before_execute`` listener, so SQL of other modules run on ``tx.connection`` with
+``execute()`` is covered too; ``exec_driver_sql()``, which that listener does not see, is
+refused with a :class:`~civicchat.exceptions.StorageError` while the unit of work is active).
 Any such statement first writes the new rows not written yet (it may refer to them: a
 foreign key, a read). A statement that mentions the ``conversations`` table
 (``queue_position``, a console query), a write to ``contacts``, or SQL that cannot be inspected
@@ -225,11 +227,15 @@ class UnitOfWork:
     def start(self) -> None:
         self.active = True
         event.listen(self._conn.sync_connection, "before_execute", self._before_execute)
+        event.listen(self._conn.sync_connection, "before_cursor_execute", self._refuse_driver_sql)
 
     def stop(self) -> None:
         """Forget everything, pending saves included (after an error, or once flushed)."""
         if self.active:
             event.remove(self._conn.sync_connection, "before_execute", self._before_execute)
+            event.remove(
+                self._conn.sync_connection, "before_cursor_execute", self._refuse_driver_sql
+            )
         self.active = False
         self._dirty.clear()
         self._new.clear()
@@ -423,6 +429,23 @@ class UnitOfWork:
             raise StorageError(f"conversations {sorted(missing)} do not exist")
 
     # -------------------------------------------------------------- autoflush
+
+    def _refuse_driver_sql(
+        self,
+        conn: Connection,
+        cursor: object,
+        statement: str,
+        parameters: object,
+        context: Any,
+        executemany: bool,
+    ) -> None:
+        # ``exec_driver_sql`` skips ``before_execute``: such SQL would neither see the pending
+        # saves nor empty the map after a write. Refused rather than silently wrong.
+        if context is not None and context.compiled is None:
+            raise StorageError(
+                "exec_driver_sql() on the connection of an inbox batch's unit of work: use "
+                "execute(text(...)), which sees the batch's pending writes"
+            )
 
     def _before_execute(
         self,
