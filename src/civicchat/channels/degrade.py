@@ -146,11 +146,14 @@ def degrade(
         return _split(content.fallback_text, caps)
     if isinstance(content, MarkRead):
         return [content] if caps.mark_read else []
-    if isinstance(content, Media) and content.caption:
-        if len(content.caption) > caps.max_caption_length:
-            # WhatsApp refuses a caption over 1,024 characters and Telegram cuts it: the file
-            # without it, then the caption as text, split like any other.
-            return [content.model_copy(update={"caption": None}), *_split(content.caption, caps)]
+    if (
+        isinstance(content, Media)
+        and content.caption
+        and len(content.caption) > caps.max_caption_length
+    ):
+        # WhatsApp refuses a caption over 1,024 characters and Telegram cuts it: the file
+        # without it, then the caption as text, split like any other.
+        return [content.model_copy(update={"caption": None}), *_split(content.caption, caps)]
     return [content]
 
 
