@@ -317,6 +317,52 @@ async def test_other_database_errors_are_not_retried(store, monkeypatch):
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("target", ["postgres"], indirect=True)
+async def test_a_revived_event_and_the_new_ones_of_its_batch_appear_together(store, monkeypatch):
+    """A re-delivered batch [A parked, B new] of one conversation: no worker may see B before A
+    is pending again (B would be answered before A)."""
+    a, b = inbound(1), inbound(2)
+    await store.accept([a])
+    (event,) = await store.claim_events("w1", limit=1, lease_seconds=60)
+    await store.fail_event(event.id, "w1", "boom", retry_at=None)  # parked
+    real = asyncpg.Connection.fetchrow
+    seen_between: list[list[int]] = []
+
+    async def fetchrow(self, query, *args, **kwargs):
+        row = await real(self, query, *args, **kwargs)
+        if "INSERT INTO inbox_events" in query:
+            # Another worker claims right after the insert, before the revive.
+            claimed = await store.claim_events("w2", limit=5, lease_seconds=60)
+            seen_between.append([e.id for e in claimed])
+        return row
+
+    monkeypatch.setattr(asyncpg.Connection, "fetchrow", fetchrow)
+    result = await store.accept([a, b])
+    monkeypatch.undo()
+    assert (result.accepted, result.revived) == (1, 1)
+    assert seen_between == [[]]  # nothing of the batch was visible yet
+    claimed = await store.claim_events("w3", limit=5, lease_seconds=60)
+    assert [e.payload.provider_message_id for e in claimed] == [a.provider_message_id]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("target", ["postgres"], indirect=True)
+async def test_a_server_shutdown_mid_accept_discards_the_connection(store, monkeypatch):
+    from sqlalchemy import event
+
+    assert (await store.accept([inbound(1)])).accepted == 1
+    opened: list[int] = []
+    event.listen(store.engine.sync_engine, "connect", lambda *_a: opened.append(1))
+    assert (await store.accept([inbound(2)])).accepted == 1
+    assert opened == []  # the pooled connection is reused
+    _fail_driver_once(monkeypatch, asyncpg.AdminShutdownError("terminating connection"))
+    with pytest.raises(StorageError, match="AdminShutdownError"):
+        await store.accept([inbound(3)])
+    assert (await store.accept([inbound(3)])).accepted == 1
+    assert opened == [1]  # the one the server shut down was thrown away: a new one
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("target", ["postgres"], indirect=True)
 async def test_a_connection_lost_mid_accept_is_refused_and_not_reused(store, monkeypatch):
     """PostgreSQL's accept runs on the driver directly: a connection that broke under it is
     thrown away (the pool would otherwise hand it to the next webhook), nothing is stored, and

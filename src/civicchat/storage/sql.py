@@ -294,27 +294,33 @@ class SqlStore(SqlPrivacyMixin):
         return AcceptResult(accepted=accepted, duplicates=duplicates, revived=revived)
 
     async def _pg_accept(self, rows: list[dict[str, Any]], now: datetime) -> tuple[int, int]:
-        """The batch's commit on PostgreSQL: one statement, sent by the driver itself (and a
+        """The batch's commit on PostgreSQL, sent by the driver itself: one statement (and a
         second one only when some events were there already, to revive failed re-deliveries).
 
-        The webhook's path is the one where SQLAlchemy's per-statement work and a transaction's
-        BEGIN and COMMIT round trips cost most (see ``benchmarks/pipeline.py``); each statement
-        is atomic on its own (an implicit transaction) and does its NOTIFY.
+        The webhook's path is the one where SQLAlchemy's per-statement work costs most (see
+        ``benchmarks/pipeline.py``); the insert does the NOTIFY (delivered on commit).
         """
         arrays = [[r[c] for r in rows] for c in _ACCEPT_COLUMNS]
         async with self.engine.connect() as conn:
             fairy = await conn.get_raw_connection()
             driver: Any = fairy.driver_connection
             try:
-                accepted = (await driver.fetchrow(_PG_ACCEPT_INSERT, *arrays, now))[0]
-                revived = 0
-                if accepted < len(rows):
-                    keys = arrays[1:4]  # channel, account, key
-                    revived = (await driver.fetchrow(_PG_ACCEPT_REVIVE, *keys, now))[0]
+                # One transaction: a parked event revived by this batch must be pending (its
+                # earlier id first in line) when the batch's new events of its conversation
+                # become visible, or they would be handled before it.
+                async with driver.transaction():
+                    accepted = (await driver.fetchrow(_PG_ACCEPT_INSERT, *arrays, now))[0]
+                    revived = 0
+                    if accepted < len(rows):
+                        keys = arrays[1:4]  # channel, account, key
+                        revived = (await driver.fetchrow(_PG_ACCEPT_REVIVE, *keys, now))[0]
             except asyncpg.DeadlockDetectedError as exc:
                 raise _DriverDeadlock(str(exc)) from exc
             except asyncpg.PostgresError as exc:
-                # The server refused the statement; the connection is still good.
+                if (exc.sqlstate or "").startswith(("08", "57P")):
+                    # The server went away (shut down, restarting, connection failure).
+                    await asyncio.shield(conn.invalidate())
+                # Otherwise the server refused the statement; the connection is still good.
                 raise StorageError(f"accept failed: {type(exc).__name__}: {exc}") from exc
             except BaseException as exc:
                 # A broken or interrupted connection: never hand it back to the pool.

@@ -381,12 +381,12 @@ def _pg_arrays(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> dic
 
 
 _TEXT = "text"
-# The webhook's commit on PostgreSQL: one statement sent by the driver on its own (an implicit
-# transaction: no BEGIN/COMMIT round trips) inserts the new events in order and wakes the
-# workers of every process (NOTIFY, delivered on commit) when any is new. Returns the number
-# inserted. Positional parameters: the ``_ACCEPT_COLUMNS`` as text arrays, then the time. (One
-# statement that also revived re-deliveries, with data-modifying CTEs, cost twice as much: its
-# custom plans were re-planned on every call.)
+# The webhook's commit on PostgreSQL, sent by the driver itself (no SQLAlchemy work): one
+# statement inserts the new events in order and wakes the workers of every process (NOTIFY,
+# delivered on commit) when any is new. Returns the number inserted. Positional parameters: the
+# ``_ACCEPT_COLUMNS`` as text arrays, then the time. (One statement that also revived
+# re-deliveries, with data-modifying CTEs, cost twice as much: its custom plans were re-planned
+# on every call.)
 _ACCEPT_COLUMNS = ("kind", "channel", "account", "key", "sender_id", "conversation_key", "payload")
 _WORK_NOTIFY_INBOX = f"pg_notify('{_WORK_CHANNEL}' || current_schema(), 'inbox')"
 _PG_ACCEPT_INSERT = (
