@@ -21,7 +21,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("keyword_counts", schema=None, recreate="always") as batch_op:
+    with op.batch_alter_table("keyword_counts", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("shard", sa.SmallInteger(), nullable=False, server_default="0")
         )
@@ -41,7 +41,7 @@ def downgrade() -> None:
         " SELECT account, keyword_id, day, count, 0 FROM keyword_counts_folded"
     )
     op.drop_table("keyword_counts_folded")
-    with op.batch_alter_table("keyword_counts", schema=None, recreate="always") as batch_op:
+    with op.batch_alter_table("keyword_counts", schema=None) as batch_op:
         batch_op.drop_constraint("pk_keyword_counts", type_="primary")
         batch_op.create_primary_key("pk_keyword_counts", ["account", "keyword_id", "day"])
         batch_op.drop_column("shard")
