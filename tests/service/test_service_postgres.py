@@ -80,8 +80,15 @@ async def test_the_pool_keeps_a_connection_for_every_worker_at_once(tmp_path: Pa
 
     await migrate_pg_schema(schema)
     config = load_config(_config(tmp_path, schema), env={})
+    # More workers than the engine's default pool of 10 (the defaults, 2 + 4, fit in it).
+    config = config.model_copy(
+        update={"workers": config.workers.model_copy(update={"inbox": 8, "outbox": 4})}
+    )
     inbox, outbox = config.workers.for_database(postgres=True)
-    app = create_app(config, workers=False, announce=lambda _l: None)
+    web_only = create_app(config, workers=False, announce=lambda _l: None)
+    assert web_only.state.civicchat.store.engine.pool.size() == 10  # no workers: the default
+    await web_only.state.civicchat.store.close()
+    app = create_app(config, workers=True, announce=lambda _l: None)
     engine = app.state.civicchat.store.engine
     opened: list[int] = []
     event.listen(engine.sync_engine, "connect", lambda *_a: opened.append(1))

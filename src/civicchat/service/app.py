@@ -96,14 +96,14 @@ def _live_bus(config: ServiceConfig) -> LiveBus:
     return InProcessLiveBus()
 
 
-def _pool_options(config: ServiceConfig) -> dict[str, Any]:
+def _pool_options(config: ServiceConfig, *, workers: bool) -> dict[str, Any]:
     """PostgreSQL: enough pooled connections for every worker at once, plus the listeners, the
     webhooks' commits and the console. A pool smaller than that closes a connection on each
     return at peaks and opens a new one soon after; each new one costs PostgreSQL a backend
     start and the driver's type introspection (measured: ~120 connections opened in a 10-second
     run at 200 messages/s with the default 10)."""
-    if config.is_sqlite:
-        return {}
+    if config.is_sqlite or not workers:
+        return {}  # a web-only process: the engine's default pool (10)
     inbox, outbox = config.workers.for_database(postgres=True)
     return {"pool_size": inbox + outbox + config.workers.media + 8}
 
@@ -132,8 +132,11 @@ def create_app(
     clock = config.make_clock()
     if config.is_sqlite:
         _sqlite_dir(config.database_url)
+    run_workers = config.workers.enabled if workers is None else workers
     engine = create_engine(
-        config.database_url, schema=config.database_schema, **_pool_options(config)
+        config.database_url,
+        schema=config.database_schema,
+        **_pool_options(config, workers=run_workers),
     )
     store = SqlStore(engine, clock=clock)
     live = _live_bus(config)
@@ -156,7 +159,6 @@ def create_app(
         clock=clock,
     )
     state = ServiceState(config, store, accounts, live, hub, blobs, metrics, clock, runtime, http)
-    run_workers = config.workers.enabled if workers is None else workers
     say = announce or (lambda line: print(line, flush=True))
 
     routes: list[BaseRoute] = [
