@@ -326,3 +326,24 @@ async def test_stale_keys_lists_one_account_and_refuses_a_path(tmp_path, clock):
     for bad in ("", "..", ".", "a/b"):
         with pytest.raises(ValueError, match="invalid account"):
             await blobs.stale_keys(bad, before=later)
+
+
+async def test_a_failing_sweep_does_not_stop_the_other_accounts_retention(
+    store, clock, tmp_path, caplog
+):
+    blobs = LocalBlobStore(tmp_path)
+    orphan = media_blob_key("webchat", "web", "cd" * 32)
+    await blobs.put(orphan, b"bytes")
+    age(blobs, orphan, clock, ORPHAN_GRACE + timedelta(hours=1))
+
+    class Failing(Privacy):
+        async def sweep_orphans(self, account, **kwargs):  # type: ignore[no-untyped-def]
+            if account == "broken":
+                raise OSError("disk gone")
+            return await super().sweep_orphans(account, **kwargs)
+
+    policy = RetentionPolicy(days=30)
+    done = await Failing(store, blobs, clock).apply_retention({"broken": policy, "web": policy})
+    assert done == {"broken": 0, "web": 0}
+    assert not await blobs.exists(orphan)  # the next account's sweep still ran
+    assert "sweeping the orphaned files of broken failed" in caplog.text

@@ -136,7 +136,12 @@ class Privacy:
             outcome = await self.store.retain(account, older_than=cutoff, mode=policy.mode)
             await self._delete_blobs(outcome.blob_keys)
             done[account] = outcome.conversations
-            await self.sweep_orphans(account)
+            try:
+                await self.sweep_orphans(account)
+            except (OSError, ValueError) as exc:
+                # A file system error, or an account name that is no directory: the other
+                # accounts' retention still runs; the next run sweeps again.
+                _log.error("sweeping the orphaned files of %s failed: %s", account, exc)
         return done
 
     async def sweep_orphans(self, account: str, *, grace: timedelta = ORPHAN_GRACE) -> int:
