@@ -289,6 +289,20 @@ async def test_a_chunked_response_is_decoded_and_its_connection_reused() -> None
         assert server.connections == 1
 
 
+async def test_a_large_chunk_is_read_in_pieces_and_whole() -> None:
+    body = bytes(range(256)) * 1000  # 256,000 bytes in one chunk
+    chunked = (
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+        + b"%x\r\n" % len(body)
+        + body
+        + b"\r\n0\r\n\r\n"
+    )
+    async with raw_serving(chunked, OK_JSON) as server, provider_client() as client:
+        assert (await client.get(f"{server.url}/a")).content == body
+        assert (await client.get(f"{server.url}/b")).json() == {"ok": True}
+        assert server.connections == 1
+
+
 async def test_a_body_without_length_ends_when_the_server_closes() -> None:
     until_close = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nall of it"
     async with (
@@ -380,6 +394,9 @@ async def test_a_gzip_body_is_decoded() -> None:
         b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok",
         b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0x2\r\nok\r\n0\r\n\r\n",
+        # A chunk announced far larger than what comes: read in pieces, never allocated whole.
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nffffffffff\r\nshort",
         b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort",
         b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nx-long: " + b"a" * 70_000 + b"\r\n\r\n",

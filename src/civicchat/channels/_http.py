@@ -783,6 +783,10 @@ class _LengthBody:
             yield data
 
 
+_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+_CHUNK_PIECE = 64 * 1024
+
+
 class _ChunkedBody:
     """A body in chunked transfer coding; trailers are read and dropped."""
 
@@ -800,13 +804,18 @@ class _ChunkedBody:
                 size = int(size_text, 16)
             except ValueError:
                 raise httpcore.RemoteProtocolError("malformed chunk size") from None
-            if size < 0 or not size_text.isalnum():
+            if size < 0 or not all(c in _HEX_DIGITS for c in size_text):
                 raise httpcore.RemoteProtocolError("malformed chunk size")
             if size == 0:
                 while await connection._read_line(timeout) != b"\r\n":
                     pass  # trailer fields
                 connection._done(self._keep)
                 return
+            # A large chunk is read in pieces: its announced size is the server's word, not a
+            # buffer to allocate at once.
+            while size > _CHUNK_PIECE:
+                yield await connection._read_exactly(_CHUNK_PIECE, timeout)
+                size -= _CHUNK_PIECE
             data = await connection._read_exactly(size + 2, timeout)
             if data[-2:] != b"\r\n":
                 raise httpcore.RemoteProtocolError("malformed chunk")
