@@ -393,3 +393,29 @@ async def test_a_new_senders_conversation_on_another_account_is_created_with_its
         stored = await tx.conversations.latest_for("whatsapp", "acc2", contact.id)
         assert stored is not None
         assert stored.id == conv.id
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("target", ["postgres"], indirect=True)
+async def test_a_mapped_conversation_is_locked_until_the_batch_commits(
+    store: SqlStore, clock: ManualClock
+):
+    """A conversation the batch may save at its end (read by get or latest_for, not only the
+    prefetched ones) is locked from its read: a console change waits for the batch instead of
+    being overwritten by it."""
+    b_id = await _queued(store, clock, "34622222241", 1)
+    c_id = await _queued(store, clock, "34622222242", 2)
+    async with store.transaction() as tx, tx.unit_of_work([]):
+        assert await tx.conversations.get(b_id) is not None
+        contact = await tx.contacts.identify("whatsapp", "acc1", "34622222242")
+        assert (await tx.conversations.latest_for("whatsapp", "acc1", contact.id)) is not None
+        for conv_id in (b_id, c_id):
+            async with store.engine.connect() as other:
+                await other.execute(text("SET lock_timeout = '200ms'"))
+                with pytest.raises(Exception, match="lock"):
+                    await other.execute(
+                        text("UPDATE conversations SET team = 'x' WHERE id = :i"), {"i": conv_id}
+                    )
+                await other.rollback()
+    async with store.engine.begin() as other:  # committed: free again
+        await other.execute(text("UPDATE conversations SET team = 'x' WHERE id = :i"), {"i": b_id})

@@ -207,15 +207,24 @@ class SqlConversations(_Repo):
             found = uow.conversation(conversation_id)
             if found is not None:
                 return found
+        stmt = select(ConversationRow).where(ConversationRow.id == conversation_id)
+        if uow.active and self._locks_rows:
+            # Mapped, it may be saved at the end of the batch: locked now, as the batch's read
+            # locks the senders' conversations, so that a console change cannot come between.
+            stmt = stmt.with_for_update()
         row = (
             await self._conn.execute(
-                select(ConversationRow).where(ConversationRow.id == conversation_id),
+                stmt,
                 execution_options=KEEPS_MAP,  # not in the map: no pending save of it
             )
         ).first()
         if row is None:
             return None
         return uow.loaded(row) if uow.active else _conversation(row)
+
+    @property
+    def _locks_rows(self) -> bool:
+        return self._conn.dialect.name == "postgresql"
 
     async def latest_for(self, channel: str, account: str, contact_id: int) -> Conversation | None:
         uow = self._uow
@@ -225,9 +234,12 @@ class SqlConversations(_Repo):
             return None if latest is None else uow.conversation(latest)
         # Pending saves need not be written first: they do not change which one is the
         # latest, and the map's copy of it (newer) is what we return.
+        stmt = _stmts(self._conn)["latest"]
+        if uow.active and self._locks_rows:
+            stmt = stmt.with_for_update()  # mapped: see get()
         row = (
             await self._conn.execute(
-                _stmts(self._conn)["latest"],
+                stmt,
                 {"channel": channel, "account": account, "contact_id": contact_id},
                 execution_options=KEEPS_MAP,
             )
