@@ -6,7 +6,7 @@ import asyncio
 import gzip
 import json
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,13 +74,21 @@ class Server:
 @asynccontextmanager
 async def serving() -> AsyncIterator[Server]:
     server = Server()
-    tcp = await asyncio.start_server(server.handle, "127.0.0.1", 0)
-    port = tcp.sockets[0].getsockname()[1]
-    server.url = f"http://127.0.0.1:{port}"
-    try:
+    async with listening(server.handle, server.release) as server.url:
         yield server
+
+
+@asynccontextmanager
+async def listening(
+    handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    done: asyncio.Event,
+) -> AsyncIterator[str]:
+    """A local TCP server running ``handle``; its URL. ``done`` is set before it closes."""
+    tcp = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{tcp.sockets[0].getsockname()[1]}"
     finally:
-        server.release.set()
+        done.set()
         tcp.close()
         await tcp.wait_closed()
 
@@ -242,14 +250,8 @@ class RawServer:
 @asynccontextmanager
 async def raw_serving(*answers: bytes, closes: tuple[bool, ...] = ()) -> AsyncIterator[RawServer]:
     server = RawServer(list(answers), list(closes))
-    tcp = await asyncio.start_server(server.handle, "127.0.0.1", 0)
-    server.url = f"http://127.0.0.1:{tcp.sockets[0].getsockname()[1]}"
-    try:
+    async with listening(server.handle, server.hold) as server.url:
         yield server
-    finally:
-        server.hold.set()
-        tcp.close()
-        await tcp.wait_closed()
 
 
 OK_JSON = (
