@@ -62,12 +62,21 @@ __all__ = [
     "Transaction",
     "TransactionFactory",
     "conversation_key",
+    "event_conversation_key",
 ]
 
 
 def conversation_key(channel: str, account: str, sender_id: str) -> str:
     """The key that orders events: one citizen on one account of one channel."""
     return f"{channel}:{account}:{sender_id}"
+
+
+def event_conversation_key(event: InboundMessage | StatusUpdate) -> str:
+    """The ordering key of an inbound event: a message waits for earlier ones of its citizen;
+    the statuses of one outbound message are ordered among themselves, never behind a message."""
+    if isinstance(event, StatusUpdate):
+        return f"status:{event.channel}:{event.account}:{event.provider_message_id}"
+    return conversation_key(event.channel, event.account, event.sender.id)
 
 
 # --------------------------------------------------------------------------- inbox

@@ -67,8 +67,7 @@ from civicchat.storage.signal import WorkSignal
 from civicchat.storage.statements import (
     _ACCEPT_COLUMNS,
     _DEADLOCK_RETRIES,
-    _PG_ACCEPT_INSERT,
-    _PG_ACCEPT_REVIVE,
+    _PG_ACCEPT,
     _PG_CANDIDATES,
     _PG_CLAIM,
     _PG_NOTIFY_WORK,
@@ -294,26 +293,18 @@ class SqlStore(SqlPrivacyMixin):
         return AcceptResult(accepted=accepted, duplicates=duplicates, revived=revived)
 
     async def _pg_accept(self, rows: list[dict[str, Any]], now: datetime) -> tuple[int, int]:
-        """The batch's commit on PostgreSQL, sent by the driver itself: one statement (and a
-        second one only when some events were there already, to revive failed re-deliveries).
+        """The batch's commit on PostgreSQL, sent by the driver itself: one statement, its own
+        transaction (see ``_PG_ACCEPT``).
 
-        The webhook's path is the one where SQLAlchemy's per-statement work costs most (see
-        ``benchmarks/pipeline.py``); the insert does the NOTIFY (delivered on commit).
+        The webhook's path is the one where SQLAlchemy's per-statement work costs most, and the
+        one round trip is the commit's latency (see ``benchmarks/pipeline.py``).
         """
         arrays = [[r[c] for r in rows] for c in _ACCEPT_COLUMNS]
         async with self.engine.connect() as conn:
             fairy = await conn.get_raw_connection()
             driver: Any = fairy.driver_connection
             try:
-                # One transaction: a parked event revived by this batch must be pending (its
-                # earlier id first in line) when the batch's new events of its conversation
-                # become visible, or they would be handled before it.
-                async with driver.transaction():
-                    accepted = (await driver.fetchrow(_PG_ACCEPT_INSERT, *arrays, now))[0]
-                    revived = 0
-                    if accepted < len(rows):
-                        keys = arrays[1:4]  # channel, account, key
-                        revived = (await driver.fetchrow(_PG_ACCEPT_REVIVE, *keys, now))[0]
+                inserted, revived, _ = await driver.fetchrow(_PG_ACCEPT, *arrays, now)
             except asyncpg.DeadlockDetectedError as exc:
                 raise _DriverDeadlock(str(exc)) from exc
             except asyncpg.PostgresError as exc:
@@ -328,7 +319,7 @@ class SqlStore(SqlPrivacyMixin):
                 if isinstance(exc, Exception):
                     raise StorageError(f"accept failed: {type(exc).__name__}: {exc}") from exc
                 raise
-        return int(accepted), int(revived)
+        return int(inserted), int(revived)
 
     async def _accept(
         self, rows: list[dict[str, Any]], keys: list[tuple[str, str, str]], now: datetime

@@ -49,7 +49,7 @@ from civicchat.storage.base import (
     OperatorRole,
     OutboxItem,
     Presence,
-    conversation_key,
+    event_conversation_key,
 )
 from civicchat.storage.schema import (
     ContactRow,
@@ -231,12 +231,9 @@ def _media(row: Any) -> MediaRef:
 def _event_values(event: InboundMessage | StatusUpdate, now: datetime) -> dict[str, Any]:
     if isinstance(event, InboundMessage):
         kind, key, sender = EventKind.MESSAGE, event.provider_message_id, event.sender.id
-        conv = conversation_key(event.channel, event.account, sender)
     elif isinstance(event, StatusUpdate):
         kind, sender = EventKind.STATUS, event.recipient_id
         key = f"{event.provider_message_id}:{event.status.value}"
-        # Statuses of one outbound message are ordered among themselves, never behind a message.
-        conv = f"status:{event.channel}:{event.account}:{event.provider_message_id}"
     else:
         raise TypeError(
             f"accept() takes InboundMessage or StatusUpdate, not {type(event).__name__}"
@@ -247,7 +244,7 @@ def _event_values(event: InboundMessage | StatusUpdate, now: datetime) -> dict[s
         "account": event.account,
         "key": key,
         "sender_id": sender,
-        "conversation_key": conv,
+        "conversation_key": event_conversation_key(event),
         "payload": event.model_dump_json(),
         "state": EventState.PENDING.value,
         "attempts": 0,
@@ -382,33 +379,30 @@ def _pg_arrays(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> dic
 
 _TEXT = "text"
 # The webhook's commit on PostgreSQL, sent by the driver itself (no SQLAlchemy work): one
-# statement inserts the new events in order and wakes the workers of every process (NOTIFY,
-# delivered on commit) when any is new. Returns the number inserted. Positional parameters: the
-# ``_ACCEPT_COLUMNS`` as text arrays, then the time. (One statement that also revived
-# re-deliveries, with data-modifying CTEs, cost twice as much: its custom plans were re-planned
-# on every call.)
+# statement, its own transaction (no BEGIN/COMMIT round trips), inserts the new events in order,
+# makes a re-delivery of an event that failed or was parked pending again with its attempts reset
+# (atomically with the batch's new events: its earlier id is first in line when they become
+# visible), and wakes the workers of every process (NOTIFY, delivered on commit) when any event is
+# new or revived. Returns (inserted, revived). Positional parameters: the ``_ACCEPT_COLUMNS`` as
+# text arrays, then the time. ``xmax = 0`` tells a row this statement inserted from one it updated
+# (the update locks the row: its xmax is this transaction). (An earlier version with a separate
+# UPDATE ... FROM unnest CTE cost twice as much: its custom plans were re-planned on every call.)
 _ACCEPT_COLUMNS = ("kind", "channel", "account", "key", "sender_id", "conversation_key", "payload")
 _WORK_NOTIFY_INBOX = f"pg_notify('{_WORK_CHANNEL}' || current_schema(), 'inbox')"
-_PG_ACCEPT_INSERT = (
-    "WITH ins AS (INSERT INTO inbox_events (kind, channel, account, key, sender_id,"
+_PG_ACCEPT = (
+    "WITH ins AS (INSERT INTO inbox_events AS e (kind, channel, account, key, sender_id,"
     " conversation_key, payload, state, attempts, received_at, next_attempt_at)"
     " SELECT t.kind, t.channel, t.account, t.key, t.sender_id, t.conversation_key, t.payload,"
     f" '{EventState.PENDING.value}', 0, $8, $8 FROM unnest("
     + ", ".join(f"${i}::text[]" for i in range(1, 8))
     + ") WITH ORDINALITY AS t(kind, channel, account, key, sender_id, conversation_key, payload, n)"
-    " ORDER BY t.n ON CONFLICT (channel, account, key) DO NOTHING RETURNING 1)"
-    f" SELECT count(*), CASE WHEN count(*) > 0 THEN {_WORK_NOTIFY_INBOX} END FROM ins"
-)
-# Only when some events of a batch were there already: a re-delivery of one that failed or was
-# parked makes it pending again, attempts reset (and wakes the workers). Parameters: channel,
-# account and key arrays, then the time. Returns the number revived.
-_PG_ACCEPT_REVIVE = (
-    f"WITH rev AS (UPDATE inbox_events AS e SET state = '{EventState.PENDING.value}',"
-    " attempts = 0, next_attempt_at = $4, lease_until = NULL, worker_id = NULL"
-    " FROM unnest($1::text[], $2::text[], $3::text[]) AS t(channel, account, key)"
-    " WHERE e.channel = t.channel AND e.account = t.account AND e.key = t.key"
-    f" AND e.state IN ('{EventState.FAILED.value}', '{EventState.PARKED.value}') RETURNING 1)"
-    f" SELECT count(*), CASE WHEN count(*) > 0 THEN {_WORK_NOTIFY_INBOX} END FROM rev"
+    " ORDER BY t.n ON CONFLICT (channel, account, key) DO UPDATE"
+    f" SET state = '{EventState.PENDING.value}', attempts = 0, next_attempt_at = $8,"
+    " lease_until = NULL, worker_id = NULL"
+    f" WHERE e.state IN ('{EventState.FAILED.value}', '{EventState.PARKED.value}')"
+    " RETURNING e.xmax = 0 AS inserted)"
+    " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),"
+    f" CASE WHEN count(*) > 0 THEN {_WORK_NOTIFY_INBOX} END FROM ins"
 )
 _ENQUEUE_ARRAYS = {
     "key": _TEXT,
