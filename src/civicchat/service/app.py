@@ -32,6 +32,7 @@ import httpx
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -47,7 +48,12 @@ from civicchat.service.metrics import PROMETHEUS_CONTENT_TYPE, ServiceMetrics
 from civicchat.service.runtime import RelayHub, ServiceRuntime, build_accounts
 from civicchat.service.webchat import WebChatUploads, webchat_routes, webchat_titles
 from civicchat.service.webchat.history import SqlWebChatHistory
-from civicchat.service.webhooks import InboxBatcher, WebhookContext, WindowLimiter, webhook_routes
+from civicchat.service.webhooks import (
+    InboxBatcher,
+    WebhookContext,
+    WebhookEndpoint,
+    WindowLimiter,
+)
 from civicchat.storage.base import OperatorRole
 from civicchat.storage.engine import check_schema, create_engine, current_revision, upgrade
 from civicchat.storage.media import LocalBlobStore
@@ -169,17 +175,17 @@ def create_app(
     disabled = {a.name: a.channel for a in config.accounts if not a.enabled}
     # The web chat's photos go through the same limiter and inbox commits as its text messages.
     webchat_limiter = WindowLimiter(config.server.webchat_messages_per_minute)
-    batcher = InboxBatcher(store, metrics)
-    routes += webhook_routes(
-        WebhookContext(
-            store,
-            accounts,
-            disabled,
-            metrics,
-            config.server.max_body_bytes,
-            batcher=batcher,
-            webchat_limiter=webchat_limiter,
-        )
+    # Several commits at once on PostgreSQL (each waits for its flush to disk); SQLite has one
+    # writer.
+    batcher = InboxBatcher(store, metrics, max_commits=1 if config.is_sqlite else 4)
+    webhooks = WebhookContext(
+        store,
+        accounts,
+        disabled,
+        metrics,
+        config.server.max_body_bytes,
+        batcher=batcher,
+        webchat_limiter=webchat_limiter,
     )
     chats = {a.name: a.display_name for a in accounts.values() if a.channel_name == "webchat"}
     webchats = {n: a.channel for n, a in accounts.items() if isinstance(a.channel, WebChatChannel)}
@@ -229,7 +235,11 @@ def create_app(
                 await http.aclose()
             await store.close()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(WebhookEndpoint, ctx=webhooks)],
+    )
     app.state.civicchat = state
     return app
 

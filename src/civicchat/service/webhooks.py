@@ -1,4 +1,4 @@
-"""Webhook routes: ``/webhooks/{channel}/{account}`` for WhatsApp, Telegram and the web chat.
+"""Webhooks: ``/webhooks/{channel}/{account}`` for WhatsApp, Telegram and the web chat.
 
 The body is read up to the configured size (413 beyond), handed to the account's channel as
 raw bytes (signature checked there: 401/403 with nothing stored; malformed: 400), the events are
@@ -10,28 +10,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from civicchat.bot import BotAccount
 from civicchat.channels.base import Event, WebhookRequest
 from civicchat.exceptions import StorageError, WebhookError
 from civicchat.service.metrics import ServiceMetrics
+from civicchat.storage.base import event_conversation_key
 from civicchat.storage.sql import SqlStore
 
 __all__ = [
     "BodyTooLarge",
     "InboxBatcher",
     "WebhookContext",
+    "WebhookEndpoint",
     "WindowLimiter",
     "read_body",
-    "webhook_routes",
 ]
 
 logger = logging.getLogger("civicchat.service")
@@ -80,53 +82,127 @@ class WindowLimiter:
         return True
 
 
+class _Waiting:
+    """One webhook's events waiting for a commit."""
+
+    __slots__ = ("events", "future", "keys")
+
+    def __init__(self, events: Sequence[Event], future: asyncio.Future[None]) -> None:
+        self.events = events
+        self.future = future
+        self.keys = {event_conversation_key(e) for e in events}
+
+
 class InboxBatcher:
-    """Group commit: webhooks arriving while a commit is running share the next one.
+    """Group commit: webhooks arriving while commits are running share the next one.
 
     Each caller still gets its answer only after the transaction holding its events committed;
-    under load one ``BEGIN ... COMMIT`` serves many webhooks instead of one each.
+    under load one ``BEGIN ... COMMIT`` serves many webhooks instead of one each. Up to
+    ``max_commits`` commits run at once, each on its own connection: a commit waits for the
+    database's flush to disk (several milliseconds on PostgreSQL), and with one at a time the
+    webhooks queued behind it while the processor idled (``benchmarks/pipeline.py``). Events
+    of one conversation keep their order: while a commit holding a conversation runs, later
+    events of that conversation wait for the next commit after it.
     """
 
-    def __init__(self, store: SqlStore, metrics: ServiceMetrics, *, max_batch: int = 500) -> None:
+    def __init__(
+        self,
+        store: SqlStore,
+        metrics: ServiceMetrics,
+        *,
+        max_batch: int = 500,
+        max_commits: int = 1,
+    ) -> None:
+        if max_batch < 1 or max_commits < 1:
+            raise ValueError("InboxBatcher needs max_batch >= 1 and max_commits >= 1")
         self.store = store
         self.metrics = metrics
         self.max_batch = max_batch
-        self._pending: list[tuple[Sequence[Event], asyncio.Future[None]]] = []
-        self._task: asyncio.Task[None] | None = None
+        self.max_commits = max_commits
+        self._pending: deque[_Waiting] = deque()
+        self._busy: Counter[str] = Counter()  # conversation key -> commits running with it
+        self._running = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def accept(self, events: Sequence[Event]) -> None:
         """Return once ``events`` are committed; raises what the commit raised."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((events, future))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._drain())
-        await asyncio.shield(future)
+        self._pending.append(_Waiting(events, future))
+        self._start()
+        # A caller cancelled cancels only its wait: the commit runs in the batcher's task.
+        await future
+
+    def _start(self) -> None:
+        if self._pending and self._running < self.max_commits:
+            self._running += 1
+            task = asyncio.create_task(self._drain())
+            self._tasks.add(task)  # a reference until it ends (the loop keeps only weak ones)
+            task.add_done_callback(self._tasks.discard)
+
+    def _take(self) -> list[_Waiting]:
+        """The next batch, in arrival order, without the conversations of running commits (nor
+        anything after a skipped event of the same conversation)."""
+        batch: list[_Waiting] = []
+        skipped: deque[_Waiting] = deque()
+        blocked: set[str] = set()
+        pending = self._pending
+        size = 0
+        while pending and size < self.max_batch:
+            waiting = pending.popleft()
+            if self._busy.keys().isdisjoint(waiting.keys) and blocked.isdisjoint(waiting.keys):
+                batch.append(waiting)
+                size += len(waiting.events)
+            else:
+                blocked.update(waiting.keys)
+                skipped.append(waiting)
+        if skipped:
+            skipped.extend(pending)
+            self._pending = skipped
+        for waiting in batch:
+            self._busy.update(waiting.keys)
+        return batch
 
     async def _drain(self) -> None:
-        while self._pending:
-            batch = self._pending[: self.max_batch]
-            del self._pending[: self.max_batch]
-            events = [event for chunk, _ in batch for event in chunk]
-            try:
-                result = await self.store.accept(events)
-            except Exception as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(None)
-            # One label for the batch: batches hold one channel but for rare mixed moments.
-            channel = events[0].channel if events else "unknown"
-            counts = (
-                ("accepted", result.accepted),
-                ("duplicate", result.duplicates),
-                ("revived", result.revived),
-            )
-            for status, n in counts:
-                if n:
-                    self.metrics.inbound.labels(channel, status).inc(n)
+        # Ends when nothing can go: what waits for a running commit's conversation is taken by
+        # that commit's task, which loops here once its keys are released.
+        busy = self._busy
+        try:
+            while batch := self._take():
+                self._start()  # a backlog over max_batch: another commit may run beside this one
+                try:
+                    await self._commit(batch)
+                finally:
+                    for waiting in batch:
+                        for key in waiting.keys:
+                            if busy[key] > 1:
+                                busy[key] -= 1
+                            else:
+                                del busy[key]
+        finally:
+            self._running -= 1
+
+    async def _commit(self, batch: list[_Waiting]) -> None:
+        events = [event for waiting in batch for event in waiting.events]
+        try:
+            result = await self.store.accept(events)
+        except Exception as exc:
+            for waiting in batch:
+                if not waiting.future.done():
+                    waiting.future.set_exception(exc)
+            return
+        for waiting in batch:
+            if not waiting.future.done():
+                waiting.future.set_result(None)
+        # One label for the batch: batches hold one channel but for rare mixed moments.
+        channel = events[0].channel if events else "unknown"
+        counts = (
+            ("accepted", result.accepted),
+            ("duplicate", result.duplicates),
+            ("revived", result.revived),
+        )
+        for status, n in counts:
+            if n:
+                self.metrics.inbound.labels(channel, status).inc(n)
 
 
 @dataclass(frozen=True)
@@ -157,38 +233,117 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def webhook_routes(ctx: WebhookContext) -> list[Route]:
-    """The webhook routes (GET for WhatsApp's verification handshake, POST for events)."""
-    batcher = ctx.batcher or InboxBatcher(ctx.store, ctx.metrics)
+_TEXT = b"text/plain; charset=utf-8"
+_ALLOWED = ("GET", "HEAD", "POST")
 
-    async def webhook(request: Request) -> Response:
+
+def _content_type(media_type: str) -> bytes:
+    if media_type.startswith("text/") and "charset=" not in media_type:
+        media_type += "; charset=utf-8"  # as Starlette's responses do
+    return media_type.encode("latin-1")
+
+
+async def _read_asgi_body(receive: Receive, limit: int) -> bytes:
+    """The whole body from ASGI ``receive``: :class:`BodyTooLarge` past ``limit`` bytes,
+    ``ClientDisconnect`` when the client went away."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        if not message.get("more_body", False):
+            if not chunks:
+                return chunk
+            chunks.append(chunk)
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+class WebhookEndpoint:
+    """``/webhooks/{channel}/{account}`` (GET for WhatsApp's verification handshake, POST for
+    events) as plain ASGI in front of the app's routes; every other request goes to ``app``.
+
+    The providers' webhooks are the service's busiest path, and Starlette's router, request and
+    response objects cost as much again as the work of a webhook that only needs a path, a few
+    headers and the body (``benchmarks/pipeline.py``). Behaviour is that of a Starlette route:
+    404 for an unknown account, 405 with ``Allow`` for another method, and an unexpected error
+    reaches the app's error middleware (500, logged).
+    """
+
+    def __init__(self, app: ASGIApp, ctx: WebhookContext) -> None:
+        self.app = app
+        self.ctx = ctx
+        self.batcher = ctx.batcher or InboxBatcher(ctx.store, ctx.metrics)
+        self._timers: dict[str, Any] = {}  # channel -> its webhook histogram (labels() costs)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            root: str = scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            if path.startswith("/webhooks/"):
+                parts = path.split("/")
+                if len(parts) == 4 and parts[2] and parts[3]:
+                    status, body, content_type, extra = await self._handle(
+                        scope, receive, parts[2], parts[3]
+                    )
+                    headers = [
+                        (b"content-type", content_type),
+                        (b"content-length", str(len(body)).encode()),
+                        *extra,
+                    ]
+                    await send(
+                        {"type": "http.response.start", "status": status, "headers": headers}
+                    )
+                    await send({"type": "http.response.body", "body": body})
+                    return
+        await self.app(scope, receive, send)
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, channel_name: str, name: str
+    ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
+        """(status, body, content type, other headers) of the answer."""
         started = time.perf_counter()
-        channel_name = request.path_params["channel"]
-        name = request.path_params["account"]
+        ctx = self.ctx
+        method: str = scope["method"]
+        if method not in _ALLOWED:
+            return 405, b"Method Not Allowed", _TEXT, [(b"allow", ", ".join(_ALLOWED).encode())]
         account = ctx.accounts.get(name)
         if account is None or account.channel_name != channel_name:
             if ctx.disabled.get(name) == channel_name:
-                return PlainTextResponse("account disabled: its secrets are not configured", 503)
-            return PlainTextResponse("no such account", 404)
+                return 503, b"account disabled: its secrets are not configured", _TEXT, []
+            return 404, b"no such account", _TEXT, []
+        raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
         limiter = ctx.webchat_limiter
         if channel_name == "webchat" and limiter is not None:
-            client = request.client.host if request.client else "unknown"
-            if not limiter.allow(client):
+            client = scope.get("client")
+            if not limiter.allow(client[0] if client else "unknown"):
                 ctx.metrics.inbound.labels(channel_name, "rate_limited").inc()
-                return PlainTextResponse("too many messages, wait a minute", 429)
+                return 429, b"too many messages, wait a minute", _TEXT, []
+        # The first of repeated headers, as Starlette's request.headers[...] gives.
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(raw_headers)}
+        length = headers.get("content-length")
         try:
-            body = await read_body(request, ctx.max_body_bytes)
+            if length is not None and length.isdigit() and int(length) > ctx.max_body_bytes:
+                raise BodyTooLarge
+            body = await _read_asgi_body(receive, ctx.max_body_bytes)
         except BodyTooLarge:
             ctx.metrics.inbound.labels(channel_name, "too_large").inc()
-            return PlainTextResponse("body too large", 413)
+            return 413, b"body too large", _TEXT, []
         except ClientDisconnect:
-            return PlainTextResponse("client disconnected", 400)
-        hook = WebhookRequest(
-            method=request.method,
-            headers=dict(request.headers),
-            query=dict(request.query_params),
-            body=body,
-        )
+            return 400, b"client disconnected", _TEXT, []
+        query_string: bytes = scope.get("query_string", b"")
+        query: dict[str, str] = {}
+        if query_string:
+            for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+                query.setdefault(key, value)  # the first value of each, as documented
+        hook = WebhookRequest(method=method, headers=headers, query=query, body=body)
         try:
             result = account.channel.handle_webhook(hook)
         except WebhookError as exc:
@@ -196,18 +351,18 @@ def webhook_routes(ctx: WebhookContext) -> list[Route]:
             logger.info("webhook %s/%s refused: %s", channel_name, name, exc.status_code)
             # The adapter's own words (no personal data: signatures, envelope shapes), so a
             # developer setting up a provider sees what is wrong.
-            return PlainTextResponse(f"{type(exc).__name__}: {exc}", exc.status_code)
+            text = f"{type(exc).__name__}: {exc}".encode()
+            return exc.status_code, text, _TEXT, []
         # Only this account's events: a signed body may mention another number of the same app.
         events = [e for e in result.events if e.account == name]
         if events:
             try:
-                await batcher.accept(events)
+                await self.batcher.accept(events)
             except (StorageError, SQLAlchemyError):
                 logger.exception("webhook %s/%s: inbox commit failed", channel_name, name)
-                return PlainTextResponse("try again", 503)
-        ctx.metrics.webhook.labels(channel_name).observe(time.perf_counter() - started)
-        return Response(result.body, result.status_code, media_type=result.content_type)
-
-    return [
-        Route("/webhooks/{channel}/{account}", webhook, methods=["GET", "POST"]),
-    ]
+                return 503, b"try again", _TEXT, []
+        timer = self._timers.get(channel_name)
+        if timer is None:
+            timer = self._timers[channel_name] = ctx.metrics.webhook.labels(channel_name)
+        timer.observe(time.perf_counter() - started)
+        return result.status_code, result.body, _content_type(result.content_type), []
