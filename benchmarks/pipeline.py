@@ -334,7 +334,7 @@ async def open_loop(url: str, rate: float, duration: float) -> tuple[Result, dic
 
 async def closed_loop(url: str, connections: int, duration: float) -> Result:
     """``connections`` clients sending back to back for ``duration`` seconds."""
-    reqs = _requests(int(duration * 6000))
+    reqs = _requests(int(duration * 20000))
     latencies: list[float] = []
     ok = 0
     index = 0
