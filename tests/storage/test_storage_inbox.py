@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 from storage_helpers import T0, conversation_of, inbound, reply_to, status
 
@@ -325,23 +326,23 @@ async def test_a_revived_event_and_the_new_ones_of_its_batch_appear_together(sto
     (event,) = await store.claim_events("w1", limit=1, lease_seconds=60)
     await store.fail_event(event.id, "w1", "boom", retry_at=None)  # parked
     real = asyncpg.Connection.fetchrow
-    seen_after: list[list[str]] = []
+    seen_between: list[list[int]] = []
 
     async def fetchrow(self, query, *args, **kwargs):
         row = await real(self, query, *args, **kwargs)
         if "INSERT INTO inbox_events" in query:
-            # Another worker claims right after the accept's statement.
+            # Another worker claims right after the insert, before the revive.
             claimed = await store.claim_events("w2", limit=5, lease_seconds=60)
-            seen_after.append([e.payload.provider_message_id for e in claimed])
+            seen_between.append([e.id for e in claimed])
         return row
 
     monkeypatch.setattr(asyncpg.Connection, "fetchrow", fetchrow)
     result = await store.accept([a, b])
     monkeypatch.undo()
     assert (result.accepted, result.revived) == (1, 1)
-    # One statement: the first claim after it finds A pending again, and B behind it.
-    assert seen_after == [[a.provider_message_id]]
-    assert await store.claim_events("w3", limit=5, lease_seconds=60) == []
+    assert seen_between == [[]]  # nothing of the batch was visible yet
+    claimed = await store.claim_events("w3", limit=5, lease_seconds=60)
+    assert [e.payload.provider_message_id for e in claimed] == [a.provider_message_id]
 
 
 @pytest.mark.postgres
@@ -456,3 +457,66 @@ async def test_stop_lets_the_current_event_finish(store, clock):
     counts = await store.state_counts()
     assert counts[EventState.DONE] == 1
     assert counts[EventState.PENDING] == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("target", ["postgres"], indirect=True)
+async def test_a_batch_of_new_events_is_one_statement_and_known_ones_take_the_careful_way(
+    store, monkeypatch
+):
+    sent: list[str] = []
+    real_fetchrow, real_execute = asyncpg.Connection.fetchrow, asyncpg.Connection.execute
+
+    async def fetchrow(self, query, *args, **kwargs):
+        sent.append(query.split()[0] + (" revive" if "UPDATE inbox_events" in query else ""))
+        return await real_fetchrow(self, query, *args, **kwargs)
+
+    async def execute(self, query, *args, **kwargs):
+        sent.append(query.split()[0])
+        return await real_execute(self, query, *args, **kwargs)
+
+    await store.state_counts()  # the pool's first connection (the dialect's own set-up)
+    monkeypatch.setattr(asyncpg.Connection, "fetchrow", fetchrow)
+    monkeypatch.setattr(asyncpg.Connection, "execute", execute)
+    a, b, c = inbound(1), inbound(2), inbound(3)
+    assert (await store.accept([a, b])).accepted == 2
+    assert sent == ["WITH"]  # one statement, its own transaction: no BEGIN, no COMMIT
+    sent.clear()
+    result = await store.accept([b, c])  # b is known: the first try keeps nothing
+    assert (result.accepted, result.duplicates, result.revived) == (1, 1, 0)
+    assert sent[0] == "WITH"
+    assert sent[1:] == ["BEGIN;", "WITH", "WITH revive", "COMMIT;"]  # then one transaction
+    monkeypatch.undo()
+    claimed = await store.claim_events("w", limit=5, lease_seconds=60)
+    assert sorted(e.payload.provider_message_id for e in claimed) == sorted(
+        m.provider_message_id for m in (a,)  # one conversation: its head only
+    )
+    async with store.engine.connect() as conn:
+        keys = (await conn.execute(select(InboxRow.key).order_by(InboxRow.id))).scalars().all()
+    assert keys == [a.provider_message_id, b.provider_message_id, c.provider_message_id]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("target", ["postgres"], indirect=True)
+async def test_a_redelivery_never_holds_a_known_row_a_worker_needs(store):
+    """A worker holds m1 and then wants m0; a webhook re-delivers [m0, m1] in between. The accept
+    may wait for the worker, but must not lock m0 (a deadlock: 1 s, then one side fails)."""
+    m0, m1 = inbound(1, "34600000001"), inbound(2, "34600000002")
+    await store.accept([m0, m1])
+
+    def touch(message: InboundMessage) -> Any:
+        return (
+            update(InboxRow)
+            .where(InboxRow.key == message.provider_message_id)
+            .values(last_error="worker")
+        )
+
+    async with store.engine.connect() as worker:
+        await worker.begin()
+        await worker.execute(touch(m1))
+        accept = asyncio.create_task(store.accept([m0, m1]))
+        await asyncio.sleep(0.3)  # the accept has reached m1 and waits for the worker
+        await asyncio.wait_for(worker.execute(touch(m0)), 0.5)  # not locked by the accept
+        await worker.commit()
+    result = await asyncio.wait_for(accept, 5)
+    assert (result.accepted, result.duplicates, result.revived) == (0, 2, 0)

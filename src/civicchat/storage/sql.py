@@ -66,8 +66,11 @@ from civicchat.storage.schema import (
 from civicchat.storage.signal import WorkSignal
 from civicchat.storage.statements import (
     _ACCEPT_COLUMNS,
+    _ACCEPT_KNOWN,
     _DEADLOCK_RETRIES,
-    _PG_ACCEPT,
+    _PG_ACCEPT_INSERT,
+    _PG_ACCEPT_NEW,
+    _PG_ACCEPT_REVIVE,
     _PG_CANDIDATES,
     _PG_CLAIM,
     _PG_NOTIFY_WORK,
@@ -293,18 +296,32 @@ class SqlStore(SqlPrivacyMixin):
         return AcceptResult(accepted=accepted, duplicates=duplicates, revived=revived)
 
     async def _pg_accept(self, rows: list[dict[str, Any]], now: datetime) -> tuple[int, int]:
-        """The batch's commit on PostgreSQL, sent by the driver itself: one statement, its own
-        transaction (see ``_PG_ACCEPT``).
+        """The batch's commit on PostgreSQL, sent by the driver itself: one statement that is its
+        own transaction when every event is new, else one transaction that also revives failed
+        or parked re-deliveries (see ``_PG_ACCEPT_NEW``).
 
-        The webhook's path is the one where SQLAlchemy's per-statement work costs most, and the
-        one round trip is the commit's latency (see ``benchmarks/pipeline.py``).
+        The webhook's path is the one where SQLAlchemy's per-statement work costs most, and each
+        round trip adds to the commit's latency (see ``benchmarks/pipeline.py``).
         """
         arrays = [[r[c] for r in rows] for c in _ACCEPT_COLUMNS]
         async with self.engine.connect() as conn:
             fairy = await conn.get_raw_connection()
             driver: Any = fairy.driver_connection
             try:
-                inserted, revived, _ = await driver.fetchrow(_PG_ACCEPT, *arrays, now)
+                try:
+                    row = await driver.fetchrow(_PG_ACCEPT_NEW, *arrays, now, len(rows))
+                    return int(row[0]), 0
+                except asyncpg.InvalidTextRepresentationError as exc:
+                    if _ACCEPT_KNOWN not in str(exc):
+                        raise
+                # Some events were there already: nothing of the first try was kept.
+                async with driver.transaction():
+                    accepted = (await driver.fetchrow(_PG_ACCEPT_INSERT, *arrays, now))[0]
+                    revived = 0
+                    if accepted < len(rows):
+                        keys = arrays[1:4]  # channel, account, key
+                        revived = (await driver.fetchrow(_PG_ACCEPT_REVIVE, *keys, now))[0]
+                return int(accepted), int(revived)
             except asyncpg.DeadlockDetectedError as exc:
                 raise _DriverDeadlock(str(exc)) from exc
             except asyncpg.PostgresError as exc:
@@ -319,7 +336,6 @@ class SqlStore(SqlPrivacyMixin):
                 if isinstance(exc, Exception):
                     raise StorageError(f"accept failed: {type(exc).__name__}: {exc}") from exc
                 raise
-        return int(inserted), int(revived)
 
     async def _accept(
         self, rows: list[dict[str, Any]], keys: list[tuple[str, str, str]], now: datetime

@@ -378,31 +378,49 @@ def _pg_arrays(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> dic
 
 
 _TEXT = "text"
-# The webhook's commit on PostgreSQL, sent by the driver itself (no SQLAlchemy work): one
-# statement, its own transaction (no BEGIN/COMMIT round trips), inserts the new events in order,
-# makes a re-delivery of an event that failed or was parked pending again with its attempts reset
-# (atomically with the batch's new events: its earlier id is first in line when they become
-# visible), and wakes the workers of every process (NOTIFY, delivered on commit) when any event is
-# new or revived. Returns (inserted, revived). Positional parameters: the ``_ACCEPT_COLUMNS`` as
-# text arrays, then the time. ``xmax = 0`` tells a row this statement inserted from one it updated
-# (the update locks the row: its xmax is this transaction). (An earlier version with a separate
-# UPDATE ... FROM unnest CTE cost twice as much: its custom plans were re-planned on every call.)
+# The webhook's commit on PostgreSQL, sent by the driver itself (no SQLAlchemy work).
+#
+# First try, one statement that is its own transaction (no BEGIN/COMMIT round trips): insert the
+# new events in order and wake the workers of every process (NOTIFY, delivered on commit); when
+# any event of the batch was there already the statement fails on purpose (the cast below,
+# ``_ACCEPT_KNOWN``), so nothing of it is kept, and the batch goes the careful way: one
+# transaction with ``_PG_ACCEPT_INSERT`` and, when some events were known, ``_PG_ACCEPT_REVIVE``
+# (a revived parked event is pending when the batch's new events of its conversation become
+# visible). Known events are left alone either way: no lock on their rows (ON CONFLICT DO UPDATE
+# would lock every known row, and a worker holding one deadlocked with the webhook), and no
+# statement whose cost depends on a plan. Positional parameters: the ``_ACCEPT_COLUMNS`` as text
+# arrays, the time, then the number of events.
+_ACCEPT_KNOWN = "known events in the batch"
+# The careful way: the insert alone, returns the number inserted. (One statement that also
+# revived re-deliveries, with data-modifying CTEs, cost twice as much: its custom plans were
+# re-planned on every call.)
 _ACCEPT_COLUMNS = ("kind", "channel", "account", "key", "sender_id", "conversation_key", "payload")
 _WORK_NOTIFY_INBOX = f"pg_notify('{_WORK_CHANNEL}' || current_schema(), 'inbox')"
-_PG_ACCEPT = (
-    "WITH ins AS (INSERT INTO inbox_events AS e (kind, channel, account, key, sender_id,"
+_PG_ACCEPT_INSERT = (
+    "WITH ins AS (INSERT INTO inbox_events (kind, channel, account, key, sender_id,"
     " conversation_key, payload, state, attempts, received_at, next_attempt_at)"
     " SELECT t.kind, t.channel, t.account, t.key, t.sender_id, t.conversation_key, t.payload,"
     f" '{EventState.PENDING.value}', 0, $8, $8 FROM unnest("
     + ", ".join(f"${i}::text[]" for i in range(1, 8))
     + ") WITH ORDINALITY AS t(kind, channel, account, key, sender_id, conversation_key, payload, n)"
-    " ORDER BY t.n ON CONFLICT (channel, account, key) DO UPDATE"
-    f" SET state = '{EventState.PENDING.value}', attempts = 0, next_attempt_at = $8,"
-    " lease_until = NULL, worker_id = NULL"
-    f" WHERE e.state IN ('{EventState.FAILED.value}', '{EventState.PARKED.value}')"
-    " RETURNING e.xmax = 0 AS inserted)"
-    " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),"
-    f" CASE WHEN count(*) > 0 THEN {_WORK_NOTIFY_INBOX} END FROM ins"
+    " ORDER BY t.n ON CONFLICT (channel, account, key) DO NOTHING RETURNING 1)"
+    f" SELECT count(*), CASE WHEN count(*) > 0 THEN {_WORK_NOTIFY_INBOX} END FROM ins"
+)
+# Only when some events of a batch were there already: a re-delivery of one that failed or was
+# parked makes it pending again, attempts reset (and wakes the workers). Parameters: channel,
+# account and key arrays, then the time. Returns the number revived.
+_PG_ACCEPT_REVIVE = (
+    f"WITH rev AS (UPDATE inbox_events AS e SET state = '{EventState.PENDING.value}',"
+    " attempts = 0, next_attempt_at = $4, lease_until = NULL, worker_id = NULL"
+    " FROM unnest($1::text[], $2::text[], $3::text[]) AS t(channel, account, key)"
+    " WHERE e.channel = t.channel AND e.account = t.account AND e.key = t.key"
+    f" AND e.state IN ('{EventState.FAILED.value}', '{EventState.PARKED.value}') RETURNING 1)"
+    f" SELECT count(*), CASE WHEN count(*) > 0 THEN {_WORK_NOTIFY_INBOX} END FROM rev"
+)
+_PG_ACCEPT_NEW = _PG_ACCEPT_INSERT.replace(
+    "SELECT count(*),",
+    f"SELECT count(*), CASE WHEN count(*) < $9 THEN ('{_ACCEPT_KNOWN}: ' || $9 - count(*))::int"
+    " END,",
 )
 _ENQUEUE_ARRAYS = {
     "key": _TEXT,
