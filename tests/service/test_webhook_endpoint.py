@@ -250,3 +250,49 @@ async def test_a_failed_commit_fails_only_its_callers_and_a_cancelled_caller_is_
 def test_batcher_arguments_are_checked():
     with pytest.raises(ValueError, match="max_commits"):
         InboxBatcher(_SlowStore(), ServiceMetrics(), max_commits=0)  # type: ignore[arg-type]
+
+
+async def test_a_trailing_slash_and_a_root_path_not_in_the_path_are_the_same_endpoint(app):
+    query = f"hub.mode=subscribe&hub.verify_token={WA_VERIFY}&hub.challenge=42"
+    async with _client(app) as c:
+        r = await c.get(f"{WA}/?{query}")
+        assert (r.status_code, r.text) == (200, "42")
+    # A server that gives root_path without putting it in path: the path is used as it is.
+    scope = _scope(WA, method="GET", root_path="/web", query_string=query.encode())
+    sent = await _call(app, scope, [{"type": "http.request", "body": b""}])
+    assert (sent[0]["status"], sent[1]["body"]) == (200, b"42")
+
+
+async def test_a_backlog_over_max_batch_runs_side_by_side_and_one_conversation_waits_in_order():
+    store = _SlowStore()
+    batcher = InboxBatcher(store, ServiceMetrics(), max_batch=1, max_commits=3)  # type: ignore[arg-type]
+    tasks = [asyncio.create_task(batcher.accept([_message(n, f"S{n}")])) for n in range(3)]
+    await _settle()
+    assert store.most_at_once == 3  # three conversations, one event a batch: three commits
+    store.release.set()
+    await asyncio.gather(*tasks)
+    store.release.clear()
+    first = asyncio.create_task(batcher.accept([_message(10, "A")]))
+    await _settle()
+    blocked = [asyncio.create_task(batcher.accept([_message(n, "A")])) for n in (11, 12)]
+    await _settle()
+    assert store.commits[-1] == ["wamid.A.10"]  # A's later events wait for its running commit
+    store.release.set()
+    await asyncio.gather(first, *blocked)
+    assert store.commits[-3:] == [["wamid.A.10"], ["wamid.A.11"], ["wamid.A.12"]]
+
+
+async def test_a_batcher_task_cancelled_mid_commit_leaves_no_caller_waiting():
+    store = _SlowStore()
+    batcher = InboxBatcher(store, ServiceMetrics())  # type: ignore[arg-type]
+    running = asyncio.create_task(batcher.accept([_message(1, "A")]))
+    await _settle()
+    waiting = asyncio.create_task(batcher.accept([_message(2, "B")]))
+    await _settle()
+    (task,) = batcher._tasks
+    task.cancel()  # as the loop does to tasks left at shutdown
+    done, pending = await asyncio.wait([running, waiting], timeout=1)
+    assert not pending
+    assert all(t.cancelled() for t in done)
+    assert batcher._running == 0
+    assert batcher._busy == {}

@@ -122,6 +122,7 @@ class InboxBatcher:
         self._pending: deque[_Waiting] = deque()
         self._busy: Counter[str] = Counter()  # conversation key -> commits running with it
         self._running = 0
+        self._overflow = False  # the last batch stopped at max_batch with events left
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def accept(self, events: Sequence[Event]) -> None:
@@ -155,6 +156,7 @@ class InboxBatcher:
             else:
                 blocked.update(waiting.keys)
                 skipped.append(waiting)
+        self._overflow = size >= self.max_batch and bool(pending)
         if skipped:
             skipped.extend(pending)
             self._pending = skipped
@@ -168,7 +170,8 @@ class InboxBatcher:
         busy = self._busy
         try:
             while batch := self._take():
-                self._start()  # a backlog over max_batch: another commit may run beside this one
+                if self._overflow:
+                    self._start()  # a backlog over max_batch: another commit may run beside it
                 try:
                     await self._commit(batch)
                 finally:
@@ -178,6 +181,13 @@ class InboxBatcher:
                                 busy[key] -= 1
                             else:
                                 del busy[key]
+        except BaseException:
+            # Cancelled (the loop shutting down): no caller may wait forever for a task that is
+            # gone. Others running take what waits; the last one tells the waiting callers.
+            if self._running == 1:
+                while self._pending:
+                    self._pending.popleft().future.cancel()
+            raise
         finally:
             self._running -= 1
 
@@ -190,6 +200,10 @@ class InboxBatcher:
                 if not waiting.future.done():
                     waiting.future.set_exception(exc)
             return
+        except BaseException:
+            for waiting in batch:  # cancelled: whether the commit happened is unknown
+                waiting.future.cancel()
+            raise
         for waiting in batch:
             if not waiting.future.done():
                 waiting.future.set_result(None)
@@ -285,10 +299,12 @@ class WebhookEndpoint:
         if scope["type"] == "http":
             path: str = scope["path"]
             root: str = scope.get("root_path", "")
-            if root and path.startswith(root):
-                path = path[len(root) :]
+            if root and path.startswith(root) and path[len(root) : len(root) + 1] == "/":
+                path = path[len(root) :]  # as Starlette's router sees it
             if path.startswith("/webhooks/"):
                 parts = path.split("/")
+                if len(parts) == 5 and not parts[4]:
+                    parts.pop()  # a trailing slash: the same endpoint (a provider won't redirect)
                 if len(parts) == 4 and parts[2] and parts[3]:
                     status, body, content_type, extra = await self._handle(
                         scope, receive, parts[2], parts[3]
