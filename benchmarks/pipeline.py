@@ -438,13 +438,16 @@ async def _drop_postgres(url: str, schema: str) -> None:
 
 
 def _start_service(
-    config: Path, port: int, topology: str, worker_nice: int = 0
+    config: Path, port: int, topology: str, worker_nice: int = 0, source: Path | None = None
 ) -> list[subprocess.Popen[bytes]]:
     """``N``: ``serve --workers N`` (each process answers webhooks and runs workers); ``N+M``:
     ``serve --workers N --no-workers`` and ``M`` separate ``civicchat worker`` processes, at
-    ``worker_nice`` (as docs/deployment.md's systemd unit runs them)."""
+    ``worker_nice`` (as docs/deployment.md's systemd unit runs them). ``source``: run the civicchat
+    package found there (another version's ``src``) instead of the installed one."""
     web, _, separate = topology.partition("+")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MATARO_", "CIVICCHAT_"))}
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     serve = [
         sys.executable, "-m", "civicchat.cli.serve", "serve", str(config), "--port",
         str(port), "--workers", web, "--log-level", "warning",
@@ -479,7 +482,7 @@ async def measure(
     warmup: float = 0.0,
 ) -> list[Result]:
     results = []
-    if graph and warmup > 0:
+    if pids and warmup > 0:
         # A service just started opens its pooled connections and prepares its statements on
         # the first messages: not what a running service does with the next ones.
         await open_loop(url, 50, warmup)
@@ -498,7 +501,13 @@ async def measure(
             result.cpu_ms_per_message = used * 1000 / len(result.reply_latencies)
         results.append(result)
         print(_line(name, result), flush=True)
+    cpu_before = sum(cpu_seconds(pid) for pid in pids)
     ceiling = await closed_loop(url, 64, duration)
+    if pids and ceiling.ok:
+        # Every process of the service: the web side's cost a webhook, plus what the workers
+        # did on the backlog meanwhile.
+        used = sum(cpu_seconds(pid) for pid in pids) - cpu_before
+        ceiling.cpu_ms_per_message = used * 1000 / ceiling.ok
     results.append(ceiling)
     print(_line(name, ceiling), flush=True)
     return results
@@ -514,7 +523,8 @@ def _line(name: str, r: Result) -> str:
             f" p99 {r.pct(r.reply_latencies, 0.99):7.1f} ms ({got}/{r.sent})"
         )
     if r.cpu_ms_per_message is not None:
-        reply += f"  service CPU {r.cpu_ms_per_message:5.1f} ms/message"
+        unit = "message" if r.offered is not None else "webhook"
+        reply += f"  service CPU {r.cpu_ms_per_message:5.2f} ms/{unit}"
     return (
         f"{name:<26} {rate} -> {r.rps:8.1f} req/s  p50 {r.pct(r.latencies, 0.5):6.1f} ms"
         f"  p99 {r.pct(r.latencies, 0.99):7.1f} ms  ok {r.ok}/{r.sent}{reply}"
@@ -528,6 +538,54 @@ def _web_processes(topology: str) -> int:
 def _describe(topology: str) -> str:
     web, _, separate = topology.partition("+")
     return f"{web} web + {separate} worker" if separate else f"x{web}"
+
+
+async def _measure_service(
+    args: argparse.Namespace,
+    backend: str,
+    topology: str,
+    graph: str,
+    rates: Sequence[float],
+    name: str,
+    source: Path | None,
+    procs: list[subprocess.Popen[bytes]],
+) -> list[Result] | None:
+    """Start one service layout on a fresh database, measure it, stop it (None: no PostgreSQL)."""
+    with tempfile.TemporaryDirectory(prefix="civicchat-bench-") as tmp:
+        schema = None
+        if backend == "postgres":
+            schema = f"bench_{uuid.uuid4().hex[:10]}"
+            try:
+                await _prepare_postgres(args.pg_url, schema)
+            except Exception as exc:
+                print(f"postgres skipped: {type(exc).__name__}: {exc}", flush=True)
+                return None
+            db_url = args.pg_url
+        else:
+            db_url = f"sqlite+aiosqlite:///{tmp}/bench.db"
+        config = _service_config(Path(tmp), graph, db_url, schema)
+        port = free_port()
+        service = _start_service(config, port, topology, args.worker_nice, source)
+        procs += service
+        try:
+            _wait_up(f"http://127.0.0.1:{port}/healthz", service[0])
+            url = f"http://127.0.0.1:{port}/webhooks/whatsapp/bench-wa"
+            # N+0: web processes only, nothing answers: no replies to wait for.
+            answered = not topology.endswith("+0")
+            return await measure(
+                name,
+                url,
+                graph if answered else None,
+                rates,
+                args.duration,
+                [p.pid for p in service],
+                warmup=args.warmup,
+            )
+        finally:
+            for proc in service:
+                _stop(proc)
+            if schema:
+                await _drop_postgres(args.pg_url, schema)
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -557,44 +615,22 @@ async def run(args: argparse.Namespace) -> int:
             results = await measure(f"bare x{n}", url, None, rates, args.duration)
             bare_ceiling[n] = results[-1].rps
             _stop(proc)
+        versions: list[tuple[str, Path | None]] = [("", None)]
+        if args.baseline_src:
+            versions.insert(0, ("baseline ", Path(args.baseline_src)))
         for backend in args.backends.split(","):
             for topology in topologies:
                 if backend == "sqlite" and topology != "1":
                     continue  # several processes need PostgreSQL (live events across processes)
-                with tempfile.TemporaryDirectory(prefix="civicchat-bench-") as tmp:
-                    schema = None
-                    if backend == "postgres":
-                        schema = f"bench_{uuid.uuid4().hex[:10]}"
-                        try:
-                            await _prepare_postgres(args.pg_url, schema)
-                        except Exception as exc:
-                            print(f"postgres skipped: {type(exc).__name__}: {exc}", flush=True)
-                            break
-                        db_url = args.pg_url
-                    else:
-                        db_url = f"sqlite+aiosqlite:///{tmp}/bench.db"
-                    config = _service_config(Path(tmp), graph, db_url, schema)
-                    port = free_port()
-                    service = _start_service(config, port, topology, args.worker_nice)
-                    procs += service
-                    name = f"service {backend} {_describe(topology)}"
-                    try:
-                        _wait_up(f"http://127.0.0.1:{port}/healthz", service[0])
-                        url = f"http://127.0.0.1:{port}/webhooks/whatsapp/bench-wa"
-                        results = await measure(
-                            name,
-                            url,
-                            graph,
-                            rates,
-                            args.duration,
-                            [p.pid for p in service],
-                            warmup=args.warmup,
-                        )
-                    finally:
-                        for proc in service:
-                            _stop(proc)
-                        if schema:
-                            await _drop_postgres(args.pg_url, schema)
+                ceilings: dict[str, Result] = {}
+                for label, source in versions:
+                    name = f"{label}service {backend} {_describe(topology)}"
+                    results = await _measure_service(
+                        args, backend, topology, graph, rates, name, source, procs
+                    )
+                    if results is None:
+                        break
+                    ceilings[label] = results[-1]
                     web = _web_processes(topology)
                     bare = bare_ceiling[web]
                     ratio = results[-1].rps / bare if bare else 0.0
@@ -606,6 +642,13 @@ async def run(args: argparse.Namespace) -> int:
                         f"({results[-1].rps:.0f} vs {bare:.0f} req/s); "
                         f"reply p99 at 200/s: {p99:.0f} ms"
                         + (f"; service CPU {cpu:.1f} ms/message" if cpu is not None else "")
+                    )
+                if len(ceilings) == 2:
+                    old, new = ceilings["baseline "], ceilings[""]
+                    summary.append(
+                        f"  -> {new.rps / old.rps if old.rps else 0:.2f} x the baseline's webhooks "
+                        f"a second; CPU a webhook {old.cpu_ms_per_message or 0:.3f} -> "
+                        f"{new.cpu_ms_per_message or 0:.3f} ms"
                     )
     finally:
         for proc in procs:
@@ -626,7 +669,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="1",
         help="process layouts to try: N (serve --workers N, each process answers webhooks and "
         "runs workers) or N+M (N web processes with --no-workers and M `civicchat worker` "
-        "processes), e.g. 1,2,1+1",
+        "processes; N+0: the web side alone, no replies), e.g. 1,2,1+1",
     )
     parser.add_argument("--backends", default="sqlite,postgres", help="sqlite,postgres")
     parser.add_argument(
@@ -660,7 +703,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--outbox", type=int, help="outbox workers per process (default: the service's)"
     )
+    parser.add_argument(
+        "--baseline-src",
+        help="another version's src directory (e.g. from `git worktree add /tmp/old <rev>`): "
+        "each layout runs with it first, then with this one, and the summary gives the ratio",
+    )
     args = parser.parse_args(argv)
+    if args.baseline_src:  # the service processes run elsewhere (cwd): an absolute path
+        args.baseline_src = str(Path(args.baseline_src).resolve())
     return asyncio.run(run(args))
 
 
