@@ -282,9 +282,10 @@ class WebhookEndpoint:
     """``/webhooks/{channel}/{account}`` (GET for WhatsApp's verification handshake, POST for
     events) as plain ASGI in front of the app's routes; every other request goes to ``app``.
 
-    The providers' webhooks are the service's busiest path, and Starlette's router, request and
-    response objects cost as much again as the work of a webhook that only needs a path, a few
-    headers and the body (``benchmarks/pipeline.py``). Behaviour is that of a Starlette route:
+    The providers' webhooks are the service's busiest path, and it needs only a path, a few
+    headers and the body: Starlette's router, request and response objects and exception
+    middleware were tens of microseconds of a webhook's 150-250 (``benchmarks/pipeline.py``,
+    docs/service.md "Fifth round"). Behaviour is that of a Starlette route:
     404 for an unknown account, 405 with ``Allow`` for another method, and an unexpected error
     reaches the app's error middleware (500, logged).
     """
