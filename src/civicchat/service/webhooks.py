@@ -234,17 +234,7 @@ class WebhookContext:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, or :class:`BodyTooLarge` as soon as it passes ``limit`` bytes."""
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise BodyTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await _read_asgi_body(request.receive, limit, request.headers.get("content-length"))
 
 
 _TEXT = b"text/plain; charset=utf-8"
@@ -257,9 +247,12 @@ def _content_type(media_type: str) -> bytes:
     return media_type.encode("latin-1")
 
 
-async def _read_asgi_body(receive: Receive, limit: int) -> bytes:
-    """The whole body from ASGI ``receive``: :class:`BodyTooLarge` past ``limit`` bytes,
-    ``ClientDisconnect`` when the client went away."""
+async def _read_asgi_body(receive: Receive, limit: int, length: str | None) -> bytes:
+    """The whole body from ASGI ``receive``: :class:`BodyTooLarge` when its announced ``length``
+    (the Content-Length header) or what arrives passes ``limit`` bytes, ``ClientDisconnect`` when
+    the client went away."""
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -345,11 +338,8 @@ class WebhookEndpoint:
                 return 429, b"too many messages, wait a minute", _TEXT, []
         # The first of repeated headers, as Starlette's request.headers[...] gives.
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(raw_headers)}
-        length = headers.get("content-length")
         try:
-            if length is not None and length.isdigit() and int(length) > ctx.max_body_bytes:
-                raise BodyTooLarge
-            body = await _read_asgi_body(receive, ctx.max_body_bytes)
+            body = await _read_asgi_body(receive, ctx.max_body_bytes, headers.get("content-length"))
         except BodyTooLarge:
             ctx.metrics.inbound.labels(channel_name, "too_large").inc()
             return 413, b"body too large", _TEXT, []
