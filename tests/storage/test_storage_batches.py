@@ -357,6 +357,34 @@ async def test_work_written_by_another_process_wakes_the_workers(store, target):
         await other.close()
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("target", ["postgres"], indirect=True)
+async def test_a_process_ignores_its_own_work_notices(store):
+    """The writer woke its own workers already; the echo of its NOTIFY would wake a second one
+    that finds nothing."""
+    ready = asyncio.Event()
+    task = asyncio.create_task(store.listen_for_work(ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 10)
+        # A worker waits on each signal: the writer's own set() wakes it; an echo would then be
+        # remembered for the next worker to look (and find nothing).
+        inbox_worker = asyncio.create_task(store.inbox_signal.wait())
+        outbox_worker = asyncio.create_task(store.outbox_signal.wait())
+        await asyncio.sleep(0)
+        await store.accept([inbound(1, A)])
+        async with store.transaction() as tx:
+            await tx.enqueue([reply_to(inbound(1, A), "x")], key_prefix="own")
+        assert await asyncio.wait_for(inbox_worker, 1)
+        assert await asyncio.wait_for(outbox_worker, 1)
+        await asyncio.sleep(0.3)  # the notices come back
+        assert not store.inbox_signal.is_set()
+        assert not store.outbox_signal.is_set()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def test_one_worker_of_a_pool_polls_the_others_sleep_until_woken(store, clock):
     looks: dict[str, int] = {"poller": 0, "sleeper": 0}
 

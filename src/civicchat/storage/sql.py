@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
@@ -145,6 +146,10 @@ class SqlStore(SqlPrivacyMixin):
         :meth:`listen_for_work`): wakes one idle inbox processor at once."""
         self.outbox_signal = WorkSignal()
         """Set when outbox messages were written: wakes one idle sender at once."""
+        self.work_origin = uuid.uuid4().hex[:12]
+        """Tags this store's work notices on PostgreSQL: :meth:`listen_for_work` ignores its
+        own (the signals above were set here already; the echo woke a second worker, which
+        found nothing)."""
 
     async def close(self) -> None:
         """Close every pooled connection."""
@@ -181,12 +186,14 @@ class SqlStore(SqlPrivacyMixin):
             yield tx
             await tx.flush()
             if tx.wrote_outbox and self.is_postgres:
-                await conn.execute(_PG_NOTIFY_WORK, {"what": "outbox"})  # delivered on commit
+                # Delivered on commit.
+                await conn.execute(_PG_NOTIFY_WORK, {"what": f"outbox:{self.work_origin}"})
         if tx.wrote_outbox:
             self.outbox_signal.set()
 
     async def listen_for_work(self, ready: asyncio.Event | None = None) -> None:
-        """Set :attr:`inbox_signal` / :attr:`outbox_signal` when *other* processes write work.
+        """Set :attr:`inbox_signal` / :attr:`outbox_signal` when *other* processes write work
+        (their notices; this store's own carry :attr:`work_origin` and are ignored).
 
         PostgreSQL only (``LISTEN``, on one pooled connection, per schema); runs until cancelled.
         On SQLite (one process) it returns at once. ``ready`` is set once listening.
@@ -211,7 +218,9 @@ class SqlStore(SqlPrivacyMixin):
             lost = asyncio.Event()
 
             def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
-                (self.inbox_signal if payload == "inbox" else self.outbox_signal).set()
+                what, _, origin = payload.partition(":")
+                if origin != self.work_origin:  # this process woke its workers already
+                    (self.inbox_signal if what == "inbox" else self.outbox_signal).set()
 
             def on_lost(_conn: Any) -> None:
                 lost.set()
@@ -309,18 +318,24 @@ class SqlStore(SqlPrivacyMixin):
             driver: Any = fairy.driver_connection
             try:
                 try:
-                    row = await driver.fetchrow(_PG_ACCEPT_NEW, *arrays, now, len(rows))
+                    row = await driver.fetchrow(
+                        _PG_ACCEPT_NEW, *arrays, now, self.work_origin, len(rows)
+                    )
                     return int(row[0]), 0
                 except asyncpg.InvalidTextRepresentationError as exc:
                     if _ACCEPT_KNOWN not in str(exc):
                         raise
                 # Some events were there already: nothing of the first try was kept.
                 async with driver.transaction():
-                    accepted = (await driver.fetchrow(_PG_ACCEPT_INSERT, *arrays, now))[0]
+                    accepted = (
+                        await driver.fetchrow(_PG_ACCEPT_INSERT, *arrays, now, self.work_origin)
+                    )[0]
                     revived = 0
                     if accepted < len(rows):
                         keys = arrays[1:4]  # channel, account, key
-                        revived = (await driver.fetchrow(_PG_ACCEPT_REVIVE, *keys, now))[0]
+                        revived = (
+                            await driver.fetchrow(_PG_ACCEPT_REVIVE, *keys, now, self.work_origin)
+                        )[0]
                 return int(accepted), int(revived)
             except asyncpg.DeadlockDetectedError as exc:
                 raise _DriverDeadlock(str(exc)) from exc

@@ -389,13 +389,16 @@ _TEXT = "text"
 # visible). Known events are left alone either way: no lock on their rows (ON CONFLICT DO UPDATE
 # would lock every known row, and a worker holding one deadlocked with the webhook), and no
 # statement whose cost depends on a plan. Positional parameters: the ``_ACCEPT_COLUMNS`` as text
-# arrays, the time, then the number of events.
+# arrays, the time, the work notice's origin, then the number of events.
 _ACCEPT_KNOWN = "known events in the batch"
-# The careful way: the insert alone, returns the number inserted. (One statement that also
+# The careful way: the insert alone (parameters: the arrays, the time, the work notice's
+# origin), returns the number inserted. (One statement that also
 # revived re-deliveries, with data-modifying CTEs, cost twice as much: its custom plans were
 # re-planned on every call.)
 _ACCEPT_COLUMNS = ("kind", "channel", "account", "key", "sender_id", "conversation_key", "payload")
-_WORK_NOTIFY_INBOX = f"pg_notify('{_WORK_CHANNEL}' || current_schema(), 'inbox')"
+# The payload is ``inbox:<origin>`` (``SqlStore.work_origin``): a process ignores its own notices,
+# having woken its workers itself.
+_WORK_NOTIFY_INBOX = f"pg_notify('{_WORK_CHANNEL}' || current_schema(), 'inbox:' || $ORIGIN)"
 _PG_ACCEPT_INSERT = (
     "WITH ins AS (INSERT INTO inbox_events (kind, channel, account, key, sender_id,"
     " conversation_key, payload, state, attempts, received_at, next_attempt_at)"
@@ -404,22 +407,26 @@ _PG_ACCEPT_INSERT = (
     + ", ".join(f"${i}::text[]" for i in range(1, 8))
     + ") WITH ORDINALITY AS t(kind, channel, account, key, sender_id, conversation_key, payload, n)"
     " ORDER BY t.n ON CONFLICT (channel, account, key) DO NOTHING RETURNING 1)"
-    f" SELECT count(*), CASE WHEN count(*) > 0 THEN {_WORK_NOTIFY_INBOX} END FROM ins"
+    " SELECT count(*), CASE WHEN count(*) > 0 THEN "
+    + _WORK_NOTIFY_INBOX.replace("$ORIGIN", "$9::text")
+    + " END FROM ins"
 )
 # Only when some events of a batch were there already: a re-delivery of one that failed or was
 # parked makes it pending again, attempts reset (and wakes the workers). Parameters: channel,
-# account and key arrays, then the time. Returns the number revived.
+# account and key arrays, the time, then the work notice's origin. Returns the number revived.
 _PG_ACCEPT_REVIVE = (
     f"WITH rev AS (UPDATE inbox_events AS e SET state = '{EventState.PENDING.value}',"
     " attempts = 0, next_attempt_at = $4, lease_until = NULL, worker_id = NULL"
     " FROM unnest($1::text[], $2::text[], $3::text[]) AS t(channel, account, key)"
     " WHERE e.channel = t.channel AND e.account = t.account AND e.key = t.key"
     f" AND e.state IN ('{EventState.FAILED.value}', '{EventState.PARKED.value}') RETURNING 1)"
-    f" SELECT count(*), CASE WHEN count(*) > 0 THEN {_WORK_NOTIFY_INBOX} END FROM rev"
+    " SELECT count(*), CASE WHEN count(*) > 0 THEN "
+    + _WORK_NOTIFY_INBOX.replace("$ORIGIN", "$5::text")
+    + " END FROM rev"
 )
 _PG_ACCEPT_NEW = _PG_ACCEPT_INSERT.replace(
     "SELECT count(*),",
-    f"SELECT count(*), CASE WHEN count(*) < $9 THEN ('{_ACCEPT_KNOWN}: ' || $9 - count(*))::int"
+    f"SELECT count(*), CASE WHEN count(*) < $10 THEN ('{_ACCEPT_KNOWN}: ' || $10 - count(*))::int"
     " END,",
 )
 _ENQUEUE_ARRAYS = {
