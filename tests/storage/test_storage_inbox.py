@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError
 from storage_helpers import T0, conversation_of, inbound, reply_to, status
 
@@ -519,3 +519,33 @@ async def test_a_redelivery_never_holds_a_known_row_a_worker_needs(store):
         await worker.commit()
     result = await asyncio.wait_for(accept, 5)
     assert (result.accepted, result.duplicates, result.revived) == (0, 2, 0)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("target", ["postgres"], indirect=True)
+async def test_the_statistics_are_refreshed_when_the_inbox_has_grown(store):
+    """A young table that grew in seconds is planned from statistics of when it was small
+    (sequential scans); accept() has them refreshed in the background as the inbox grows."""
+
+    async def reltuples() -> float:
+        async with store.engine.connect() as conn:
+            found = await conn.scalar(
+                text("SELECT reltuples FROM pg_class WHERE oid = to_regclass('inbox_events')")
+            )
+        return float(found)
+
+    store.analyze_after = 0  # off
+    await store.accept([inbound(n) for n in range(1, 7)])
+    await asyncio.sleep(0.3)
+    assert await reltuples() != 6
+    store.analyze_after = 5
+    await store.accept([inbound(n) for n in range(7, 12)])  # 5 more: time to refresh
+    for _ in range(50):
+        if await reltuples() == 11:
+            break
+        await asyncio.sleep(0.1)
+    assert await reltuples() == 11  # ANALYZE ran: the planner knows the table's size
+    # The next refresh waits until the inbox has doubled again.
+    await store.accept([inbound(12)])
+    await asyncio.sleep(0.3)
+    assert await reltuples() == 11

@@ -96,6 +96,10 @@ __all__ = ["LeaseLostError", "SqlStore", "SqlTransaction", "merge_status", "open
 
 _log = logging.getLogger("civicchat.storage")
 
+# What each accepted message grows: its event, its replies, a new sender's contact, identity and
+# conversation (see SqlStore.refresh_statistics).
+_GROWING_TABLES = ("inbox_events", "outbox", "contacts", "identities", "conversations")
+
 
 class _DriverDeadlock(Exception):
     """PostgreSQL chose a statement run by the driver directly as a deadlock's victim."""
@@ -150,10 +154,65 @@ class SqlStore(SqlPrivacyMixin):
         """Tags this store's work notices on PostgreSQL: :meth:`listen_for_work` ignores its
         own (the signals above were set here already; the echo woke a second worker, which
         found nothing)."""
+        self.analyze_after = 1000
+        """PostgreSQL: events accepted here before this store refreshes the statistics of the
+        tables a message grows (see :meth:`refresh_statistics`); after each refresh, as many
+        as the inbox then holds (the tables have doubled). 0: never."""
+        self._grown = 0
+        self._analyze_at: int | None = None
+        self._analyzing: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
         """Close every pooled connection."""
+        if self._analyzing is not None:
+            self._analyzing.cancel()
+            with contextlib.suppress(BaseException):
+                await self._analyzing
         await self.engine.dispose()
+
+    async def refresh_statistics(self) -> None:
+        """``ANALYZE`` the tables each message grows (PostgreSQL; nothing on SQLite).
+
+        The planner chooses between an index probe and a scan of the whole table from the
+        statistics, which autovacuum refreshes a minute apart at best. A young table that grows
+        tenfold meanwhile (a new deployment's first burst, a backlog redelivered after an
+        outage) was planned as a tiny one: sequential scans of 11,000 rows per statement, 3-17
+        ms where a probe takes 0.1 (``benchmarks/pipeline.py``). :meth:`accept` calls this in
+        the background each time the inbox has doubled since the last refresh, starting at
+        :attr:`analyze_after` events: a handful of times while the tables are young, then
+        hardly ever.
+        """
+        if not self.is_postgres:
+            return
+        async with self.engine.connect() as conn:
+            await conn.execute(text(f"ANALYZE {', '.join(_GROWING_TABLES)}"))
+            size = (
+                await conn.execute(
+                    text("SELECT reltuples FROM pg_class WHERE oid = to_regclass('inbox_events')")
+                )
+            ).scalar()
+            await conn.commit()
+        self._analyze_at = max(self.analyze_after, int(size or 0))
+
+    def _note_growth(self, accepted: int) -> None:
+        if not self.analyze_after or self._analyzing is not None:
+            return
+        self._grown += accepted
+        if self._grown < (self._analyze_at or self.analyze_after):
+            return
+        self._grown = 0
+        self._analyzing = asyncio.get_running_loop().create_task(
+            self._refresh_in_background(), name="civicchat-analyze"
+        )
+
+    async def _refresh_in_background(self) -> None:
+        try:
+            await self.refresh_statistics()
+            _log.debug("statistics refreshed; next after %s events", self._analyze_at)
+        except Exception as exc:  # the service goes on with the old statistics
+            _log.warning("refreshing statistics failed: %s", type(exc).__name__)
+        finally:
+            self._analyzing = None
 
     @asynccontextmanager
     async def _begin(self) -> AsyncIterator[AsyncConnection]:
@@ -300,6 +359,8 @@ class SqlStore(SqlPrivacyMixin):
         duplicates = len(events) - accepted - revived
         if accepted or revived:
             self.inbox_signal.set()
+        if accepted and self.is_postgres:
+            self._note_growth(accepted)
         if revived:
             _log.info("re-delivery revived %d failed event(s)", revived)
         return AcceptResult(accepted=accepted, duplicates=duplicates, revived=revived)
