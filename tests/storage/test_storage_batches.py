@@ -415,3 +415,38 @@ async def test_one_worker_of_a_pool_polls_the_others_sleep_until_woken(store, cl
 
 async def _noop(event, tx):  # pragma: no cover - no events in this test
     return []
+
+
+async def test_a_worker_with_a_pacer_starts_each_round_only_on_its_turn(store, clock):
+    await store.accept([inbound(1, A), inbound(1, B)])
+    handled: list[str] = []
+
+    async def handler(event, tx):
+        handled.append(event.payload.provider_message_id)
+        return []
+
+    class Turns:
+        def __init__(self) -> None:
+            self.allowed = asyncio.Semaphore(0)
+            self.asked = 0
+
+        async def turn(self) -> None:
+            self.asked += 1
+            await self.allowed.acquire()
+
+    turns = Turns()
+    proc = InboxProcessor(store, handler, clock, batch_size=1, idle_seconds=0.01, pacer=turns)
+    task = asyncio.create_task(proc.run_forever())
+    await asyncio.sleep(0.1)
+    assert (turns.asked, handled) == (1, [])  # waiting for its first turn: nothing claimed
+    turns.allowed.release()
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        if turns.asked == 2:
+            break
+    assert handled == [f"wamid.{A}.1"]
+    assert turns.asked == 2  # one round, then it asks again
+    proc.stop()
+    turns.allowed.release()
+    await asyncio.wait_for(task, 2)
+    assert handled == [f"wamid.{A}.1"]  # stopped while waiting: no round after stop()

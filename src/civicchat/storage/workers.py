@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from civicchat.clock import Clock, SystemClock
 from civicchat.exceptions import SendError, StorageError, ThrottledError
@@ -37,7 +38,15 @@ from civicchat.storage.repositories import PendingReply, SqlTransaction
 from civicchat.storage.signal import WorkSignal
 from civicchat.storage.sql import LeaseLostError, SqlStore
 
-__all__ = ["Handler", "InboxProcessor", "OutboxSender", "Reply", "backoff", "worker_name"]
+__all__ = [
+    "Handler",
+    "InboxProcessor",
+    "OutboxSender",
+    "Pacer",
+    "Reply",
+    "backoff",
+    "worker_name",
+]
 
 _log = logging.getLogger("civicchat.storage")
 
@@ -56,6 +65,17 @@ Handler = Callable[[InboxEvent, Transaction], Awaitable[Reply | Sequence[Outboun
 Only message events (``event.kind is EventKind.MESSAGE``) reach the handler. It runs inside the
 transaction: keep slow I/O out of it (on SQLite it holds the single write lock).
 """
+
+
+class Pacer(Protocol):
+    """Decides when a worker may start its next round: ``await pacer.turn()`` returns when it may.
+
+    The service's :class:`~civicchat.service.webhooks.IngressGate` makes the workers of a
+    process step aside while its webhooks queue up. A pacer must return within a bounded time:
+    a worker waiting for its turn does no work.
+    """
+
+    async def turn(self) -> None: ...
 
 
 def worker_name(prefix: str) -> str:
@@ -78,11 +98,17 @@ def backoff(
 
 class _Loop:
     def __init__(
-        self, idle_seconds: float, signal: WorkSignal | None = None, *, poll: bool = True
+        self,
+        idle_seconds: float,
+        signal: WorkSignal | None = None,
+        *,
+        poll: bool = True,
+        pacer: Pacer | None = None,
     ) -> None:
         self._stop = asyncio.Event()
         self._idle = idle_seconds
         self._signal = signal
+        self._pacer = pacer
         # Without a signal a worker can only poll. With one, a pool needs a single poller (for
         # work no signal announces: retries coming due, a lost notification); the others sleep
         # until woken, instead of every idle worker claiming nothing ``1 / idle_seconds`` times a
@@ -102,8 +128,13 @@ class _Loop:
 
     async def run_forever(self) -> None:
         """Work until :meth:`stop` is called; when there is nothing to do, sleeps
-        ``idle_seconds`` or until the store signals new work written by this process."""
+        ``idle_seconds`` or until the store signals new work written by this process. With a
+        ``pacer``, each round first waits for :meth:`Pacer.turn`."""
         while not self._stop.is_set():
+            if self._pacer is not None:
+                await self._pacer.turn()
+                if self._stop.is_set():
+                    break
             if self._signal is not None:
                 self._signal.clear()  # before looking: work written from now on wakes us
             try:
@@ -164,8 +195,9 @@ class InboxProcessor(_Loop):
         batch_size: int = 1,
         rng: random.Random | None = None,
         poll: bool = True,
+        pacer: Pacer | None = None,
     ) -> None:
-        super().__init__(idle_seconds, getattr(store, "inbox_signal", None), poll=poll)
+        super().__init__(idle_seconds, getattr(store, "inbox_signal", None), poll=poll, pacer=pacer)
         self.store = store
         self.handler = handler
         self.clock: Clock = clock or store.clock or SystemClock()
@@ -388,8 +420,11 @@ class OutboxSender(_Loop):
         idle_seconds: float = 0.2,
         rng: random.Random | None = None,
         poll: bool = True,
+        pacer: Pacer | None = None,
     ) -> None:
-        super().__init__(idle_seconds, getattr(store, "outbox_signal", None), poll=poll)
+        super().__init__(
+            idle_seconds, getattr(store, "outbox_signal", None), poll=poll, pacer=pacer
+        )
         self.store = store
         self.channels = channels
         self.limiters = limiters or {}
