@@ -13,7 +13,7 @@ from service_fakes import WA_VERIFY, running, signed_headers, start_service, wa_
 
 from civicchat.messages import InboundMessage, Sender, Text
 from civicchat.service.metrics import ServiceMetrics
-from civicchat.service.webhooks import InboxBatcher
+from civicchat.service.webhooks import InboxBatcher, IngressGate
 from civicchat.storage.base import AcceptResult
 
 TS = int(datetime(2026, 11, 30, 9, 0, tzinfo=UTC).timestamp())
@@ -296,3 +296,64 @@ async def test_a_batcher_task_cancelled_mid_commit_leaves_no_caller_waiting():
     assert all(t.cancelled() for t in done)
     assert batcher._running == 0
     assert batcher._busy == {}
+
+
+# ----------------------------------------------------------------------------- webhooks first
+
+
+async def test_the_gate_counts_webhooks_in_flight_and_the_workers_share_it(app):
+    gate = app.state.civicchat.runtime.pacer
+    assert isinstance(gate, IngressGate)
+    assert gate.busy_at == 16  # the config's default
+    body = wa_text("wamid.flight", "hola", ts=TS)
+    scope = _scope(WA)
+    scope["headers"] += [(k.encode(), v.encode()) for k, v in signed_headers(body).items()]
+    release = asyncio.Event()
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        await release.wait()  # the provider is still sending the body
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    task = asyncio.create_task(app(scope, receive, send))
+    for _ in range(50):
+        await asyncio.sleep(0)
+        if gate.in_flight:
+            break
+    assert gate.in_flight == 1
+    release.set()
+    await task
+    assert sent[0]["status"] == 200
+    async with _client(app) as c:  # refusals and errors leave the count too
+        assert (await c.post(WA, content=b"{}")).status_code in (401, 403)
+        assert (await c.post("/webhooks/whatsapp/nobody", content=b"{}")).status_code == 404
+    assert gate.in_flight == 0
+
+
+async def test_a_worker_waits_its_turn_while_webhooks_queue_up_and_never_longer_than_max_wait():
+    gate = IngressGate(2, max_wait=5.0)
+    await asyncio.wait_for(gate.turn(), 0.1)  # calm: at once
+    gate.enter()
+    gate.enter()
+    assert gate.busy
+    waiting = asyncio.create_task(gate.turn())
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    gate.leave()  # one answered: below busy_at again
+    await asyncio.wait_for(waiting, 0.1)
+    assert gate.deferred == 1
+    gate.enter()
+    short = IngressGate(1, max_wait=0.05)
+    short.enter()  # stays busy
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(short.turn(), 1.0)  # max_wait passed: the worker goes anyway
+    assert asyncio.get_running_loop().time() - started >= 0.04
+    off = IngressGate(0)
+    for _ in range(100):
+        off.enter()
+    assert not off.busy
+    with pytest.raises(ValueError, match="busy_at"):
+        IngressGate(-1)

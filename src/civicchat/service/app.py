@@ -50,6 +50,7 @@ from civicchat.service.webchat import WebChatUploads, webchat_routes, webchat_ti
 from civicchat.service.webchat.history import SqlWebChatHistory
 from civicchat.service.webhooks import (
     InboxBatcher,
+    IngressGate,
     WebhookContext,
     WebhookEndpoint,
     WindowLimiter,
@@ -154,6 +155,8 @@ def create_app(
         config, client=http, clock=clock, relay_hub=RelayHub(live), uploads=blobs
     )
     metrics = ServiceMetrics()
+    # The webhooks of this process go first: its workers wait while they queue up.
+    gate = IngressGate(config.workers.busy_webhooks)
     runtime = ServiceRuntime(
         config,
         store=store,
@@ -163,6 +166,7 @@ def create_app(
         blobs=blobs,
         metrics=metrics,
         clock=clock,
+        pacer=gate,
     )
     state = ServiceState(config, store, accounts, live, hub, blobs, metrics, clock, runtime, http)
     say = announce or (lambda line: print(line, flush=True))
@@ -186,6 +190,7 @@ def create_app(
         config.server.max_body_bytes,
         batcher=batcher,
         webchat_limiter=webchat_limiter,
+        gate=gate,
     )
     chats = {a.name: a.display_name for a in accounts.values() if a.channel_name == "webchat"}
     webchats = {n: a.channel for n, a in accounts.items() if isinstance(a.channel, WebChatChannel)}

@@ -214,6 +214,9 @@ class WorkersConfig(_Model):
     outbox: int | None = Field(default=None, ge=0, le=64)
     media: int = Field(default=1, ge=0, le=16)
     idle_seconds: float = Field(default=0.05, gt=0, le=10)
+    # Webhooks in flight at which this process's own inbox and outbox workers step aside (each
+    # waits at most 0.2 s a round); 0: never. See civicchat.service.webhooks.IngressGate.
+    busy_webhooks: int = Field(default=16, ge=0, le=10_000)
 
     def for_database(self, *, postgres: bool) -> tuple[int, int]:
         """(inbox, outbox) workers per process. Unset: 1 and 1 on SQLite (one writer: more only

@@ -60,7 +60,7 @@ from civicchat.service.reload import on_office_hours_changed
 from civicchat.storage.base import InboxEvent, OutboxItem, SendLimiter
 from civicchat.storage.media import LocalBlobStore, MediaDownloader
 from civicchat.storage.sql import SqlStore
-from civicchat.storage.workers import InboxProcessor, OutboxSender
+from civicchat.storage.workers import InboxProcessor, OutboxSender, Pacer
 
 __all__ = [
     "AccountMediaSource",
@@ -453,8 +453,10 @@ class ServiceRuntime:
         blobs: LocalBlobStore,
         metrics: ServiceMetrics,
         clock: Clock,
+        pacer: Pacer | None = None,
     ) -> None:
         self.config = config
+        self.pacer = pacer  # the inbox and outbox workers wait for its turns
         self.store = store
         self.accounts = accounts
         self.live = live
@@ -501,6 +503,7 @@ class ServiceRuntime:
                     batch_size=INBOX_BATCH if self.store.is_postgres else 1,
                     rng=rng,
                     poll=n == 0,  # one poller per kind; the others wait for the store's signal
+                    pacer=self.pacer,
                 )
             )
         senders = self.senders()
@@ -521,6 +524,7 @@ class ServiceRuntime:
                     idle_seconds=wc.idle_seconds,
                     rng=rng,
                     poll=n == 0,
+                    pacer=self.pacer,
                 )
             )
         by_channel: dict[str, dict[str, Channel]] = {}

@@ -30,6 +30,7 @@ from civicchat.storage.sql import SqlStore
 __all__ = [
     "BodyTooLarge",
     "InboxBatcher",
+    "IngressGate",
     "WebhookContext",
     "WebhookEndpoint",
     "WindowLimiter",
@@ -41,6 +42,61 @@ logger = logging.getLogger("civicchat.service")
 
 class BodyTooLarge(Exception):
     """The request body is over the limit."""
+
+
+class IngressGate:
+    """Webhooks first: the workers of a busy process wait their turn (a :class:`Pacer`).
+
+    The webhook endpoint counts the webhooks it is answering (:meth:`enter`, :meth:`leave`).
+    While ``busy_at`` or more are in flight, a worker of the same process that asks for its next
+    round (:meth:`turn`) waits until fewer are, or at most ``max_wait`` seconds. The providers
+    then get their answers at the rate the process can commit them, and the inbox keeps what
+    the workers have not handled yet, as it does for any backlog. A flood thus slows the
+    replies without stopping them: each worker still takes a round every ``max_wait`` seconds.
+
+    This is, inside one process, what ``nice`` does for separate worker processes
+    (docs/deployment.md). ``busy_at=0`` turns it off. At 200 webhooks a second a process has
+    2-6 in flight, so the default of 16 only acts when webhooks queue up.
+
+    :class:`~civicchat.storage.workers.Pacer` is the protocol; ``deferred`` counts the rounds
+    that waited.
+    """
+
+    def __init__(self, busy_at: int = 16, *, max_wait: float = 0.2) -> None:
+        if busy_at < 0 or max_wait <= 0:
+            raise ValueError("busy_at must be >= 0 and max_wait > 0")
+        self.busy_at = busy_at
+        self.max_wait = max_wait
+        self.in_flight = 0
+        self.deferred = 0
+        self._calm = asyncio.Event()
+        self._calm.set()
+
+    @property
+    def busy(self) -> bool:
+        return not self._calm.is_set()
+
+    def enter(self) -> None:
+        """A webhook arrived."""
+        self.in_flight += 1
+        if self.in_flight >= self.busy_at > 0:
+            self._calm.clear()
+
+    def leave(self) -> None:
+        """A webhook was answered (or failed)."""
+        self.in_flight -= 1
+        if self.in_flight < self.busy_at:
+            self._calm.set()
+
+    async def turn(self) -> None:
+        if self._calm.is_set():
+            return
+        self.deferred += 1
+        try:
+            async with asyncio.timeout(self.max_wait):
+                await self._calm.wait()
+        except TimeoutError:
+            pass
 
 
 class WindowLimiter:
@@ -230,6 +286,7 @@ class WebhookContext:
     max_body_bytes: int
     batcher: InboxBatcher | None = None
     webchat_limiter: WindowLimiter | None = None
+    gate: IngressGate | None = None  # counts the webhooks in flight (workers step aside)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -287,6 +344,7 @@ class WebhookEndpoint:
         self.app = app
         self.ctx = ctx
         self.batcher = ctx.batcher or InboxBatcher(ctx.store, ctx.metrics)
+        self.gate = ctx.gate or IngressGate(0)  # counts only
         self._timers: dict[str, Any] = {}  # channel -> its webhook histogram (labels() costs)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -300,9 +358,13 @@ class WebhookEndpoint:
                 if len(parts) == 5 and not parts[4]:
                     parts.pop()  # a trailing slash: the same endpoint (a provider won't redirect)
                 if len(parts) == 4 and parts[2] and parts[3]:
-                    status, body, content_type, extra = await self._handle(
-                        scope, receive, parts[2], parts[3]
-                    )
+                    self.gate.enter()
+                    try:
+                        status, body, content_type, extra = await self._handle(
+                            scope, receive, parts[2], parts[3]
+                        )
+                    finally:
+                        self.gate.leave()
                     headers = [
                         (b"content-type", content_type),
                         (b"content-length", str(len(body)).encode()),
