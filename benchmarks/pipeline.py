@@ -171,6 +171,15 @@ class Result:
     latencies: list[float]
     reply_latencies: list[float]
     cpu_ms_per_message: float | None = None
+    # Closed loop with replies: seconds after the burst until every accepted webhook was
+    # answered, and the service's CPU a message over burst + drain.
+    drain: float | None = None
+    cpu_ms_end_to_end: float | None = None
+
+    @property
+    def end_to_end(self) -> float:
+        """Messages answered a second over the burst and its drain."""
+        return self.ok / (self.elapsed + (self.drain or 0.0)) if self.elapsed else 0.0
 
     @property
     def rps(self) -> float:
@@ -373,6 +382,17 @@ async def replies(graph: str, sent_at: dict[str, float], wait: float) -> list[fl
             await asyncio.sleep(0.2)
 
 
+async def drained(graph: str, expected: int, wait: float) -> float:
+    """Seconds until the fake Graph API has received ``expected`` sends (at most ``wait``)."""
+    started = time.perf_counter()
+    async with httpx.AsyncClient(timeout=10) as client:
+        while time.perf_counter() - started < wait:
+            if (await client.get(f"{graph}/stats")).json()["count"] >= expected:
+                break
+            await asyncio.sleep(0.1)
+    return time.perf_counter() - started
+
+
 # ----------------------------------------------------------------------------- targets
 
 
@@ -501,15 +521,30 @@ async def measure(
             result.cpu_ms_per_message = used * 1000 / len(result.reply_latencies)
         results.append(result)
         print(_line(name, result), flush=True)
+    if graph:
+        async with httpx.AsyncClient() as client:
+            await client.post(f"{graph}/reset")
     cpu_before = sum(cpu_seconds(pid) for pid in pids)
     ceiling = await closed_loop(url, 64, duration)
     if pids and ceiling.ok:
         # Every process of the service: the web side's cost a webhook, plus what the workers
-        # did on the backlog meanwhile.
+        # did on the backlog meanwhile (little: they step aside while webhooks queue up).
         used = sum(cpu_seconds(pid) for pid in pids) - cpu_before
         ceiling.cpu_ms_per_message = used * 1000 / ceiling.ok
+    if graph and ceiling.ok:
+        # The backlog the burst left: how long until every accepted webhook was answered.
+        ceiling.drain = await drained(graph, ceiling.ok, wait=300)
+        used = sum(cpu_seconds(pid) for pid in pids) - cpu_before
+        ceiling.cpu_ms_end_to_end = used * 1000 / ceiling.ok
     results.append(ceiling)
     print(_line(name, ceiling), flush=True)
+    if ceiling.drain is not None:
+        print(
+            f"{'':<26}  then {ceiling.drain:.1f} s until all {ceiling.ok} were answered: "
+            f"{ceiling.end_to_end:.0f} messages a second end to end, service CPU "
+            f"{ceiling.cpu_ms_end_to_end or 0:.2f} ms/message",
+            flush=True,
+        )
     return results
 
 
@@ -637,11 +672,18 @@ async def run(args: argparse.Namespace) -> int:
                     at200 = next((r for r in results if r.offered == 200), None)
                     p99 = at200.pct(at200.reply_latencies, 0.99) if at200 else float("nan")
                     cpu = at200.cpu_ms_per_message if at200 else None
+                    drain = results[-1].drain
                     summary.append(
                         f"{name}: {ratio:5.1%} of bare x{web} throughput "
                         f"({results[-1].rps:.0f} vs {bare:.0f} req/s); "
                         f"reply p99 at 200/s: {p99:.0f} ms"
                         + (f"; service CPU {cpu:.1f} ms/message" if cpu is not None else "")
+                        + (
+                            f"; the burst answered in full {drain:.0f} s later "
+                            f"({results[-1].end_to_end:.0f} messages/s end to end)"
+                            if drain is not None
+                            else ""
+                        )
                     )
                 if len(ceilings) == 2:
                     old, new = ceilings["baseline "], ceilings[""]
