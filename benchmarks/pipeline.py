@@ -382,6 +382,20 @@ async def replies(graph: str, sent_at: dict[str, float], wait: float) -> list[fl
             await asyncio.sleep(0.2)
 
 
+async def sends_per_reply(graph: str, wait: float = 5.0) -> int:
+    """Sends the fake Graph API got for each recipient once the replies stop coming: a reply may
+    be several messages (``TEXT``'s is a text and a PDF)."""
+    deadline = time.monotonic() + wait
+    last = -1
+    async with httpx.AsyncClient(timeout=10) as client:
+        while True:
+            stats = (await client.get(f"{graph}/stats")).json()
+            if stats["count"] == last or time.monotonic() > deadline:
+                return max(1, round(stats["count"] / len(stats["arrivals"]))) if last > 0 else 1
+            last = stats["count"]
+            await asyncio.sleep(0.5)
+
+
 async def drained(graph: str, expected: int, wait: float) -> float:
     """Seconds until the fake Graph API has received ``expected`` sends (at most ``wait``)."""
     started = time.perf_counter()
@@ -502,6 +516,7 @@ async def measure(
     warmup: float = 0.0,
 ) -> list[Result]:
     results = []
+    per_reply = 1
     if pids and warmup > 0:
         # A service just started opens its pooled connections and prepares its statements on
         # the first messages: not what a running service does with the next ones.
@@ -519,6 +534,8 @@ async def measure(
             # Webhook, processing and sending of every message that was answered.
             used = sum(cpu_seconds(pid) for pid in pids) - cpu_before
             result.cpu_ms_per_message = used * 1000 / len(result.reply_latencies)
+        if graph and result.reply_latencies:
+            per_reply = await sends_per_reply(graph)
         results.append(result)
         print(_line(name, result), flush=True)
     if graph:
@@ -533,14 +550,15 @@ async def measure(
         ceiling.cpu_ms_per_message = used * 1000 / ceiling.ok
     if graph and ceiling.ok:
         # The backlog the burst left: how long until every accepted webhook was answered.
-        ceiling.drain = await drained(graph, ceiling.ok, wait=300)
+        ceiling.drain = await drained(graph, ceiling.ok * per_reply, wait=300)
         used = sum(cpu_seconds(pid) for pid in pids) - cpu_before
         ceiling.cpu_ms_end_to_end = used * 1000 / ceiling.ok
     results.append(ceiling)
     print(_line(name, ceiling), flush=True)
     if ceiling.drain is not None:
         print(
-            f"{'':<26}  then {ceiling.drain:.1f} s until all {ceiling.ok} were answered: "
+            f"{'':<26}  then {ceiling.drain:.1f} s until all {ceiling.ok} were answered "
+            f"({per_reply} send(s) a reply): "
             f"{ceiling.end_to_end:.0f} messages a second end to end, service CPU "
             f"{ceiling.cpu_ms_end_to_end or 0:.2f} ms/message",
             flush=True,
