@@ -18,6 +18,7 @@ from service_fakes import (
     write_config,
 )
 
+from civicchat.cli import serve
 from civicchat.cli.serve import main
 from civicchat.messages import InboundMessage, Sender, Text
 from civicchat.storage.base import EventState
@@ -147,3 +148,15 @@ def test_serve_tunes_the_garbage_collector_once_the_app_is_built(
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("ok")
+
+
+async def _loop_module() -> str:
+    return type(asyncio.get_running_loop()).__module__
+
+
+def test_the_worker_runs_on_uvloop_when_installed_else_on_asyncio(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert serve.run_loop(_loop_module()).startswith("uvloop")
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if not installed: import fails
+    assert serve.run_loop(_loop_module()).startswith("asyncio")
