@@ -521,6 +521,28 @@ async def test_a_redelivery_never_holds_a_known_row_a_worker_needs(store):
     assert (result.accepted, result.duplicates, result.revived) == (0, 2, 0)
 
 
+async def test_close_waits_for_a_running_refresh_and_can_itself_be_cancelled(store):
+    release = asyncio.Event()
+
+    async def stubborn_refresh() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            await release.wait()  # a refresh that takes a while to stop
+
+    store._analyzing = asyncio.create_task(stubborn_refresh())
+    await asyncio.sleep(0)
+    closing = asyncio.create_task(store.close())
+    await asyncio.sleep(0.05)
+    assert not closing.done()  # waits for the refresh
+    closing.cancel()  # a shutdown that cannot wait
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    release.set()
+    await asyncio.wait_for(store.close(), 5)  # a later close still works
+    assert store._analyzing is None or store._analyzing.done()
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("target", ["postgres"], indirect=True)
 async def test_the_statistics_are_refreshed_when_the_inbox_has_grown(store):

@@ -166,8 +166,9 @@ class SqlStore(SqlPrivacyMixin):
         """Close every pooled connection."""
         if self._analyzing is not None:
             self._analyzing.cancel()
-            with contextlib.suppress(BaseException):
-                await self._analyzing
+            # Waits for the refresh to end without raising its cancellation; close() being
+            # cancelled itself still raises.
+            await asyncio.wait({self._analyzing})
         await self.engine.dispose()
 
     async def refresh_statistics(self) -> None:
