@@ -324,6 +324,7 @@ async def test_the_gate_counts_webhooks_in_flight_and_the_workers_share_it(app):
         if gate.in_flight:
             break
     assert gate.in_flight == 1
+    assert b"civicchat_webhooks_in_flight 1.0" in app.state.civicchat.metrics.render()
     release.set()
     await task
     assert sent[0]["status"] == 200
@@ -357,3 +358,17 @@ async def test_a_worker_waits_its_turn_while_webhooks_queue_up_and_never_longer_
     assert not off.busy
     with pytest.raises(ValueError, match="busy_at"):
         IngressGate(-1)
+
+
+async def test_the_metrics_show_the_webhooks_in_flight_and_the_deferred_rounds():
+    metrics = ServiceMetrics()
+    gate = IngressGate(1, max_wait=0.01)
+    metrics.watch_gate(gate)
+    gate.enter()
+    await gate.turn()
+    await gate.turn()
+    text = metrics.render().decode()
+    assert "civicchat_webhooks_in_flight 1.0" in text
+    assert "civicchat_worker_rounds_deferred_total 2.0" in text
+    gate.leave()
+    assert "civicchat_webhooks_in_flight 0.0" in metrics.render().decode()

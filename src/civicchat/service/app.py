@@ -157,6 +157,7 @@ def create_app(
     metrics = ServiceMetrics()
     # The webhooks of this process go first: its workers wait while they queue up.
     gate = IngressGate(config.workers.busy_webhooks)
+    metrics.watch_gate(gate)
     runtime = ServiceRuntime(
         config,
         store=store,
