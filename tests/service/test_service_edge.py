@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pytest
 from service_fakes import running, signed_headers, start_service, wa_text
 
 from civicchat.service.webhooks import WindowLimiter
@@ -88,4 +89,39 @@ async def test_a_failed_commit_answers_503_so_the_provider_retries(tmp_path: Pat
         body = wa_text("wamid.broken", "hola", ts=TS)
         r = await c.post("/webhooks/whatsapp/mataro-wa", content=body, headers=signed_headers(body))
         assert r.status_code == 503
+    await provider.aclose()
+
+
+async def test_a_failed_group_commit_logs_one_error_not_one_per_webhook(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    from civicchat.exceptions import StorageError
+
+    app, _fake, provider, _ = await start_service(tmp_path)
+    state = app.state.civicchat
+    commits = 0
+
+    async def broken(_events):
+        nonlocal commits
+        commits += 1
+        await asyncio.sleep(0.05)  # the others queue up behind it and share the next commit
+        raise StorageError("disk full")
+
+    transport = httpx.ASGITransport(app)
+    async with running(app), httpx.AsyncClient(transport=transport, base_url="http://s") as c:
+        state.store.accept = broken
+        bodies = [
+            wa_text(f"wamid.broken{i}", "hola", ts=TS, sender=f"3460000{i:04d}") for i in range(8)
+        ]
+        caplog.set_level("ERROR", logger="civicchat")
+        answers = await asyncio.gather(
+            *(
+                c.post("/webhooks/whatsapp/mataro-wa", content=b, headers=signed_headers(b))
+                for b in bodies
+            )
+        )
+        assert [r.status_code for r in answers] == [503] * 8
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert 1 <= commits < 8
+    assert len(errors) == commits
     await provider.aclose()

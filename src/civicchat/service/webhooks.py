@@ -8,6 +8,7 @@ committed to the durable inbox, and only then does the provider get the channel'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter, OrderedDict, deque
@@ -427,8 +428,12 @@ class WebhookEndpoint:
         if events:
             try:
                 await self.batcher.accept(events)
-            except (StorageError, SQLAlchemyError):
-                logger.exception("webhook %s/%s: inbox commit failed", channel_name, name)
+            except (StorageError, SQLAlchemyError) as exc:
+                # Every webhook of a group commit gets the same error: one ERROR line for it.
+                if not getattr(exc, "_civicchat_logged", False):
+                    logger.exception("webhook %s/%s: inbox commit failed", channel_name, name)
+                    with contextlib.suppress(AttributeError):
+                        exc._civicchat_logged = True  # type: ignore[union-attr]
                 return 503, b"try again", _TEXT, []
         timer = self._timers.get(channel_name)
         if timer is None:
