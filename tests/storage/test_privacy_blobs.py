@@ -7,6 +7,7 @@ Every test runs on SQLite and on PostgreSQL (the ``store`` fixture).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
@@ -347,3 +348,60 @@ async def test_a_failing_sweep_does_not_stop_the_other_accounts_retention(
     assert done == {"broken": 0, "web": 0}
     assert not await blobs.exists(orphan)  # the next account's sweep still ran
     assert "sweeping the orphaned files of broken failed" in caplog.text
+
+
+# ----------------------------------------------------------------------------- one blob, two hands
+
+
+async def joan_waits_for_her_download(store, clock, blobs) -> None:
+    """Maria's photo is stored and her rows are gone (erased); Joan sent the same photo, whose
+    download has not run yet: the blob exists, and no row names it."""
+    await store.accept([wa_photo(MARIA, "M1")])
+    await process(store, clock)
+    await download(store, clock, blobs)
+    async with store.engine.begin() as conn:
+        await conn.execute(MediaRow.__table__.delete())
+    await store.accept([wa_photo(JOAN, "J1")])
+    await process(store, clock)
+    assert await blobs.get(WA_KEY) == PHOTO
+    assert {m: r.blob_key for m, r in (await media_rows(store)).items()} == {"J1": None}
+
+
+async def test_bytes_being_named_are_not_deleted_by_an_erasure_meanwhile(store, clock, tmp_path):
+    blobs = LocalBlobStore(tmp_path)
+    await joan_waits_for_her_download(store, clock, blobs)
+    (j1,) = (await media_rows(store)).values()
+    privacy = Privacy(store, blobs, clock)
+    # Joan's download found the bytes already stored, holds their key, and names them...
+    async with store.transaction() as tx:
+        await tx.media.hold_blob(WA_KEY)
+        # ...while the sweep of orphaned blobs (days later) decides that nothing names them.
+        deleting = asyncio.create_task(privacy._delete_blobs([WA_KEY]))
+        await asyncio.sleep(0.2)
+        assert not deleting.done()  # it waits for the key
+        await tx.media.media_stored(
+            j1.id, blob_key=WA_KEY, size=len(PHOTO), sha256=DIGEST, mime_type="image/jpeg"
+        )
+    await asyncio.wait_for(deleting, 5)
+    assert await blobs.get(WA_KEY) == PHOTO  # named by the time the deletion looked: kept
+    assert await store.delete_blob_if_unused(WA_KEY, blobs) is False
+
+
+async def test_a_download_waits_for_a_deletion_of_its_bytes_and_stores_them_again(
+    store, clock, tmp_path
+):
+    blobs = LocalBlobStore(tmp_path)
+    await joan_waits_for_her_download(store, clock, blobs)
+    downloader = MediaDownloader(store, {"whatsapp": SamePhoto()}, blobs, clock)
+    # Retention holds the key: it found no row naming the bytes and deletes them...
+    async with store.transaction() as tx:
+        await tx.media.hold_blob(WA_KEY)
+        # ...while Joan's download of the same photo comes in.
+        downloading = asyncio.create_task(downloader.run_once())
+        await asyncio.sleep(0.2)
+        assert not downloading.done()  # it waits for the key before it looks at the bytes
+        await blobs.delete(WA_KEY)
+    assert await asyncio.wait_for(downloading, 5)
+    (j1,) = (await media_rows(store)).values()
+    assert (j1.state, j1.blob_key) == (MediaState.STORED, WA_KEY)
+    assert await blobs.get(WA_KEY) == PHOTO  # stored again: the row names bytes that exist

@@ -427,6 +427,12 @@ class MediaRepository(Protocol):
         """Due pending downloads."""
         ...
 
+    async def hold_blob(self, blob_key: str) -> None:
+        """Until this transaction ends, no other transaction holding ``blob_key`` runs: storing
+        a file's bytes and naming them, and deleting bytes that no row names, never interleave
+        (identical files share one blob)."""
+        ...
+
     async def media_stored(
         self, media_ref_id: int, *, blob_key: str, size: int, sha256: str, mime_type: str | None
     ) -> None: ...

@@ -211,11 +211,14 @@ class MediaDownloader(_Loop):
             return
         digest = hashlib.sha256(data).hexdigest()
         key = media_blob_key(ref.channel, ref.account, digest)
-        # Content-addressed: bytes already there (a web chat upload, the same photo sent
-        # again) are these bytes; writing them again would only cost an fsync.
-        if not await self.blobs.exists(key):
-            await self.blobs.put(key, data, content_type=mime)
         async with self.store.transaction() as tx:
+            # Identical files share their blob: while this holds the key, retention or an
+            # erasure cannot delete the bytes found here before this row names them.
+            await tx.media.hold_blob(key)
+            # Content-addressed: bytes already there (a web chat upload, the same photo sent
+            # again) are these bytes; writing them again would only cost an fsync.
+            if not await self.blobs.exists(key):
+                await self.blobs.put(key, data, content_type=mime)
             await tx.media.media_stored(
                 ref.id, blob_key=key, size=len(data), sha256=digest, mime_type=mime
             )

@@ -170,4 +170,4 @@ class Privacy:
         if self.blobs is None:
             return
         for key in keys:
-            await self.blobs.delete(key)
+            await self.store.delete_blob_if_unused(key, self.blobs)

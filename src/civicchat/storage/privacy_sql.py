@@ -6,7 +6,8 @@ citizens who send the same photo share one blob. Erasure and retention therefore
 deletion only the blobs that nothing still names once their rows are gone
 (:meth:`SqlPrivacyMixin.blob_keys_in_use`): no media row by ``blob_key``, no web chat media row
 by the SHA-256 in its media id (not downloaded yet), no web chat message still waiting in the
-inbox.
+inbox. The bytes themselves go through :meth:`SqlPrivacyMixin.delete_blob_if_unused`, which checks
+again while it holds the key against a media worker naming the same bytes meanwhile.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from civicchat.messages import (
     Unsupported,
 )
 from civicchat.storage.base import (
+    BlobStore,
     ErasureResult,
     EventKind,
     EventState,
@@ -47,6 +49,7 @@ from civicchat.storage.base import (
 )
 from civicchat.storage.repositories import (
     SqlTransaction,
+    hold_blob,
 )
 from civicchat.storage.schema import (
     CaseRow,
@@ -247,6 +250,21 @@ class SqlPrivacyMixin:
             media=len(media),
             blob_keys=tuple(sorted(orphans)),
         )
+
+    async def delete_blob_if_unused(self, key: str, blobs: BlobStore) -> bool:
+        """Delete ``key``'s bytes from ``blobs`` unless a row names them; True if deleted.
+
+        The check and the deletion hold the key (``MediaRepository.hold_blob``): a media worker
+        that found the same bytes already stored, for another citizen's identical photo, names
+        them before this looks, or stores them again after this deleted them; never a row
+        naming bytes that are gone.
+        """
+        async with self._begin() as conn:
+            await hold_blob(conn, key)
+            if await _keys_in_use(conn, [key]):
+                return False
+            await blobs.delete(key)
+            return True
 
     async def blob_keys_in_use(self, keys: Iterable[str]) -> set[str]:
         """Those of ``keys`` still named by a media row (its ``blob_key``, or a web chat media

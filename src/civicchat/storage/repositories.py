@@ -15,6 +15,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -547,7 +548,23 @@ class SqlKeywordStats(_Repo):
         return [KeywordCount(account, keyword_id, day, int(n)) for keyword_id, day, n in rows]
 
 
+async def hold_blob(conn: AsyncConnection, blob_key: str) -> None:
+    """Hold ``blob_key`` until ``conn``'s transaction ends (see ``MediaRepository.hold_blob``).
+
+    PostgreSQL: a transaction-level advisory lock on the key's hash. SQLite: nothing to do, a
+    write transaction already holds the database's single writer (``BEGIN IMMEDIATE``).
+    """
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+            {"k": f"civicchat-blob:{blob_key}"},
+        )
+
+
 class SqlMedia(_Repo):
+    async def hold_blob(self, blob_key: str) -> None:
+        await hold_blob(self._conn, blob_key)
+
     async def add_media(
         self,
         channel: str,
