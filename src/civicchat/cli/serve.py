@@ -130,6 +130,7 @@ def run_serve(args: argparse.Namespace) -> int:
         "log_level": args.log_level,
         "timeout_graceful_shutdown": 3,
         "proxy_headers": True,
+        "forwarded_allow_ips": ",".join(config.server.forwarded_allow_ips),
     }
     if args.workers > 1:
         from civicchat.service.app import prepare_first_start

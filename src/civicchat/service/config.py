@@ -203,6 +203,9 @@ class ServerConfig(_Model):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     access_log: bool = False
     webchat_messages_per_minute: int = Field(default=30, ge=1)  # per client address
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (uvicorn's
+    # forwarded_allow_ips): the client address the web chat's limits count. "*": any.
+    forwarded_allow_ips: list[str] = Field(default_factory=lambda: ["127.0.0.1"], min_length=1)
     webchat_upload_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)  # a photo
     secure_cookies: bool | None = None  # default: true when public_url is https
 
