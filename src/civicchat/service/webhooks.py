@@ -8,7 +8,6 @@ committed to the durable inbox, and only then does the provider get the channel'
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter, OrderedDict, deque
@@ -253,6 +252,13 @@ class InboxBatcher:
         try:
             result = await self.store.accept(events)
         except Exception as exc:
+            # One ERROR line for the commit, not one per webhook it held: each caller gets the
+            # exception and answers "try again".
+            channels = sorted({event.channel for event in events})
+            logger.error(
+                "inbox commit of %d event(s) (%s) failed", len(events), ", ".join(channels),
+                exc_info=exc,
+            )  # fmt: skip
             for waiting in batch:
                 if not waiting.future.done():
                     waiting.future.set_exception(exc)
@@ -428,13 +434,8 @@ class WebhookEndpoint:
         if events:
             try:
                 await self.batcher.accept(events)
-            except (StorageError, SQLAlchemyError) as exc:
-                # Every webhook of a group commit gets the same error: one ERROR line for it.
-                if not getattr(exc, "_civicchat_logged", False):
-                    logger.exception("webhook %s/%s: inbox commit failed", channel_name, name)
-                    with contextlib.suppress(AttributeError):
-                        exc._civicchat_logged = True  # type: ignore[union-attr]
-                return 503, b"try again", _TEXT, []
+            except (StorageError, SQLAlchemyError):
+                return 503, b"try again", _TEXT, []  # logged once for its batch (InboxBatcher)
         timer = self._timers.get(channel_name)
         if timer is None:
             timer = self._timers[channel_name] = ctx.metrics.webhook.labels(channel_name)

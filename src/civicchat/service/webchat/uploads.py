@@ -221,8 +221,8 @@ def upload_routes(ctx: WebChatUploads) -> list[Route]:
         try:
             await ctx.accept([event])
         except (StorageError, SQLAlchemyError):
-            # The bytes stay under their content key: the citizen's retry finds them again.
-            logger.exception("webchat %s: inbox commit of an upload failed", name)
+            # Logged for its batch (InboxBatcher). The bytes stay under their content key: the
+            # citizen's retry finds them again.
             return refuse("try_again")
         logger.info("webchat %s: photo accepted (%s, %d bytes)", name, mime, len(data))
         return JSONResponse(
