@@ -275,6 +275,48 @@ async def test_a_failed_inbox_commit_is_an_error_the_citizen_can_retry(
     assert media.sha256 == digest
 
 
+async def test_bytes_deleted_between_the_upload_and_its_commit_are_stored_again(
+    service: Service,
+) -> None:
+    """Identical photos share one blob: an erasure of another citizen's copy may find it named
+    by nothing while this upload's message is not committed yet, and delete it. Once the message
+    is committed the upload makes sure its bytes are there, holding the key."""
+    await deleted_between_upload_and_commit(service)
+
+
+@pytest.mark.postgres
+async def test_bytes_deleted_between_the_upload_and_its_commit_on_postgres(
+    pg_service: Service,
+) -> None:
+    await deleted_between_upload_and_commit(pg_service)
+
+
+async def deleted_between_upload_and_commit(service: Service) -> None:
+    import asyncio
+
+    store, blobs = service.state.store, service.state.blobs
+    png = tiny_png()
+    digest = hashlib.sha256(png).hexdigest()
+    key = media_blob_key("webchat", "mataro-web", digest)
+    async with store.transaction() as tx:
+        # A deletion holds the key (and, on SQLite, the writer the upload's commit needs)...
+        await tx.media.hold_blob(key)
+        upload = asyncio.create_task(
+            service.client.post(UPLOAD, content=png, headers=headers(mid="gone"))
+        )
+        for _ in range(100):
+            if await blobs.exists(key):  # the upload stored its bytes and waits on its commit
+                break
+            await asyncio.sleep(0.01)
+        assert await blobs.exists(key)
+        await blobs.delete(key)  # ...found nothing naming them, and deleted them.
+    answer = await asyncio.wait_for(upload, 10)
+    assert answer.status_code == 200
+    assert await blobs.get(key) == png  # stored again: the accepted photo has its bytes
+    (media,) = await wait_for(lambda: web_media(service))
+    assert media.sha256 == digest
+
+
 async def test_a_photo_whose_message_was_never_accepted_is_swept_after_a_day(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:

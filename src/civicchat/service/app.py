@@ -202,6 +202,7 @@ def create_app(
         max_bytes=min(config.server.webchat_upload_max_bytes, config.media.max_bytes),
         limiter=webchat_limiter,
         metrics=metrics,
+        keep=lambda key, data, mime: store.keep_blob(key, data, blobs, content_type=mime),
     )
     routes += webchat_routes(
         hub, webchat_titles(config), uploads=uploads, history=SqlWebChatHistory(store.engine)

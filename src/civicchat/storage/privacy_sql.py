@@ -266,6 +266,17 @@ class SqlPrivacyMixin:
             await blobs.delete(key)
             return True
 
+    async def keep_blob(
+        self, key: str, data: bytes, blobs: BlobStore, *, content_type: str | None = None
+    ) -> None:
+        """Make sure ``data`` is stored under ``key`` once a committed row or message names it,
+        holding the key against :meth:`delete_blob_if_unused` (which may have deleted bytes
+        stored a moment earlier, before anything named them)."""
+        async with self._begin() as conn:
+            await hold_blob(conn, key)
+            if not await blobs.exists(key):
+                await blobs.put(key, data, content_type=content_type)
+
     async def blob_keys_in_use(self, keys: Iterable[str]) -> set[str]:
         """Those of ``keys`` still named by a media row (its ``blob_key``, or a web chat media
         id not downloaded yet) or by a web chat message not yet processed."""

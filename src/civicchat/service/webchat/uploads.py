@@ -129,7 +129,9 @@ class WebChatUploads:
     channels read them back with ``uploads=`` the same store); ``accept``: commits events to
     the durable inbox and returns once committed (``InboxBatcher.accept``); ``limiter``: the
     per-address limit of the text messages (the same object, so photos and texts count
-    together); ``max_bytes``: the largest photo.
+    together); ``max_bytes``: the largest photo; ``keep(key, data, mime)``: once the message is
+    committed, makes sure its bytes are still stored (``SqlStore.keep_blob``: identical photos
+    share one blob, and an erasure of another citizen's copy may have deleted it in between).
     """
 
     channels: Mapping[str, WebChatChannel]
@@ -138,6 +140,7 @@ class WebChatUploads:
     max_bytes: int = 10 * 1024 * 1024
     limiter: WindowLimiter | None = None
     metrics: ServiceMetrics | None = None
+    keep: Callable[[str, bytes, str], Awaitable[None]] | None = None
 
 
 def _caption(raw: str | None) -> str | None:
@@ -224,6 +227,12 @@ def upload_routes(ctx: WebChatUploads) -> list[Route]:
             # Logged for its batch (InboxBatcher). The bytes stay under their content key: the
             # citizen's retry finds them again.
             return refuse("try_again")
+        if ctx.keep is not None:
+            try:
+                await ctx.keep(key, data, mime)
+            except (OSError, StorageError, SQLAlchemyError):
+                # Accepted all the same: the media worker reports the bytes as missing.
+                logger.exception("webchat %s: checking an accepted upload's file failed", name)
         logger.info("webchat %s: photo accepted (%s, %d bytes)", name, mime, len(data))
         return JSONResponse(
             {"id": event.provider_message_id}, headers={"Cache-Control": "no-store"}
