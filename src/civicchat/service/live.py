@@ -123,11 +123,6 @@ class InProcessLiveBus:
         """How many subscriptions are open (for tests and metrics)."""
         return sum(len(qs) for qs in self._subscribers.values())
 
-    @property
-    def has_subscribers(self) -> bool:
-        """Whether any subscription is open (accounts without one are removed)."""
-        return bool(self._subscribers)
-
     async def publish(self, event: LiveEvent) -> None:
         self.deliver(event)
 
@@ -269,10 +264,6 @@ class PostgresLiveBus:
         self._conn = conn
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        if not self._local.has_subscribers:
-            # Nobody here to tell (a worker process, a console with no one logged in): every
-            # message's events come back to every process, so skip their parsing.
-            return
         try:
             event = LiveEvent.from_json(payload)
         except ValueError:
