@@ -13,7 +13,7 @@ from service_fakes import WA_VERIFY, running, signed_headers, start_service, wa_
 
 from civicchat.messages import InboundMessage, Sender, Text
 from civicchat.service.metrics import ServiceMetrics
-from civicchat.service.webhooks import InboxBatcher, IngressGate
+from civicchat.service.webhooks import InboxBatcher, IngressGate, WebhookEndpoint
 from civicchat.storage.base import AcceptResult
 
 TS = int(datetime(2026, 11, 30, 9, 0, tzinfo=UTC).timestamp())
@@ -372,3 +372,22 @@ async def test_the_metrics_show_the_webhooks_in_flight_and_the_deferred_rounds()
     assert "civicchat_worker_rounds_deferred_total 2.0" in text
     gate.leave()
     assert "civicchat_webhooks_in_flight 0.0" in metrics.render().decode()
+
+
+def _batcher(app: Any) -> InboxBatcher:
+    (webhooks,) = [m for m in app.user_middleware if m.cls is WebhookEndpoint]
+    batcher: InboxBatcher = webhooks.kwargs["ctx"].batcher
+    return batcher
+
+
+async def test_the_group_commits_running_at_once_come_from_the_config(tmp_path: Path) -> None:
+    (tmp_path / "default").mkdir()
+    (tmp_path / "set").mkdir()
+    app, _fake, provider, _ = await start_service(tmp_path / "default")
+    assert _batcher(app).max_commits == 1  # SQLite: one writer
+    await provider.aclose()
+    app, _fake, provider, _ = await start_service(
+        tmp_path / "set", extra="server: {inbox_commits: 3}"
+    )
+    assert _batcher(app).max_commits == 3
+    await provider.aclose()

@@ -182,7 +182,8 @@ def create_app(
     webchat_limiter = WindowLimiter(config.server.webchat_messages_per_minute)
     # Several commits at once on PostgreSQL (each waits for its flush to disk); SQLite has one
     # writer.
-    batcher = InboxBatcher(store, metrics, max_commits=1 if config.is_sqlite else 4)
+    commits = config.server.inbox_commits or (1 if config.is_sqlite else 4)
+    batcher = InboxBatcher(store, metrics, max_commits=commits)
     webhooks = WebhookContext(
         store,
         accounts,

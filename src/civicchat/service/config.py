@@ -207,6 +207,10 @@ class ServerConfig(_Model):
     # forwarded_allow_ips): the client address the web chat's limits count. "*": any.
     forwarded_allow_ips: list[str] = Field(default_factory=lambda: ["127.0.0.1"], min_length=1)
     webchat_upload_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)  # a photo
+    # Group commits of webhooks running at once, each on its own connection (InboxBatcher);
+    # None: 1 on SQLite (one writer), 4 on PostgreSQL. More may help a database server with many
+    # cores and slow flushes; each one is a pooled connection the workers then lack.
+    inbox_commits: int | None = Field(default=None, ge=1, le=32)
     secure_cookies: bool | None = None  # default: true when public_url is https
 
 
